@@ -1,0 +1,92 @@
+/**
+ * Device-side checks of a signed manifest, in the order that fails cheapest and safest:
+ * envelope, signature by a pinned key, schema, expiry, architecture, ref, anti-rollback.
+ * Each rejection is its own error class so the agent can report it precisely.
+ */
+import { AptOstreeError } from "../errors.ts";
+import { keyId, verify } from "../sign/ed25519.ts";
+import { ManifestSchema, SignedManifestSchema, manifestSigningBytes, type Manifest } from "../wire/manifest.ts";
+
+export abstract class ManifestRejectedError extends AptOstreeError {}
+
+export class MalformedManifestError extends ManifestRejectedError {
+  constructor(message: string) {
+    super("E_MANIFEST_MALFORMED", `malformed manifest: ${message}`);
+  }
+}
+export class UnknownManifestKeyError extends ManifestRejectedError {
+  constructor(keyIds: string[]) {
+    super("E_MANIFEST_UNKNOWN_KEY", `manifest is signed only by unknown key(s) ${keyIds.map((k) => k.slice(0, 16)).join(", ")}; pin the server's public key in keys.d`);
+  }
+}
+export class ManifestSignatureError extends ManifestRejectedError {
+  constructor(keyIdHex: string) {
+    super("E_MANIFEST_BAD_SIGNATURE", `manifest signature by pinned key ${keyIdHex.slice(0, 16)} does not verify: the manifest was altered or the signature is corrupt`);
+  }
+}
+export class ManifestExpiredError extends ManifestRejectedError {
+  constructor(expires: string, now: Date) {
+    super("E_MANIFEST_EXPIRED", `manifest expired at ${expires} (now ${now.toISOString()}); the server must publish a fresh one`);
+  }
+}
+export class WrongArchitectureError extends ManifestRejectedError {
+  constructor(got: string, expected: string) {
+    super("E_MANIFEST_WRONG_ARCH", `manifest is for architecture ${got}, this device is ${expected}`);
+  }
+}
+export class WrongRefError extends ManifestRejectedError {
+  constructor(got: string, expected: string) {
+    super("E_MANIFEST_WRONG_REF", `manifest is for ref ${got}, this device follows ${expected}`);
+  }
+}
+export class RollbackRejectedError extends ManifestRejectedError {
+  constructor(got: number, booted: number) {
+    super("E_MANIFEST_ROLLBACK", `manifest sequence ${got} is older than the booted sequence ${booted} and is not a signed downgrade`);
+  }
+}
+
+export interface ManifestExpectations {
+  trustedKeys: Uint8Array[];
+  now: Date;
+  architecture: string;
+  /** The ref the device follows; omit to accept any (e.g. a rebase the admin asked for). */
+  ref?: string;
+  /** Sequence of the booted commit; omit when unknown (first install). */
+  bootedSequence?: number;
+}
+
+export function verifySignedManifest(input: unknown, expect: ManifestExpectations): Manifest {
+  const envelope = SignedManifestSchema.safeParse(typeof input === "string" ? parseJson(input) : input);
+  if (!envelope.success) throw new MalformedManifestError(envelope.error.issues.map(describeIssue).join("; "));
+
+  const bytes = manifestSigningBytes(envelope.data.manifest);
+  const pinned = new Map(expect.trustedKeys.map((key) => [keyId(key), key]));
+  const known = envelope.data.signatures.filter((s) => pinned.has(s.keyid));
+  if (known.length === 0) throw new UnknownManifestKeyError(envelope.data.signatures.map((s) => s.keyid));
+  const valid = known.some((s) => verify(Buffer.from(s.sig, "base64"), bytes, pinned.get(s.keyid)!));
+  if (!valid) throw new ManifestSignatureError(known[0]!.keyid);
+
+  const parsed = ManifestSchema.safeParse(envelope.data.manifest);
+  if (!parsed.success) throw new MalformedManifestError(parsed.error.issues.map(describeIssue).join("; "));
+  const manifest = parsed.data;
+
+  if (Date.parse(manifest.expires) <= expect.now.getTime()) throw new ManifestExpiredError(manifest.expires, expect.now);
+  if (manifest.architecture !== expect.architecture) throw new WrongArchitectureError(manifest.architecture, expect.architecture);
+  if (expect.ref !== undefined && manifest.ref !== expect.ref) throw new WrongRefError(manifest.ref, expect.ref);
+  if (expect.bootedSequence !== undefined && manifest.sequence < expect.bootedSequence && !manifest.downgrade) {
+    throw new RollbackRejectedError(manifest.sequence, expect.bootedSequence);
+  }
+  return manifest;
+}
+
+function parseJson(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch (error) {
+    throw new MalformedManifestError(`not JSON (${(error as Error).message})`);
+  }
+}
+
+function describeIssue(issue: { path: PropertyKey[]; message: string }): string {
+  return `${issue.path.length > 0 ? issue.path.join(".") : "(root)"}: ${issue.message}`;
+}
