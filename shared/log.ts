@@ -1,4 +1,4 @@
-import { pino, type Logger } from "pino";
+import { pino, destination, type Logger } from "pino";
 
 export type { Logger } from "pino";
 
@@ -13,7 +13,7 @@ export interface LoggerOptions {
 export function createLogger(options: LoggerOptions): Logger {
   return pino(
     { name: options.name, level: options.level ?? process.env.APT_OSTREE_LOG_LEVEL ?? "info", base: { pid: process.pid } },
-    pino.destination({ dest: 2, sync: true }),
+    destination({ dest: 2, sync: true }),
   );
 }
 
