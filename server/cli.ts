@@ -1,0 +1,11 @@
+import { defineCommand } from "../shared/cli/command.ts";
+import { runProcess } from "../shared/cli/main.ts";
+import { composeCommand } from "./cli/compose.ts";
+
+export const serverCommand = defineCommand({
+  name: "apt-ostree-server",
+  description: "Compose, sign, publish and serve OSTree OS images for Debian appliances.",
+  subcommands: [composeCommand],
+});
+
+await runProcess(serverCommand);

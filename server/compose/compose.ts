@@ -1,0 +1,160 @@
+/**
+ * `apt-ostree-server compose`: recipe -> resolved packages -> mmdebstrap rootfs -> image
+ * customisation -> kernel and initramfs -> OSTree layout -> commit with metadata.
+ */
+import { mkdir, mkdtemp, readFile, rm, stat } from "node:fs/promises";
+import { join } from "node:path";
+import { AptOstreeError } from "../../shared/errors.ts";
+import { META, readImageCommitInfo } from "../../shared/image/commit-metadata.ts";
+import type { Logger } from "../../shared/log.ts";
+import { commitTree, gvariantTextString } from "../../shared/ostree/commit.ts";
+import { parseCommitObject } from "../../shared/ostree/commit-object.ts";
+import { initRepo, readCommitObject, resolveRef, setRef } from "../../shared/ostree/repo.ts";
+import { commitSizes, repoMode, type CommitSizes } from "../../shared/ostree/show.ts";
+import { refreshIndices, resolvePackages } from "./apt.ts";
+import { aptCachePaths, workDir } from "./cache.ts";
+import { customizeRootfs } from "./customize.ts";
+import { parseDpkgStatus, type InstalledPackage } from "./dpkg-status.ts";
+import { installKernel } from "./kernel.ts";
+import { DPKG_DATABASE, convertToOstreeLayout } from "./layout.ts";
+import type { ComposeProgress } from "./progress.ts";
+import { loadRecipe, type Recipe } from "./recipe.ts";
+import { buildRootfs } from "./rootfs.ts";
+import { nextVersion } from "./version.ts";
+
+export interface ComposeOptions {
+  recipesDir: string;
+  image: string;
+  machine: string;
+  /** Archive repo; created when missing. */
+  repo: string;
+  /** Version string; default: the previous version on the ref, incremented. */
+  version?: string;
+  cacheDir: string;
+  /** Reuse cached APT indices younger than this (seconds). */
+  indexMaxAgeSeconds: number;
+  /** Commit even when the tree equals the previous commit's. */
+  force?: boolean;
+  /** Keep the work directory (rootfs) for inspection. */
+  keepWorkDir?: boolean;
+  log: Logger;
+  progress: ComposeProgress;
+  signal?: AbortSignal;
+}
+
+export interface ComposeResult {
+  ref: string;
+  commit: string;
+  version: string;
+  sequence: number;
+  /** False when the tree equalled the previous commit's and nothing was committed. */
+  changed: boolean;
+  packages: number;
+  kernel: string | null;
+  sizes: CommitSizes | null;
+  indicesFetched: number;
+}
+
+export class ComposeError extends AptOstreeError {
+  constructor(message: string, cause?: unknown) {
+    super("E_COMPOSE", message, { cause });
+  }
+}
+
+export async function compose(options: ComposeOptions): Promise<ComposeResult> {
+  const { log, progress } = options;
+  progress.phase("recipe", `${options.image} for ${options.machine}`);
+  const recipe = await loadRecipe(options.recipesDir, options.image, options.machine);
+  const cache = await aptCachePaths(options.cacheDir, recipe);
+
+  progress.phase("apt", "refreshing package indices");
+  const indicesFetched = await refreshIndices(recipe, cache, options.indexMaxAgeSeconds);
+  progress.phase("apt", "resolving packages");
+  const resolved = await resolvePackages(recipe, cache);
+  log.info({ event: "compose.resolved", packages: resolved.length, indicesFetched }, `resolved ${resolved.length} packages`);
+
+  await ensureArchiveRepo(options.repo);
+  const previous = await previousCommit(options.repo, recipe.ref);
+
+  await mkdir(workDir(options.cacheDir), { recursive: true });
+  const work = await mkdtemp(join(workDir(options.cacheDir), "compose-"));
+  try {
+    const root = join(work, "rootfs");
+    await mkdir(root);
+    await buildRootfs({ recipe, cache, target: root, expectedPackages: resolved.length, progress, signal: options.signal });
+    await customizeRootfs(root, recipe, progress);
+    const kernel = await installKernel(root, recipe, progress);
+    const installed = parseDpkgStatus(await readFile(join(root, "var/lib/dpkg/status"), "utf8"));
+    progress.phase("layout", "converting to the OSTree layout");
+    const layout = await convertToOstreeLayout(root);
+    log.info({ event: "compose.layout", ...layout, kernel }, "converted to the OSTree layout");
+    if (!(await stat(join(root, DPKG_DATABASE, "status")).catch(() => null))) throw new ComposeError("the dpkg database did not move under /usr");
+
+    const version = options.version ?? nextVersion(previous?.version ?? null);
+    const sequence = (previous?.sequence ?? 0) + 1;
+    progress.phase("commit", `${recipe.ref} version ${version}`);
+    const commit = await commitTree({
+      repo: options.repo,
+      tree: root,
+      branch: recipe.ref,
+      subject: `${recipe.image} ${version} for ${recipe.machine}`,
+      timestamp: recipe.sourceDateEpoch,
+      metadataStrings: commitStrings(recipe, version, sequence, kernel),
+      metadataVariants: { [META.packages]: packagesVariantText(installed) },
+      signal: options.signal,
+    });
+
+    if (previous && !options.force && (await sameTree(options.repo, commit, previous.commit))) {
+      await setRef(options.repo, recipe.ref, previous.commit);
+      log.info({ event: "compose.unchanged", commit: previous.commit, version: previous.version }, `no changes since version ${previous.version}`);
+      return { ref: recipe.ref, commit: previous.commit, version: previous.version, sequence: previous.sequence, changed: false, packages: installed.length, kernel, sizes: await commitSizes(options.repo, previous.commit), indicesFetched };
+    }
+    const sizes = await commitSizes(options.repo, commit);
+    log.info({ event: "compose.committed", ref: recipe.ref, commit, version, sequence, sizes }, `committed ${recipe.ref} ${version}`);
+    return { ref: recipe.ref, commit, version, sequence, changed: true, packages: installed.length, kernel, sizes, indicesFetched };
+  } finally {
+    if (!options.keepWorkDir) await rm(work, { recursive: true, force: true });
+    progress.done();
+  }
+}
+
+function commitStrings(recipe: Recipe, version: string, sequence: number, kernel: string | null): Record<string, string> {
+  return {
+    [META.version]: version,
+    [META.sequence]: String(sequence),
+    [META.architecture]: recipe.architecture,
+    [META.machine]: recipe.machine,
+    [META.image]: recipe.image,
+    [META.recipeDigest]: recipe.digest,
+    [META.sourceDateEpoch]: String(recipe.sourceDateEpoch),
+    ...(kernel ? { [META.linux]: kernel } : {}),
+  };
+}
+
+export function packagesVariantText(packages: InstalledPackage[]): string {
+  if (packages.length === 0) return "@a(sss) []";
+  return `[${packages.map((p) => `(${gvariantTextString(p.name)}, ${gvariantTextString(p.version)}, ${gvariantTextString(p.architecture)})`).join(", ")}]`;
+}
+
+async function ensureArchiveRepo(repo: string): Promise<void> {
+  if (!(await stat(join(repo, "config")).catch(() => null))) {
+    await initRepo(repo, "archive");
+    return;
+  }
+  const mode = await repoMode(repo);
+  if (mode !== "archive-z2" && mode !== "archive") {
+    throw new ComposeError(`${repo} is a '${mode}' repo; compose writes to an archive repo that can be served over HTTP`);
+  }
+}
+
+async function previousCommit(repo: string, ref: string): Promise<{ commit: string; version: string; sequence: number } | null> {
+  const commit = await resolveRef(repo, ref);
+  if (commit === null) return null;
+  const info = readImageCommitInfo(parseCommitObject(await readCommitObject(repo, commit)), `${ref} (${commit.slice(0, 12)})`);
+  return { commit, version: info.version, sequence: info.sequence };
+}
+
+async function sameTree(repo: string, a: string, b: string): Promise<boolean> {
+  const [left, right] = await Promise.all([a, b].map(async (c) => parseCommitObject(await readCommitObject(repo, c))));
+  return left!.rootTree === right!.rootTree && left!.rootMeta === right!.rootMeta;
+}

@@ -1,0 +1,31 @@
+/** The image's own changes on top of the packages, in rpm-ostree's order: add-files, units, default target, postprocess, remove-files. */
+import { copyFile, mkdir, rm } from "node:fs/promises";
+import { dirname, join } from "node:path";
+import { runInChroot } from "./chroot.ts";
+import type { ComposeProgress } from "./progress.ts";
+import type { Recipe } from "./recipe.ts";
+
+export async function customizeRootfs(root: string, recipe: Recipe, progress: ComposeProgress): Promise<void> {
+  progress.phase("customize", `${recipe.addFiles.length} files, ${recipe.units.length} units, ${recipe.postprocess.length} scripts`);
+  for (const [source, destination] of recipe.addFiles) {
+    const target = join(root, destination);
+    await mkdir(dirname(target), { recursive: true });
+    await copyFile(source, target);
+  }
+  if (recipe.units.length > 0) {
+    await runInChroot(root, ["systemctl", "enable", ...recipe.units], { what: `enabling units ${recipe.units.join(", ")}` });
+  }
+  if (recipe.defaultTarget) {
+    await runInChroot(root, ["systemctl", "set-default", recipe.defaultTarget], { what: `setting default target ${recipe.defaultTarget}` });
+  }
+  for (const [index, script] of recipe.postprocess.entries()) {
+    await runInChroot(root, ["/bin/sh", "-e"], {
+      input: script,
+      env: { SOURCE_DATE_EPOCH: String(recipe.sourceDateEpoch) },
+      what: `postprocess script ${index + 1}`,
+    });
+  }
+  for (const path of recipe.removeFiles) {
+    await rm(join(root, path), { recursive: true, force: true });
+  }
+}

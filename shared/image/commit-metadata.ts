@@ -1,0 +1,65 @@
+/**
+ * apt-ostree's keys in commit metadata, written by compose and read by publish, `db diff`
+ * and the device. Plain strings except the package list, which is `a(sss)` like
+ * rpm-ostree's `rpmostree.rpmdb.pkglist`.
+ */
+import { isVariant, type GVValue } from "../gvariant/index.ts";
+import type { CommitObject } from "../ostree/commit-object.ts";
+import { metadataString } from "../ostree/commit-object.ts";
+import { AptOstreeError } from "../errors.ts";
+
+export const META = {
+  version: "version",
+  sequence: "apt-ostree.sequence",
+  architecture: "apt-ostree.architecture",
+  machine: "apt-ostree.machine",
+  image: "apt-ostree.image",
+  recipeDigest: "apt-ostree.recipe-digest",
+  sourceDateEpoch: "apt-ostree.source-date-epoch",
+  packages: "apt-ostree.packages",
+  linux: "ostree.linux",
+} as const;
+
+export interface PackageEntry {
+  name: string;
+  version: string;
+  architecture: string;
+}
+
+export interface ImageCommitInfo {
+  version: string;
+  sequence: number;
+  architecture: string;
+  machine: string;
+  image: string;
+  recipeDigest: string;
+  packages: PackageEntry[];
+}
+
+export class NotAnImageCommitError extends AptOstreeError {
+  constructor(what: string, key: string) {
+    super("E_NOT_IMAGE_COMMIT", `${what} has no '${key}' metadata: it was not composed by apt-ostree`);
+  }
+}
+
+export function readImageCommitInfo(commit: CommitObject, what: string): ImageCommitInfo {
+  const need = (key: string): string => {
+    const value = metadataString(commit, key);
+    if (value === undefined) throw new NotAnImageCommitError(what, key);
+    return value;
+  };
+  const packagesValue = commit.metadata.get(META.packages);
+  if (!packagesValue || !isVariant(packagesValue) || packagesValue.type !== "a(sss)") throw new NotAnImageCommitError(what, META.packages);
+  return {
+    version: need(META.version),
+    sequence: Number(need(META.sequence)),
+    architecture: need(META.architecture),
+    machine: need(META.machine),
+    image: need(META.image),
+    recipeDigest: need(META.recipeDigest),
+    packages: (packagesValue.value as GVValue[]).map((entry) => {
+      const [name, version, architecture] = entry as [string, string, string];
+      return { name, version, architecture };
+    }),
+  };
+}

@@ -1,0 +1,41 @@
+import { mkdir, readFile } from "node:fs/promises";
+import { join } from "node:path";
+import { runOstree } from "./exec.ts";
+
+export type RepoMode = "archive" | "bare" | "bare-user" | "bare-user-only";
+
+/** Creates a repo (and its directory) unless one exists; archive repos get indexed deltas. */
+export async function initRepo(repo: string, mode: RepoMode): Promise<void> {
+  await mkdir(repo, { recursive: true });
+  await runOstree(["init", `--repo=${repo}`, `--mode=${mode}`]);
+  if (mode === "archive") await runOstree(["config", `--repo=${repo}`, "set", "core.indexed-deltas", "true"]);
+}
+
+/** The commit a ref points to, or null when the ref does not exist. */
+export async function resolveRef(repo: string, ref: string): Promise<string | null> {
+  const out = await runOstree(["rev-parse", `--repo=${repo}`, ref]).catch((error: unknown) => {
+    if (/not found|No such/i.test((error as Error).message)) return null;
+    throw error;
+  });
+  return out === null ? null : out.trim();
+}
+
+export async function setRef(repo: string, ref: string, commit: string): Promise<void> {
+  await runOstree(["reset", `--repo=${repo}`, ref, commit]);
+}
+
+export function objectPath(repo: string, checksum: string, extension: "commit" | "commitmeta" | "dirtree" | "dirmeta" | "filez" | "file"): string {
+  return join(repo, "objects", checksum.slice(0, 2), `${checksum.slice(2)}.${extension}`);
+}
+
+export async function readCommitObject(repo: string, checksum: string): Promise<Buffer> {
+  return readFile(objectPath(repo, checksum, "commit"));
+}
+
+/** Detached metadata bytes of a commit, or null when it has none. */
+export async function readDetachedMetadata(repo: string, checksum: string): Promise<Buffer | null> {
+  return readFile(objectPath(repo, checksum, "commitmeta")).catch((error: NodeJS.ErrnoException) => {
+    if (error.code === "ENOENT") return null;
+    throw error;
+  });
+}
