@@ -1,11 +1,13 @@
 import { defineCommand } from "../shared/cli/command.ts";
 import { runProcess } from "../shared/cli/main.ts";
 import { composeCommand } from "./cli/compose.ts";
+import { keysCommand } from "./cli/keys.ts";
+import { publishCommand } from "./cli/publish.ts";
 
 export const serverCommand = defineCommand({
   name: "apt-ostree-server",
   description: "Compose, sign, publish and serve OSTree OS images for Debian appliances.",
-  subcommands: [composeCommand],
+  subcommands: [composeCommand, publishCommand, keysCommand],
 });
 
 await runProcess(serverCommand);

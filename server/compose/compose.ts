@@ -11,6 +11,7 @@ import { commitTree, gvariantTextString } from "../../shared/ostree/commit.ts";
 import { parseCommitObject } from "../../shared/ostree/commit-object.ts";
 import { initRepo, readCommitObject, resolveRef, setRef } from "../../shared/ostree/repo.ts";
 import { commitSizes, repoMode, type CommitSizes } from "../../shared/ostree/show.ts";
+import type { CommitObject } from "../../shared/ostree/commit-object.ts";
 import { refreshIndices, resolvePackages } from "./apt.ts";
 import { aptCachePaths, workDir } from "./cache.ts";
 import { customizeRootfs } from "./customize.ts";
@@ -104,12 +105,13 @@ export async function compose(options: ComposeOptions): Promise<ComposeResult> {
       signal: options.signal,
     });
 
-    if (previous && !options.force && (await sameTree(options.repo, commit, previous.commit))) {
+    const created = await readCommit(options.repo, commit);
+    if (previous && !options.force && sameTree(created, previous.object)) {
       await setRef(options.repo, recipe.ref, previous.commit);
       log.info({ event: "compose.unchanged", commit: previous.commit, version: previous.version }, `no changes since version ${previous.version}`);
-      return { ref: recipe.ref, commit: previous.commit, version: previous.version, sequence: previous.sequence, changed: false, packages: installed.length, kernel, sizes: await commitSizes(options.repo, previous.commit), indicesFetched };
+      return { ref: recipe.ref, commit: previous.commit, version: previous.version, sequence: previous.sequence, changed: false, packages: installed.length, kernel, sizes: commitSizes(previous.object), indicesFetched };
     }
-    const sizes = await commitSizes(options.repo, commit);
+    const sizes = commitSizes(created);
     log.info({ event: "compose.committed", ref: recipe.ref, commit, version, sequence, sizes }, `committed ${recipe.ref} ${version}`);
     return { ref: recipe.ref, commit, version, sequence, changed: true, packages: installed.length, kernel, sizes, indicesFetched };
   } finally {
@@ -147,14 +149,18 @@ async function ensureArchiveRepo(repo: string): Promise<void> {
   }
 }
 
-async function previousCommit(repo: string, ref: string): Promise<{ commit: string; version: string; sequence: number } | null> {
-  const commit = await resolveRef(repo, ref);
-  if (commit === null) return null;
-  const info = readImageCommitInfo(parseCommitObject(await readCommitObject(repo, commit)), `${ref} (${commit.slice(0, 12)})`);
-  return { commit, version: info.version, sequence: info.sequence };
+async function readCommit(repo: string, commit: string): Promise<CommitObject> {
+  return parseCommitObject(await readCommitObject(repo, commit));
 }
 
-async function sameTree(repo: string, a: string, b: string): Promise<boolean> {
-  const [left, right] = await Promise.all([a, b].map(async (c) => parseCommitObject(await readCommitObject(repo, c))));
-  return left!.rootTree === right!.rootTree && left!.rootMeta === right!.rootMeta;
+async function previousCommit(repo: string, ref: string): Promise<{ commit: string; version: string; sequence: number; object: CommitObject } | null> {
+  const commit = await resolveRef(repo, ref);
+  if (commit === null) return null;
+  const object = await readCommit(repo, commit);
+  const info = readImageCommitInfo(object, `${ref} (${commit.slice(0, 12)})`);
+  return { commit, version: info.version, sequence: info.sequence, object };
+}
+
+function sameTree(a: CommitObject, b: CommitObject): boolean {
+  return a.rootTree === b.rootTree && a.rootMeta === b.rootMeta;
 }

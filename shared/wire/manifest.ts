@@ -13,7 +13,7 @@ const isoTime = z.string().datetime({ offset: true });
 export const DeltaFileSchema = z
   .object({
     /** Path relative to the repo root, e.g. `deltas/Ab/cd…/superblock`. */
-    path: z.string().regex(/^deltas\/[A-Za-z0-9_\-/]+$/, "must be a path under deltas/"),
+    path: z.string().regex(/^deltas\/[A-Za-z0-9_+\-/]+$/, "must be a path under deltas/"),
     size: z.number().int().nonnegative(),
     sha256: sha256Hex,
   })

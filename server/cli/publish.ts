@@ -1,0 +1,46 @@
+import { resolve } from "node:path";
+import { defineCommand, printResult } from "../../shared/cli/command.ts";
+import { UsageError } from "../../shared/errors.ts";
+import { createLogger } from "../../shared/log.ts";
+import { readSecretKeyFile } from "../../shared/sign/keys.ts";
+import { publish } from "../publish/publish.ts";
+import { formatBytes } from "./compose.ts";
+import { defaultRepo, parseDurationSeconds } from "./defaults.ts";
+
+export const publishCommand = defineCommand({
+  name: "publish",
+  description: "Sign a ref's commit, generate static deltas, update the signed summary and write the signed channel manifest.",
+  options: {
+    repo: { type: "string", valueName: "DIR", description: "Archive repo (default: $APT_OSTREE_REPO or /var/lib/apt-ostree-server/repo)" },
+    ref: { type: "string", valueName: "REF", required: true, description: "Ref to publish, e.g. debian/bookworm/qemu-amd64/appliance-minimal" },
+    key: { type: "string", valueName: "FILE", required: true, description: "ed25519 secret key (from 'keys generate')" },
+    channel: { type: "string", valueName: "NAME", default: "stable", description: "Channel the manifest is published on" },
+    "delta-depth": { type: "string", valueName: "K", default: "3", description: "Static deltas from this many previous versions (plus one from scratch)" },
+    expires: { type: "string", valueName: "DURATION", default: "30d", description: "Validity of the signed manifest" },
+    downgrade: { type: "boolean", description: "Allow publishing an older sequence than the channel has (a signed downgrade)" },
+    json: { type: "boolean", description: "Print the manifest path and the deltas written, with sizes, as the last line of stdout" },
+  },
+  notes: ["Killed at any point, the repo keeps serving the previous manifest; rerun the same command to complete."],
+  async run({ options, io }) {
+    const depth = Number(options["delta-depth"]);
+    if (!Number.isInteger(depth) || depth < 0) throw new UsageError(`--delta-depth: '${options["delta-depth"]}' is not a non-negative integer`);
+    if (!/^[a-z0-9][a-z0-9._-]*$/.test(options.channel)) throw new UsageError(`--channel: '${options.channel}' must be lowercase letters, digits, '.', '_' or '-'`);
+    const result = await publish({
+      repo: resolve(options.repo ?? defaultRepo(io.env)),
+      ref: options.ref,
+      key: await readSecretKeyFile(resolve(options.key)),
+      channel: options.channel,
+      deltaDepth: depth,
+      expiresInSeconds: parseDurationSeconds(options.expires, "expires"),
+      downgrade: options.downgrade,
+      log: createLogger({ name: "publish" }),
+    });
+    const text = [
+      `Published ${result.ref} version ${result.version} (sequence ${result.sequence}) on ${result.channel}`,
+      `  Commit:   ${result.commit}`,
+      `  Manifest: ${result.manifest}`,
+      ...result.deltas.map((d) => `  Delta from ${d.fromVersion ?? "scratch"}: ${formatBytes(d.size)} in ${d.files.length} file(s)${d.generated ? "" : " (existing)"}`),
+    ].join("\n");
+    printResult(io, options.json, result, text);
+  },
+});

@@ -1,0 +1,108 @@
+/**
+ * `apt-ostree-server publish`: sign the ref's commit, generate static deltas from the previous
+ * K versions and from scratch, update and sign the summary, then write the signed channel
+ * manifest. Each step is idempotent and the manifest is written last, so a publish killed at
+ * any point leaves the previous manifest and everything it names intact, and a rerun completes.
+ */
+import { join } from "node:path";
+import { AptOstreeError } from "../../shared/errors.ts";
+import type { Logger } from "../../shared/log.ts";
+import { resolveRef } from "../../shared/ostree/repo.ts";
+import type { Ed25519KeyPair } from "../../shared/sign/ed25519.ts";
+import type { Delta, Manifest } from "../../shared/wire/manifest.ts";
+import { readChannelManifest, writeChannelManifest } from "./channel.ts";
+import { ensureDelta } from "./deltas.ts";
+import { commitHistory } from "./history.ts";
+import { acquireLock } from "./lock.ts";
+import { signCommit } from "./sign-commit.ts";
+import { updateSignedSummary } from "./signed-summary.ts";
+
+export interface PublishOptions {
+  repo: string;
+  ref: string;
+  key: Ed25519KeyPair;
+  channel: string;
+  /** Deltas from this many previous versions, plus one from scratch. */
+  deltaDepth: number;
+  /** How long the manifest stays valid. */
+  expiresInSeconds: number;
+  /** Allow publishing a lower sequence than the channel's current one (a signed downgrade). */
+  downgrade?: boolean;
+  now?: () => Date;
+  log: Logger;
+  signal?: AbortSignal;
+}
+
+export interface PublishResult {
+  ref: string;
+  commit: string;
+  version: string;
+  sequence: number;
+  channel: string;
+  /** Path of the manifest relative to the repo root. */
+  manifest: string;
+  deltas: Array<Delta & { generated: boolean }>;
+}
+
+export class PublishError extends AptOstreeError {
+  constructor(message: string) {
+    super("E_PUBLISH", message);
+  }
+}
+
+export async function publish(options: PublishOptions): Promise<PublishResult> {
+  const { repo, ref, log } = options;
+  const now = (options.now ?? (() => new Date()))();
+  const commit = await resolveRef(repo, ref);
+  if (commit === null) throw new PublishError(`ref '${ref}' does not exist in ${repo}; compose it first`);
+  const release = await acquireLock(join(repo, "apt-ostree-publish.lock"));
+  try {
+    const history = await commitHistory(repo, commit, options.deltaDepth);
+    const { info } = history[0]!;
+    const current = await readChannelManifest(repo, options.channel, ref);
+    if (current && current.sequence > info.sequence && !options.downgrade) {
+      throw new PublishError(
+        `${options.channel} already has ${ref} version ${current.version} (sequence ${current.sequence}); version ${info.version} (sequence ${info.sequence}) would be a downgrade: pass --downgrade to allow it`,
+      );
+    }
+
+    const signed = await signCommit(repo, commit, options.key);
+    log.info({ event: "publish.commit.signed", commit, added: signed }, signed ? "signed the commit" : "the commit was already signed");
+
+    const deltas: PublishResult["deltas"] = [];
+    const sources: Array<{ commit: string | null; version: string | null }> = [
+      ...history.slice(1).map((h) => ({ commit: h.commit, version: h.info.version })),
+      { commit: null, version: null },
+    ];
+    for (const source of sources) {
+      const { delta, generated } = await ensureDelta({ repo, from: source.commit, fromVersion: source.version, to: commit, signal: options.signal });
+      deltas.push({ ...delta, generated });
+      log.info(
+        { event: "publish.delta.ready", from: source.commit, fromVersion: source.version, size: delta.size, generated },
+        `delta from ${source.version ?? "scratch"}: ${delta.size} bytes${generated ? "" : " (existing)"}`,
+      );
+    }
+
+    await updateSignedSummary(repo, options.key);
+    log.info({ event: "publish.summary.signed" }, "updated and signed the summary");
+
+    const manifest: Manifest = {
+      schema: 1,
+      ref,
+      commit,
+      version: info.version,
+      sequence: info.sequence,
+      architecture: info.architecture,
+      channel: options.channel,
+      issued: now.toISOString(),
+      expires: new Date(now.getTime() + options.expiresInSeconds * 1000).toISOString(),
+      downgrade: Boolean(current && current.sequence > info.sequence),
+      deltas: deltas.map(({ generated: _generated, ...delta }) => delta),
+    };
+    const manifestFile = await writeChannelManifest(repo, manifest, options.key);
+    log.info({ event: "publish.manifest.written", manifest: manifestFile, version: info.version }, `published ${ref} ${info.version}`);
+    return { ref, commit, version: info.version, sequence: info.sequence, channel: options.channel, manifest: manifestFile, deltas };
+  } finally {
+    await release();
+  }
+}
