@@ -1,13 +1,14 @@
 import { defineCommand } from "../shared/cli/command.ts";
 import { runProcess } from "../shared/cli/main.ts";
 import { composeCommand } from "./cli/compose.ts";
+import { dbCommand } from "./cli/db.ts";
 import { keysCommand } from "./cli/keys.ts";
 import { publishCommand } from "./cli/publish.ts";
 
 export const serverCommand = defineCommand({
   name: "apt-ostree-server",
   description: "Compose, sign, publish and serve OSTree OS images for Debian appliances.",
-  subcommands: [composeCommand, publishCommand, keysCommand],
+  subcommands: [composeCommand, publishCommand, keysCommand, dbCommand],
 });
 
 await runProcess(serverCommand);

@@ -5,9 +5,9 @@
 import { mkdir, mkdtemp, readFile, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { AptOstreeError } from "../../shared/errors.ts";
-import { META, readImageCommitInfo } from "../../shared/image/commit-metadata.ts";
+import { encodeImageCommitMetadata, readImageCommitInfo } from "../../shared/image/commit-metadata.ts";
 import type { Logger } from "../../shared/log.ts";
-import { commitTree, gvariantTextString } from "../../shared/ostree/commit.ts";
+import { commitTree } from "../../shared/ostree/commit.ts";
 import { parseCommitObject } from "../../shared/ostree/commit-object.ts";
 import { initRepo, readCommitObject, resolveRef, setRef } from "../../shared/ostree/repo.ts";
 import { commitSizes, repoMode, type CommitSizes } from "../../shared/ostree/show.ts";
@@ -15,11 +15,11 @@ import type { CommitObject } from "../../shared/ostree/commit-object.ts";
 import { refreshIndices, resolvePackages } from "./apt.ts";
 import { aptCachePaths, workDir } from "./cache.ts";
 import { customizeRootfs } from "./customize.ts";
-import { parseDpkgStatus, type InstalledPackage } from "./dpkg-status.ts";
+import { parseDpkgStatus } from "./dpkg-status.ts";
 import { installKernel } from "./kernel.ts";
 import { DPKG_DATABASE, convertToOstreeLayout } from "./layout.ts";
 import type { ComposeProgress } from "./progress.ts";
-import { loadRecipe, type Recipe } from "./recipe.ts";
+import { loadRecipe } from "./recipe.ts";
 import { buildRootfs } from "./rootfs.ts";
 import { nextVersion } from "./version.ts";
 
@@ -100,8 +100,17 @@ export async function compose(options: ComposeOptions): Promise<ComposeResult> {
       branch: recipe.ref,
       subject: `${recipe.image} ${version} for ${recipe.machine}`,
       timestamp: recipe.sourceDateEpoch,
-      metadataStrings: commitStrings(recipe, version, sequence, kernel),
-      metadataVariants: { [META.packages]: packagesVariantText(installed) },
+      ...encodeImageCommitMetadata({
+        version,
+        sequence,
+        architecture: recipe.architecture,
+        machine: recipe.machine,
+        image: recipe.image,
+        recipeDigest: recipe.digest,
+        sourceDateEpoch: recipe.sourceDateEpoch,
+        kernel,
+        packages: installed,
+      }),
       signal: options.signal,
     });
 
@@ -118,24 +127,6 @@ export async function compose(options: ComposeOptions): Promise<ComposeResult> {
     if (!options.keepWorkDir) await rm(work, { recursive: true, force: true });
     progress.done();
   }
-}
-
-function commitStrings(recipe: Recipe, version: string, sequence: number, kernel: string | null): Record<string, string> {
-  return {
-    [META.version]: version,
-    [META.sequence]: String(sequence),
-    [META.architecture]: recipe.architecture,
-    [META.machine]: recipe.machine,
-    [META.image]: recipe.image,
-    [META.recipeDigest]: recipe.digest,
-    [META.sourceDateEpoch]: String(recipe.sourceDateEpoch),
-    ...(kernel ? { [META.linux]: kernel } : {}),
-  };
-}
-
-export function packagesVariantText(packages: InstalledPackage[]): string {
-  if (packages.length === 0) return "@a(sss) []";
-  return `[${packages.map((p) => `(${gvariantTextString(p.name)}, ${gvariantTextString(p.version)}, ${gvariantTextString(p.architecture)})`).join(", ")}]`;
 }
 
 async function ensureArchiveRepo(repo: string): Promise<void> {

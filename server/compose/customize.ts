@@ -2,6 +2,7 @@
 import { copyFile, mkdir, rm } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { runInChroot } from "./chroot.ts";
+import { expandPattern } from "./glob.ts";
 import type { ComposeProgress } from "./progress.ts";
 import type { Recipe } from "./recipe.ts";
 
@@ -25,7 +26,7 @@ export async function customizeRootfs(root: string, recipe: Recipe, progress: Co
       what: `postprocess script ${index + 1}`,
     });
   }
-  for (const path of recipe.removeFiles) {
-    await rm(join(root, path), { recursive: true, force: true });
+  for (const pattern of recipe.removeFiles) {
+    for (const path of await expandPattern(root, pattern)) await rm(join(root, path), { recursive: true, force: true });
   }
 }

@@ -29,6 +29,8 @@ export async function installKernel(root: string, recipe: Recipe, progress: Comp
   if (!(await exists(modules))) throw new KernelLayoutError(`kernel ${kver} has no /usr/lib/modules/${kver}`);
 
   await rename(join(boot, `vmlinuz-${kver}`), join(modules, "vmlinuz"));
+  // remove-files may have dropped modules the machine cannot use: index what is left.
+  await runInChroot(root, ["depmod", kver], { what: `depmod for kernel ${kver}` });
   if (await exists(join(root, "usr/bin/dracut"))) {
     progress.phase("initramfs", `dracut for ${kver}`);
     await runInChroot(

@@ -6,6 +6,8 @@
 import { z } from "zod";
 
 const packageName = z.string().regex(/^[a-z0-9][a-z0-9+.-]+$/, "is not a Debian package name");
+/** A path inside the image: no `..` segment may lead outside it. */
+const insideImage = (what: string) => z.string().refine((path) => !path.split("/").includes(".."), `${what} must not contain '..'`);
 const debianArch = z.enum(["amd64", "arm64", "armhf", "i386", "riscv64", "ppc64el", "s390x"]);
 
 export const FragmentSchema = z
@@ -32,8 +34,8 @@ export const FragmentSchema = z
     packages: z.array(packageName),
     units: z.array(z.string().regex(/^[A-Za-z0-9@_.\\:-]+\.(service|socket|timer|path|target|mount)$/, "is not a systemd unit name")),
     "default-target": z.string().regex(/^[A-Za-z0-9_.-]+\.target$/),
-    "add-files": z.array(z.tuple([z.string().min(1), z.string().regex(/^\//, "destination must be absolute")])),
-    "remove-files": z.array(z.string().regex(/^[^/].*/, "must be relative to the root, without a leading /")),
+    "add-files": z.array(z.tuple([z.string().min(1), insideImage("a destination").pipe(z.string().regex(/^\//, "destination must be absolute"))])),
+    "remove-files": z.array(insideImage("a path").pipe(z.string().regex(/^[^/].*/, "must be relative to the root, without a leading /"))),
     postprocess: z.array(z.string().min(1)),
     "postprocess-script": z.string().min(1),
   })

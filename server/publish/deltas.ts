@@ -3,11 +3,10 @@
  * whole directory, so a delta directory that exists is complete. The manifest lists each file
  * with its size and sha256.
  */
-import { createHash } from "node:crypto";
-import { createReadStream } from "node:fs";
 import { mkdir, readdir, rename, rm, stat } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { fsyncDir, fsyncFile } from "../../shared/fs/atomic-write.ts";
+import { sha256OfFile } from "../../shared/verify/delta-file.ts";
 import { generateStaticDelta, staticDeltaDir } from "../../shared/ostree/static-delta.ts";
 import type { Delta, DeltaFile } from "../../shared/wire/manifest.ts";
 
@@ -49,13 +48,7 @@ async function describeFiles(repo: string, relativeDir: string): Promise<DeltaFi
   const files: DeltaFile[] = [];
   for (const name of names) {
     const path = join(repo, relativeDir, name);
-    files.push({ path: `${relativeDir}/${name}`, size: (await stat(path)).size, sha256: await sha256File(path) });
+    files.push({ path: `${relativeDir}/${name}`, size: (await stat(path)).size, sha256: await sha256OfFile(path) });
   }
   return files;
-}
-
-export async function sha256File(path: string): Promise<string> {
-  const hash = createHash("sha256");
-  for await (const chunk of createReadStream(path)) hash.update(chunk as Buffer);
-  return hash.digest("hex");
 }

@@ -4,7 +4,9 @@
  * manifest. Each step is idempotent and the manifest is written last, so a publish killed at
  * any point leaves the previous manifest and everything it names intact, and a rerun completes.
  */
+import { availableParallelism } from "node:os";
 import { join } from "node:path";
+import { mapConcurrent } from "../../shared/concurrency.ts";
 import { AptOstreeError } from "../../shared/errors.ts";
 import type { Logger } from "../../shared/log.ts";
 import { resolveRef } from "../../shared/ostree/repo.ts";
@@ -28,6 +30,8 @@ export interface PublishOptions {
   expiresInSeconds: number;
   /** Allow publishing a lower sequence than the channel's current one (a signed downgrade). */
   downgrade?: boolean;
+  /** Deltas generated at once (default: the number of CPUs). */
+  parallelism?: number;
   now?: () => Date;
   log: Logger;
   signal?: AbortSignal;
@@ -69,19 +73,19 @@ export async function publish(options: PublishOptions): Promise<PublishResult> {
     const signed = await signCommit(repo, commit, options.key);
     log.info({ event: "publish.commit.signed", commit, added: signed }, signed ? "signed the commit" : "the commit was already signed");
 
-    const deltas: PublishResult["deltas"] = [];
     const sources: Array<{ commit: string | null; version: string | null }> = [
       ...history.slice(1).map((h) => ({ commit: h.commit, version: h.info.version })),
       { commit: null, version: null },
     ];
-    for (const source of sources) {
+    // ostree compresses delta parts on one core: generate several deltas at once.
+    const deltas = await mapConcurrent(sources, options.parallelism ?? availableParallelism(), async (source) => {
       const { delta, generated } = await ensureDelta({ repo, from: source.commit, fromVersion: source.version, to: commit, signal: options.signal });
-      deltas.push({ ...delta, generated });
       log.info(
         { event: "publish.delta.ready", from: source.commit, fromVersion: source.version, size: delta.size, generated },
         `delta from ${source.version ?? "scratch"}: ${delta.size} bytes${generated ? "" : " (existing)"}`,
       );
-    }
+      return { ...delta, generated };
+    });
 
     await updateSignedSummary(repo, options.key);
     log.info({ event: "publish.summary.signed" }, "updated and signed the summary");

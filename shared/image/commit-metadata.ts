@@ -7,6 +7,7 @@ import { isVariant, type GVValue } from "../gvariant/index.ts";
 import type { CommitObject } from "../ostree/commit-object.ts";
 import { metadataString } from "../ostree/commit-object.ts";
 import { AptOstreeError } from "../errors.ts";
+import { gvariantTextString } from "../ostree/commit.ts";
 
 export const META = {
   version: "version",
@@ -62,4 +63,31 @@ export function readImageCommitInfo(commit: CommitObject, what: string): ImageCo
       return { name, version, architecture };
     }),
   };
+}
+
+export interface ImageCommitFields extends ImageCommitInfo {
+  sourceDateEpoch: number;
+  kernel: string | null;
+}
+
+/** Metadata arguments for `ostree commit` (see commitTree): strings, and the package list as GVariant text. */
+export function encodeImageCommitMetadata(fields: ImageCommitFields): { metadataStrings: Record<string, string>; metadataVariants: Record<string, string> } {
+  return {
+    metadataStrings: {
+      [META.version]: fields.version,
+      [META.sequence]: String(fields.sequence),
+      [META.architecture]: fields.architecture,
+      [META.machine]: fields.machine,
+      [META.image]: fields.image,
+      [META.recipeDigest]: fields.recipeDigest,
+      [META.sourceDateEpoch]: String(fields.sourceDateEpoch),
+      ...(fields.kernel ? { [META.linux]: fields.kernel } : {}),
+    },
+    metadataVariants: { [META.packages]: packagesVariantText(fields.packages) },
+  };
+}
+
+export function packagesVariantText(packages: PackageEntry[]): string {
+  if (packages.length === 0) return "@a(sss) []";
+  return `[${packages.map((p) => `(${gvariantTextString(p.name)}, ${gvariantTextString(p.version)}, ${gvariantTextString(p.architecture)})`).join(", ")}]`;
 }

@@ -39,3 +39,9 @@ export async function readDetachedMetadata(repo: string, checksum: string): Prom
     throw error;
   });
 }
+
+/** Every ref in the repo (`ostree refs`), sorted. */
+export async function listRefs(repo: string): Promise<string[]> {
+  const out = await runOstree(["refs", `--repo=${repo}`]);
+  return out.split("\n").map((line) => line.trim()).filter(Boolean).sort();
+}

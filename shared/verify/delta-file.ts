@@ -1,0 +1,25 @@
+import { createHash } from "node:crypto";
+import { createReadStream } from "node:fs";
+import { stat } from "node:fs/promises";
+import { AptOstreeError } from "../errors.ts";
+import type { DeltaFile } from "../wire/manifest.ts";
+
+export class DeltaFileMismatchError extends AptOstreeError {
+  constructor(path: string, what: string, expected: string | number, actual: string | number) {
+    super("E_DELTA_FILE_MISMATCH", `${path}: ${what} is ${actual}, the signed manifest says ${expected}; refusing to apply it`);
+  }
+}
+
+export async function sha256OfFile(path: string): Promise<string> {
+  const hash = createHash("sha256");
+  for await (const chunk of createReadStream(path)) hash.update(chunk as Buffer);
+  return hash.digest("hex");
+}
+
+/** Checks a downloaded delta file against its manifest entry: size first (cheap), then sha256. */
+export async function verifyDeltaFile(localPath: string, expected: DeltaFile): Promise<void> {
+  const { size } = await stat(localPath);
+  if (size !== expected.size) throw new DeltaFileMismatchError(expected.path, "the size", expected.size, size);
+  const digest = await sha256OfFile(localPath);
+  if (digest !== expected.sha256) throw new DeltaFileMismatchError(expected.path, "the sha256", expected.sha256, digest);
+}

@@ -1,0 +1,74 @@
+import { describe, expect, it } from "vitest";
+import { parseMissingPackages, parseSimulatedInstalls } from "../../../server/compose/apt.ts";
+import { parseDpkgStatus } from "../../../server/compose/dpkg-status.ts";
+import { segmentPattern } from "../../../server/compose/glob.ts";
+import { escapeTmpfilesPath, tmpfilesLine } from "../../../server/compose/tmpfiles.ts";
+import { nextVersion } from "../../../server/compose/version.ts";
+
+describe("apt-get output", () => {
+  it("finds every package APT cannot locate", () => {
+    const stderr = "E: Unable to locate package nope\nE: Unable to locate package gone2\nE: Package 'virtual' has no installation candidate\n";
+    expect(parseMissingPackages(stderr)).toEqual(["nope", "gone2", "virtual"]);
+  });
+
+  it("reads the packages of a simulated install", () => {
+    const stdout = "NOTE: This is only a simulation!\nInst libc6 (2.36-9+deb12u14 Debian:12.12/stable, Debian-Security:12/stable-security [amd64])\nInst tzdata (2025b-0+deb12u2 Debian:12.12/stable [all])\nConf libc6 (2.36-9)\n";
+    expect(parseSimulatedInstalls(stdout)).toEqual([
+      { name: "libc6", version: "2.36-9+deb12u14", architecture: "amd64" },
+      { name: "tzdata", version: "2025b-0+deb12u2", architecture: "all" },
+    ]);
+  });
+});
+
+describe("dpkg status", () => {
+  it("lists installed packages by name and skips removed ones", () => {
+    const status = [
+      "Package: zlib1g\nStatus: install ok installed\nArchitecture: amd64\nVersion: 1:1.2.13.dfsg-1\nDescription: x\n more",
+      "Package: gone\nStatus: deinstall ok config-files\nArchitecture: amd64\nVersion: 1",
+      "Package: bash\nStatus: install ok installed\nArchitecture: amd64\nVersion: 5.2.15-2+b7",
+    ].join("\n\n");
+    expect(parseDpkgStatus(status)).toEqual([
+      { name: "bash", version: "5.2.15-2+b7", architecture: "amd64" },
+      { name: "zlib1g", version: "1:1.2.13.dfsg-1", architecture: "amd64" },
+    ]);
+  });
+});
+
+describe("versions", () => {
+  it.each([
+    [null, "1"],
+    ["1", "2"],
+    ["2026.11.9", "2026.11.10"],
+    ["v007", "v008"],
+    ["1.0-beta", "1.0-beta.1"],
+  ])("after %s comes %s", (previous, next) => {
+    expect(nextVersion(previous)).toBe(next);
+  });
+});
+
+describe("tmpfiles.d lines", () => {
+  it.each([
+    [{ kind: "dir", path: "/var/lib/x", mode: 0o40755, uid: 0, gid: 8 } as const, "d /var/lib/x 0755 0 8 -"],
+    [{ kind: "dir", path: "/var/roothome", mode: 0o40700, uid: 0, gid: 0 } as const, "d /var/roothome 0700 0 0 -"],
+    [{ kind: "symlink", path: "/var/run", target: "/run" } as const, "L /var/run - - - - /run"],
+    [{ kind: "file", path: "/var/lib/a b" } as const, "C /var/lib/a\\x20b - - - -"],
+  ])("renders %o", (entry, line) => {
+    expect(tmpfilesLine(entry)).toBe(line);
+  });
+
+  it("escapes backslashes before whitespace", () => {
+    expect(escapeTmpfilesPath("/a\\b\tc")).toBe("/a\\\\b\\x09c");
+  });
+});
+
+describe("remove-files patterns", () => {
+  it.each([
+    ["*", "6.1.0-56-amd64", true],
+    ["6.1.*", "6.1.0", true],
+    ["6.1.*", "6x1.0", false],
+    ["?", "ab", false],
+    ["a+b", "a+b", true],
+  ])("%s matches %s: %s", (pattern, name, matches) => {
+    expect(segmentPattern(pattern).test(name)).toBe(matches);
+  });
+});
