@@ -1,4 +1,4 @@
-import { mkdtemp, readdir, rm } from "node:fs/promises";
+import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { execa } from "execa";
@@ -9,11 +9,8 @@ export async function makeTempDir(prefix: string): Promise<string> {
 
 /** Removes a tree, first clearing the immutable bit ostree sets on deployment roots (DESIGN.md 5.3). */
 export async function removeTree(path: string): Promise<void> {
-  const deployRoots = join(path, "ostree/deploy");
-  for (const os of await readdir(deployRoots).catch(() => [] as string[])) {
-    for (const deployment of await readdir(join(deployRoots, os, "deploy")).catch(() => [] as string[])) {
-      await execa("chattr", ["-i", join(deployRoots, os, "deploy", deployment)], { reject: false });
-    }
-  }
+  const found = await execa("find", [path, "-maxdepth", "7", "-path", "*/ostree/deploy/*/deploy/*", "-prune", "-type", "d"], { reject: false });
+  const deployments = found.stdout.split("\n").filter(Boolean);
+  if (deployments.length > 0) await execa("chattr", ["-i", ...deployments], { reject: false });
   await rm(path, { recursive: true, force: true });
 }
