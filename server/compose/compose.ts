@@ -53,7 +53,10 @@ export interface ComposeResult {
   packages: number;
   kernel: string | null;
   sizes: CommitSizes | null;
+  /** APT index files downloaded (0 when the cached ones were fresh). */
   indicesFetched: number;
+  /** .debs downloaded (0 when the cache had them all). */
+  packagesFetched: number;
 }
 
 export class ComposeError extends AptOstreeError {
@@ -82,7 +85,7 @@ export async function compose(options: ComposeOptions): Promise<ComposeResult> {
   try {
     const root = join(work, "rootfs");
     await mkdir(root);
-    await buildRootfs({ recipe, cache, target: root, expectedPackages: resolved.length, progress, signal: options.signal });
+    const packagesFetched = await buildRootfs({ recipe, cache, target: root, expectedPackages: resolved.length, progress, signal: options.signal });
     await customizeRootfs(root, recipe, progress);
     const kernel = await installKernel(root, recipe, progress);
     const installed = parseDpkgStatus(await readFile(join(root, "var/lib/dpkg/status"), "utf8"));
@@ -118,11 +121,11 @@ export async function compose(options: ComposeOptions): Promise<ComposeResult> {
     if (previous && !options.force && sameTree(created, previous.object)) {
       await setRef(options.repo, recipe.ref, previous.commit);
       log.info({ event: "compose.unchanged", commit: previous.commit, version: previous.version }, `no changes since version ${previous.version}`);
-      return { ref: recipe.ref, commit: previous.commit, version: previous.version, sequence: previous.sequence, changed: false, packages: installed.length, kernel, sizes: commitSizes(previous.object), indicesFetched };
+      return { ref: recipe.ref, commit: previous.commit, version: previous.version, sequence: previous.sequence, changed: false, packages: installed.length, kernel, sizes: commitSizes(previous.object), indicesFetched, packagesFetched };
     }
     const sizes = commitSizes(created);
     log.info({ event: "compose.committed", ref: recipe.ref, commit, version, sequence, sizes }, `committed ${recipe.ref} ${version}`);
-    return { ref: recipe.ref, commit, version, sequence, changed: true, packages: installed.length, kernel, sizes, indicesFetched };
+    return { ref: recipe.ref, commit, version, sequence, changed: true, packages: installed.length, kernel, sizes, indicesFetched, packagesFetched };
   } finally {
     if (!options.keepWorkDir) await rm(work, { recursive: true, force: true });
     progress.done();

@@ -57,7 +57,8 @@ export function mmdebstrapArgs(options: Pick<RootfsOptions, "recipe" | "cache" |
   ];
 }
 
-export async function buildRootfs(options: RootfsOptions): Promise<void> {
+/** Builds the rootfs; returns how many packages were downloaded (0 when the cache had them all). */
+export async function buildRootfs(options: RootfsOptions): Promise<number> {
   const child = execa("unshare", ["--mount", "--propagation", "private", "mmdebstrap", ...mmdebstrapArgs(options)], {
     env: {
       SOURCE_DATE_EPOCH: String(options.recipe.sourceDateEpoch),
@@ -82,4 +83,5 @@ export async function buildRootfs(options: RootfsOptions): Promise<void> {
   }
   const result = await child;
   if (result.exitCode !== 0) throw new MmdebstrapError(result.exitCode, tail);
+  return fetched;
 }

@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Everything CI runs: set-up, type check, then every test (unit, integration with the real
+# ostree, real composes from Debian's packages).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+npm run typecheck
+npm test
