@@ -1,4 +1,5 @@
-import { mkdir } from "node:fs/promises";
+import { mkdir, mkdtemp, readdir, rm } from "node:fs/promises";
+import { isProcessAlive } from "../../shared/process-alive.ts";
 import { join } from "node:path";
 
 /** Big artifacts live here, never in the checkout: `APT_OSTREE_CACHE` or /var/cache/apt-ostree. */
@@ -25,7 +26,21 @@ export async function aptCachePaths(cacheDir: string, key: { distro: string; sui
   return paths;
 }
 
-/** Scratch space for one compose (rootfs), removed when it ends. */
+/** Where composes keep their scratch trees. */
 export function workDir(cacheDir: string): string {
   return join(cacheDir, "work");
+}
+
+/**
+ * Scratch space for one compose, named by pid; the scratch of composes whose process is gone
+ * (killed mid-way) is removed first, so a crash does not leave a rootfs behind for good.
+ */
+export async function createWorkDir(cacheDir: string): Promise<string> {
+  const base = workDir(cacheDir);
+  await mkdir(base, { recursive: true });
+  for (const name of await readdir(base)) {
+    const pid = /^compose-(\d+)-/.exec(name)?.[1];
+    if (pid && Number(pid) !== process.pid && !isProcessAlive(Number(pid))) await rm(join(base, name), { recursive: true, force: true });
+  }
+  return mkdtemp(join(base, `compose-${process.pid}-`));
 }

@@ -2,7 +2,7 @@
  * `apt-ostree-server compose`: recipe -> resolved packages -> mmdebstrap rootfs -> image
  * customisation -> kernel and initramfs -> OSTree layout -> commit with metadata.
  */
-import { mkdir, mkdtemp, readFile, rm, stat } from "node:fs/promises";
+import { mkdir, readFile, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { AptOstreeError } from "../../shared/errors.ts";
 import { encodeImageCommitMetadata, readImageCommitInfo } from "../../shared/image/commit-metadata.ts";
@@ -13,7 +13,7 @@ import { initRepo, readCommitObject, resolveRef, setRef } from "../../shared/ost
 import { commitSizes, repoMode, type CommitSizes } from "../../shared/ostree/show.ts";
 import type { CommitObject } from "../../shared/ostree/commit-object.ts";
 import { refreshIndices, resolvePackages } from "./apt.ts";
-import { aptCachePaths, workDir } from "./cache.ts";
+import { aptCachePaths, createWorkDir } from "./cache.ts";
 import { customizeRootfs } from "./customize.ts";
 import { parseDpkgStatus } from "./dpkg-status.ts";
 import { installKernel } from "./kernel.ts";
@@ -80,8 +80,7 @@ export async function compose(options: ComposeOptions): Promise<ComposeResult> {
   await ensureArchiveRepo(options.repo);
   const previous = await previousCommit(options.repo, recipe.ref);
 
-  await mkdir(workDir(options.cacheDir), { recursive: true });
-  const work = await mkdtemp(join(workDir(options.cacheDir), "compose-"));
+  const work = await createWorkDir(options.cacheDir);
   try {
     const root = join(work, "rootfs");
     await mkdir(root);

@@ -5,7 +5,7 @@
  */
 import { mkdir, readdir, rename, rm, stat } from "node:fs/promises";
 import { dirname, join } from "node:path";
-import { fsyncDir, fsyncFile } from "../../shared/fs/atomic-write.ts";
+import { fsyncPath } from "../../shared/fs/atomic-write.ts";
 import { sha256OfFile } from "../../shared/verify/delta-file.ts";
 import { generateStaticDelta, staticDeltaDir } from "../../shared/ostree/static-delta.ts";
 import type { Delta, DeltaFile } from "../../shared/wire/manifest.ts";
@@ -28,11 +28,11 @@ export async function ensureDelta(options: EnsureDeltaOptions): Promise<{ delta:
     await rm(staging, { recursive: true, force: true });
     await mkdir(staging, { recursive: true });
     await generateStaticDelta({ repo: options.repo, from: options.from, to: options.to, filename: join(staging, "superblock"), signal: options.signal });
-    for (const name of await readdir(staging)) await fsyncFile(join(staging, name));
+    for (const name of await readdir(staging)) await fsyncPath(join(staging, name));
     await mkdir(dirname(finalDir), { recursive: true });
     await rm(finalDir, { recursive: true, force: true }); // a directory without superblock is debris
     await rename(staging, finalDir);
-    await fsyncDir(dirname(finalDir));
+    await fsyncPath(dirname(finalDir));
     generated = true;
   }
   const files = await describeFiles(options.repo, relativeDir);

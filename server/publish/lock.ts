@@ -1,5 +1,6 @@
 import { open, readFile, rm } from "node:fs/promises";
 import { AptOstreeError } from "../../shared/errors.ts";
+import { isProcessAlive } from "../../shared/process-alive.ts";
 
 export class RepoLockedError extends AptOstreeError {
   constructor(path: string, pid: number) {
@@ -21,18 +22,9 @@ export async function acquireLock(path: string): Promise<() => Promise<void>> {
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw error;
       const owner = Number((await readFile(path, "utf8").catch(() => "")).trim());
-      if (Number.isInteger(owner) && owner > 0 && isAlive(owner)) throw new RepoLockedError(path, owner);
+      if (Number.isInteger(owner) && owner > 0 && isProcessAlive(owner)) throw new RepoLockedError(path, owner);
       await rm(path, { force: true });
     }
   }
   throw new AptOstreeError("E_REPO_LOCKED", `cannot take the lock ${path}`);
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === "EPERM";
-  }
 }

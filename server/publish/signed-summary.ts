@@ -5,7 +5,7 @@
  */
 import { copyFile, mkdir, readFile, rename, rm, symlink } from "node:fs/promises";
 import { join } from "node:path";
-import { fsyncDir, writeFileAtomic } from "../../shared/fs/atomic-write.ts";
+import { fsyncPath, writeFileAtomic } from "../../shared/fs/atomic-write.ts";
 import { updateSummary } from "../../shared/ostree/summary.ts";
 import type { Ed25519KeyPair } from "../../shared/sign/ed25519.ts";
 import { addOstreeSignature } from "../../shared/sign/ostree-signature.ts";
@@ -33,7 +33,7 @@ export async function updateSignedSummary(repo: string, key: Ed25519KeyPair): Pr
     await rename(join(shadow, "summary"), join(repo, "summary.new"));
     await rename(join(repo, "summary.new"), join(repo, "summary"));
     await rename(join(repo, "summary.sig.new"), join(repo, "summary.sig"));
-    await fsyncDir(repo);
+    await fsyncPath(repo);
   } finally {
     await rm(shadow, { recursive: true, force: true });
   }

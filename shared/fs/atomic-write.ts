@@ -21,19 +21,11 @@ export async function writeFileAtomic(path: string, data: string | Uint8Array, m
     await rm(temporary, { force: true });
     throw error;
   }
-  await fsyncDir(dirname(path));
+  await fsyncPath(dirname(path));
 }
 
-export async function fsyncDir(dir: string): Promise<void> {
-  const handle = await open(dir, "r");
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-}
-
-export async function fsyncFile(path: string): Promise<void> {
+/** fsync a file, or a directory so the renames inside it are durable. */
+export async function fsyncPath(path: string): Promise<void> {
   const handle = await open(path, "r");
   try {
     await handle.sync();

@@ -1,21 +1,11 @@
 import { execa } from "execa";
 import { SERVER_CLI } from "./cli.ts";
 
-export interface ComposeJson {
-  ref: string;
-  commit: string;
-  version: string;
-  sequence: number;
-  changed: boolean;
-  packages: number;
-  kernel: string | null;
-  indicesFetched: number;
-  packagesFetched: number;
-}
+import type { ComposeResult } from "../../server/compose/compose.ts";
 
 /** Runs `apt-ostree-server compose --json` and parses the last stdout line, as scripts do. */
-export async function composeWithCli(args: string[]): Promise<ComposeJson> {
+export async function composeWithCli(args: string[]): Promise<ComposeResult> {
   const result = await execa(process.execPath, [SERVER_CLI, "compose", "--json", ...args], { reject: false });
   if (result.exitCode !== 0) throw new Error(`compose exited ${result.exitCode}: ${result.stderr.split("\n").slice(-3).join("\n")}`);
-  return JSON.parse(result.stdout.trim().split("\n").at(-1)!) as ComposeJson;
+  return JSON.parse(result.stdout.trim().split("\n").at(-1)!) as ComposeResult;
 }
