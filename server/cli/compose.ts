@@ -25,7 +25,9 @@ export const composeCommand = defineCommand({
   notes: ["Needs root (mmdebstrap --mode=root, chroot, mounts in a private namespace)."],
   async run({ options, io }) {
     const maxAge = options.refresh ? 0 : parseDurationSeconds(options["index-max-age"], "index-max-age");
-    const log = createLogger({ name: "compose" });
+    // On a terminal the progress line tells the story; info events would break it up.
+    const interactive = Boolean((io.stderr as NodeJS.WriteStream).isTTY);
+    const log = createLogger({ name: "compose", level: io.env.APT_OSTREE_LOG_LEVEL ?? (interactive ? "warn" : "info") });
     const result = await compose({
       recipesDir: resolve(options.recipes ?? DEFAULT_RECIPES_DIR),
       image: options.image,

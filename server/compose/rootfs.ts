@@ -46,6 +46,8 @@ export function mmdebstrapArgs(options: Pick<RootfsOptions, "recipe" | "cache" |
     // Indices were refreshed on the host (apt.ts) into the same cache; keep them and the debs.
     "--skip=update",
     "--skip=download/empty",
+    // mmdebstrap deletes the essential .debs after installing them; they belong to the cache.
+    "--skip=essential/unlink",
     "--skip=cleanup/apt/lists",
     `--setup-hook=mkdir -p "$1/var/cache/apt/archives" "$1/var/lib/apt/lists"`
       + ` && mount --bind ${shellQuote(cache.archives)} "$1/var/cache/apt/archives"`

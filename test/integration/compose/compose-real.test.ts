@@ -2,7 +2,7 @@
  * Real composes from Debian's packages (minutes; the .deb cache under APT_OSTREE_CACHE or
  * /var/cache/apt-ostree makes repeats download nothing).
  */
-import { cp, readFile, readdir, writeFile } from "node:fs/promises";
+import { mkdir, readFile, readdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { execa } from "execa";
@@ -11,6 +11,7 @@ import { readImageCommitInfo } from "../../../shared/image/commit-metadata.ts";
 import { adminDeploy, adminInitFs, adminOsInit, pullLocal } from "../../../shared/ostree/admin.ts";
 import { parseCommitObject } from "../../../shared/ostree/commit-object.ts";
 import { readCommitObject } from "../../../shared/ostree/repo.ts";
+import { DEFAULT_RECIPES_DIR } from "../../../server/cli/defaults.ts";
 import { defaultCacheDir, workDir } from "../../../server/compose/cache.ts";
 import { composeWithCli } from "../../helpers/compose-cli.ts";
 import { SERVER_CLI } from "../../helpers/cli.ts";
@@ -32,9 +33,13 @@ async function ostreeCat(repo: string, commit: string, path: string): Promise<st
 describe("compose from Debian's packages", () => {
   it("rejects a package APT cannot find before downloading anything, naming the file", async () => {
     const recipes = join(dir, "bad-recipes");
-    await cp(TEST_RECIPES, recipes, { recursive: true });
-    const image = join(recipes, "images/tiny.yaml");
-    await writeFile(image, (await readFile(image, "utf8")).replace("packages: [hello]", "packages: [hello, no-such-package-apt-ostree]"));
+    await mkdir(join(recipes, "images"), { recursive: true });
+    await mkdir(join(recipes, "conf/machine"), { recursive: true });
+    await writeFile(join(recipes, "conf/machine/tiny-amd64.yaml"), "architecture: amd64\n");
+    await writeFile(
+      join(recipes, "images/tiny.yaml"),
+      `include: ${join(DEFAULT_RECIPES_DIR, "conf/distro/debian-bookworm.yaml")}\npackages: [hello, no-such-package-apt-ostree]\n`,
+    );
     const before = await readdir(workDir(defaultCacheDir())).catch(() => []);
     const result = await execa(process.execPath, [SERVER_CLI, "compose", "--recipes", recipes, "--image", "tiny", "--machine", "tiny-amd64", "--repo", join(dir, "bad-repo")], { reject: false });
     expect(result.exitCode).toBe(1);
