@@ -1,10 +1,13 @@
 import { resolve } from "node:path";
 import { defineCommand, printResult } from "../../shared/cli/command.ts";
+import { UsageError } from "../../shared/errors.ts";
 import { createLogger } from "../../shared/log.ts";
 import { defaultCacheDir } from "../compose/cache.ts";
 import { compose } from "../compose/compose.ts";
 import { createComposeProgress } from "../compose/progress.ts";
 import { DEFAULT_RECIPES_DIR, defaultRepo, parseDurationSeconds } from "./defaults.ts";
+
+const VERSION_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._+~-]{0,63}$/;
 
 export const composeCommand = defineCommand({
   name: "compose",
@@ -24,6 +27,9 @@ export const composeCommand = defineCommand({
   },
   notes: ["Needs root (mmdebstrap --mode=root, chroot, mounts in a private namespace)."],
   async run({ options, io }) {
+    if (options.version !== undefined && !VERSION_PATTERN.test(options.version)) {
+      throw new UsageError(`--version: '${options.version}' must start with a letter or digit and hold only letters, digits and . _ + ~ -`);
+    }
     const maxAge = options.refresh ? 0 : parseDurationSeconds(options["index-max-age"], "index-max-age");
     // On a terminal the progress line tells the story; info events would break it up.
     const interactive = Boolean((io.stderr as NodeJS.WriteStream).isTTY);

@@ -21,6 +21,7 @@ import { DPKG_DATABASE, convertToOstreeLayout } from "./layout.ts";
 import type { ComposeProgress } from "./progress.ts";
 import { loadRecipe } from "./recipe.ts";
 import { buildRootfs } from "./rootfs.ts";
+import { commitHistory } from "../publish/history.ts";
 import { nextVersion } from "./version.ts";
 
 export interface ComposeOptions {
@@ -79,6 +80,7 @@ export async function compose(options: ComposeOptions): Promise<ComposeResult> {
 
   await ensureArchiveRepo(options.repo);
   const previous = await previousCommit(options.repo, recipe.ref);
+  if (options.version !== undefined) await refuseDuplicateVersion(options.repo, recipe.ref, previous?.commit ?? null, options.version);
 
   const work = await createWorkDir(options.cacheDir);
   try {
@@ -128,6 +130,15 @@ export async function compose(options: ComposeOptions): Promise<ComposeResult> {
   } finally {
     if (!options.keepWorkDir) await rm(work, { recursive: true, force: true });
     progress.done();
+  }
+}
+
+/** Versions name releases to people and devices: two commits of a ref may not share one. */
+async function refuseDuplicateVersion(repo: string, ref: string, head: string | null, version: string): Promise<void> {
+  if (head === null) return;
+  const existing = (await commitHistory(repo, head, Number.MAX_SAFE_INTEGER)).find((entry) => entry.info.version === version);
+  if (existing) {
+    throw new ComposeError(`version ${version} already exists on ${ref} (commit ${existing.commit.slice(0, 12)}); choose another --version or omit it to get the next one`);
   }
 }
 

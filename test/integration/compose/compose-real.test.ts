@@ -10,7 +10,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { readImageCommitInfo } from "../../../shared/image/commit-metadata.ts";
 import { adminDeploy, adminInitFs, adminOsInit, pullLocal } from "../../../shared/ostree/admin.ts";
 import { parseCommitObject } from "../../../shared/ostree/commit-object.ts";
-import { readCommitObject } from "../../../shared/ostree/repo.ts";
+import { initRepo, readCommitObject } from "../../../shared/ostree/repo.ts";
+import { commitSyntheticImage } from "../../helpers/synthetic-image.ts";
 import { DEFAULT_RECIPES_DIR } from "../../../server/cli/defaults.ts";
 import { defaultCacheDir, workDir } from "../../../server/compose/cache.ts";
 import { composeWithCli } from "../../helpers/compose-cli.ts";
@@ -46,6 +47,17 @@ describe("compose from Debian's packages", () => {
     expect(result.stderr.trim().split("\n").at(-1)).toBe("error: images/tiny.yaml: packages: APT cannot find 'no-such-package-apt-ostree' in debian bookworm (amd64)");
     expect(await readdir(workDir(defaultCacheDir())).catch(() => [])).toEqual(before);
     expect(await readdir(join(dir, "bad-repo")).catch(() => null)).toBeNull();
+  }, 5 * MINUTES);
+
+  it("refuses a --version the ref already has, before building anything", async () => {
+    const repo = join(dir, "dup-repo");
+    await initRepo(repo, "archive");
+    const existing = await commitSyntheticImage(repo, "debian/bookworm/tiny-amd64/tiny", dir, { version: "1", sequence: 1 });
+    const result = await execa(process.execPath, [SERVER_CLI, "compose", "--recipes", TEST_RECIPES, "--image", "tiny", "--machine", "tiny-amd64", "--repo", repo, "--version", "1"], { reject: false });
+    expect(result.exitCode).toBe(1);
+    expect(result.stderr.trim().split("\n").at(-1)).toBe(
+      `error: version 1 already exists on debian/bookworm/tiny-amd64/tiny (commit ${existing.slice(0, 12)}); choose another --version or omit it to get the next one`,
+    );
   }, 5 * MINUTES);
 
   it("composes the same commit twice from the same recipe and packages, the second time from the cache, and the commit deploys", async () => {
