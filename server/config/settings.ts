@@ -1,0 +1,85 @@
+/**
+ * Settings of `serve`: flags, then environment, then the config file, then defaults (first
+ * set wins). The config file is YAML or JSON with the same names as the flags, in camelCase.
+ */
+import { readFile } from "node:fs/promises";
+import { parse as parseYaml } from "yaml";
+import { z } from "zod";
+import { AptOstreeError } from "../../shared/errors.ts";
+
+export const ConfigFileSchema = z
+  .object({
+    repo: z.string().min(1),
+    data: z.string().min(1),
+    httpPort: z.number().int().min(0).max(65535),
+    host: z.string().min(1),
+    adminToken: z.string().min(16, "adminToken must be at least 16 characters"),
+  })
+  .partial()
+  .strict();
+
+export type ConfigFile = z.infer<typeof ConfigFileSchema>;
+
+export interface ServeSettings {
+  repo: string;
+  data: string;
+  httpPort: number;
+  host: string;
+  /** Null when none is configured: the server then keeps a generated one in the data dir. */
+  adminToken: string | null;
+}
+
+export interface ServeFlags {
+  repo?: string;
+  data?: string;
+  httpPort?: string;
+  host?: string;
+}
+
+export class ConfigError extends AptOstreeError {
+  constructor(message: string) {
+    super("E_CONFIG", message);
+  }
+}
+
+export const SERVE_DEFAULTS = { repo: "/var/lib/apt-ostree-server/repo", data: "/var/lib/apt-ostree-server", httpPort: 8080, host: "0.0.0.0" };
+
+export async function readConfigFile(path: string): Promise<ConfigFile> {
+  const text = await readFile(path, "utf8").catch((error: NodeJS.ErrnoException) => {
+    throw new ConfigError(`cannot read config file ${path}: ${error.message}`);
+  });
+  let document: unknown;
+  try {
+    document = parseYaml(text) ?? {};
+  } catch (error) {
+    throw new ConfigError(`${path}: invalid YAML/JSON: ${(error as Error).message.split("\n")[0]}`);
+  }
+  const parsed = ConfigFileSchema.safeParse(document);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]!;
+    const key = issue.code === "unrecognized_keys" ? issue.keys.join(", ") : issue.path.join(".");
+    throw new ConfigError(`${path}: ${key}: ${issue.code === "unrecognized_keys" ? `unknown key (known: ${Object.keys(ConfigFileSchema.shape).join(", ")})` : issue.message}`);
+  }
+  return parsed.data;
+}
+
+/** Pure: merges flags, environment and config file over the defaults. */
+export function resolveServeSettings(flags: ServeFlags, env: NodeJS.ProcessEnv, file: ConfigFile): ServeSettings {
+  const port = (value: string, source: string): number => {
+    const number = Number(value);
+    if (!/^\d+$/.test(value) || number > 65535) throw new ConfigError(`${source}: '${value}' is not a TCP port (0-65535)`);
+    return number;
+  };
+  const httpPort = flags.httpPort !== undefined ? port(flags.httpPort, "--http-port")
+    : env.APT_OSTREE_HTTP_PORT !== undefined ? port(env.APT_OSTREE_HTTP_PORT, "APT_OSTREE_HTTP_PORT")
+    : file.httpPort ?? SERVE_DEFAULTS.httpPort;
+  const token = env.APT_OSTREE_ADMIN_TOKEN ?? file.adminToken ?? null;
+  if (token !== null && token.length < 16) throw new ConfigError("APT_OSTREE_ADMIN_TOKEN must be at least 16 characters");
+  return {
+    repo: flags.repo ?? env.APT_OSTREE_REPO ?? file.repo ?? SERVE_DEFAULTS.repo,
+    data: flags.data ?? env.APT_OSTREE_DATA ?? file.data ?? SERVE_DEFAULTS.data,
+    httpPort,
+    host: flags.host ?? env.APT_OSTREE_HOST ?? file.host ?? SERVE_DEFAULTS.host,
+    adminToken: token,
+  };
+}

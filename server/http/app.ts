@@ -1,0 +1,89 @@
+/**
+ * The HTTP surface of `serve`: the repo as static files (public), liveness and metrics, and the
+ * admin API under /api/v1 (bearer token). Paths are checked segment by segment before routing,
+ * so `..` and encoded tricks get a 400 that says why instead of a silent normalisation.
+ */
+import type { IncomingMessage, ServerResponse } from "node:http";
+import type { Logger } from "../../shared/log.ts";
+import { listReleases } from "./api/releases.ts";
+import { OPENAPI } from "./api/openapi.ts";
+import { requireAdmin } from "./auth.ts";
+import { HttpError, sendError, sendJson } from "./http-error.ts";
+import type { Metrics } from "./metrics.ts";
+import { serveRepoFile } from "./repo-files.ts";
+
+export interface HttpAppOptions {
+  repo: string;
+  adminToken: string;
+  log: Logger;
+  metrics: Metrics;
+}
+
+export type HttpHandler = (req: IncomingMessage, res: ServerResponse) => void;
+
+export function createHttpHandler(options: HttpAppOptions): HttpHandler {
+  const requests = options.metrics.counter("aptostree_http_requests_total", "HTTP requests answered, by status code");
+  const bytesServed = options.metrics.counter("aptostree_http_bytes_served_total", "Bytes of repo files sent (bodies of 200 and 206 answers)");
+
+  const route = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
+    const segments = pathSegments(req.url ?? "/");
+    const method = req.method ?? "GET";
+    const [head, ...rest] = segments;
+    if (head === "healthz" && rest.length === 0) return only(method, ["GET", "HEAD"], () => sendJson(res, 200, { status: "ok" }));
+    if (head === "metrics" && rest.length === 0) {
+      return only(method, ["GET"], () => {
+        const text = options.metrics.render();
+        res.writeHead(200, { "content-type": "text/plain; version=0.0.4; charset=utf-8", "content-length": Buffer.byteLength(text) });
+        res.end(text);
+      });
+    }
+    if (head === "repo" && rest.length > 0) {
+      return only(method, ["GET", "HEAD"], () => serveRepoFile(req, res, `/${rest.join("/")}`, { repo: options.repo, onBytes: (n) => bytesServed(n) }));
+    }
+    if (head === "api" && rest[0] === "v1") {
+      const resource = rest.slice(1);
+      if (resource.join("/") === "openapi.json") return only(method, ["GET"], () => sendJson(res, 200, OPENAPI));
+      requireAdmin(req, options.adminToken);
+      if (resource.join("/") === "releases") return only(method, ["GET"], async () => sendJson(res, 200, { releases: await listReleases(options.repo) }));
+    }
+    throw new HttpError(404, "E_NOT_FOUND", `no route for ${method} /${segments.join("/")}`);
+  };
+
+  return (req, res) => {
+    const started = Date.now();
+    res.on("finish", () => {
+      requests(1, { code: String(res.statusCode) });
+      options.log.debug({ event: "http.request", method: req.method, url: req.url, status: res.statusCode, ms: Date.now() - started }, "request");
+    });
+    route(req, res).catch((error: unknown) => {
+      const httpError = error instanceof HttpError ? error : new HttpError(500, "E_INTERNAL", "internal error; see the server log");
+      if (!(error instanceof HttpError)) options.log.error({ event: "http.error", err: error, url: req.url }, "request failed");
+      if (res.headersSent) res.destroy();
+      else sendError(res, httpError);
+    });
+  };
+}
+
+async function only(method: string, allowed: string[], handler: () => void | Promise<void>): Promise<void> {
+  if (!allowed.includes(method)) throw new HttpError(405, "E_METHOD", `method ${method} is not allowed here (allowed: ${allowed.join(", ")})`);
+  await handler();
+}
+
+/** Decoded path segments; rejects what could escape a directory or confuse a file system. */
+export function pathSegments(url: string): string[] {
+  const rawPath = url.split("?")[0]!;
+  const segments: string[] = [];
+  for (const raw of rawPath.split("/").filter((s) => s !== "")) {
+    let segment: string;
+    try {
+      segment = decodeURIComponent(raw);
+    } catch {
+      throw new HttpError(400, "E_BAD_PATH", `path segment '${raw}' is not valid percent-encoding`);
+    }
+    if (segment === ".." || segment === "." || /[\\/\0]/.test(segment)) {
+      throw new HttpError(400, "E_BAD_PATH", `refused path segment ${JSON.stringify(segment)}: paths may not leave the served directory`);
+    }
+    segments.push(segment);
+  }
+  return segments;
+}

@@ -1,0 +1,55 @@
+/** Counters and gauges rendered in Prometheus' text format (metric names `aptostree_<area>_<thing>`). */
+type Labels = Record<string, string>;
+
+interface Series {
+  help: string;
+  type: "counter" | "gauge";
+  values: Map<string, { labels: Labels; value: number }>;
+}
+
+export class Metrics {
+  private readonly series = new Map<string, Series>();
+
+  counter(name: string, help: string): (amount?: number, labels?: Labels) => void {
+    const series = this.define(name, help, "counter");
+    return (amount = 1, labels = {}) => {
+      const key = labelKey(labels);
+      const entry = series.values.get(key) ?? { labels, value: 0 };
+      entry.value += amount;
+      series.values.set(key, entry);
+    };
+  }
+
+  gauge(name: string, help: string): (value: number, labels?: Labels) => void {
+    const series = this.define(name, help, "gauge");
+    return (value, labels = {}) => series.values.set(labelKey(labels), { labels, value });
+  }
+
+  render(): string {
+    const lines: string[] = [];
+    for (const [name, series] of this.series) {
+      lines.push(`# HELP ${name} ${series.help}`, `# TYPE ${name} ${series.type}`);
+      if (series.values.size === 0 && series.type === "counter") lines.push(`${name} 0`);
+      for (const { labels, value } of series.values.values()) lines.push(`${name}${renderLabels(labels)} ${value}`);
+    }
+    return `${lines.join("\n")}\n`;
+  }
+
+  private define(name: string, help: string, type: Series["type"]): Series {
+    const existing = this.series.get(name);
+    if (existing) return existing;
+    const series: Series = { help, type, values: new Map() };
+    this.series.set(name, series);
+    return series;
+  }
+}
+
+function labelKey(labels: Labels): string {
+  return Object.keys(labels).sort().map((k) => `${k}=${labels[k]}`).join(",");
+}
+
+function renderLabels(labels: Labels): string {
+  const keys = Object.keys(labels).sort();
+  if (keys.length === 0) return "";
+  return `{${keys.map((k) => `${k}="${labels[k]!.replace(/\\/g, "\\\\").replace(/"/g, '\\"').replace(/\n/g, "\\n")}"`).join(",")}}`;
+}

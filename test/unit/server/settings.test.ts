@@ -1,0 +1,39 @@
+import { writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { ConfigError, SERVE_DEFAULTS, readConfigFile, resolveServeSettings } from "../../../server/config/settings.ts";
+import { makeTempDir, removeTree } from "../../helpers/tmp.ts";
+
+let dir: string;
+beforeAll(async () => {
+  dir = await makeTempDir("settings");
+});
+afterAll(async () => removeTree(dir));
+
+describe("serve settings", () => {
+  it("takes flags over environment over config file over defaults", () => {
+    const file = { repo: "/file/repo", data: "/file/data", httpPort: 1111, host: "::1", adminToken: "file-token-0123456789" };
+    const env = { APT_OSTREE_REPO: "/env/repo", APT_OSTREE_HTTP_PORT: "2222", APT_OSTREE_ADMIN_TOKEN: "env-token-0123456789" };
+    expect(resolveServeSettings({ repo: "/flag/repo" }, env, file)).toEqual({ repo: "/flag/repo", data: "/file/data", httpPort: 2222, host: "::1", adminToken: "env-token-0123456789" });
+    expect(resolveServeSettings({ httpPort: "3333" }, env, file).httpPort).toBe(3333);
+    expect(resolveServeSettings({}, {}, {})).toEqual({ ...SERVE_DEFAULTS, adminToken: null });
+  });
+
+  it.each([
+    [{ httpPort: "80x" }, {}, /--http-port: '80x' is not a TCP port/],
+    [{}, { APT_OSTREE_HTTP_PORT: "70000" }, /APT_OSTREE_HTTP_PORT: '70000' is not a TCP port/],
+    [{}, { APT_OSTREE_ADMIN_TOKEN: "short" }, /at least 16 characters/],
+  ])("rejects bad values, naming where they came from", (flags, env, message) => {
+    expect(() => resolveServeSettings(flags, env, {})).toThrow(message);
+  });
+
+  it("reads a YAML config file and names unknown keys", async () => {
+    const good = join(dir, "good.yaml");
+    await writeFile(good, "httpPort: 9000\nrepo: /srv/repo\n");
+    expect(await readConfigFile(good)).toEqual({ httpPort: 9000, repo: "/srv/repo" });
+    const bad = join(dir, "bad.yaml");
+    await writeFile(bad, "httpport: 9000\n");
+    await expect(readConfigFile(bad)).rejects.toThrow(ConfigError);
+    await expect(readConfigFile(bad)).rejects.toThrow(/bad\.yaml: httpport: unknown key/);
+  });
+});
