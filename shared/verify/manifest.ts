@@ -4,8 +4,8 @@
  * Each rejection is its own error class so the agent can report it precisely.
  */
 import { AptOstreeError } from "../errors.ts";
-import { keyId, verify } from "../sign/ed25519.ts";
-import { ManifestSchema, SignedManifestSchema, manifestSigningBytes, type Manifest } from "../wire/manifest.ts";
+import { verifyCanonical } from "../sign/canonical-signature.ts";
+import { ManifestSchema, SignedManifestSchema, type Manifest } from "../wire/manifest.ts";
 
 export abstract class ManifestRejectedError extends AptOstreeError {}
 
@@ -59,12 +59,9 @@ export function verifySignedManifest(input: unknown, expect: ManifestExpectation
   const envelope = SignedManifestSchema.safeParse(typeof input === "string" ? parseJson(input) : input);
   if (!envelope.success) throw new MalformedManifestError(envelope.error.issues.map(describeIssue).join("; "));
 
-  const bytes = manifestSigningBytes(envelope.data.manifest);
-  const pinned = new Map(expect.trustedKeys.map((key) => [keyId(key), key]));
-  const known = envelope.data.signatures.filter((s) => pinned.has(s.keyid));
-  if (known.length === 0) throw new UnknownManifestKeyError(envelope.data.signatures.map((s) => s.keyid));
-  const valid = known.some((s) => verify(Buffer.from(s.sig, "base64"), bytes, pinned.get(s.keyid)!));
-  if (!valid) throw new ManifestSignatureError(known[0]!.keyid);
+  const verdict = verifyCanonical(envelope.data.manifest, envelope.data.signatures, expect.trustedKeys);
+  if (!verdict.ok && verdict.reason === "unknown-key") throw new UnknownManifestKeyError(verdict.keyids);
+  if (!verdict.ok && verdict.reason === "bad-signature") throw new ManifestSignatureError(verdict.keyid);
 
   const parsed = ManifestSchema.safeParse(envelope.data.manifest);
   if (!parsed.success) throw new MalformedManifestError(parsed.error.issues.map(describeIssue).join("; "));

@@ -5,7 +5,8 @@
  */
 import { z } from "zod";
 import { canonicalJson } from "./canonical-json.ts";
-import { keyId, sign, type Ed25519KeyPair } from "../sign/ed25519.ts";
+import type { Ed25519KeyPair } from "../sign/ed25519.ts";
+import { signCanonical, type SignatureEntry } from "../sign/canonical-signature.ts";
 
 const sha256Hex = z.string().regex(/^[0-9a-f]{64}$/, "must be 64 lowercase hex digits");
 const isoTime = z.string().datetime({ offset: true });
@@ -60,22 +61,14 @@ export const SignedManifestSchema = z
 export type DeltaFile = z.infer<typeof DeltaFileSchema>;
 export type Delta = z.infer<typeof DeltaSchema>;
 export type Manifest = z.infer<typeof ManifestSchema>;
-export type SignatureEntry = z.infer<typeof SignatureEntrySchema>;
+export type { SignatureEntry };
 export interface SignedManifest {
   manifest: Manifest;
   signatures: SignatureEntry[];
 }
 
-export function manifestSigningBytes(manifest: unknown): Uint8Array {
-  return Buffer.from(canonicalJson(manifest), "utf8");
-}
-
 export function signManifest(manifest: Manifest, keys: Ed25519KeyPair[]): SignedManifest {
-  const bytes = manifestSigningBytes(manifest);
-  return {
-    manifest,
-    signatures: keys.map((key) => ({ keyid: keyId(key.publicKey), sig: Buffer.from(sign(bytes, key.seed)).toString("base64") })),
-  };
+  return { manifest, signatures: signCanonical(manifest, keys) };
 }
 
 /** The manifest file as published: canonical JSON and a newline. */

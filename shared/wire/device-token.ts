@@ -1,0 +1,69 @@
+/**
+ * The MQTT password of a device: a token it signs with its identity key, naming its id, its
+ * public key and a short validity window. `<base64url canonical JSON>.<base64url signature>`.
+ * The server checks the signature with the key in the token, then that the key is the one it
+ * has on record for the id (an unknown id becomes a pending enrollment).
+ */
+import { z } from "zod";
+import { AptOstreeError } from "../errors.ts";
+import { sign, verify, type Ed25519KeyPair } from "../sign/ed25519.ts";
+import { canonicalBytes } from "../sign/canonical-signature.ts";
+import { NAME_PATTERN } from "./topics.ts";
+
+export const DeviceTokenSchema = z
+  .object({
+    deviceId: z.string().regex(NAME_PATTERN, "is not a valid device id"),
+    publicKey: z.string().regex(/^[A-Za-z0-9+/]{43}=$/, "is not a base64 ed25519 public key"),
+    issued: z.string().datetime({ offset: true }),
+    expires: z.string().datetime({ offset: true }),
+  })
+  .strict();
+
+export type DeviceToken = z.infer<typeof DeviceTokenSchema>;
+
+export class DeviceTokenError extends AptOstreeError {
+  constructor(reason: string) {
+    super("E_DEVICE_TOKEN", `device token rejected: ${reason}`);
+  }
+}
+
+/** Tokens may not claim to live longer than this (a stolen token is short-lived). */
+export const MAX_TOKEN_LIFETIME_SECONDS = 3600;
+/** Tolerated clock difference between device and server. */
+export const CLOCK_SKEW_SECONDS = 300;
+
+export function createDeviceToken(deviceId: string, key: Ed25519KeyPair, now: Date, lifetimeSeconds = 900): string {
+  const token: DeviceToken = {
+    deviceId,
+    publicKey: Buffer.from(key.publicKey).toString("base64"),
+    issued: now.toISOString(),
+    expires: new Date(now.getTime() + lifetimeSeconds * 1000).toISOString(),
+  };
+  const bytes = canonicalBytes(token);
+  return `${Buffer.from(bytes).toString("base64url")}.${Buffer.from(sign(bytes, key.seed)).toString("base64url")}`;
+}
+
+/** Checks shape, signature (by the key inside) and validity window; returns the token and its key. */
+export function verifyDeviceToken(text: string, now: Date): { token: DeviceToken; publicKey: Uint8Array } {
+  const [body, signature, extra] = text.split(".");
+  if (!body || !signature || extra !== undefined) throw new DeviceTokenError("not '<payload>.<signature>'");
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(Buffer.from(body, "base64url").toString("utf8"));
+  } catch {
+    throw new DeviceTokenError("the payload is not base64url JSON");
+  }
+  const result = DeviceTokenSchema.safeParse(parsed);
+  if (!result.success) throw new DeviceTokenError(result.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; "));
+  const token = result.data;
+  const publicKey = new Uint8Array(Buffer.from(token.publicKey, "base64"));
+  if (!verify(new Uint8Array(Buffer.from(signature, "base64url")), canonicalBytes(token), publicKey)) {
+    throw new DeviceTokenError("the signature does not verify with the token's key");
+  }
+  const issued = Date.parse(token.issued);
+  const expires = Date.parse(token.expires);
+  if (issued - CLOCK_SKEW_SECONDS * 1000 > now.getTime()) throw new DeviceTokenError(`issued in the future (${token.issued}); check the device clock`);
+  if (expires <= now.getTime()) throw new DeviceTokenError(`expired at ${token.expires}`);
+  if (expires - issued > MAX_TOKEN_LIFETIME_SECONDS * 1000) throw new DeviceTokenError(`lives longer than ${MAX_TOKEN_LIFETIME_SECONDS} s`);
+  return { token, publicKey };
+}

@@ -1,0 +1,100 @@
+import { describe, expect, it } from "vitest";
+import { generateKeyPair } from "../../../shared/sign/ed25519.ts";
+import { signCommand, verifyCommand, CommandRejectedError, type Command } from "../../../shared/wire/command.ts";
+import { createDeviceToken, verifyDeviceToken, DeviceTokenError } from "../../../shared/wire/device-token.ts";
+import { signReport, verifyReport, ReportRejectedError, type Report } from "../../../shared/wire/report.ts";
+import { deviceTopic, groupCommandTopic, parseTopic } from "../../../shared/wire/topics.ts";
+import { signManifest, type Manifest } from "../../../shared/wire/manifest.ts";
+
+const P = "apt-ostree/";
+const now = new Date("2026-11-21T12:00:00Z");
+const device = generateKeyPair();
+const server = generateKeyPair();
+
+describe("topics", () => {
+  it.each([
+    [deviceTopic(P, "dev-1", "state"), { scope: "device", deviceId: "dev-1", kind: "state" }],
+    [deviceTopic(P, "dev-1", "cmd"), { scope: "device", deviceId: "dev-1", kind: "cmd" }],
+    [groupCommandTopic(P, "lab"), { scope: "group", group: "lab", kind: "cmd" }],
+    ["apt-ostree/devices/+/state", null],
+    ["apt-ostree/devices/dev-1/state/extra", null],
+    ["apt-ostree/groups/lab/state", null],
+    ["other/devices/dev-1/state", null],
+  ])("parses %s", (topic, expected) => {
+    expect(parseTopic(P, topic)).toEqual(expected);
+  });
+});
+
+describe("device tokens (the MQTT password)", () => {
+  it("verifies a fresh token and returns the key inside", () => {
+    const { token, publicKey } = verifyDeviceToken(createDeviceToken("dev-1", device, now), now);
+    expect(token.deviceId).toBe("dev-1");
+    expect(publicKey).toEqual(device.publicKey);
+  });
+
+  it.each([
+    ["an expired token", () => createDeviceToken("dev-1", device, new Date(now.getTime() - 3600_000), 600), /expired at/],
+    ["a token issued in the future", () => createDeviceToken("dev-1", device, new Date(now.getTime() + 3600_000), 600), /issued in the future/],
+    ["a token that lives too long", () => createDeviceToken("dev-1", device, now, 7200), /lives longer than 3600 s/],
+    ["a token with a bad id", () => createDeviceToken("Dev/1", device, now), /deviceId: is not a valid device id/],
+    ["garbage", () => "garbage", /not '<payload>.<signature>'/],
+    [
+      "a token whose payload was changed",
+      () => {
+        const [body, sig] = createDeviceToken("dev-1", device, now).split(".");
+        const payload = JSON.parse(Buffer.from(body!, "base64url").toString());
+        payload.deviceId = "dev-2";
+        return `${Buffer.from(JSON.stringify(payload)).toString("base64url")}.${sig}`;
+      },
+      /signature does not verify/,
+    ],
+  ])("rejects %s", (_what, make, message) => {
+    expect(() => verifyDeviceToken(make(), now)).toThrow(DeviceTokenError);
+    expect(() => verifyDeviceToken(make(), now)).toThrow(message);
+  });
+});
+
+describe("signed device reports", () => {
+  const report: Report = { deviceId: "dev-1", counter: 7, sent: now.toISOString(), state: "healthy", booted: { commit: "a".repeat(64), version: "2" } };
+  const expectDev = { deviceId: "dev-1", publicKey: device.publicKey, lastCounter: 6 };
+
+  it("accepts a report signed by the device with a higher counter", () => {
+    expect(verifyReport(signReport(report, device), expectDev)).toEqual(report);
+  });
+
+  it.each([
+    ["a replayed counter", () => signReport(report, device), { lastCounter: 7 }, "E_REPORT_REPLAY"],
+    ["another device's signature", () => signReport(report, generateKeyPair()), {}, "E_REPORT_SIGNATURE"],
+    ["a report naming another device", () => signReport({ ...report, deviceId: "dev-2" }, device), {}, "E_REPORT_WRONG_DEVICE"],
+    ["a tampered report", () => signReport(report, device).replace('"healthy"', '"failed"'), {}, "E_REPORT_SIGNATURE"],
+    ["an unsigned report", () => JSON.stringify({ report }), {}, "E_REPORT_MALFORMED"],
+    ["a report with an unknown state", () => signReport({ ...report, state: "dancing" as never }, device), {}, "E_REPORT_MALFORMED"],
+  ])("rejects %s", (_what, make, override, code) => {
+    const attempt = () => verifyReport(make(), { ...expectDev, ...override });
+    expect(attempt).toThrow(ReportRejectedError);
+    try {
+      attempt();
+    } catch (error) {
+      expect((error as ReportRejectedError).code).toBe(code);
+    }
+  });
+});
+
+describe("signed commands", () => {
+  const manifest = { schema: 1, ref: "r", commit: "a".repeat(64), version: "2", sequence: 2, architecture: "amd64", channel: "stable", issued: now.toISOString(), expires: now.toISOString(), downgrade: false, deltas: [] } satisfies Manifest;
+  const command: Command = { type: "update", id: "cmd-1", issued: now.toISOString(), rollout: "r-1", manifest: signManifest(manifest, [server]) };
+
+  it("accepts a command signed by a pinned server key", () => {
+    expect(verifyCommand(signCommand(command, [server]), [server.publicKey])).toEqual(command);
+  });
+
+  it.each([
+    ["an unknown key", () => signCommand(command, [generateKeyPair()]), /signed only by unknown keys/],
+    ["a tampered command", () => signCommand(command, [server]).replace('"cmd-1"', '"cmd-2"'), /signature does not verify/],
+    ["a malformed command", () => signCommand({ type: "format-disk", id: "x", issued: now.toISOString() } as never, [server]), /malformed command/],
+    ["non-JSON", () => "{", /not JSON/],
+  ])("rejects %s", (_what, make, message) => {
+    expect(() => verifyCommand(make(), [server.publicKey])).toThrow(CommandRejectedError);
+    expect(() => verifyCommand(make(), [server.publicKey])).toThrow(message);
+  });
+});
