@@ -1,0 +1,54 @@
+/**
+ * The fleet's state behind one interface, so SQLite (the default, a file in the data dir) can
+ * be swapped for PostgreSQL without touching the broker, the API or rollouts.
+ */
+import type { Report } from "../../shared/wire/report.ts";
+
+export type EnrollmentState = "pending" | "accepted" | "rejected";
+
+export interface DeploymentRef {
+  commit: string;
+  version: string;
+}
+
+export interface DeviceRecord {
+  id: string;
+  /** base64 ed25519 public key the device enrolled with. */
+  publicKey: string;
+  enrollment: EnrollmentState;
+  groups: string[];
+  tags: string[];
+  architecture: string | null;
+  state: Report["state"] | null;
+  booted: DeploymentRef | null;
+  staged: DeploymentRef | null;
+  agentVersion: string | null;
+  online: boolean;
+  lastSeen: string | null;
+  /** Counter of the last accepted report (replay protection). */
+  lastCounter: number | null;
+  enrolledAt: string;
+}
+
+export interface DeviceEvent {
+  id: number;
+  deviceId: string;
+  at: string;
+  kind: "report" | "online" | "offline" | "enrolled" | "accepted";
+  report: Report | null;
+}
+
+export interface FleetStore {
+  getDevice(id: string): DeviceRecord | null;
+  listDevices(): DeviceRecord[];
+  /** Records an unknown device as pending (no-op for a known one); returns the record. */
+  enrollPending(id: string, publicKey: string, now: Date): DeviceRecord;
+  /** Accepts a pending (or rejected) device; throws DeviceNotFoundError for an unknown id. */
+  acceptDevice(id: string, now: Date): DeviceRecord;
+  /** Stores an accepted report: device fields, counter and history in one transaction. */
+  recordReport(report: Report, now: Date): void;
+  setOnline(id: string, online: boolean, now: Date): void;
+  /** Newest first. */
+  deviceEvents(id: string, limit: number): DeviceEvent[];
+  close(): void;
+}
