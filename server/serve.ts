@@ -1,4 +1,4 @@
-/** `apt-ostree-server serve`: one process serving the repo, the API and (next) MQTT. */
+/** `apt-ostree-server serve`: one process serving the repo, the API, the embedded MQTT broker and the store. */
 import { randomBytes } from "node:crypto";
 import { createServer, type Server } from "node:http";
 import { mkdir, readFile, stat, writeFile } from "node:fs/promises";
@@ -9,9 +9,16 @@ import type { Logger } from "../shared/log.ts";
 import type { ServeSettings } from "./config/settings.ts";
 import { createHttpHandler } from "./http/app.ts";
 import { Metrics } from "./http/metrics.ts";
+import { SqliteFleetStore } from "./fleet/store-sqlite.ts";
+import type { FleetStore } from "./fleet/store.ts";
+import { startBroker, type RunningBroker } from "./mqtt/broker.ts";
+import { DEFAULT_TOPIC_PREFIX } from "../shared/wire/topics.ts";
 
 export interface RunningServer {
   httpPort: number;
+  mqttPort: number;
+  store: FleetStore;
+  broker: RunningBroker;
   /** Where the generated admin token is kept, when none was configured. */
   adminTokenFile: string | null;
   close(): Promise<void>;
@@ -30,18 +37,38 @@ export async function startServer(settings: ServeSettings, log: Logger): Promise
   await mkdir(settings.data, { recursive: true, mode: 0o750 });
   const { token, file } = await adminToken(settings);
   const metrics = new Metrics();
-  const server = createServer({ requestTimeout: 60_000, headersTimeout: 15_000 }, createHttpHandler({ repo: settings.repo, adminToken: token, log, metrics }));
-  await listen(server, settings.httpPort, settings.host);
+  const store = new SqliteFleetStore(join(settings.data, "fleet.db"));
+  let broker: RunningBroker;
+  try {
+    broker = await startBroker({ port: settings.mqttPort, host: settings.host, prefix: DEFAULT_TOPIC_PREFIX, store, log, metrics, autoAccept: settings.autoAccept });
+  } catch (error) {
+    store.close();
+    throw new ServeError(`cannot start MQTT on ${settings.host}:${settings.mqttPort}: ${(error as Error).message}`, error);
+  }
+  const server = createServer({ requestTimeout: 60_000, headersTimeout: 15_000 }, createHttpHandler({ repo: settings.repo, adminToken: token, store, log, metrics }));
+  try {
+    await listen(server, settings.httpPort, settings.host);
+  } catch (error) {
+    await broker.close();
+    store.close();
+    throw error;
+  }
   const httpPort = (server.address() as AddressInfo).port;
-  log.info({ event: "serve.started", httpPort, host: settings.host, repo: settings.repo, data: settings.data }, `serving on http://${settings.host}:${httpPort}/`);
+  log.info({ event: "serve.started", httpPort, mqttPort: broker.port, host: settings.host, repo: settings.repo, data: settings.data }, `serving on http://${settings.host}:${httpPort}/`);
   return {
     httpPort,
+    mqttPort: broker.port,
+    store,
+    broker,
     adminTokenFile: file,
-    close: () =>
-      new Promise((resolve) => {
+    close: async () => {
+      await new Promise<void>((resolve) => {
         server.close(() => resolve());
         server.closeAllConnections();
-      }),
+      });
+      await broker.close();
+      store.close();
+    },
   };
 }
 

@@ -12,6 +12,8 @@ export const ConfigFileSchema = z
     repo: z.string().min(1),
     data: z.string().min(1),
     httpPort: z.number().int().min(0).max(65535),
+    mqttPort: z.number().int().min(0).max(65535),
+    autoAccept: z.boolean(),
     host: z.string().min(1),
     adminToken: z.string().min(16, "adminToken must be at least 16 characters"),
   })
@@ -24,7 +26,10 @@ export interface ServeSettings {
   repo: string;
   data: string;
   httpPort: number;
+  mqttPort: number;
   host: string;
+  /** Accept unknown devices at their first connection. */
+  autoAccept: boolean;
   /** Null when none is configured: the server then keeps a generated one in the data dir. */
   adminToken: string | null;
 }
@@ -33,7 +38,9 @@ export interface ServeFlags {
   repo?: string;
   data?: string;
   httpPort?: string;
+  mqttPort?: string;
   host?: string;
+  autoAccept?: boolean;
 }
 
 export class ConfigError extends AptOstreeError {
@@ -42,7 +49,7 @@ export class ConfigError extends AptOstreeError {
   }
 }
 
-export const SERVE_DEFAULTS = { repo: "/var/lib/apt-ostree-server/repo", data: "/var/lib/apt-ostree-server", httpPort: 8080, host: "0.0.0.0" };
+export const SERVE_DEFAULTS = { repo: "/var/lib/apt-ostree-server/repo", data: "/var/lib/apt-ostree-server", httpPort: 8080, mqttPort: 1883, host: "0.0.0.0", autoAccept: false };
 
 export async function readConfigFile(path: string): Promise<ConfigFile> {
   const text = await readFile(path, "utf8").catch((error: NodeJS.ErrnoException) => {
@@ -73,12 +80,18 @@ export function resolveServeSettings(flags: ServeFlags, env: NodeJS.ProcessEnv, 
   const httpPort = flags.httpPort !== undefined ? port(flags.httpPort, "--http-port")
     : env.APT_OSTREE_HTTP_PORT !== undefined ? port(env.APT_OSTREE_HTTP_PORT, "APT_OSTREE_HTTP_PORT")
     : file.httpPort ?? SERVE_DEFAULTS.httpPort;
+  const mqttPort = flags.mqttPort !== undefined ? port(flags.mqttPort, "--mqtt-port")
+    : env.APT_OSTREE_MQTT_PORT !== undefined ? port(env.APT_OSTREE_MQTT_PORT, "APT_OSTREE_MQTT_PORT")
+    : file.mqttPort ?? SERVE_DEFAULTS.mqttPort;
+  const autoAccept = flags.autoAccept || (env.APT_OSTREE_AUTO_ACCEPT !== undefined ? env.APT_OSTREE_AUTO_ACCEPT === "1" || env.APT_OSTREE_AUTO_ACCEPT === "true" : file.autoAccept ?? SERVE_DEFAULTS.autoAccept);
   const token = env.APT_OSTREE_ADMIN_TOKEN ?? file.adminToken ?? null;
   if (token !== null && token.length < 16) throw new ConfigError("APT_OSTREE_ADMIN_TOKEN must be at least 16 characters");
   return {
     repo: flags.repo ?? env.APT_OSTREE_REPO ?? file.repo ?? SERVE_DEFAULTS.repo,
     data: flags.data ?? env.APT_OSTREE_DATA ?? file.data ?? SERVE_DEFAULTS.data,
     httpPort,
+    mqttPort,
+    autoAccept,
     host: flags.host ?? env.APT_OSTREE_HOST ?? file.host ?? SERVE_DEFAULTS.host,
     adminToken: token,
   };

@@ -5,6 +5,8 @@
  */
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Logger } from "../../shared/log.ts";
+import type { FleetStore } from "../fleet/store.ts";
+import { acceptDevice, getDevice, listDevices } from "./api/devices.ts";
 import { listReleases } from "./api/releases.ts";
 import { OPENAPI } from "./api/openapi.ts";
 import { requireAdmin } from "./auth.ts";
@@ -15,8 +17,10 @@ import { serveRepoFile } from "./repo-files.ts";
 export interface HttpAppOptions {
   repo: string;
   adminToken: string;
+  store: FleetStore;
   log: Logger;
   metrics: Metrics;
+  now?: () => Date;
 }
 
 export type HttpHandler = (req: IncomingMessage, res: ServerResponse) => void;
@@ -45,6 +49,12 @@ export function createHttpHandler(options: HttpAppOptions): HttpHandler {
       if (resource.join("/") === "openapi.json") return only(method, ["GET"], () => sendJson(res, 200, OPENAPI));
       requireAdmin(req, options.adminToken);
       if (resource.join("/") === "releases") return only(method, ["GET"], async () => sendJson(res, 200, { releases: await listReleases(options.repo) }));
+      if (resource[0] === "devices") {
+        const [, id, action] = resource;
+        if (id === undefined) return only(method, ["GET"], () => sendJson(res, 200, listDevices(options.store)));
+        if (action === undefined && resource.length === 2) return only(method, ["GET"], () => sendJson(res, 200, getDevice(options.store, id)));
+        if (action === "accept" && resource.length === 3) return only(method, ["POST"], () => sendJson(res, 200, acceptDevice(options.store, id, (options.now ?? (() => new Date()))())));
+      }
     }
     throw new HttpError(404, "E_NOT_FOUND", `no route for ${method} /${segments.join("/")}`);
   };

@@ -1,0 +1,131 @@
+/**
+ * The embedded broker (aedes on TCP) with apt-ostree's policy as its hooks, default deny, and
+ * the ingestion of device reports and online flags into the store.
+ */
+import { createServer, type Server } from "node:net";
+import type { AddressInfo } from "node:net";
+import aedesModule from "aedes";
+import type { Logger } from "../../shared/log.ts";
+import { ReportRejectedError, verifyReport } from "../../shared/wire/report.ts";
+import { parseTopic } from "../../shared/wire/topics.ts";
+import type { FleetStore } from "../fleet/store.ts";
+import type { Metrics } from "../http/metrics.ts";
+import { mayPublish, maySubscribe } from "./acl.ts";
+import { authenticateDevice } from "./auth.ts";
+
+export interface BrokerOptions {
+  port: number;
+  host: string;
+  prefix: string;
+  store: FleetStore;
+  log: Logger;
+  metrics: Metrics;
+  /** Accept unknown devices at their first connection instead of leaving them pending. */
+  autoAccept: boolean;
+  now?: () => Date;
+}
+
+export interface RunningBroker {
+  port: number;
+  /** Publishes a (signed) payload to a topic from the server itself. */
+  publish(topic: string, payload: string, retain?: boolean): Promise<void>;
+  close(): Promise<void>;
+}
+
+type Aedes = ReturnType<typeof aedesModule.createBroker>;
+
+export async function startBroker(options: BrokerOptions): Promise<RunningBroker> {
+  const now = options.now ?? (() => new Date());
+  const { store, log, prefix } = options;
+  const connections = options.metrics.gauge("aptostree_mqtt_connections", "Devices connected to the embedded broker");
+  const refused = options.metrics.counter("aptostree_mqtt_connections_refused_total", "MQTT connections refused, by reason code");
+  const reports = options.metrics.counter("aptostree_mqtt_reports_total", "Device reports, by outcome");
+  const denied = options.metrics.counter("aptostree_mqtt_denied_total", "Publishes and subscriptions the ACL refused");
+  const deviceOf = new Map<string, string>();
+
+  const broker: Aedes = aedesModule.createBroker({
+    authenticate(client, username, password, done) {
+      try {
+        const decision = authenticateDevice(store, { clientId: client.id, username, password }, now(), options.autoAccept);
+        if (decision.ok) {
+          deviceOf.set(client.id, decision.deviceId);
+          return done(null, true);
+        }
+        refused(1, { code: String(decision.returnCode) });
+        log.warn({ event: "mqtt.connect.refused", clientId: client.id, reason: decision.reason }, `refused ${client.id}: ${decision.reason}`);
+        return done(Object.assign(new Error(decision.reason), { returnCode: decision.returnCode }), false);
+      } catch (error) {
+        log.error({ event: "mqtt.auth.error", err: error }, "authentication failed; refusing");
+        return done(Object.assign(new Error("server unavailable"), { returnCode: 3 }), false);
+      }
+    },
+    authorizePublish(client, packet, callback) {
+      // The server's own publishes (client null) are trusted; a device only under its own topics.
+      if (client === null) return callback(null);
+      const deviceId = deviceOf.get(client.id);
+      if (deviceId && mayPublish(prefix, deviceId, packet.topic)) return callback(null);
+      denied(1, { action: "publish" });
+      log.warn({ event: "mqtt.publish.denied", clientId: client.id, topic: packet.topic }, `denied publish to ${packet.topic}`);
+      return callback(new Error(`not allowed to publish to ${packet.topic}`));
+    },
+    authorizeSubscribe(client, subscription, callback) {
+      const deviceId = deviceOf.get(client.id);
+      const device = deviceId ? store.getDevice(deviceId) : null;
+      if (device && maySubscribe(prefix, device, subscription.topic)) return callback(null, subscription);
+      denied(1, { action: "subscribe" });
+      log.warn({ event: "mqtt.subscribe.denied", clientId: client.id, topic: subscription.topic }, `denied subscription to ${subscription.topic}`);
+      return callback(null, null);
+    },
+  });
+
+  broker.on("client", (client) => {
+    const deviceId = deviceOf.get(client.id);
+    if (deviceId) store.setOnline(deviceId, true, now());
+    connections(broker.connectedClients);
+  });
+  broker.on("clientDisconnect", (client) => {
+    const deviceId = deviceOf.get(client.id);
+    deviceOf.delete(client.id);
+    if (deviceId) store.setOnline(deviceId, false, now());
+    connections(broker.connectedClients);
+  });
+  broker.on("publish", (packet, client) => {
+    if (!client) return;
+    const topic = parseTopic(prefix, packet.topic);
+    const deviceId = deviceOf.get(client.id);
+    if (!topic || topic.scope !== "device" || topic.deviceId !== deviceId) return;
+    if (topic.kind === "online") return store.setOnline(deviceId, packet.payload.toString() === "online", now());
+    if (topic.kind !== "state") return;
+    const device = store.getDevice(deviceId);
+    if (!device) return;
+    try {
+      const report = verifyReport(packet.payload as Buffer, { deviceId, publicKey: new Uint8Array(Buffer.from(device.publicKey, "base64")), lastCounter: device.lastCounter });
+      store.recordReport(report, now());
+      reports(1, { outcome: "accepted" });
+    } catch (error) {
+      if (!(error instanceof ReportRejectedError)) throw error;
+      reports(1, { outcome: error.code });
+      log.warn({ event: "mqtt.report.rejected", deviceId, code: error.code, reason: error.message }, `rejected a report from ${deviceId}: ${error.message}`);
+    }
+  });
+
+  const server: Server = createServer(broker.handle);
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(options.port, options.host, () => resolve());
+  });
+  const port = (server.address() as AddressInfo).port;
+  log.info({ event: "mqtt.started", port }, `MQTT on ${options.host}:${port}`);
+
+  return {
+    port,
+    publish: (topic, payload, retain = false) =>
+      new Promise((resolve, reject) =>
+        broker.publish({ cmd: "publish", topic, payload: Buffer.from(payload), qos: 1, retain, dup: false }, (error) => (error ? reject(error) : resolve())),
+      ),
+    close: () =>
+      new Promise((resolve) => {
+        broker.close(() => server.close(() => resolve()));
+      }),
+  };
+}

@@ -1,0 +1,141 @@
+import { join } from "node:path";
+import mqtt, { type MqttClient } from "mqtt";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { silentLogger } from "../../../shared/log.ts";
+import { initRepo } from "../../../shared/ostree/repo.ts";
+import { generateKeyPair, type Ed25519KeyPair } from "../../../shared/sign/ed25519.ts";
+import { createDeviceToken } from "../../../shared/wire/device-token.ts";
+import { signReport, type Report } from "../../../shared/wire/report.ts";
+import { deviceTopic } from "../../../shared/wire/topics.ts";
+import { startServer, type RunningServer } from "../../../server/serve.ts";
+import { makeTempDir, removeTree } from "../../helpers/tmp.ts";
+
+const P = "apt-ostree/";
+const TOKEN = "test-admin-token-0123456789";
+const keys: Record<string, Ed25519KeyPair> = { "dev-a": generateKeyPair(), "dev-b": generateKeyPair() };
+let dir: string;
+let server: RunningServer;
+const clients: MqttClient[] = [];
+
+function connect(id: string, key = keys[id]!): Promise<MqttClient> {
+  return new Promise((resolve, reject) => {
+    const client = mqtt.connect(`mqtt://127.0.0.1:${server.mqttPort}`, {
+      clientId: id,
+      username: id,
+      password: createDeviceToken(id, key, new Date()),
+      reconnectPeriod: 0,
+      protocolVersion: 4,
+      will: { topic: deviceTopic(P, id, "online"), payload: Buffer.from("offline"), qos: 1, retain: true },
+    });
+    client.once("connect", () => {
+      clients.push(client);
+      resolve(client);
+    });
+    client.once("error", (error) => {
+      client.end(true);
+      reject(error);
+    });
+  });
+}
+
+const api = (path: string, method = "GET") => fetch(`http://127.0.0.1:${server.httpPort}/api/v1/${path}`, { method, headers: { authorization: `Bearer ${TOKEN}` } });
+
+async function until<T>(probe: () => T | undefined | null | false, what: string): Promise<T> {
+  for (let i = 0; i < 100; i++) {
+    const value = probe();
+    if (value) return value;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`timed out waiting for ${what}`);
+}
+
+function report(id: string, counter: number, extra: Partial<Report> = {}): Report {
+  return { deviceId: id, counter, sent: new Date().toISOString(), state: "healthy", ...extra };
+}
+
+beforeAll(async () => {
+  dir = await makeTempDir("mqtt");
+  await initRepo(join(dir, "repo"), "archive");
+  server = await startServer({ repo: join(dir, "repo"), data: join(dir, "data"), httpPort: 0, mqttPort: 0, host: "127.0.0.1", autoAccept: false, adminToken: TOKEN }, silentLogger());
+});
+afterAll(async () => {
+  for (const client of clients) client.end(true);
+  await server?.close();
+  await removeTree(dir);
+});
+
+describe("device enrollment over MQTT", () => {
+  it("refuses an unknown device, lists it as pending, and lets it in once accepted", async () => {
+    await expect(connect("dev-a")).rejects.toMatchObject({ code: 5 });
+    const pending = await (await api("devices/dev-a")).json();
+    expect(pending.device).toMatchObject({ id: "dev-a", enrollment: "pending", publicKey: Buffer.from(keys["dev-a"]!.publicKey).toString("base64") });
+    expect((await api("devices/dev-a/accept", "POST")).status).toBe(200);
+    const client = await connect("dev-a");
+    expect(client.connected).toBe(true);
+    await until(() => server.store.getDevice("dev-a")?.online, "dev-a online");
+  });
+
+  it("refuses a token signed by another key for an enrolled id", async () => {
+    await expect(connect("dev-a", generateKeyPair())).rejects.toMatchObject({ code: 4 });
+  });
+
+  it("answers 404 when accepting a device that never connected", async () => {
+    const res = await api("devices/ghost/accept", "POST");
+    expect(res.status).toBe(404);
+    expect((await res.json()).error.message).toMatch(/must connect once to enroll/);
+  });
+});
+
+describe("topic ACL", () => {
+  it("keeps device A from reading B's commands and from publishing as B", async () => {
+    await connect("dev-b").catch(() => undefined);
+    await api("devices/dev-b/accept", "POST");
+    const b = await connect("dev-b");
+    const a = clients.find((c) => c.options.clientId === "dev-a" && c.connected)!;
+
+    // mqtt.js rejects when a grant is refused (128); the SUBACK it carries has the codes.
+    const suback = await a
+      .subscribeAsync([deviceTopic(P, "dev-b", "cmd"), "apt-ostree/devices/+/cmd", deviceTopic(P, "dev-a", "cmd")])
+      .then(() => ({ granted: [] as number[] }), (error: { packet: { granted: number[] } }) => error.packet);
+    expect(suback.granted).toEqual([128, 128, 0]);
+    await b.subscribeAsync(deviceTopic(P, "dev-b", "cmd"));
+
+    const seenByA: string[] = [];
+    const seenByB: string[] = [];
+    a.on("message", (topic) => seenByA.push(topic));
+    b.on("message", (topic) => seenByB.push(topic));
+    await server.broker.publish(deviceTopic(P, "dev-b", "cmd"), "for b");
+    await until(() => seenByB.length > 0, "b to get its command");
+    expect(seenByA).toEqual([]);
+
+    const aClosed = new Promise<void>((resolve) => a.once("close", () => resolve()));
+    a.publish(deviceTopic(P, "dev-b", "state"), signReport(report("dev-b", 1), keys["dev-a"]!), { qos: 1 });
+    await aClosed;
+    expect(server.store.getDevice("dev-b")!.lastCounter).toBeNull();
+  });
+});
+
+describe("device reports", () => {
+  it("stores a signed report and refuses a replay and a forgery", async () => {
+    const b = clients.find((c) => c.options.clientId === "dev-b" && c.connected)!;
+    b.publish(deviceTopic(P, "dev-b", "state"), signReport(report("dev-b", 3, { booted: { commit: "c".repeat(64), version: "2" } }), keys["dev-b"]!), { qos: 1 });
+    await until(() => server.store.getDevice("dev-b")!.lastCounter === 3, "report 3 stored");
+    expect(server.store.getDevice("dev-b")!.booted).toEqual({ commit: "c".repeat(64), version: "2" });
+
+    await b.publishAsync(deviceTopic(P, "dev-b", "state"), signReport(report("dev-b", 3, { state: "failed" }), keys["dev-b"]!), { qos: 1 });
+    await b.publishAsync(deviceTopic(P, "dev-b", "state"), signReport(report("dev-b", 9, { state: "failed" }), generateKeyPair()), { qos: 1 });
+    const metrics = await until(async () => {
+      const text = await (await fetch(`http://127.0.0.1:${server.httpPort}/metrics`)).text();
+      return /outcome="E_REPORT_SIGNATURE"/.test(text) ? text : null;
+    }, "both rejections counted");
+    expect(await metrics).toMatch(/aptostree_mqtt_reports_total\{outcome="E_REPORT_REPLAY"\} 1/);
+    expect(server.store.getDevice("dev-b")).toMatchObject({ lastCounter: 3, state: "healthy" });
+  });
+
+  it("marks a device offline when its connection dies", async () => {
+    const b = clients.find((c) => c.options.clientId === "dev-b" && c.connected)!;
+    (b.stream as unknown as { destroy(): void }).destroy();
+    await until(() => server.store.getDevice("dev-b")!.online === false, "dev-b offline");
+    expect(server.store.deviceEvents("dev-b", 5).some((e) => e.kind === "offline")).toBe(true);
+  });
+});
