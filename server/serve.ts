@@ -13,12 +13,15 @@ import { SqliteFleetStore } from "./fleet/store-sqlite.ts";
 import type { FleetStore } from "./fleet/store.ts";
 import { startBroker, type RunningBroker } from "./mqtt/broker.ts";
 import { DEFAULT_TOPIC_PREFIX } from "../shared/wire/topics.ts";
+import { readSecretKeyFile } from "../shared/sign/keys.ts";
+import { RolloutEngine } from "./fleet/rollouts.ts";
 
 export interface RunningServer {
   httpPort: number;
   mqttPort: number;
   store: FleetStore;
   broker: RunningBroker;
+  engine: RolloutEngine;
   /** Where the generated admin token is kept, when none was configured. */
   adminTokenFile: string | null;
   close(): Promise<void>;
@@ -30,22 +33,32 @@ export class ServeError extends AptOstreeError {
   }
 }
 
-export async function startServer(settings: ServeSettings, log: Logger): Promise<RunningServer> {
+export async function startServer(settings: ServeSettings & { tickMilliseconds?: number }, log: Logger): Promise<RunningServer> {
   if (!(await stat(join(settings.repo, "config")).catch(() => null))) {
     throw new ServeError(`${settings.repo} is not an OSTree repo (no config file); compose and publish into it first, or pass --repo`);
   }
   await mkdir(settings.data, { recursive: true, mode: 0o750 });
   const { token, file } = await adminToken(settings);
+  const key = settings.signingKey ? await readSecretKeyFile(settings.signingKey) : null;
   const metrics = new Metrics();
   const store = new SqliteFleetStore(join(settings.data, "fleet.db"));
+  let engine: RolloutEngine | null = null;
   let broker: RunningBroker;
   try {
-    broker = await startBroker({ port: settings.mqttPort, host: settings.host, prefix: DEFAULT_TOPIC_PREFIX, store, log, metrics, autoAccept: settings.autoAccept });
+    broker = await startBroker({
+      port: settings.mqttPort, host: settings.host, prefix: DEFAULT_TOPIC_PREFIX, store, log, metrics, autoAccept: settings.autoAccept,
+      onReport: (report) => void engine?.onReport(report),
+      onOnline: () => void engine?.tick(),
+    });
   } catch (error) {
     store.close();
     throw new ServeError(`cannot start MQTT on ${settings.host}:${settings.mqttPort}: ${(error as Error).message}`, error);
   }
-  const server = createServer({ requestTimeout: 60_000, headersTimeout: 15_000 }, createHttpHandler({ repo: settings.repo, adminToken: token, store, log, metrics }));
+  engine = new RolloutEngine({ store, repo: settings.repo, key, publish: (topic, payload, retain) => broker.publish(topic, payload, retain), prefix: DEFAULT_TOPIC_PREFIX, log });
+  await engine.resume();
+  const timer = setInterval(() => void engine!.tick(), settings.tickMilliseconds ?? 1000);
+  timer.unref();
+  const server = createServer({ requestTimeout: 60_000, headersTimeout: 15_000 }, createHttpHandler({ repo: settings.repo, adminToken: token, store, engine, log, metrics }));
   try {
     await listen(server, settings.httpPort, settings.host);
   } catch (error) {
@@ -61,7 +74,10 @@ export async function startServer(settings: ServeSettings, log: Logger): Promise
     store,
     broker,
     adminTokenFile: file,
+    engine,
     close: async () => {
+      clearInterval(timer);
+      await engine!.tick();
       await new Promise<void>((resolve) => {
         server.close(() => resolve());
         server.closeAllConnections();

@@ -13,8 +13,9 @@ export const serveCommand = defineCommand({
     "http-port": { type: "string", valueName: "N", description: `HTTP port, 0 for any free one (env APT_OSTREE_HTTP_PORT; default ${SERVE_DEFAULTS.httpPort})` },
     "mqtt-port": { type: "string", valueName: "N", description: `Embedded MQTT broker port, 0 for any free one (env APT_OSTREE_MQTT_PORT; default ${SERVE_DEFAULTS.mqttPort})` },
     "auto-accept": { type: "boolean", description: "Accept unknown devices at their first connection (env APT_OSTREE_AUTO_ACCEPT=1)" },
+    key: { type: "string", valueName: "FILE", description: "ed25519 secret key that signs rollout commands (env APT_OSTREE_SIGNING_KEY)" },
     host: { type: "string", valueName: "ADDR", description: `Address to listen on (env APT_OSTREE_HOST; default ${SERVE_DEFAULTS.host})` },
-    config: { type: "string", valueName: "FILE", description: "YAML/JSON config file: repo, data, httpPort, mqttPort, host, autoAccept, adminToken (env APT_OSTREE_SERVER_CONFIG)" },
+    config: { type: "string", valueName: "FILE", description: "YAML/JSON config file: repo, data, httpPort, mqttPort, host, autoAccept, adminToken, signingKey (env APT_OSTREE_SERVER_CONFIG)" },
   },
   notes: [
     "Precedence: flags, then environment, then the config file, then defaults.",
@@ -27,7 +28,7 @@ export const serveCommand = defineCommand({
     const configPath = options.config ?? io.env.APT_OSTREE_SERVER_CONFIG;
     const file: ConfigFile = configPath ? await readConfigFile(resolve(configPath)) : {};
     const settings = resolveServeSettings(
-      { repo: options.repo, data: options.data, httpPort: options["http-port"], mqttPort: options["mqtt-port"], host: options.host, autoAccept: options["auto-accept"] },
+      { repo: options.repo, data: options.data, httpPort: options["http-port"], mqttPort: options["mqtt-port"], host: options.host, autoAccept: options["auto-accept"], signingKey: options.key },
       io.env,
       file,
     );

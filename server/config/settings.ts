@@ -16,6 +16,7 @@ export const ConfigFileSchema = z
     autoAccept: z.boolean(),
     host: z.string().min(1),
     adminToken: z.string().min(16, "adminToken must be at least 16 characters"),
+    signingKey: z.string().min(1),
   })
   .partial()
   .strict();
@@ -32,6 +33,8 @@ export interface ServeSettings {
   autoAccept: boolean;
   /** Null when none is configured: the server then keeps a generated one in the data dir. */
   adminToken: string | null;
+  /** ed25519 secret key file that signs commands; null: rollouts cannot be created. */
+  signingKey: string | null;
 }
 
 export interface ServeFlags {
@@ -41,6 +44,7 @@ export interface ServeFlags {
   mqttPort?: string;
   host?: string;
   autoAccept?: boolean;
+  signingKey?: string;
 }
 
 export class ConfigError extends AptOstreeError {
@@ -94,5 +98,6 @@ export function resolveServeSettings(flags: ServeFlags, env: NodeJS.ProcessEnv, 
     autoAccept,
     host: flags.host ?? env.APT_OSTREE_HOST ?? file.host ?? SERVE_DEFAULTS.host,
     adminToken: token,
+    signingKey: flags.signingKey ?? env.APT_OSTREE_SIGNING_KEY ?? file.signingKey ?? null,
   };
 }

@@ -2,7 +2,8 @@
 import Database from "better-sqlite3";
 import { AptOstreeError } from "../../shared/errors.ts";
 import type { Report } from "../../shared/wire/report.ts";
-import type { DeviceEvent, DeviceRecord, FleetStore } from "./store.ts";
+import type { DeviceEvent, DeviceRecord, FleetStore, RolloutDeviceRecord, RolloutRecord } from "./store.ts";
+import type { RolloutDeviceStatus, RolloutProgress } from "./waves.ts";
 
 export class DeviceNotFoundError extends AptOstreeError {
   constructor(id: string) {
@@ -36,6 +37,29 @@ const MIGRATIONS = [
      report_json TEXT
    );
    CREATE INDEX device_events_by_device ON device_events(device_id, id);`,
+  `CREATE TABLE rollouts (
+     id TEXT PRIMARY KEY,
+     ref TEXT NOT NULL,
+     channel TEXT NOT NULL,
+     version TEXT NOT NULL,
+     commit_id TEXT NOT NULL,
+     selector_json TEXT NOT NULL,
+     plan_json TEXT NOT NULL,
+     progress_json TEXT NOT NULL,
+     pause_reason TEXT,
+     created_at TEXT NOT NULL,
+     updated_at TEXT NOT NULL
+   );
+   CREATE TABLE rollout_devices (
+     rollout_id TEXT NOT NULL REFERENCES rollouts(id),
+     device_id TEXT NOT NULL REFERENCES devices(id),
+     wave INTEGER NOT NULL,
+     status TEXT NOT NULL,
+     sent_at TEXT,
+     updated_at TEXT NOT NULL,
+     detail TEXT,
+     PRIMARY KEY (rollout_id, device_id)
+   );`,
 ];
 
 interface DeviceRow {
@@ -140,6 +164,47 @@ export class SqliteFleetStore implements FleetStore {
     return rows.map((row) => ({ id: row.id, deviceId: row.device_id, at: row.at, kind: row.kind, report: row.report_json ? (JSON.parse(row.report_json) as Report) : null }));
   }
 
+  createRollout(rollout: RolloutRecord, members: Array<{ deviceId: string; wave: number }>): void {
+    this.db.transaction(() => {
+      this.db
+        .prepare(
+          `INSERT INTO rollouts (id, ref, channel, version, commit_id, selector_json, plan_json, progress_json, pause_reason, created_at, updated_at)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+        )
+        .run(rollout.id, rollout.ref, rollout.channel, rollout.version, rollout.commit, JSON.stringify(rollout.selector), JSON.stringify(rollout.plan), JSON.stringify(rollout.progress), rollout.pauseReason, rollout.createdAt, rollout.updatedAt);
+      const insert = this.db.prepare("INSERT INTO rollout_devices (rollout_id, device_id, wave, status, updated_at) VALUES (?, ?, ?, 'pending', ?)");
+      for (const member of members) insert.run(rollout.id, member.deviceId, member.wave, rollout.createdAt);
+    })();
+  }
+
+  getRollout(id: string): RolloutRecord | null {
+    const row = this.db.prepare("SELECT * FROM rollouts WHERE id = ?").get(id) as RolloutRow | undefined;
+    return row ? toRollout(row) : null;
+  }
+
+  listRollouts(): RolloutRecord[] {
+    return (this.db.prepare("SELECT * FROM rollouts ORDER BY created_at, id").all() as RolloutRow[]).map(toRollout);
+  }
+
+  updateRollout(id: string, progress: RolloutProgress, pauseReason: string | null, now: Date): void {
+    this.db.prepare("UPDATE rollouts SET progress_json = ?, pause_reason = ?, updated_at = ? WHERE id = ?").run(JSON.stringify(progress), pauseReason, now.toISOString(), id);
+  }
+
+  rolloutDevices(id: string): RolloutDeviceRecord[] {
+    const rows = this.db.prepare("SELECT * FROM rollout_devices WHERE rollout_id = ? ORDER BY wave, device_id").all(id) as RolloutDeviceRow[];
+    return rows.map((row) => ({ rolloutId: row.rollout_id, deviceId: row.device_id, wave: row.wave, status: row.status, sentAt: row.sent_at, updatedAt: row.updated_at, detail: row.detail }));
+  }
+
+  setRolloutDeviceStatus(rolloutId: string, deviceId: string, status: RolloutDeviceStatus, detail: string | null, now: Date): void {
+    this.db.prepare("UPDATE rollout_devices SET status = ?, detail = ?, updated_at = ? WHERE rollout_id = ? AND device_id = ?").run(status, detail, now.toISOString(), rolloutId, deviceId);
+  }
+
+  markRolloutDeviceSent(rolloutId: string, deviceId: string, now: Date): void {
+    this.db
+      .prepare("UPDATE rollout_devices SET status = 'sent', sent_at = ?, updated_at = ? WHERE rollout_id = ? AND device_id = ? AND status = 'pending'")
+      .run(now.toISOString(), now.toISOString(), rolloutId, deviceId);
+  }
+
   close(): void {
     this.db.close();
   }
@@ -157,6 +222,46 @@ export class SqliteFleetStore implements FleetStore {
       })();
     }
   }
+}
+
+interface RolloutRow {
+  id: string;
+  ref: string;
+  channel: string;
+  version: string;
+  commit_id: string;
+  selector_json: string;
+  plan_json: string;
+  progress_json: string;
+  pause_reason: string | null;
+  created_at: string;
+  updated_at: string;
+}
+
+interface RolloutDeviceRow {
+  rollout_id: string;
+  device_id: string;
+  wave: number;
+  status: RolloutDeviceRecord["status"];
+  sent_at: string | null;
+  updated_at: string;
+  detail: string | null;
+}
+
+function toRollout(row: RolloutRow): RolloutRecord {
+  return {
+    id: row.id,
+    ref: row.ref,
+    channel: row.channel,
+    version: row.version,
+    commit: row.commit_id,
+    selector: JSON.parse(row.selector_json),
+    plan: JSON.parse(row.plan_json),
+    progress: JSON.parse(row.progress_json),
+    pauseReason: row.pause_reason,
+    createdAt: row.created_at,
+    updatedAt: row.updated_at,
+  };
 }
 
 function toRecord(row: DeviceRow): DeviceRecord {

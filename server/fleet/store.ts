@@ -3,6 +3,7 @@
  * be swapped for PostgreSQL without touching the broker, the API or rollouts.
  */
 import type { Report } from "../../shared/wire/report.ts";
+import type { RolloutDeviceStatus, RolloutPlan, RolloutProgress } from "./waves.ts";
 
 export type EnrollmentState = "pending" | "accepted" | "rejected";
 
@@ -38,7 +39,46 @@ export interface DeviceEvent {
   report: Report | null;
 }
 
+export interface RolloutSelector {
+  groups: string[];
+  tags: string[];
+  devices: string[];
+}
+
+export interface RolloutRecord {
+  id: string;
+  ref: string;
+  channel: string;
+  version: string;
+  commit: string;
+  selector: RolloutSelector;
+  plan: RolloutPlan;
+  progress: RolloutProgress;
+  pauseReason: string | null;
+  createdAt: string;
+  updatedAt: string;
+}
+
+export interface RolloutDeviceRecord {
+  rolloutId: string;
+  deviceId: string;
+  wave: number;
+  status: RolloutDeviceStatus;
+  sentAt: string | null;
+  updatedAt: string;
+  detail: string | null;
+}
+
 export interface FleetStore {
+  createRollout(rollout: RolloutRecord, members: Array<{ deviceId: string; wave: number }>): void;
+  getRollout(id: string): RolloutRecord | null;
+  listRollouts(): RolloutRecord[];
+  updateRollout(id: string, progress: RolloutProgress, pauseReason: string | null, now: Date): void;
+  rolloutDevices(id: string): RolloutDeviceRecord[];
+  setRolloutDeviceStatus(rolloutId: string, deviceId: string, status: RolloutDeviceStatus, detail: string | null, now: Date): void;
+  /** Marks a device as sent (before the command is published, so a restart re-publishes the same one). */
+  markRolloutDeviceSent(rolloutId: string, deviceId: string, now: Date): void;
+
   getDevice(id: string): DeviceRecord | null;
   listDevices(): DeviceRecord[];
   /** Records an unknown device as pending (no-op for a known one); returns the record. */

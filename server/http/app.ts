@@ -6,6 +6,9 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Logger } from "../../shared/log.ts";
 import type { FleetStore } from "../fleet/store.ts";
+import type { RolloutEngine } from "../fleet/rollouts.ts";
+import { createRollout, describeRollout, withRolloutErrors } from "./api/rollouts.ts";
+import { readJsonBody } from "./body.ts";
 import { acceptDevice, getDevice, listDevices } from "./api/devices.ts";
 import { listReleases } from "./api/releases.ts";
 import { OPENAPI } from "./api/openapi.ts";
@@ -18,6 +21,7 @@ export interface HttpAppOptions {
   repo: string;
   adminToken: string;
   store: FleetStore;
+  engine: RolloutEngine;
   log: Logger;
   metrics: Metrics;
   now?: () => Date;
@@ -54,6 +58,23 @@ export function createHttpHandler(options: HttpAppOptions): HttpHandler {
         if (id === undefined) return only(method, ["GET"], () => sendJson(res, 200, listDevices(options.store)));
         if (action === undefined && resource.length === 2) return only(method, ["GET"], () => sendJson(res, 200, getDevice(options.store, id)));
         if (action === "accept" && resource.length === 3) return only(method, ["POST"], () => sendJson(res, 200, acceptDevice(options.store, id, (options.now ?? (() => new Date()))())));
+      }
+      if (resource[0] === "rollouts") {
+        const [, id, action] = resource;
+        if (id === undefined) {
+          if (method === "POST") return sendJson(res, 201, { rollout: describeRollout(options.store, await createRollout(options.engine, await readJsonBody(req))) });
+          return only(method, ["GET", "POST"], () => sendJson(res, 200, { rollouts: options.store.listRollouts().map((r) => describeRollout(options.store, r)) }));
+        }
+        if (action === undefined && resource.length === 2) {
+          return only(method, ["GET"], () => {
+            const rollout = options.store.getRollout(id);
+            if (!rollout) throw new HttpError(404, "E_ROLLOUT_NOT_FOUND", `no rollout '${id}'`);
+            sendJson(res, 200, { rollout: describeRollout(options.store, rollout) });
+          });
+        }
+        if ((action === "pause" || action === "resume" || action === "abort") && resource.length === 3) {
+          return only(method, ["POST"], async () => sendJson(res, 200, { rollout: describeRollout(options.store, await withRolloutErrors(() => options.engine.setState(id, action))) }));
+        }
       }
     }
     throw new HttpError(404, "E_NOT_FOUND", `no route for ${method} /${segments.join("/")}`);

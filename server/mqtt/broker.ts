@@ -6,7 +6,7 @@ import { createServer, type Server } from "node:net";
 import type { AddressInfo } from "node:net";
 import aedesModule from "aedes";
 import type { Logger } from "../../shared/log.ts";
-import { ReportRejectedError, verifyReport } from "../../shared/wire/report.ts";
+import { ReportRejectedError, verifyReport, type Report } from "../../shared/wire/report.ts";
 import { parseTopic } from "../../shared/wire/topics.ts";
 import type { FleetStore } from "../fleet/store.ts";
 import type { Metrics } from "../http/metrics.ts";
@@ -23,6 +23,10 @@ export interface BrokerOptions {
   /** Accept unknown devices at their first connection instead of leaving them pending. */
   autoAccept: boolean;
   now?: () => Date;
+  /** Called after a report is verified and stored. */
+  onReport?: (report: Report) => void;
+  /** Called when an accepted device connects. */
+  onOnline?: (deviceId: string) => void;
 }
 
 export interface RunningBroker {
@@ -80,7 +84,10 @@ export async function startBroker(options: BrokerOptions): Promise<RunningBroker
 
   broker.on("client", (client) => {
     const deviceId = deviceOf.get(client.id);
-    if (deviceId) store.setOnline(deviceId, true, now());
+    if (deviceId) {
+      store.setOnline(deviceId, true, now());
+      options.onOnline?.(deviceId);
+    }
     connections(broker.connectedClients);
   });
   broker.on("clientDisconnect", (client) => {
@@ -102,6 +109,7 @@ export async function startBroker(options: BrokerOptions): Promise<RunningBroker
       const report = verifyReport(packet.payload as Buffer, { deviceId, publicKey: new Uint8Array(Buffer.from(device.publicKey, "base64")), lastCounter: device.lastCounter });
       store.recordReport(report, now());
       reports(1, { outcome: "accepted" });
+      options.onReport?.(report);
     } catch (error) {
       if (!(error instanceof ReportRejectedError)) throw error;
       reports(1, { outcome: error.code });

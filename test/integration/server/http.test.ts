@@ -40,7 +40,7 @@ beforeAll(async () => {
   await initRepo(repo, "archive");
   commit = await commitSyntheticImage(repo, REF, dir, { version: "1", sequence: 1, payloadBytes: 200_000 });
   await publish({ repo, ref: REF, key, channel: "stable", deltaDepth: 3, expiresInSeconds: 86400, log: silentLogger() });
-  server = await startServer({ repo, data: join(dir, "data"), httpPort: 0, mqttPort: 0, host: "127.0.0.1", autoAccept: false, adminToken: TOKEN }, silentLogger());
+  server = await startServer({ repo, data: join(dir, "data"), httpPort: 0, mqttPort: 0, host: "127.0.0.1", autoAccept: false, adminToken: TOKEN, signingKey: null }, silentLogger());
   base = `http://127.0.0.1:${server.httpPort}`;
 });
 afterAll(async () => {

@@ -56,7 +56,7 @@ function report(id: string, counter: number, extra: Partial<Report> = {}): Repor
 beforeAll(async () => {
   dir = await makeTempDir("mqtt");
   await initRepo(join(dir, "repo"), "archive");
-  server = await startServer({ repo: join(dir, "repo"), data: join(dir, "data"), httpPort: 0, mqttPort: 0, host: "127.0.0.1", autoAccept: false, adminToken: TOKEN }, silentLogger());
+  server = await startServer({ repo: join(dir, "repo"), data: join(dir, "data"), httpPort: 0, mqttPort: 0, host: "127.0.0.1", autoAccept: false, adminToken: TOKEN, signingKey: null }, silentLogger());
 });
 afterAll(async () => {
   for (const client of clients) client.end(true);

@@ -1,0 +1,209 @@
+/**
+ * Runs rollouts: creation (select devices, cut waves), and a tick that applies `decide()` until
+ * it says wait. All state is in the store, so a restarted server continues where it was. A
+ * device's command is retained on its own command topic with the rollout id as command id: it
+ * reaches devices that subscribe late, and a re-publish after a restart is the same command.
+ */
+import { randomBytes } from "node:crypto";
+import { readFile } from "node:fs/promises";
+import { join } from "node:path";
+import { AptOstreeError } from "../../shared/errors.ts";
+import type { Logger } from "../../shared/log.ts";
+import type { Ed25519KeyPair } from "../../shared/sign/ed25519.ts";
+import { signCommand } from "../../shared/wire/command.ts";
+import { ManifestSchema, SignedManifestSchema, manifestPath, type SignedManifest } from "../../shared/wire/manifest.ts";
+import type { Report } from "../../shared/wire/report.ts";
+import { deviceTopic } from "../../shared/wire/topics.ts";
+import type { FleetStore, RolloutRecord, RolloutSelector } from "./store.ts";
+import { FINAL_STATUSES, assignWaves, decide, statusFromReport, type RolloutPlan } from "./waves.ts";
+
+export class RolloutError extends AptOstreeError {
+  readonly status: number;
+  constructor(status: number, code: string, message: string) {
+    super(code, message);
+    this.status = status;
+  }
+}
+
+export interface CreateRolloutInput {
+  ref: string;
+  channel: string;
+  /** Must be the version the channel publishes, when given. */
+  version?: string;
+  selector: RolloutSelector;
+  plan: RolloutPlan;
+}
+
+export interface RolloutEngineOptions {
+  store: FleetStore;
+  repo: string;
+  /** Signs commands; without it rollouts cannot be created. */
+  key: Ed25519KeyPair | null;
+  publish: (topic: string, payload: string, retain: boolean) => Promise<void>;
+  prefix: string;
+  log: Logger;
+  now?: () => Date;
+}
+
+export class RolloutEngine {
+  private readonly now: () => Date;
+  private ticking: Promise<void> = Promise.resolve();
+
+  constructor(private readonly options: RolloutEngineOptions) {
+    this.now = options.now ?? (() => new Date());
+  }
+
+  async create(input: CreateRolloutInput): Promise<RolloutRecord> {
+    const { store } = this.options;
+    if (!this.options.key) throw new RolloutError(409, "E_NO_SIGNING_KEY", "the server has no signing key to sign commands; start serve with --key FILE");
+    const manifest = await this.readManifest(input.ref, input.channel);
+    if (input.version !== undefined && input.version !== manifest.manifest.version) {
+      throw new RolloutError(409, "E_VERSION_NOT_PUBLISHED", `channel ${input.channel} publishes ${input.ref} version ${manifest.manifest.version}, not ${input.version}; publish it first`);
+    }
+    const selected = store
+      .listDevices()
+      .filter((d) => d.enrollment === "accepted")
+      .filter((d) => input.selector.devices.includes(d.id) || d.groups.some((g) => input.selector.groups.includes(g)) || d.tags.some((t) => input.selector.tags.includes(t)));
+    const unknown = input.selector.devices.filter((id) => !selected.some((d) => d.id === id));
+    if (unknown.length > 0) throw new RolloutError(400, "E_UNKNOWN_DEVICE", `no accepted device ${unknown.map((id) => `'${id}'`).join(", ")}`);
+    if (selected.length === 0) throw new RolloutError(400, "E_NO_DEVICES", "the selector matches no accepted device");
+    const busy = store.listRollouts().filter((r) => r.progress.state === "running" || r.progress.state === "paused");
+    for (const other of busy) {
+      const overlap = store.rolloutDevices(other.id).filter((m) => selected.some((d) => d.id === m.deviceId) && !FINAL_STATUSES.has(m.status));
+      if (overlap.length > 0) {
+        throw new RolloutError(409, "E_DEVICE_BUSY", `${overlap.length} selected device(s) (${overlap.slice(0, 3).map((m) => m.deviceId).join(", ")}) are still in rollout ${other.id}; abort it or wait`);
+      }
+    }
+    const now = this.now();
+    const id = `r-${now.toISOString().slice(0, 10).replace(/-/g, "")}-${randomBytes(3).toString("hex")}`;
+    const waves = assignWaves(id, selected.map((d) => d.id), input.plan.waves);
+    const rollout: RolloutRecord = {
+      id,
+      ref: input.ref,
+      channel: input.channel,
+      version: manifest.manifest.version,
+      commit: manifest.manifest.commit,
+      selector: input.selector,
+      plan: input.plan,
+      progress: { state: "running", currentWave: 0, waveStartedAt: now.toISOString(), waveCompletedAt: null },
+      pauseReason: null,
+      createdAt: now.toISOString(),
+      updatedAt: now.toISOString(),
+    };
+    store.createRollout(rollout, [...waves.entries()].map(([deviceId, wave]) => ({ deviceId, wave })));
+    this.options.log.info({ event: "rollout.created", rollout: id, devices: selected.length, version: rollout.version }, `rollout ${id}: ${rollout.ref} ${rollout.version} to ${selected.length} devices`);
+    await this.tick();
+    return store.getRollout(id)!;
+  }
+
+  /** Serialised: one tick at a time, whoever asks (timer, report, reconnect, API). */
+  tick(): Promise<void> {
+    this.ticking = this.ticking.then(() => this.tickOnce()).catch((error: unknown) => {
+      this.options.log.error({ event: "rollout.tick.error", err: error }, "rollout tick failed");
+    });
+    return this.ticking;
+  }
+
+  /**
+   * After a restart: re-publish the identical command (same id) to every device already
+   * commanded but not final. A lost publish gets delivered, and a device whose reports were lost
+   * with the old process answers a repeated id by reporting where it stands.
+   */
+  async resume(): Promise<void> {
+    for (const rollout of this.options.store.listRollouts().filter((r) => r.progress.state === "running")) {
+      const commanded = this.options.store.rolloutDevices(rollout.id).filter((m) => m.status === "sent" || m.status === "in-progress");
+      for (const member of commanded) await this.publishCommand(rollout, member.deviceId);
+    }
+    await this.tick();
+  }
+
+  async onReport(report: Report): Promise<void> {
+    if (!report.command) return;
+    const rollout = this.options.store.getRollout(report.command);
+    if (!rollout) return;
+    const member = this.options.store.rolloutDevices(rollout.id).find((m) => m.deviceId === report.deviceId);
+    if (!member || FINAL_STATUSES.has(member.status)) return;
+    const status = statusFromReport(report.state, report.booted?.commit, rollout.commit);
+    if (status === null || status === member.status) return;
+    const detail = report.rolledBack?.reason ?? report.error ?? null;
+    this.options.store.setRolloutDeviceStatus(rollout.id, report.deviceId, status, detail, this.now());
+    await this.tick();
+  }
+
+  async setState(id: string, action: "pause" | "resume" | "abort"): Promise<RolloutRecord> {
+    const { store } = this.options;
+    const rollout = store.getRollout(id);
+    if (!rollout) throw new RolloutError(404, "E_ROLLOUT_NOT_FOUND", `no rollout '${id}'`);
+    const from = rollout.progress.state;
+    const allowed = { pause: ["running"], resume: ["paused"], abort: ["running", "paused"] }[action];
+    if (!allowed.includes(from)) throw new RolloutError(409, "E_ROLLOUT_STATE", `cannot ${action} rollout ${id}: it is ${from}`);
+    const state = action === "pause" ? "paused" : action === "resume" ? "running" : "aborted";
+    const reason = action === "pause" ? "paused by the operator" : action === "abort" ? "aborted by the operator" : null;
+    store.updateRollout(id, { ...rollout.progress, state }, reason, this.now());
+    this.options.log.info({ event: `rollout.${action}`, rollout: id }, `rollout ${id}: ${action}`);
+    await this.tick();
+    return store.getRollout(id)!;
+  }
+
+  private async tickOnce(): Promise<void> {
+    const { store } = this.options;
+    for (const rollout of store.listRollouts().filter((r) => r.progress.state === "running")) {
+      for (let step = 0; step < 100; step++) {
+        const current = store.getRollout(rollout.id)!;
+        const online = new Map(store.listDevices().map((d) => [d.id, d.online]));
+        const members = store.rolloutDevices(rollout.id).map((m) => ({ deviceId: m.deviceId, wave: m.wave, status: m.status, online: online.get(m.deviceId) ?? false }));
+        const now = this.now();
+        const decision = decide(current.plan, current.progress, members, now);
+        if (decision.kind === "wait") break;
+        await this.apply(current, decision, now);
+      }
+    }
+  }
+
+  private async apply(rollout: RolloutRecord, decision: Exclude<ReturnType<typeof decide>, { kind: "wait" }>, now: Date): Promise<void> {
+    const { store, log } = this.options;
+    switch (decision.kind) {
+      case "send":
+        for (const deviceId of decision.deviceIds) {
+          store.markRolloutDeviceSent(rollout.id, deviceId, now);
+          await this.publishCommand(rollout, deviceId);
+        }
+        return;
+      case "time-out":
+        for (const deviceId of decision.deviceIds) store.setRolloutDeviceStatus(rollout.id, deviceId, "failed", `no final report within ${rollout.plan.waveTimeoutSeconds} s`, now);
+        return;
+      case "pause":
+        store.updateRollout(rollout.id, { ...rollout.progress, state: "paused" }, decision.reason, now);
+        log.warn({ event: "rollout.paused", rollout: rollout.id, reason: decision.reason }, `rollout ${rollout.id} paused: ${decision.reason}`);
+        return;
+      case "wave-completed":
+        store.updateRollout(rollout.id, { ...rollout.progress, waveCompletedAt: now.toISOString() }, null, now);
+        return;
+      case "next-wave":
+        store.updateRollout(rollout.id, { ...rollout.progress, currentWave: decision.wave, waveStartedAt: now.toISOString(), waveCompletedAt: null }, null, now);
+        log.info({ event: "rollout.wave", rollout: rollout.id, wave: decision.wave }, `rollout ${rollout.id}: wave ${decision.wave + 1}`);
+        return;
+      case "complete":
+        store.updateRollout(rollout.id, { ...rollout.progress, state: "completed" }, null, now);
+        log.info({ event: "rollout.completed", rollout: rollout.id }, `rollout ${rollout.id} completed`);
+        return;
+    }
+  }
+
+  private async publishCommand(rollout: RolloutRecord, deviceId: string): Promise<void> {
+    const manifest = await this.readManifest(rollout.ref, rollout.channel);
+    if (manifest.manifest.commit !== rollout.commit) {
+      this.options.store.setRolloutDeviceStatus(rollout.id, deviceId, "failed", `channel ${rollout.channel} no longer publishes ${rollout.version}`, this.now());
+      return;
+    }
+    const payload = signCommand({ type: "update", id: rollout.id, issued: this.now().toISOString(), rollout: rollout.id, manifest }, [this.options.key!]);
+    await this.options.publish(deviceTopic(this.options.prefix, deviceId, "cmd"), payload, true);
+  }
+
+  private async readManifest(ref: string, channel: string): Promise<SignedManifest> {
+    const text = await readFile(join(this.options.repo, manifestPath(channel, ref)), "utf8").catch(() => null);
+    if (text === null) throw new RolloutError(404, "E_NOT_PUBLISHED", `channel ${channel} publishes nothing for ${ref}; run publish first`);
+    const envelope = SignedManifestSchema.parse(JSON.parse(text));
+    return { manifest: ManifestSchema.parse(envelope.manifest), signatures: envelope.signatures };
+  }
+}

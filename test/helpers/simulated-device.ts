@@ -1,0 +1,78 @@
+/**
+ * A device as the server sees it over MQTT: enrolls with a signed token, takes signed commands
+ * from its command topic (verified with the server's key), and reports like the agent will.
+ * Its behaviour on an update is set by the test: healthy, rolled-back, failed or silent.
+ */
+import mqtt, { type MqttClient } from "mqtt";
+import { generateKeyPair, type Ed25519KeyPair } from "../../shared/sign/ed25519.ts";
+import { verifyCommand } from "../../shared/wire/command.ts";
+import { verifySignedManifest } from "../../shared/verify/manifest.ts";
+import { createDeviceToken } from "../../shared/wire/device-token.ts";
+import { signReport, type Report } from "../../shared/wire/report.ts";
+import { DEFAULT_TOPIC_PREFIX, deviceTopic } from "../../shared/wire/topics.ts";
+
+export type UpdateBehaviour = "healthy" | "rolled-back" | "failed" | "silent";
+
+export class SimulatedDevice {
+  readonly key: Ed25519KeyPair = generateKeyPair();
+  behaviour: UpdateBehaviour = "healthy";
+  /** Every command received, including repeats of the same id. */
+  readonly commandsReceived: string[] = [];
+  booted = { commit: "0".repeat(64), version: "0" };
+  private readonly outcomes = new Map<string, Partial<Report> & { state: Report["state"] }>();
+  /** Errors while handling a command (e.g. the server went away mid-report). */
+  readonly errors: string[] = [];
+  private counter = 0;
+  private client: MqttClient | null = null;
+
+  constructor(readonly id: string, private readonly serverKey: Uint8Array, private readonly groups: string[]) {}
+
+  async connect(port: number): Promise<void> {
+    this.client = await mqtt.connectAsync(`mqtt://127.0.0.1:${port}`, {
+      clientId: this.id,
+      username: this.id,
+      password: createDeviceToken(this.id, this.key, new Date()),
+      reconnectPeriod: 0,
+      protocolVersion: 4,
+      will: { topic: deviceTopic(DEFAULT_TOPIC_PREFIX, this.id, "online"), payload: Buffer.from("offline"), qos: 1, retain: false },
+    });
+    this.client.on("message", (_topic, payload) => {
+      this.onCommand(payload).catch((error: Error) => this.errors.push(error.message));
+    });
+    await this.client.subscribeAsync(deviceTopic(DEFAULT_TOPIC_PREFIX, this.id, "cmd"), { qos: 1 });
+    await this.report({ state: "idle" });
+  }
+
+  async disconnect(): Promise<void> {
+    await this.client?.endAsync(true);
+    this.client = null;
+  }
+
+  distinctCommands(): string[] {
+    return [...new Set(this.commandsReceived)];
+  }
+
+  private async onCommand(payload: Buffer): Promise<void> {
+    const command = verifyCommand(payload, [this.serverKey]);
+    this.commandsReceived.push(command.id);
+    // The same command again (re-published after a server restart): say where it stands, do not redo it.
+    const earlier = this.outcomes.get(command.id);
+    if (earlier) return this.report(earlier);
+    if (command.type !== "update" || this.behaviour === "silent") return;
+    const manifest = verifySignedManifest(command.manifest, { trustedKeys: [this.serverKey], now: new Date(), architecture: "amd64" });
+    const target = { commit: manifest.commit, version: manifest.version };
+    const outcome: Partial<Report> & { state: Report["state"] } =
+      this.behaviour === "healthy" ? { state: "healthy", command: command.id }
+      : this.behaviour === "rolled-back" ? { state: "rolled-back", command: command.id, rolledBack: { from: target, to: this.booted, reason: "required health check app.sh failed" } }
+      : { state: "failed", command: command.id, error: "download failed" };
+    if (this.behaviour === "healthy") this.booted = target;
+    this.outcomes.set(command.id, outcome);
+    await this.report({ state: "downloading", command: command.id, progress: { bytes: 0, total: 100 } });
+    await this.report(outcome);
+  }
+
+  private async report(fields: Partial<Report> & { state: Report["state"] }): Promise<void> {
+    const report: Report = { deviceId: this.id, counter: ++this.counter, sent: new Date().toISOString(), groups: this.groups, architecture: "amd64", booted: this.booted, ...fields };
+    await this.client!.publishAsync(deviceTopic(DEFAULT_TOPIC_PREFIX, this.id, "state"), signReport(report, this.key), { qos: 1 });
+  }
+}

@@ -1,0 +1,145 @@
+/**
+ * Rollouts against the real server (in-process), real MQTT and simulated devices: waves, the
+ * failure threshold pausing a rollout, a restart mid-rollout, and an offline device catching up.
+ */
+import { writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { silentLogger } from "../../../shared/log.ts";
+import { initRepo } from "../../../shared/ostree/repo.ts";
+import { generateKeyPair } from "../../../shared/sign/ed25519.ts";
+import { formatSecretKey } from "../../../shared/sign/keys.ts";
+import { publish } from "../../../server/publish/publish.ts";
+import { startServer, type RunningServer } from "../../../server/serve.ts";
+import { SimulatedDevice } from "../../helpers/simulated-device.ts";
+import { commitSyntheticImage } from "../../helpers/synthetic-image.ts";
+import { makeTempDir, removeTree } from "../../helpers/tmp.ts";
+
+const REF = "test/bookworm/test-machine/test-image";
+const TOKEN = "test-admin-token-0123456789";
+const key = generateKeyPair();
+let dir: string;
+let repo: string;
+let server: RunningServer;
+const devices: SimulatedDevice[] = [];
+
+async function start(): Promise<RunningServer> {
+  return startServer(
+    { repo, data: join(dir, "data"), httpPort: 0, mqttPort: 0, host: "127.0.0.1", autoAccept: true, adminToken: TOKEN, signingKey: join(dir, "server.secret"), tickMilliseconds: 100 },
+    silentLogger(),
+  );
+}
+
+async function api(path: string, body?: unknown): Promise<{ status: number; json: any }> {
+  const res = await fetch(`http://127.0.0.1:${server.httpPort}/api/v1/${path}`, {
+    method: body === undefined ? "GET" : "POST",
+    headers: { authorization: `Bearer ${TOKEN}`, ...(body === undefined ? {} : { "content-type": "application/json" }) },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  return { status: res.status, json: await res.json() };
+}
+
+async function until<T>(probe: () => Promise<T | null | undefined | false>, what: string, ms = 15_000): Promise<T> {
+  const deadline = Date.now() + ms;
+  while (Date.now() < deadline) {
+    const value = await probe();
+    if (value) return value;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`timed out waiting for ${what}`);
+}
+
+async function publishVersion(version: number): Promise<void> {
+  await commitSyntheticImage(repo, REF, dir, { version: String(version), sequence: version, payloadSeed: `v${version}` });
+  await publish({ repo, ref: REF, key, channel: "stable", deltaDepth: 1, expiresInSeconds: 86400, log: silentLogger() });
+}
+
+beforeAll(async () => {
+  dir = await makeTempDir("rollout");
+  repo = join(dir, "repo");
+  await initRepo(repo, "archive");
+  await writeFile(join(dir, "server.secret"), formatSecretKey(key), { mode: 0o600 });
+  await publishVersion(1);
+  server = await start();
+  for (let i = 0; i < 20; i++) {
+    const device = new SimulatedDevice(`sim-${String(i).padStart(2, "0")}`, key.publicKey, ["fleet"]);
+    await device.connect(server.mqttPort);
+    devices.push(device);
+  }
+  await until(async () => server.store.listDevices().filter((d) => d.groups.includes("fleet")).length === 20 && true, "20 devices enrolled");
+});
+afterAll(async () => {
+  for (const device of devices) await device.disconnect();
+  await server?.close();
+  await removeTree(dir);
+});
+
+describe("rollouts", () => {
+  it("rejects bad rollout requests with the reason", async () => {
+    expect((await api("rollouts", { ref: REF, select: {}, waves: "100%" })).json.error.message).toBe("select: name at least one group, tag or device");
+    expect((await api("rollouts", { ref: REF, select: { groups: ["fleet"] }, waves: "50%,10%" })).json.error.message).toMatch(/waves must grow/);
+    expect((await api("rollouts", { ref: REF, version: "9", select: { groups: ["fleet"] } })).json.error.message).toMatch(/publishes .* version 1, not 9/);
+    expect((await api("rollouts", { ref: REF, select: { devices: ["nobody"] } })).status).toBe(400);
+    expect((await api("rollouts", { ref: REF, select: { groups: ["fleet"] }, colour: "red" })).json.error.message).toMatch(/unknown field colour/);
+  });
+
+  it("rolls out in waves and pauses itself when a wave's failures pass the threshold, saying why", async () => {
+    await publishVersion(2);
+    const created = await api("rollouts", { ref: REF, select: { groups: ["fleet"] }, waves: "10%,50%,100%", waveDelay: "0s", waveTimeout: "30s", maxFailures: "10%" });
+    expect(created.status).toBe(201);
+    const rollout = created.json.rollout;
+    expect(rollout.waves.map((w: { devices: number }) => w.devices)).toEqual([2, 8, 10]);
+    // Every device of the second wave fails its health check and rolls back.
+    const secondWave = new Set(rollout.devices.filter((m: { wave: number }) => m.wave === 1).map((m: { deviceId: string }) => m.deviceId));
+    for (const device of devices) if (secondWave.has(device.id)) device.behaviour = "rolled-back";
+
+    const paused = await until(async () => {
+      const { json } = await api(`rollouts/${rollout.id}`);
+      return json.rollout.state === undefined && json.rollout.progress.state === "paused" ? json.rollout : null;
+    }, "the rollout to pause");
+    expect(paused.pauseReason).toMatch(/^\d+ of 20 devices failed or rolled back \(\d+\.\d%\), above the 10% threshold$/);
+    expect(paused.waves[0]).toMatchObject({ healthy: 2, failed: 0 });
+    expect(paused.waves[1].rolledBack).toBeGreaterThan(2);
+    expect(paused.waves[2]).toMatchObject({ pending: 10, inProgress: 0 });
+    const rolledBack = paused.devices.find((m: { status: string }) => m.status === "rolled-back");
+    expect(rolledBack.detail).toBe("required health check app.sh failed");
+    const thirdWave = devices.filter((d) => paused.devices.some((m: { deviceId: string; wave: number }) => m.deviceId === d.id && m.wave === 2));
+    expect(thirdWave.every((d) => d.commandsReceived.length === 0)).toBe(true);
+
+    expect((await api(`rollouts/${rollout.id}/abort`, {})).json.rollout.progress.state).toBe("aborted");
+    expect((await api(`rollouts/${rollout.id}/resume`, {})).status).toBe(409);
+    for (const device of devices) device.behaviour = "healthy";
+  });
+
+  it("continues after a restart, catches up an offline device, and sends nobody a second command", async () => {
+    await publishVersion(3);
+    const [offline, ...rest] = devices.slice(0, 5);
+    await offline!.disconnect();
+    await until(async () => server.store.getDevice(offline!.id)?.online === false, "the device to be offline");
+    const created = await api("rollouts", { ref: REF, select: { devices: devices.slice(0, 5).map((d) => d.id) }, waves: "40%,100%", waveDelay: "1s", waveTimeout: "60s", maxFailures: "50%" });
+    const id = created.json.rollout.id;
+
+    // Restart in the middle: the rollout is running and some commands are out.
+    await server.close();
+    for (const device of rest) await device.disconnect();
+    server = await start();
+    for (const device of rest) await device.connect(server.mqttPort);
+    expect((await api(`rollouts/${id}`)).json.rollout.progress.state).toBe("running");
+    await new Promise((r) => setTimeout(r, 1000));
+    expect(offline!.commandsReceived.filter((c) => c === id)).toEqual([]);
+
+    await offline!.connect(server.mqttPort);
+    const done = await until(async () => {
+      const { json } = await api(`rollouts/${id}`);
+      return json.rollout.progress.state === "completed" ? json.rollout : null;
+    }, "the rollout to complete").catch(async (error) => {
+      const { json } = await api(`rollouts/${id}`);
+      throw new Error(`${error.message}: ${JSON.stringify({ progress: json.rollout.progress, devices: json.rollout.devices.map((m: { deviceId: string; wave: number; status: string }) => [m.deviceId, m.wave, m.status]), online: server.store.listDevices().slice(0, 5).map((d) => [d.id, d.online]), got: devices.slice(0, 5).map((d) => [d.id, d.commandsReceived, d.errors]) })}`);
+    });
+    expect(done.devices.every((m: { status: string }) => m.status === "healthy")).toBe(true);
+    for (const device of devices.slice(0, 5)) {
+      expect(device.distinctCommands().filter((c) => c === id)).toEqual([id]);
+      expect(device.booted.version).toBe("3");
+    }
+  });
+});
