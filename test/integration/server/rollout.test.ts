@@ -12,6 +12,8 @@ import { formatSecretKey } from "../../../shared/sign/keys.ts";
 import { publish } from "../../../server/publish/publish.ts";
 import { startServer, type RunningServer } from "../../../server/serve.ts";
 import { SimulatedDevice } from "../../helpers/simulated-device.ts";
+import { SERVER_CLI } from "../../helpers/cli.ts";
+import { execa } from "execa";
 import { commitSyntheticImage } from "../../helpers/synthetic-image.ts";
 import { makeTempDir, removeTree } from "../../helpers/tmp.ts";
 
@@ -141,5 +143,22 @@ describe("rollouts", () => {
       expect(device.distinctCommands().filter((c) => c === id)).toEqual([id]);
       expect(device.booted.version).toBe("3");
     }
+  });
+
+  it("is steered from the command line through the REST API", async () => {
+    const cli = (...args: string[]) =>
+      execa(process.execPath, [SERVER_CLI, "rollout", ...args, "--server", `http://127.0.0.1:${server.httpPort}`], { env: { APT_OSTREE_ADMIN_TOKEN: TOKEN }, reject: false });
+    const listed = await cli("list", "--json");
+    expect(listed.exitCode).toBe(0);
+    const rollouts = JSON.parse(listed.stdout.split("\n").at(-1)!);
+    expect(rollouts.map((r: { progress: { state: string } }) => r.progress.state)).toEqual(["aborted", "completed"]);
+    const shown = await cli("show", rollouts[0].id);
+    expect(shown.stdout).toMatch(new RegExp(`^${rollouts[0].id}  ${REF} 2  aborted\n  Reason: aborted by the operator\n  Failure threshold: 10%\n  Wave 1 \\(10%\\): 2 devices, 2 healthy`));
+    const pause = await cli("pause", rollouts[1].id);
+    expect(pause.exitCode).toBe(1);
+    expect(pause.stderr.trim()).toBe(`error: server answered 409: cannot pause rollout ${rollouts[1].id}: it is completed`);
+    const bad = await cli("create", "--ref", REF, "--select", "colour=red");
+    expect(bad.exitCode).toBe(2);
+    expect(bad.stderr).toMatch(/--select: 'colour=red' is not group=NAME, tag=NAME or device=ID/);
   });
 });
