@@ -9,6 +9,7 @@ import type { FleetStore } from "../fleet/store.ts";
 import type { RolloutEngine } from "../fleet/rollouts.ts";
 import { createRollout, describeRollout, withRolloutErrors } from "./api/rollouts.ts";
 import { readJsonBody } from "./body.ts";
+import { summarizeFleet } from "../fleet/summary.ts";
 import { acceptDevice, getDevice, listDevices } from "./api/devices.ts";
 import { listReleases } from "./api/releases.ts";
 import { OPENAPI } from "./api/openapi.ts";
@@ -32,6 +33,10 @@ export type HttpHandler = (req: IncomingMessage, res: ServerResponse) => void;
 export function createHttpHandler(options: HttpAppOptions): HttpHandler {
   const requests = options.metrics.counter("aptostree_http_requests_total", "HTTP requests answered, by status code");
   const bytesServed = options.metrics.counter("aptostree_http_bytes_served_total", "Bytes of repo files sent (bodies of 200 and 206 answers)");
+  const devicesByState = options.metrics.gauge("aptostree_devices", "Accepted devices, by last reported state");
+  const devicesByEnrollment = options.metrics.gauge("aptostree_devices_enrollment", "Devices, by enrollment state");
+  const rolloutsByState = options.metrics.gauge("aptostree_rollouts", "Rollouts, by state");
+  const summary = () => summarizeFleet(options.store.listDevices(), options.store.listRollouts().map((rollout) => ({ rollout, members: options.store.rolloutDevices(rollout.id) })));
 
   const route = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     const segments = pathSegments(req.url ?? "/");
@@ -40,6 +45,12 @@ export function createHttpHandler(options: HttpAppOptions): HttpHandler {
     if (head === "healthz" && rest.length === 0) return only(method, ["GET", "HEAD"], () => sendJson(res, 200, { status: "ok" }));
     if (head === "metrics" && rest.length === 0) {
       return only(method, ["GET"], () => {
+        const fleet = summary();
+        for (const [state, count] of Object.entries(fleet.byState)) devicesByState(count, { state });
+        for (const [enrollment, count] of Object.entries(fleet.byEnrollment)) devicesByEnrollment(count, { enrollment });
+        for (const [state, count] of Object.entries(fleet.rollouts.reduce<Record<string, number>>((acc, r) => ({ ...acc, [r.state]: (acc[r.state] ?? 0) + 1 }), {}))) {
+          rolloutsByState(count, { state });
+        }
         const text = options.metrics.render();
         res.writeHead(200, { "content-type": "text/plain; version=0.0.4; charset=utf-8", "content-length": Buffer.byteLength(text) });
         res.end(text);
@@ -52,6 +63,7 @@ export function createHttpHandler(options: HttpAppOptions): HttpHandler {
       const resource = rest.slice(1);
       if (resource.join("/") === "openapi.json") return only(method, ["GET"], () => sendJson(res, 200, OPENAPI));
       requireAdmin(req, options.adminToken);
+      if (resource.join("/") === "fleet") return only(method, ["GET"], () => sendJson(res, 200, summary()));
       if (resource.join("/") === "releases") return only(method, ["GET"], async () => sendJson(res, 200, { releases: await listReleases(options.repo) }));
       if (resource[0] === "devices") {
         const [, id, action] = resource;

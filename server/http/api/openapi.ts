@@ -42,6 +42,46 @@ export const OPENAPI = {
         },
       },
     },
+    "/api/v1/fleet": { get: { summary: "Devices per version, state and enrollment; outcomes per rollout", responses: { "200": { description: "Fleet summary" }, "401": { description: "Missing or wrong bearer token" } } } },
+    "/api/v1/devices": { get: { summary: "Every device the server knows, pending ones included", responses: { "200": { description: "{devices}" }, "401": { description: "Missing or wrong bearer token" } } } },
+    "/api/v1/devices/{id}": {
+      get: { summary: "One device and its last 100 events (reports, online changes, enrollment)", parameters: [{ name: "id", in: "path", required: true, schema: { type: "string" } }], responses: { "200": { description: "{device, events}" }, "404": { description: "No such device" } } },
+    },
+    "/api/v1/devices/{id}/accept": {
+      post: { summary: "Accept a pending device: it may connect from now on", parameters: [{ name: "id", in: "path", required: true, schema: { type: "string" } }], responses: { "200": { description: "{device}" }, "404": { description: "The device never connected" } } },
+    },
+    "/api/v1/rollouts": {
+      get: { summary: "Every rollout with per-wave progress", responses: { "200": { description: "{rollouts}" } } },
+      post: {
+        summary: "Start a rollout of what a channel publishes for a ref",
+        requestBody: {
+          required: true,
+          content: {
+            "application/json": {
+              schema: {
+                type: "object",
+                required: ["ref", "select"],
+                properties: {
+                  ref: { type: "string" },
+                  channel: { type: "string", default: "stable" },
+                  version: { type: "string" },
+                  select: { type: "object", properties: { groups: { type: "array", items: { type: "string" } }, tags: { type: "array", items: { type: "string" } }, devices: { type: "array", items: { type: "string" } } } },
+                  waves: { type: "string", default: "100%", example: "1%,10%,50%,100%" },
+                  waveDelay: { type: "string", default: "10m" },
+                  waveTimeout: { type: "string", default: "30m" },
+                  maxFailures: { type: "string", default: "5%" },
+                },
+              },
+            },
+          },
+        },
+        responses: { "201": { description: "{rollout}" }, "400": { description: "Bad request, with the reason" }, "409": { description: "Version not published, devices busy, or no signing key" }, "413": { description: "Body above 64 KiB" } },
+      },
+    },
+    "/api/v1/rollouts/{id}": { get: { summary: "One rollout: waves, devices, pause reason", parameters: [{ name: "id", in: "path", required: true, schema: { type: "string" } }], responses: { "200": { description: "{rollout}" }, "404": { description: "No such rollout" } } } },
+    "/api/v1/rollouts/{id}/pause": { post: { summary: "Pause a running rollout", responses: { "200": { description: "{rollout}" }, "409": { description: "Not running" } } } },
+    "/api/v1/rollouts/{id}/resume": { post: { summary: "Resume a paused rollout", responses: { "200": { description: "{rollout}" }, "409": { description: "Not paused" } } } },
+    "/api/v1/rollouts/{id}/abort": { post: { summary: "Abort a rollout for good", responses: { "200": { description: "{rollout}" }, "409": { description: "Already finished" } } } },
     "/api/v1/openapi.json": { get: { summary: "This document", security: [], responses: { "200": { description: "OpenAPI 3.1" } } } },
   },
 } as const;

@@ -161,4 +161,21 @@ describe("rollouts", () => {
     expect(bad.exitCode).toBe(2);
     expect(bad.stderr).toMatch(/--select: 'colour=red' is not group=NAME, tag=NAME or device=ID/);
   });
+
+  it("summarises the fleet per version, per state and per rollout, in the API and in /metrics", async () => {
+    const { json } = await api("fleet");
+    expect(json).toMatchObject({ devices: 20, byEnrollment: { accepted: 20 } });
+    expect(json.byVersion["3"]).toBe(5);
+    expect(Object.values(json.byVersion as Record<string, number>).reduce((a, b) => a + b, 0)).toBe(20);
+    expect(json.rollouts.map((r: { state: string; rolledBack: number }) => r.state)).toEqual(["aborted", "completed"]);
+    expect(json.rollouts[0].rolledBack).toBeGreaterThan(2);
+    const metrics = await (await fetch(`http://127.0.0.1:${server.httpPort}/metrics`)).text();
+    expect(metrics).toMatch(/^aptostree_rollouts\{state="completed"\} 1$/m);
+    expect(metrics).toMatch(/^aptostree_devices_enrollment\{enrollment="accepted"\} 20$/m);
+    expect(metrics).toMatch(/^aptostree_devices\{state="healthy"\} \d+$/m);
+    const openapi = await (await fetch(`http://127.0.0.1:${server.httpPort}/api/v1/openapi.json`)).json();
+    expect(Object.keys(openapi.paths)).toEqual(
+      expect.arrayContaining(["/api/v1/devices", "/api/v1/devices/{id}", "/api/v1/devices/{id}/accept", "/api/v1/rollouts", "/api/v1/rollouts/{id}", "/api/v1/rollouts/{id}/pause", "/api/v1/releases", "/api/v1/fleet"]),
+    );
+  });
 });
