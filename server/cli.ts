@@ -4,13 +4,14 @@ import { composeCommand } from "./cli/compose.ts";
 import { dbCommand } from "./cli/db.ts";
 import { keysCommand } from "./cli/keys.ts";
 import { publishCommand } from "./cli/publish.ts";
+import { deviceCommand } from "./cli/device.ts";
 import { rolloutCommand } from "./cli/rollout.ts";
 import { serveCommand } from "./cli/serve.ts";
 
 export const serverCommand = defineCommand({
   name: "apt-ostree-server",
   description: "Compose, sign, publish and serve OSTree OS images for Debian appliances.",
-  subcommands: [composeCommand, publishCommand, serveCommand, rolloutCommand, keysCommand, dbCommand],
+  subcommands: [composeCommand, publishCommand, serveCommand, rolloutCommand, deviceCommand, keysCommand, dbCommand],
 });
 
 await runProcess(serverCommand);

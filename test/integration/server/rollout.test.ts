@@ -157,6 +157,9 @@ describe("rollouts", () => {
     const pause = await cli("pause", rollouts[1].id);
     expect(pause.exitCode).toBe(1);
     expect(pause.stderr.trim()).toBe(`error: server answered 409: cannot pause rollout ${rollouts[1].id}: it is completed`);
+    const devicesCli = await execa(process.execPath, [SERVER_CLI, "device", "list", "--server", `http://127.0.0.1:${server.httpPort}`], { env: { APT_OSTREE_ADMIN_TOKEN: TOKEN } });
+    expect(devicesCli.stdout.split("\n")).toHaveLength(21);
+    expect(devicesCli.stdout).toMatch(/^sim-00 +accepted +online +healthy +3 \([0-9a-f]{12}\) +fleet$/m);
     const bad = await cli("create", "--ref", REF, "--select", "colour=red");
     expect(bad.exitCode).toBe(2);
     expect(bad.stderr).toMatch(/--select: 'colour=red' is not group=NAME, tag=NAME or device=ID/);

@@ -1,0 +1,50 @@
+import { defineCommand, printResult } from "../../shared/cli/command.ts";
+import type { DeviceRecord } from "../fleet/store.ts";
+import { API_CLIENT_OPTIONS, apiClient } from "./api-client.ts";
+
+export function renderDevice(d: DeviceRecord): string {
+  const booted = d.booted ? `${d.booted.version} (${d.booted.commit.slice(0, 12)})` : "-";
+  return `${d.id.padEnd(20)} ${d.enrollment.padEnd(8)} ${(d.online ? "online" : "offline").padEnd(7)} ${(d.state ?? "-").padEnd(11)} ${booted.padEnd(22)} ${d.groups.join(",") || "-"}`;
+}
+
+const list = defineCommand({
+  name: "list",
+  description: "List devices: enrollment, online, state, booted version, groups.",
+  options: { ...API_CLIENT_OPTIONS },
+  async run({ options, io }) {
+    const { devices } = (await (await apiClient(options, io.env)).call("GET", "devices")) as { devices: DeviceRecord[] };
+    const header = `${"ID".padEnd(20)} ${"ENROLL".padEnd(8)} ${"ONLINE".padEnd(7)} ${"STATE".padEnd(11)} ${"BOOTED".padEnd(22)} GROUPS`;
+    printResult(io, options.json, devices, devices.length === 0 ? "No devices." : [header, ...devices.map(renderDevice)].join("\n"));
+  },
+});
+
+const show = defineCommand({
+  name: "show",
+  description: "Show a device and its recent history.",
+  positionals: [{ name: "ID", description: "Device id", required: true }],
+  options: { ...API_CLIENT_OPTIONS },
+  async run({ options, positionals, io }) {
+    const answer = await (await apiClient(options, io.env)).call("GET", `devices/${encodeURIComponent(positionals[0]!)}`);
+    const events = (answer.events as Array<{ at: string; kind: string; report: { state?: string; rolledBack?: { reason: string } } | null }>).map(
+      (e) => `  ${e.at}  ${e.kind}${e.report?.state ? ` ${e.report.state}` : ""}${e.report?.rolledBack ? `: ${e.report.rolledBack.reason}` : ""}`,
+    );
+    printResult(io, options.json, answer, [renderDevice(answer.device), "History (newest first):", ...events].join("\n"));
+  },
+});
+
+const accept = defineCommand({
+  name: "accept",
+  description: "Accept a pending device so it may connect.",
+  positionals: [{ name: "ID", description: "Device id", required: true }],
+  options: { ...API_CLIENT_OPTIONS },
+  async run({ options, positionals, io }) {
+    const { device } = await (await apiClient(options, io.env)).call("POST", `devices/${encodeURIComponent(positionals[0]!)}/accept`, {});
+    printResult(io, options.json, device, `Accepted ${device.id}`);
+  },
+});
+
+export const deviceCommand = defineCommand({
+  name: "device",
+  description: "List, inspect and accept devices (through the server's REST API).",
+  subcommands: [list, show, accept],
+});
