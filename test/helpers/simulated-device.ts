@@ -16,6 +16,8 @@ export type UpdateBehaviour = "healthy" | "rolled-back" | "failed" | "silent";
 export class SimulatedDevice {
   readonly key: Ed25519KeyPair = generateKeyPair();
   behaviour: UpdateBehaviour = "healthy";
+  /** Time between "downloading" and the outcome, to keep an update in flight. */
+  updateDelayMs = 0;
   /** Every command received, including repeats of the same id. */
   readonly commandsReceived: string[] = [];
   booted = { commit: "0".repeat(64), version: "0" };
@@ -68,6 +70,7 @@ export class SimulatedDevice {
     if (this.behaviour === "healthy") this.booted = target;
     this.outcomes.set(command.id, outcome);
     await this.report({ state: "downloading", command: command.id, progress: { bytes: 0, total: 100 } });
+    if (this.updateDelayMs > 0) await new Promise((resolve) => setTimeout(resolve, this.updateDelayMs));
     await this.report(outcome);
   }
 

@@ -1,0 +1,116 @@
+/**
+ * kill -9 the real server process in the middle of a rollout, start it again: the rollout goes
+ * on from where it was, and no device gets a second, conflicting command.
+ */
+import { spawn, type ChildProcess } from "node:child_process";
+import { writeFile } from "node:fs/promises";
+import { createServer } from "node:net";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { silentLogger } from "../../../shared/log.ts";
+import { initRepo } from "../../../shared/ostree/repo.ts";
+import { generateKeyPair } from "../../../shared/sign/ed25519.ts";
+import { formatSecretKey } from "../../../shared/sign/keys.ts";
+import { publish } from "../../../server/publish/publish.ts";
+import { SERVER_CLI } from "../../helpers/cli.ts";
+import { SimulatedDevice } from "../../helpers/simulated-device.ts";
+import { commitSyntheticImage } from "../../helpers/synthetic-image.ts";
+import { makeTempDir, removeTree } from "../../helpers/tmp.ts";
+
+const REF = "test/bookworm/test-machine/test-image";
+const TOKEN = "test-admin-token-0123456789";
+const key = generateKeyPair();
+let dir: string;
+let httpPort: number;
+let mqttPort: number;
+let serverProcess: ChildProcess | null = null;
+const devices: SimulatedDevice[] = [];
+
+function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const probe = createServer().listen(0, "127.0.0.1", () => {
+      const { port } = probe.address() as { port: number };
+      probe.close(() => resolve(port));
+    });
+  });
+}
+
+async function startServerProcess(): Promise<void> {
+  serverProcess = spawn(
+    process.execPath,
+    [SERVER_CLI, "serve", "--repo", join(dir, "repo"), "--data", join(dir, "data"), "--http-port", String(httpPort), "--mqtt-port", String(mqttPort), "--host", "127.0.0.1", "--auto-accept", "--key", join(dir, "server.secret")],
+    { env: { ...process.env, APT_OSTREE_ADMIN_TOKEN: TOKEN, APT_OSTREE_LOG_LEVEL: "warn" }, stdio: "ignore" },
+  );
+  await until(async () => (await fetch(`http://127.0.0.1:${httpPort}/healthz`).catch(() => null))?.ok, "the server to answer");
+}
+
+async function api(path: string, body?: unknown): Promise<any> {
+  const res = await fetch(`http://127.0.0.1:${httpPort}/api/v1/${path}`, {
+    method: body === undefined ? "GET" : "POST",
+    headers: { authorization: `Bearer ${TOKEN}`, ...(body === undefined ? {} : { "content-type": "application/json" }) },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  return res.json();
+}
+
+async function until<T>(probe: () => Promise<T | null | undefined | false>, what: string, ms = 30_000): Promise<T> {
+  const deadline = Date.now() + ms;
+  while (Date.now() < deadline) {
+    const value = await probe().catch(() => null);
+    if (value) return value;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`timed out waiting for ${what}`);
+}
+
+beforeAll(async () => {
+  dir = await makeTempDir("rollout-kill");
+  const repo = join(dir, "repo");
+  await initRepo(repo, "archive");
+  await writeFile(join(dir, "server.secret"), formatSecretKey(key), { mode: 0o600 });
+  for (const version of [1, 2]) {
+    await commitSyntheticImage(repo, REF, dir, { version: String(version), sequence: version, payloadSeed: `v${version}` });
+    await publish({ repo, ref: REF, key, channel: "stable", deltaDepth: 1, expiresInSeconds: 86400, log: silentLogger() });
+  }
+  [httpPort, mqttPort] = [await freePort(), await freePort()];
+  await startServerProcess();
+  for (let i = 0; i < 6; i++) {
+    const device = new SimulatedDevice(`kill-${i}`, key.publicKey, ["fleet"]);
+    device.updateDelayMs = 400;
+    await device.connect(mqttPort);
+    devices.push(device);
+  }
+  await until(async () => (await api("devices")).devices.filter((d: { groups: string[] }) => d.groups.includes("fleet")).length === 6, "6 devices enrolled");
+});
+afterAll(async () => {
+  for (const device of devices) await device.disconnect().catch(() => undefined);
+  serverProcess?.kill("SIGKILL");
+  await removeTree(dir);
+});
+
+describe("a server killed with SIGKILL mid-rollout", () => {
+  it("continues the rollout after a restart and sends no device a second command", async () => {
+    const { rollout } = await api("rollouts", { ref: REF, select: { groups: ["fleet"] }, waves: "34%,67%,100%", waveDelay: "1s", waveTimeout: "60s", maxFailures: "50%" });
+    await until(async () => {
+      const { rollout: now } = await api(`rollouts/${rollout.id}`);
+      return now.waves[0].healthy === now.waves[0].devices && now.waves[1].inProgress > 0;
+    }, "wave 2 to be under way");
+
+    const exited = new Promise((resolve) => serverProcess!.once("exit", resolve));
+    serverProcess!.kill("SIGKILL");
+    await exited;
+    for (const device of devices) await device.disconnect().catch(() => undefined);
+    await startServerProcess();
+    for (const device of devices) await device.connect(mqttPort);
+
+    const done = await until(async () => {
+      const { rollout: now } = await api(`rollouts/${rollout.id}`);
+      return now.progress.state === "completed" ? now : null;
+    }, "the rollout to complete");
+    expect(done.devices.map((m: { status: string }) => m.status)).toEqual(Array(6).fill("healthy"));
+    for (const device of devices) {
+      expect(device.distinctCommands()).toEqual([rollout.id]);
+      expect(device.booted.version).toBe("2");
+    }
+  });
+});
