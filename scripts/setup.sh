@@ -10,7 +10,7 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 packages=(ostree mmdebstrap qemu-user-static binfmt-support arch-test zstd e2fsprogs util-linux
-  debian-archive-keyring ca-certificates file)
+  debian-archive-keyring ca-certificates file mosquitto)
 command -v node >/dev/null || packages+=(nodejs npm)
 missing=()
 for package in "${packages[@]}"; do
@@ -20,6 +20,12 @@ if [ "${#missing[@]}" -gt 0 ]; then
   echo "Installing Debian packages: ${missing[*]}"
   apt-get update -q
   DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+# mosquitto is here for the external-broker tests, which start their own; Debian's service would
+# take port 1883 from the embedded broker.
+if [ -d /run/systemd/system ] && systemctl is-enabled mosquitto >/dev/null 2>&1; then
+  systemctl disable --now mosquitto >/dev/null 2>&1 || true
 fi
 
 node -e 'const [a,b]=process.versions.node.split(".").map(Number); if (a<18 || (a===18 && b<19)) { console.error("error: Node.js >= 18.19 is needed, found " + process.version); process.exit(1) }'

@@ -12,13 +12,17 @@ import { Metrics } from "./http/metrics.ts";
 import { SqliteFleetStore } from "./fleet/store-sqlite.ts";
 import type { FleetStore } from "./fleet/store.ts";
 import { startBroker, type RunningBroker } from "./mqtt/broker.ts";
+import { connectExternalBroker } from "./mqtt/external.ts";
+import { createIngest } from "./mqtt/ingest.ts";
+import type { Report } from "../shared/wire/report.ts";
 import { DEFAULT_TOPIC_PREFIX } from "../shared/wire/topics.ts";
 import { readSecretKeyFile } from "../shared/sign/keys.ts";
 import { RolloutEngine } from "./fleet/rollouts.ts";
 
 export interface RunningServer {
   httpPort: number;
-  mqttPort: number;
+  /** Port of the embedded broker; null with --mqtt-url. */
+  mqttPort: number | null;
   store: FleetStore;
   broker: RunningBroker;
   engine: RolloutEngine;
@@ -45,14 +49,17 @@ export async function startServer(settings: ServeSettings & { tickMilliseconds?:
   let engine: RolloutEngine | null = null;
   let broker: RunningBroker;
   try {
-    broker = await startBroker({
-      port: settings.mqttPort, host: settings.host, prefix: DEFAULT_TOPIC_PREFIX, store, log, metrics, autoAccept: settings.autoAccept,
-      onReport: (report) => void engine?.onReport(report),
-      onOnline: () => void engine?.tick(),
-    });
+    const events = { onReport: (report: Report) => void engine?.onReport(report), onOnline: () => void engine?.tick() };
+    broker = settings.mqttUrl
+      ? await connectExternalBroker({
+          url: settings.mqttUrl, prefix: DEFAULT_TOPIC_PREFIX, log, metrics,
+          ingest: createIngest({ store, prefix: DEFAULT_TOPIC_PREFIX, log, metrics, autoAccept: settings.autoAccept, now: () => new Date(), ...events }),
+        })
+      : await startBroker({ port: settings.mqttPort, host: settings.host, prefix: DEFAULT_TOPIC_PREFIX, store, log, metrics, autoAccept: settings.autoAccept, ...events });
   } catch (error) {
     store.close();
-    throw new ServeError(`cannot start MQTT on ${settings.host}:${settings.mqttPort}: ${(error as Error).message}`, error);
+    const where = settings.mqttUrl ? `connect to the broker ${settings.mqttUrl.replace(/\/\/([^:@/]+):[^@/]*@/, "//$1:***@")}` : `start MQTT on ${settings.host}:${settings.mqttPort}`;
+    throw new ServeError(`cannot ${where}: ${(error as Error).message}`, error);
   }
   engine = new RolloutEngine({ store, repo: settings.repo, key, publish: (topic, payload, retain) => broker.publish(topic, payload, retain), prefix: DEFAULT_TOPIC_PREFIX, log });
   await engine.resume();

@@ -13,6 +13,7 @@ export const ConfigFileSchema = z
     data: z.string().min(1),
     httpPort: z.number().int().min(0).max(65535),
     mqttPort: z.number().int().min(0).max(65535),
+    mqttUrl: z.string().regex(/^(mqtts?|wss?|tcp):\/\//, "must be an mqtt://, mqtts://, ws:// or wss:// URL"),
     autoAccept: z.boolean(),
     host: z.string().min(1),
     adminToken: z.string().min(16, "adminToken must be at least 16 characters"),
@@ -28,6 +29,8 @@ export interface ServeSettings {
   data: string;
   httpPort: number;
   mqttPort: number;
+  /** An external broker to use instead of the embedded one. */
+  mqttUrl: string | null;
   host: string;
   /** Accept unknown devices at their first connection. */
   autoAccept: boolean;
@@ -42,6 +45,7 @@ export interface ServeFlags {
   data?: string;
   httpPort?: string;
   mqttPort?: string;
+  mqttUrl?: string;
   host?: string;
   autoAccept?: boolean;
   signingKey?: string;
@@ -95,6 +99,7 @@ export function resolveServeSettings(flags: ServeFlags, env: NodeJS.ProcessEnv, 
     data: flags.data ?? env.APT_OSTREE_DATA ?? file.data ?? SERVE_DEFAULTS.data,
     httpPort,
     mqttPort,
+    mqttUrl: flags.mqttUrl ?? env.APT_OSTREE_MQTT_URL ?? file.mqttUrl ?? null,
     autoAccept,
     host: flags.host ?? env.APT_OSTREE_HOST ?? file.host ?? SERVE_DEFAULTS.host,
     adminToken: token,

@@ -1,5 +1,5 @@
 /**
- * Pure topic policy (DESIGN.md 3.1): a device publishes only its own state and online flag, and
+ * Pure topic policy (DESIGN.md 3.1): a device publishes only its own state, online flag and hello, and
  * subscribes only to its own command topic and its groups' command topics. Exact topics only:
  * a wildcard subscription could read other devices' commands.
  */
@@ -7,7 +7,7 @@ import { parseTopic } from "../../shared/wire/topics.ts";
 
 export function mayPublish(prefix: string, deviceId: string, topic: string): boolean {
   const parsed = parseTopic(prefix, topic);
-  return parsed?.scope === "device" && parsed.deviceId === deviceId && (parsed.kind === "state" || parsed.kind === "online");
+  return parsed?.scope === "device" && parsed.deviceId === deviceId && parsed.kind !== "cmd";
 }
 
 export function maySubscribe(prefix: string, device: { id: string; groups: string[] }, topic: string): boolean {

@@ -6,8 +6,8 @@ import { createServer, type Server } from "node:net";
 import type { AddressInfo } from "node:net";
 import aedesModule from "aedes";
 import type { Logger } from "../../shared/log.ts";
-import { ReportRejectedError, verifyReport, type Report } from "../../shared/wire/report.ts";
-import { parseTopic } from "../../shared/wire/topics.ts";
+import type { Report } from "../../shared/wire/report.ts";
+import { createIngest } from "./ingest.ts";
 import type { FleetStore } from "../fleet/store.ts";
 import type { Metrics } from "../http/metrics.ts";
 import { mayPublish, maySubscribe } from "./acl.ts";
@@ -30,7 +30,8 @@ export interface BrokerOptions {
 }
 
 export interface RunningBroker {
-  port: number;
+  /** Port of the embedded broker; null when an external broker is used. */
+  port: number | null;
   /** Publishes a (signed) payload to a topic from the server itself. */
   publish(topic: string, payload: string, retain?: boolean): Promise<void>;
   close(): Promise<void>;
@@ -43,9 +44,9 @@ export async function startBroker(options: BrokerOptions): Promise<RunningBroker
   const { store, log, prefix } = options;
   const connections = options.metrics.gauge("aptostree_mqtt_connections", "Devices connected to the embedded broker");
   const refused = options.metrics.counter("aptostree_mqtt_connections_refused_total", "MQTT connections refused, by reason code");
-  const reports = options.metrics.counter("aptostree_mqtt_reports_total", "Device reports, by outcome");
   const denied = options.metrics.counter("aptostree_mqtt_denied_total", "Publishes and subscriptions the ACL refused");
   const deviceOf = new Map<string, string>();
+  const ingest = createIngest({ store, prefix, log, metrics: options.metrics, autoAccept: options.autoAccept, now, onReport: options.onReport, onOnline: options.onOnline });
 
   const broker: Aedes = aedesModule.createBroker({
     authenticate(client, username, password, done) {
@@ -97,24 +98,7 @@ export async function startBroker(options: BrokerOptions): Promise<RunningBroker
     connections(broker.connectedClients);
   });
   broker.on("publish", (packet, client) => {
-    if (!client) return;
-    const topic = parseTopic(prefix, packet.topic);
-    const deviceId = deviceOf.get(client.id);
-    if (!topic || topic.scope !== "device" || topic.deviceId !== deviceId) return;
-    if (topic.kind === "online") return store.setOnline(deviceId, packet.payload.toString() === "online", now());
-    if (topic.kind !== "state") return;
-    const device = store.getDevice(deviceId);
-    if (!device) return;
-    try {
-      const report = verifyReport(packet.payload as Buffer, { deviceId, publicKey: new Uint8Array(Buffer.from(device.publicKey, "base64")), lastCounter: device.lastCounter });
-      store.recordReport(report, now());
-      reports(1, { outcome: "accepted" });
-      options.onReport?.(report);
-    } catch (error) {
-      if (!(error instanceof ReportRejectedError)) throw error;
-      reports(1, { outcome: error.code });
-      log.warn({ event: "mqtt.report.rejected", deviceId, code: error.code, reason: error.message }, `rejected a report from ${deviceId}: ${error.message}`);
-    }
+    if (client) ingest(packet.topic, packet.payload as Buffer, deviceOf.get(client.id) ?? null);
   });
 
   const server: Server = createServer(broker.handle);

@@ -29,11 +29,15 @@ export class SimulatedDevice {
 
   constructor(readonly id: string, private readonly serverKey: Uint8Array, private readonly groups: string[]) {}
 
-  async connect(port: number): Promise<void> {
+  /**
+   * With the embedded broker the signed token is the MQTT password; through an external broker
+   * (`external`) the device connects as the broker allows and publishes the token as its hello.
+   */
+  async connect(port: number, options: { external?: boolean } = {}): Promise<void> {
+    const token = createDeviceToken(this.id, this.key, new Date());
     this.client = await mqtt.connectAsync(`mqtt://127.0.0.1:${port}`, {
       clientId: this.id,
-      username: this.id,
-      password: createDeviceToken(this.id, this.key, new Date()),
+      ...(options.external ? {} : { username: this.id, password: token }),
       reconnectPeriod: 0,
       protocolVersion: 4,
       will: { topic: deviceTopic(DEFAULT_TOPIC_PREFIX, this.id, "online"), payload: Buffer.from("offline"), qos: 1, retain: false },
@@ -42,7 +46,21 @@ export class SimulatedDevice {
       this.onCommand(payload).catch((error: Error) => this.errors.push(error.message));
     });
     await this.client.subscribeAsync(deviceTopic(DEFAULT_TOPIC_PREFIX, this.id, "cmd"), { qos: 1 });
+    if (options.external) {
+      await this.client.publishAsync(deviceTopic(DEFAULT_TOPIC_PREFIX, this.id, "hello"), token, { qos: 1 });
+      await this.client.publishAsync(deviceTopic(DEFAULT_TOPIC_PREFIX, this.id, "online"), "online", { qos: 1, retain: true });
+    }
     await this.report({ state: "idle" });
+  }
+
+  /** Publishes raw bytes on any topic, as a misbehaving client would. */
+  async publishRaw(topic: string, payload: string): Promise<void> {
+    await this.client!.publishAsync(topic, payload, { qos: 1 });
+  }
+
+  /** Sends a fresh signed report (e.g. after being accepted). */
+  async reportNow(state: Report["state"]): Promise<void> {
+    await this.report({ state });
   }
 
   async disconnect(): Promise<void> {

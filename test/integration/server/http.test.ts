@@ -11,9 +11,10 @@ import { publish } from "../../../server/publish/publish.ts";
 import { startServer, type RunningServer } from "../../../server/serve.ts";
 import { commitSyntheticImage } from "../../helpers/synthetic-image.ts";
 import { makeTempDir, removeTree } from "../../helpers/tmp.ts";
+import { TEST_ADMIN_TOKEN, testServerSettings } from "../../helpers/server-settings.ts";
 
 const REF = "test/bookworm/test-machine/test-image";
-const TOKEN = "test-admin-token-0123456789";
+const TOKEN = TEST_ADMIN_TOKEN;
 const key = generateKeyPair();
 let dir: string;
 let repo: string;
@@ -40,7 +41,7 @@ beforeAll(async () => {
   await initRepo(repo, "archive");
   commit = await commitSyntheticImage(repo, REF, dir, { version: "1", sequence: 1, payloadBytes: 200_000 });
   await publish({ repo, ref: REF, key, channel: "stable", deltaDepth: 3, expiresInSeconds: 86400, log: silentLogger() });
-  server = await startServer({ repo, data: join(dir, "data"), httpPort: 0, mqttPort: 0, host: "127.0.0.1", autoAccept: false, adminToken: TOKEN, signingKey: null }, silentLogger());
+  server = await startServer(testServerSettings({ repo, data: join(dir, "data") }), silentLogger());
   base = `http://127.0.0.1:${server.httpPort}`;
 });
 afterAll(async () => {

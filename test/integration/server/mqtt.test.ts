@@ -9,9 +9,10 @@ import { signReport, type Report } from "../../../shared/wire/report.ts";
 import { deviceTopic } from "../../../shared/wire/topics.ts";
 import { startServer, type RunningServer } from "../../../server/serve.ts";
 import { makeTempDir, removeTree } from "../../helpers/tmp.ts";
+import { TEST_ADMIN_TOKEN, testServerSettings } from "../../helpers/server-settings.ts";
 
 const P = "apt-ostree/";
-const TOKEN = "test-admin-token-0123456789";
+const TOKEN = TEST_ADMIN_TOKEN;
 const keys: Record<string, Ed25519KeyPair> = { "dev-a": generateKeyPair(), "dev-b": generateKeyPair() };
 let dir: string;
 let server: RunningServer;
@@ -19,7 +20,7 @@ const clients: MqttClient[] = [];
 
 function connect(id: string, key = keys[id]!): Promise<MqttClient> {
   return new Promise((resolve, reject) => {
-    const client = mqtt.connect(`mqtt://127.0.0.1:${server.mqttPort}`, {
+    const client = mqtt.connect(`mqtt://127.0.0.1:${server.mqttPort!}`, {
       clientId: id,
       username: id,
       password: createDeviceToken(id, key, new Date()),
@@ -56,7 +57,7 @@ function report(id: string, counter: number, extra: Partial<Report> = {}): Repor
 beforeAll(async () => {
   dir = await makeTempDir("mqtt");
   await initRepo(join(dir, "repo"), "archive");
-  server = await startServer({ repo: join(dir, "repo"), data: join(dir, "data"), httpPort: 0, mqttPort: 0, host: "127.0.0.1", autoAccept: false, adminToken: TOKEN, signingKey: null }, silentLogger());
+  server = await startServer(testServerSettings({ repo: join(dir, "repo"), data: join(dir, "data") }), silentLogger());
 });
 afterAll(async () => {
   for (const client of clients) client.end(true);

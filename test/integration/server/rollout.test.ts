@@ -16,9 +16,10 @@ import { SERVER_CLI } from "../../helpers/cli.ts";
 import { execa } from "execa";
 import { commitSyntheticImage } from "../../helpers/synthetic-image.ts";
 import { makeTempDir, removeTree } from "../../helpers/tmp.ts";
+import { TEST_ADMIN_TOKEN, testServerSettings } from "../../helpers/server-settings.ts";
 
 const REF = "test/bookworm/test-machine/test-image";
-const TOKEN = "test-admin-token-0123456789";
+const TOKEN = TEST_ADMIN_TOKEN;
 const key = generateKeyPair();
 let dir: string;
 let repo: string;
@@ -27,7 +28,7 @@ const devices: SimulatedDevice[] = [];
 
 async function start(): Promise<RunningServer> {
   return startServer(
-    { repo, data: join(dir, "data"), httpPort: 0, mqttPort: 0, host: "127.0.0.1", autoAccept: true, adminToken: TOKEN, signingKey: join(dir, "server.secret"), tickMilliseconds: 100 },
+    { ...testServerSettings({ repo, data: join(dir, "data"), autoAccept: true, signingKey: join(dir, "server.secret") }), tickMilliseconds: 100 },
     silentLogger(),
   );
 }
@@ -65,7 +66,7 @@ beforeAll(async () => {
   server = await start();
   for (let i = 0; i < 20; i++) {
     const device = new SimulatedDevice(`sim-${String(i).padStart(2, "0")}`, key.publicKey, ["fleet"]);
-    await device.connect(server.mqttPort);
+    await device.connect(server.mqttPort!);
     devices.push(device);
   }
   await until(async () => server.store.listDevices().filter((d) => d.groups.includes("fleet")).length === 20 && true, "20 devices enrolled");
@@ -125,12 +126,12 @@ describe("rollouts", () => {
     await server.close();
     for (const device of rest) await device.disconnect();
     server = await start();
-    for (const device of rest) await device.connect(server.mqttPort);
+    for (const device of rest) await device.connect(server.mqttPort!);
     expect((await api(`rollouts/${id}`)).json.rollout.progress.state).toBe("running");
     await new Promise((r) => setTimeout(r, 1000));
     expect(offline!.commandsReceived.filter((c) => c === id)).toEqual([]);
 
-    await offline!.connect(server.mqttPort);
+    await offline!.connect(server.mqttPort!);
     const done = await until(async () => {
       const { json } = await api(`rollouts/${id}`);
       return json.rollout.progress.state === "completed" ? json.rollout : null;

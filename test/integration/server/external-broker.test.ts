@@ -1,0 +1,131 @@
+/**
+ * The server on an external broker: a real mosquitto started here with the ACL from
+ * docs/mosquitto/. Devices enroll by hello, report, and take a rollout through it; the topic ACL
+ * is mosquitto's, and forged reports still fail on their signatures.
+ */
+import { spawn, type ChildProcess } from "node:child_process";
+import { readFile, writeFile } from "node:fs/promises";
+import { createConnection, createServer } from "node:net";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { execa } from "execa";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { silentLogger } from "../../../shared/log.ts";
+import { initRepo } from "../../../shared/ostree/repo.ts";
+import { generateKeyPair } from "../../../shared/sign/ed25519.ts";
+import { formatSecretKey } from "../../../shared/sign/keys.ts";
+import { signReport } from "../../../shared/wire/report.ts";
+import { DEFAULT_TOPIC_PREFIX, deviceTopic } from "../../../shared/wire/topics.ts";
+import { publish } from "../../../server/publish/publish.ts";
+import { startServer, type RunningServer } from "../../../server/serve.ts";
+import { TEST_ADMIN_TOKEN, testServerSettings } from "../../helpers/server-settings.ts";
+import { SimulatedDevice } from "../../helpers/simulated-device.ts";
+import { commitSyntheticImage } from "../../helpers/synthetic-image.ts";
+import { makeTempDir, removeTree } from "../../helpers/tmp.ts";
+
+const REF = "test/bookworm/test-machine/test-image";
+const ACL = fileURLToPath(new URL("../../../docs/mosquitto/apt-ostree.acl", import.meta.url));
+const key = generateKeyPair();
+let dir: string;
+let mosquitto: ChildProcess;
+let brokerPort: number;
+let server: RunningServer;
+const a = new SimulatedDevice("ext-a", key.publicKey, ["lab"]);
+const b = new SimulatedDevice("ext-b", key.publicKey, ["lab"]);
+
+async function until<T>(probe: () => Promise<T | null | undefined | false> | T | null | undefined | false, what: string, ms = 15_000): Promise<T> {
+  const deadline = Date.now() + ms;
+  while (Date.now() < deadline) {
+    const value = await probe();
+    if (value) return value;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`timed out waiting for ${what}`);
+}
+
+const api = async (path: string, body?: unknown) =>
+  (
+    await fetch(`http://127.0.0.1:${server.httpPort}/api/v1/${path}`, {
+      method: body === undefined ? "GET" : "POST",
+      headers: { authorization: `Bearer ${TEST_ADMIN_TOKEN}`, ...(body === undefined ? {} : { "content-type": "application/json" }) },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    })
+  ).json();
+
+beforeAll(async () => {
+  dir = await makeTempDir("external-broker");
+  brokerPort = await new Promise<number>((resolve) => {
+    const probe = createServer().listen(0, "127.0.0.1", () => {
+      const { port } = probe.address() as { port: number };
+      probe.close(() => resolve(port));
+    });
+  });
+  await execa("mosquitto_passwd", ["-b", "-c", join(dir, "passwd"), "apt-ostree-server", "server-secret"]);
+  await writeFile(join(dir, "acl"), await readFile(ACL, "utf8"));
+  await writeFile(
+    join(dir, "mosquitto.conf"),
+    [`per_listener_settings false`, `listener ${brokerPort} 127.0.0.1`, "allow_anonymous true", `password_file ${join(dir, "passwd")}`, `acl_file ${join(dir, "acl")}`, "persistence false", ""].join("\n"),
+  );
+  // Started as root, mosquitto drops to its own user before reading the password and ACL files.
+  await execa("chmod", ["0755", dir]);
+  await execa("chmod", ["0644", join(dir, "passwd"), join(dir, "acl")]);
+  mosquitto = spawn("mosquitto", ["-c", join(dir, "mosquitto.conf")], { stdio: "ignore" });
+  await until(
+    () => new Promise<boolean>((resolve) => createConnection(brokerPort, "127.0.0.1").once("connect", function (this: import("node:net").Socket) { this.destroy(); resolve(true); }).once("error", () => resolve(false))),
+    "mosquitto to listen",
+  );
+
+  const repo = join(dir, "repo");
+  await initRepo(repo, "archive");
+  await writeFile(join(dir, "server.secret"), formatSecretKey(key), { mode: 0o600 });
+  await commitSyntheticImage(repo, REF, dir, { version: "1", sequence: 1 });
+  await publish({ repo, ref: REF, key, channel: "stable", deltaDepth: 1, expiresInSeconds: 86400, log: silentLogger() });
+  server = await startServer(
+    { ...testServerSettings({ repo, data: join(dir, "data"), mqttUrl: `mqtt://apt-ostree-server:server-secret@127.0.0.1:${brokerPort}`, signingKey: join(dir, "server.secret") }), tickMilliseconds: 100 },
+    silentLogger(),
+  );
+});
+afterAll(async () => {
+  await a.disconnect().catch(() => undefined);
+  await b.disconnect().catch(() => undefined);
+  await server?.close();
+  mosquitto?.kill("SIGTERM");
+  await removeTree(dir);
+});
+
+describe("serve with --mqtt-url and a real mosquitto", () => {
+  it("enrolls devices by their signed hello, pending until accepted", async () => {
+    expect(server.mqttPort).toBeNull();
+    await a.connect(brokerPort, { external: true });
+    await b.connect(brokerPort, { external: true });
+    await until(() => server.store.getDevice("ext-a") && server.store.getDevice("ext-b"), "both hellos");
+    expect(server.store.getDevice("ext-a")).toMatchObject({ enrollment: "pending", lastCounter: null });
+    await api("devices/ext-a/accept", {});
+    await api("devices/ext-b/accept", {});
+    await a.reportNow("idle");
+    await b.reportNow("idle");
+    await until(() => server.store.getDevice("ext-a")!.lastCounter !== null && server.store.getDevice("ext-b")!.lastCounter !== null, "reports after acceptance");
+    expect(server.store.getDevice("ext-a")).toMatchObject({ enrollment: "accepted", state: "idle", groups: ["lab"] });
+  });
+
+  it("keeps A from publishing as B (mosquitto's ACL) and from forging B's reports (signatures)", async () => {
+    const before = server.store.getDevice("ext-b")!.lastCounter!;
+    const forged = signReport({ deviceId: "ext-b", counter: before + 100, sent: new Date().toISOString(), state: "failed" }, a.key);
+    await a.publishRaw(deviceTopic(DEFAULT_TOPIC_PREFIX, "ext-b", "state"), forged);
+    await new Promise((r) => setTimeout(r, 500));
+    expect(server.store.getDevice("ext-b")).toMatchObject({ lastCounter: before, state: "idle" });
+  });
+
+  it("rolls out through the external broker", async () => {
+    await commitSyntheticImage(join(dir, "repo"), REF, dir, { version: "2", sequence: 2, payloadSeed: "v2" });
+    await publish({ repo: join(dir, "repo"), ref: REF, key, channel: "stable", deltaDepth: 1, expiresInSeconds: 86400, log: silentLogger() });
+    const { rollout } = await api("rollouts", { ref: REF, select: { devices: ["ext-a"] }, waves: "100%", waveDelay: "0s", waveTimeout: "30s" });
+    const done = await until(async () => {
+      const now = (await api(`rollouts/${rollout.id}`)).rollout;
+      return now.progress.state === "completed" ? now : null;
+    }, "the rollout to complete");
+    expect(done.devices).toEqual([expect.objectContaining({ deviceId: "ext-a", status: "healthy" })]);
+    expect(a.booted.version).toBe("2");
+    expect(b.commandsReceived).toEqual([]);
+  });
+});
