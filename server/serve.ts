@@ -14,6 +14,7 @@ import type { FleetStore } from "./fleet/store.ts";
 import { startBroker, type RunningBroker } from "./mqtt/broker.ts";
 import { connectExternalBroker } from "./mqtt/external.ts";
 import { createIngest } from "./mqtt/ingest.ts";
+import { WebSocketServer, createWebSocketStream } from "ws";
 import type { Report } from "../shared/wire/report.ts";
 import { DEFAULT_TOPIC_PREFIX } from "../shared/wire/topics.ts";
 import { readSecretKeyFile } from "../shared/sign/keys.ts";
@@ -66,6 +67,9 @@ export async function startServer(settings: ServeSettings & { tickMilliseconds?:
   const timer = setInterval(() => void engine!.tick(), settings.tickMilliseconds ?? 1000);
   timer.unref();
   const server = createServer({ requestTimeout: 60_000, headersTimeout: 15_000 }, createHttpHandler({ repo: settings.repo, adminToken: token, store, engine, log, metrics }));
+  // MQTT over WebSocket on the HTTP port at /mqtt, for devices behind HTTP-only proxies.
+  const webSockets = broker.handle ? new WebSocketServer({ server, path: "/mqtt" }) : null;
+  webSockets?.on("connection", (socket) => broker.handle!(createWebSocketStream(socket)));
   try {
     await listen(server, settings.httpPort, settings.host);
   } catch (error) {
@@ -85,6 +89,8 @@ export async function startServer(settings: ServeSettings & { tickMilliseconds?:
     close: async () => {
       clearInterval(timer);
       await engine!.tick();
+      for (const client of webSockets?.clients ?? []) client.terminate();
+      webSockets?.close();
       await new Promise<void>((resolve) => {
         server.close(() => resolve());
         server.closeAllConnections();

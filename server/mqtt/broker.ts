@@ -3,6 +3,7 @@
  * the ingestion of device reports and online flags into the store.
  */
 import { createServer, type Server } from "node:net";
+import type { Duplex } from "node:stream";
 import type { AddressInfo } from "node:net";
 import aedesModule from "aedes";
 import type { Logger } from "../../shared/log.ts";
@@ -32,6 +33,8 @@ export interface BrokerOptions {
 export interface RunningBroker {
   /** Port of the embedded broker; null when an external broker is used. */
   port: number | null;
+  /** Serves one more MQTT connection on any duplex stream (WebSocket); embedded broker only. */
+  handle?: (stream: Duplex) => void;
   /** Publishes a (signed) payload to a topic from the server itself. */
   publish(topic: string, payload: string, retain?: boolean): Promise<void>;
   close(): Promise<void>;
@@ -111,6 +114,7 @@ export async function startBroker(options: BrokerOptions): Promise<RunningBroker
 
   return {
     port,
+    handle: (stream) => broker.handle(stream),
     publish: (topic, payload, retain = false) =>
       new Promise((resolve, reject) =>
         broker.publish({ cmd: "publish", topic, payload: Buffer.from(payload), qos: 1, retain, dup: false }, (error) => (error ? reject(error) : resolve())),

@@ -140,3 +140,22 @@ describe("device reports", () => {
     expect(server.store.deviceEvents("dev-b", 5).some((e) => e.kind === "offline")).toBe(true);
   });
 });
+
+describe("MQTT over WebSocket", () => {
+  it("authenticates and serves a device on ws://…/mqtt, the HTTP port", async () => {
+    const client = await mqtt.connectAsync(`ws://127.0.0.1:${server.httpPort}/mqtt`, {
+      clientId: "dev-a",
+      username: "dev-a",
+      password: createDeviceToken("dev-a", keys["dev-a"]!, new Date()),
+      reconnectPeriod: 0,
+      protocolVersion: 4,
+    });
+    clients.push(client);
+    const counter = (server.store.getDevice("dev-a")!.lastCounter ?? 0) + 1;
+    await client.publishAsync(deviceTopic(P, "dev-a", "state"), signReport(report("dev-a", counter, { state: "idle" }), keys["dev-a"]!), { qos: 1 });
+    await until(() => server.store.getDevice("dev-a")!.lastCounter === counter, "the report over WebSocket");
+    await expect(
+      mqtt.connectAsync(`ws://127.0.0.1:${server.httpPort}/mqtt`, { clientId: "dev-a", username: "dev-a", password: "not-a-token", reconnectPeriod: 0, protocolVersion: 4 }),
+    ).rejects.toMatchObject({ code: 4 });
+  });
+});
