@@ -14,7 +14,6 @@ import type { FleetStore } from "./fleet/store.ts";
 import { startBroker, type RunningBroker } from "./mqtt/broker.ts";
 import { connectExternalBroker } from "./mqtt/external.ts";
 import { createIngest } from "./mqtt/ingest.ts";
-import { WebSocketServer, createWebSocketStream } from "ws";
 import type { Report } from "../shared/wire/report.ts";
 import { DEFAULT_TOPIC_PREFIX } from "../shared/wire/topics.ts";
 import { readSecretKeyFile } from "../shared/sign/keys.ts";
@@ -24,6 +23,8 @@ export interface RunningServer {
   httpPort: number;
   /** Port of the embedded broker; null with --mqtt-url. */
   mqttPort: number | null;
+  /** Port of the embedded broker's WebSocket listener (path /mqtt); null when off or external. */
+  mqttWsPort: number | null;
   store: FleetStore;
   broker: RunningBroker;
   engine: RolloutEngine;
@@ -56,7 +57,7 @@ export async function startServer(settings: ServeSettings & { tickMilliseconds?:
           url: settings.mqttUrl, prefix: DEFAULT_TOPIC_PREFIX, log, metrics,
           ingest: createIngest({ store, prefix: DEFAULT_TOPIC_PREFIX, log, metrics, autoAccept: settings.autoAccept, now: () => new Date(), ...events }),
         })
-      : await startBroker({ port: settings.mqttPort, host: settings.host, prefix: DEFAULT_TOPIC_PREFIX, store, log, metrics, autoAccept: settings.autoAccept, ...events });
+      : await startBroker({ port: settings.mqttPort, wsPort: settings.mqttWsPort, host: settings.host, prefix: DEFAULT_TOPIC_PREFIX, store, log, metrics, autoAccept: settings.autoAccept, ...events });
   } catch (error) {
     store.close();
     const where = settings.mqttUrl ? `connect to the broker ${settings.mqttUrl.replace(/\/\/([^:@/]+):[^@/]*@/, "//$1:***@")}` : `start MQTT on ${settings.host}:${settings.mqttPort}`;
@@ -67,9 +68,6 @@ export async function startServer(settings: ServeSettings & { tickMilliseconds?:
   const timer = setInterval(() => void engine!.tick(), settings.tickMilliseconds ?? 1000);
   timer.unref();
   const server = createServer({ requestTimeout: 60_000, headersTimeout: 15_000 }, createHttpHandler({ repo: settings.repo, adminToken: token, store, engine, log, metrics }));
-  // MQTT over WebSocket on the HTTP port at /mqtt, for devices behind HTTP-only proxies.
-  const webSockets = broker.handle ? new WebSocketServer({ server, path: "/mqtt" }) : null;
-  webSockets?.on("connection", (socket) => broker.handle!(createWebSocketStream(socket)));
   try {
     await listen(server, settings.httpPort, settings.host);
   } catch (error) {
@@ -82,6 +80,7 @@ export async function startServer(settings: ServeSettings & { tickMilliseconds?:
   return {
     httpPort,
     mqttPort: broker.port,
+    mqttWsPort: broker.wsPort ?? null,
     store,
     broker,
     adminTokenFile: file,
@@ -89,8 +88,6 @@ export async function startServer(settings: ServeSettings & { tickMilliseconds?:
     close: async () => {
       clearInterval(timer);
       await engine!.tick();
-      for (const client of webSockets?.clients ?? []) client.terminate();
-      webSockets?.close();
       await new Promise<void>((resolve) => {
         server.close(() => resolve());
         server.closeAllConnections();

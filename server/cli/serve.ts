@@ -12,11 +12,12 @@ export const serveCommand = defineCommand({
     data: { type: "string", valueName: "DIR", description: `Server state (env APT_OSTREE_DATA; default ${SERVE_DEFAULTS.data})` },
     "http-port": { type: "string", valueName: "N", description: `HTTP port, 0 for any free one (env APT_OSTREE_HTTP_PORT; default ${SERVE_DEFAULTS.httpPort})` },
     "mqtt-port": { type: "string", valueName: "N", description: `Embedded MQTT broker port, 0 for any free one (env APT_OSTREE_MQTT_PORT; default ${SERVE_DEFAULTS.mqttPort})` },
+    "mqtt-ws-port": { type: "string", valueName: "N|off", description: `MQTT over WebSocket port, path /mqtt (env APT_OSTREE_MQTT_WS_PORT; default ${SERVE_DEFAULTS.mqttWsPort})` },
     "mqtt-url": { type: "string", valueName: "URL", description: "Use this external broker (mqtt://user:pass@host:port) instead of the embedded one (env APT_OSTREE_MQTT_URL)" },
     "auto-accept": { type: "boolean", description: "Accept unknown devices at their first connection (env APT_OSTREE_AUTO_ACCEPT=1)" },
     key: { type: "string", valueName: "FILE", description: "ed25519 secret key that signs rollout commands (env APT_OSTREE_SIGNING_KEY)" },
     host: { type: "string", valueName: "ADDR", description: `Address to listen on (env APT_OSTREE_HOST; default ${SERVE_DEFAULTS.host})` },
-    config: { type: "string", valueName: "FILE", description: "YAML/JSON config file: repo, data, httpPort, mqttPort, mqttUrl, host, autoAccept, adminToken, signingKey (env APT_OSTREE_SERVER_CONFIG)" },
+    config: { type: "string", valueName: "FILE", description: "YAML/JSON config file: repo, data, httpPort, mqttPort, mqttWsPort, mqttUrl, host, autoAccept, adminToken, signingKey (env APT_OSTREE_SERVER_CONFIG)" },
   },
   notes: [
     "Precedence: flags, then environment, then the config file, then defaults.",
@@ -30,14 +31,14 @@ export const serveCommand = defineCommand({
     const configPath = options.config ?? io.env.APT_OSTREE_SERVER_CONFIG;
     const file: ConfigFile = configPath ? await readConfigFile(resolve(configPath)) : {};
     const settings = resolveServeSettings(
-      { repo: options.repo, data: options.data, httpPort: options["http-port"], mqttPort: options["mqtt-port"], mqttUrl: options["mqtt-url"], host: options.host, autoAccept: options["auto-accept"], signingKey: options.key },
+      { repo: options.repo, data: options.data, httpPort: options["http-port"], mqttPort: options["mqtt-port"], mqttWsPort: options["mqtt-ws-port"], mqttUrl: options["mqtt-url"], host: options.host, autoAccept: options["auto-accept"], signingKey: options.key },
       io.env,
       file,
     );
     const log = createLogger({ name: "serve" });
     const server = await startServer({ ...settings, repo: resolve(settings.repo), data: resolve(settings.data) }, log);
     io.stdout.write(`Serving ${resolve(settings.repo)} on http://${settings.host}:${server.httpPort}/repo/\n`);
-    io.stdout.write(server.mqttPort === null ? `MQTT through ${settings.mqttUrl!.replace(/\/\/([^:@/]+):[^@/]*@/, "//$1:***@")}\n` : `MQTT on mqtt://${settings.host}:${server.mqttPort}\n`);
+    io.stdout.write(server.mqttPort === null ? `MQTT through ${settings.mqttUrl!.replace(/\/\/([^:@/]+):[^@/]*@/, "//$1:***@")}\n` : `MQTT on mqtt://${settings.host}:${server.mqttPort}${server.mqttWsPort ? ` and ws://${settings.host}:${server.mqttWsPort}/mqtt` : ""}\n`);
     if (server.adminTokenFile) io.stdout.write(`Admin token: ${server.adminTokenFile}\n`);
     await new Promise<void>((done) => {
       const stop = () => void server.close().then(done);

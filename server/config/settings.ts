@@ -13,6 +13,7 @@ export const ConfigFileSchema = z
     data: z.string().min(1),
     httpPort: z.number().int().min(0).max(65535),
     mqttPort: z.number().int().min(0).max(65535),
+    mqttWsPort: z.union([z.number().int().min(0).max(65535), z.literal("off")]),
     mqttUrl: z.string().regex(/^(mqtts?|wss?|tcp):\/\//, "must be an mqtt://, mqtts://, ws:// or wss:// URL"),
     autoAccept: z.boolean(),
     host: z.string().min(1),
@@ -29,6 +30,8 @@ export interface ServeSettings {
   data: string;
   httpPort: number;
   mqttPort: number;
+  /** MQTT over WebSocket (path /mqtt) on this port; null for none. */
+  mqttWsPort: number | null;
   /** An external broker to use instead of the embedded one. */
   mqttUrl: string | null;
   host: string;
@@ -45,6 +48,7 @@ export interface ServeFlags {
   data?: string;
   httpPort?: string;
   mqttPort?: string;
+  mqttWsPort?: string;
   mqttUrl?: string;
   host?: string;
   autoAccept?: boolean;
@@ -57,7 +61,7 @@ export class ConfigError extends AptOstreeError {
   }
 }
 
-export const SERVE_DEFAULTS = { repo: "/var/lib/apt-ostree-server/repo", data: "/var/lib/apt-ostree-server", httpPort: 8080, mqttPort: 1883, host: "0.0.0.0", autoAccept: false };
+export const SERVE_DEFAULTS = { repo: "/var/lib/apt-ostree-server/repo", data: "/var/lib/apt-ostree-server", httpPort: 8080, mqttPort: 1883, mqttWsPort: 8083, host: "0.0.0.0", autoAccept: false };
 
 export async function readConfigFile(path: string): Promise<ConfigFile> {
   const text = await readFile(path, "utf8").catch((error: NodeJS.ErrnoException) => {
@@ -91,6 +95,10 @@ export function resolveServeSettings(flags: ServeFlags, env: NodeJS.ProcessEnv, 
   const mqttPort = flags.mqttPort !== undefined ? port(flags.mqttPort, "--mqtt-port")
     : env.APT_OSTREE_MQTT_PORT !== undefined ? port(env.APT_OSTREE_MQTT_PORT, "APT_OSTREE_MQTT_PORT")
     : file.mqttPort ?? SERVE_DEFAULTS.mqttPort;
+  const wsText = flags.mqttWsPort ?? env.APT_OSTREE_MQTT_WS_PORT;
+  const wsSource = flags.mqttWsPort !== undefined ? "--mqtt-ws-port" : "APT_OSTREE_MQTT_WS_PORT";
+  const wsFromFile = file.mqttWsPort === "off" ? null : file.mqttWsPort;
+  const mqttWsPort = wsText !== undefined ? (wsText === "off" ? null : port(wsText, wsSource)) : wsFromFile !== undefined ? wsFromFile : SERVE_DEFAULTS.mqttWsPort;
   const autoAccept = flags.autoAccept || (env.APT_OSTREE_AUTO_ACCEPT !== undefined ? env.APT_OSTREE_AUTO_ACCEPT === "1" || env.APT_OSTREE_AUTO_ACCEPT === "true" : file.autoAccept ?? SERVE_DEFAULTS.autoAccept);
   const token = env.APT_OSTREE_ADMIN_TOKEN ?? file.adminToken ?? null;
   if (token !== null && token.length < 16) throw new ConfigError("APT_OSTREE_ADMIN_TOKEN must be at least 16 characters");
@@ -99,6 +107,7 @@ export function resolveServeSettings(flags: ServeFlags, env: NodeJS.ProcessEnv, 
     data: flags.data ?? env.APT_OSTREE_DATA ?? file.data ?? SERVE_DEFAULTS.data,
     httpPort,
     mqttPort,
+    mqttWsPort,
     mqttUrl: flags.mqttUrl ?? env.APT_OSTREE_MQTT_URL ?? file.mqttUrl ?? null,
     autoAccept,
     host: flags.host ?? env.APT_OSTREE_HOST ?? file.host ?? SERVE_DEFAULTS.host,

@@ -3,7 +3,8 @@
  * the ingestion of device reports and online flags into the store.
  */
 import { createServer, type Server } from "node:net";
-import type { Duplex } from "node:stream";
+import { createServer as createHttpServer } from "node:http";
+import { WebSocketServer, createWebSocketStream } from "ws";
 import type { AddressInfo } from "node:net";
 import aedesModule from "aedes";
 import type { Logger } from "../../shared/log.ts";
@@ -16,6 +17,8 @@ import { authenticateDevice } from "./auth.ts";
 
 export interface BrokerOptions {
   port: number;
+  /** MQTT over WebSocket on its own port, path /mqtt; null for none. */
+  wsPort: number | null;
   host: string;
   prefix: string;
   store: FleetStore;
@@ -33,8 +36,8 @@ export interface BrokerOptions {
 export interface RunningBroker {
   /** Port of the embedded broker; null when an external broker is used. */
   port: number | null;
-  /** Serves one more MQTT connection on any duplex stream (WebSocket); embedded broker only. */
-  handle?: (stream: Duplex) => void;
+  /** Port of the WebSocket listener (path /mqtt), when there is one. */
+  wsPort?: number | null;
   /** Publishes a (signed) payload to a topic from the server itself. */
   publish(topic: string, payload: string, retain?: boolean): Promise<void>;
   close(): Promise<void>;
@@ -110,18 +113,32 @@ export async function startBroker(options: BrokerOptions): Promise<RunningBroker
     server.listen(options.port, options.host, () => resolve());
   });
   const port = (server.address() as AddressInfo).port;
-  log.info({ event: "mqtt.started", port }, `MQTT on ${options.host}:${port}`);
+  // A dedicated HTTP server: ws answers 400 to any other upgrade, which must not reach the repo's
+  // HTTP server (curl, under ostree, asks to upgrade plain HTTP to h2c).
+  const wsServer = options.wsPort === null ? null : createHttpServer((_req, res) => res.writeHead(426, { upgrade: "websocket" }).end("MQTT over WebSocket: connect to /mqtt\n"));
+  const webSockets = wsServer ? new WebSocketServer({ server: wsServer, path: "/mqtt" }) : null;
+  webSockets?.on("connection", (socket) => broker.handle(createWebSocketStream(socket)));
+  if (wsServer) {
+    await new Promise<void>((resolve, reject) => {
+      wsServer.once("error", reject);
+      wsServer.listen(options.wsPort!, options.host, () => resolve());
+    });
+  }
+  const wsPort = wsServer ? (wsServer.address() as AddressInfo).port : null;
+  log.info({ event: "mqtt.started", port, wsPort }, `MQTT on ${options.host}:${port}${wsPort ? `, WebSocket on ${wsPort}/mqtt` : ""}`);
 
   return {
     port,
-    handle: (stream) => broker.handle(stream),
+    wsPort,
     publish: (topic, payload, retain = false) =>
       new Promise((resolve, reject) =>
         broker.publish({ cmd: "publish", topic, payload: Buffer.from(payload), qos: 1, retain, dup: false }, (error) => (error ? reject(error) : resolve())),
       ),
-    close: () =>
-      new Promise((resolve) => {
-        broker.close(() => server.close(() => resolve()));
-      }),
+    close: async () => {
+      for (const client of webSockets?.clients ?? []) client.terminate();
+      webSockets?.close();
+      await new Promise<void>((resolve) => (wsServer ? wsServer.close(() => resolve()) : resolve()));
+      await new Promise<void>((resolve) => broker.close(() => server.close(() => resolve())));
+    },
   };
 }

@@ -18,10 +18,12 @@ import { signReport } from "../../../shared/wire/report.ts";
 import { DEFAULT_TOPIC_PREFIX, deviceTopic } from "../../../shared/wire/topics.ts";
 import { publish } from "../../../server/publish/publish.ts";
 import { startServer, type RunningServer } from "../../../server/serve.ts";
-import { TEST_ADMIN_TOKEN, testServerSettings } from "../../helpers/server-settings.ts";
+import { testServerSettings } from "../../helpers/server-settings.ts";
 import { SimulatedDevice } from "../../helpers/simulated-device.ts";
 import { commitSyntheticImage } from "../../helpers/synthetic-image.ts";
 import { makeTempDir, removeTree } from "../../helpers/tmp.ts";
+import { until } from "../../helpers/wait.ts";
+import { adminApi } from "../../helpers/admin-api.ts";
 
 const REF = "test/bookworm/test-machine/test-image";
 const ACL = fileURLToPath(new URL("../../../docs/mosquitto/apt-ostree.acl", import.meta.url));
@@ -33,24 +35,9 @@ let server: RunningServer;
 const a = new SimulatedDevice("ext-a", key.publicKey, ["lab"]);
 const b = new SimulatedDevice("ext-b", key.publicKey, ["lab"]);
 
-async function until<T>(probe: () => Promise<T | null | undefined | false> | T | null | undefined | false, what: string, ms = 15_000): Promise<T> {
-  const deadline = Date.now() + ms;
-  while (Date.now() < deadline) {
-    const value = await probe();
-    if (value) return value;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}
 
-const api = async (path: string, body?: unknown) =>
-  (
-    await fetch(`http://127.0.0.1:${server.httpPort}/api/v1/${path}`, {
-      method: body === undefined ? "GET" : "POST",
-      headers: { authorization: `Bearer ${TEST_ADMIN_TOKEN}`, ...(body === undefined ? {} : { "content-type": "application/json" }) },
-      body: body === undefined ? undefined : JSON.stringify(body),
-    })
-  ).json();
+const call = adminApi(() => `http://127.0.0.1:${server.httpPort}`);
+const api = async (path: string, body?: unknown) => (await call(path, body)).json;
 
 beforeAll(async () => {
   dir = await makeTempDir("external-broker");

@@ -9,6 +9,7 @@ import { signReport, type Report } from "../../../shared/wire/report.ts";
 import { deviceTopic } from "../../../shared/wire/topics.ts";
 import { startServer, type RunningServer } from "../../../server/serve.ts";
 import { makeTempDir, removeTree } from "../../helpers/tmp.ts";
+import { until } from "../../helpers/wait.ts";
 import { TEST_ADMIN_TOKEN, testServerSettings } from "../../helpers/server-settings.ts";
 
 const P = "apt-ostree/";
@@ -41,14 +42,6 @@ function connect(id: string, key = keys[id]!): Promise<MqttClient> {
 
 const api = (path: string, method = "GET") => fetch(`http://127.0.0.1:${server.httpPort}/api/v1/${path}`, { method, headers: { authorization: `Bearer ${TOKEN}` } });
 
-async function until<T>(probe: () => T | undefined | null | false, what: string): Promise<T> {
-  for (let i = 0; i < 100; i++) {
-    const value = probe();
-    if (value) return value;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}
 
 function report(id: string, counter: number, extra: Partial<Report> = {}): Report {
   return { deviceId: id, counter, sent: new Date().toISOString(), state: "healthy", ...extra };
@@ -142,8 +135,8 @@ describe("device reports", () => {
 });
 
 describe("MQTT over WebSocket", () => {
-  it("authenticates and serves a device on ws://…/mqtt, the HTTP port", async () => {
-    const client = await mqtt.connectAsync(`ws://127.0.0.1:${server.httpPort}/mqtt`, {
+  it("authenticates and serves a device on ws://…/mqtt", async () => {
+    const client = await mqtt.connectAsync(`ws://127.0.0.1:${server.mqttWsPort!}/mqtt`, {
       clientId: "dev-a",
       username: "dev-a",
       password: createDeviceToken("dev-a", keys["dev-a"]!, new Date()),
@@ -155,7 +148,7 @@ describe("MQTT over WebSocket", () => {
     await client.publishAsync(deviceTopic(P, "dev-a", "state"), signReport(report("dev-a", counter, { state: "idle" }), keys["dev-a"]!), { qos: 1 });
     await until(() => server.store.getDevice("dev-a")!.lastCounter === counter, "the report over WebSocket");
     await expect(
-      mqtt.connectAsync(`ws://127.0.0.1:${server.httpPort}/mqtt`, { clientId: "dev-a", username: "dev-a", password: "not-a-token", reconnectPeriod: 0, protocolVersion: 4 }),
+      mqtt.connectAsync(`ws://127.0.0.1:${server.mqttWsPort!}/mqtt`, { clientId: "dev-a", username: "dev-a", password: "not-a-token", reconnectPeriod: 0, protocolVersion: 4 }),
     ).rejects.toMatchObject({ code: 4 });
   });
 });

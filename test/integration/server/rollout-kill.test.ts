@@ -16,9 +16,12 @@ import { SERVER_CLI } from "../../helpers/cli.ts";
 import { SimulatedDevice } from "../../helpers/simulated-device.ts";
 import { commitSyntheticImage } from "../../helpers/synthetic-image.ts";
 import { makeTempDir, removeTree } from "../../helpers/tmp.ts";
+import { TEST_ADMIN_TOKEN } from "../../helpers/server-settings.ts";
+import { until } from "../../helpers/wait.ts";
+import { adminApi } from "../../helpers/admin-api.ts";
 
 const REF = "test/bookworm/test-machine/test-image";
-const TOKEN = "test-admin-token-0123456789";
+const TOKEN = TEST_ADMIN_TOKEN;
 const key = generateKeyPair();
 let dir: string;
 let httpPort: number;
@@ -38,30 +41,15 @@ function freePort(): Promise<number> {
 async function startServerProcess(): Promise<void> {
   serverProcess = spawn(
     process.execPath,
-    [SERVER_CLI, "serve", "--repo", join(dir, "repo"), "--data", join(dir, "data"), "--http-port", String(httpPort), "--mqtt-port", String(mqttPort), "--host", "127.0.0.1", "--auto-accept", "--key", join(dir, "server.secret")],
+    [SERVER_CLI, "serve", "--repo", join(dir, "repo"), "--data", join(dir, "data"), "--http-port", String(httpPort), "--mqtt-port", String(mqttPort), "--mqtt-ws-port", "off", "--host", "127.0.0.1", "--auto-accept", "--key", join(dir, "server.secret")],
     { env: { ...process.env, APT_OSTREE_ADMIN_TOKEN: TOKEN, APT_OSTREE_LOG_LEVEL: "warn" }, stdio: "ignore" },
   );
   await until(async () => (await fetch(`http://127.0.0.1:${httpPort}/healthz`).catch(() => null))?.ok, "the server to answer");
 }
 
-async function api(path: string, body?: unknown): Promise<any> {
-  const res = await fetch(`http://127.0.0.1:${httpPort}/api/v1/${path}`, {
-    method: body === undefined ? "GET" : "POST",
-    headers: { authorization: `Bearer ${TOKEN}`, ...(body === undefined ? {} : { "content-type": "application/json" }) },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  return res.json();
-}
+const call = adminApi(() => `http://127.0.0.1:${httpPort}`);
+const api = async (path: string, body?: unknown) => (await call(path, body)).json;
 
-async function until<T>(probe: () => Promise<T | null | undefined | false>, what: string, ms = 30_000): Promise<T> {
-  const deadline = Date.now() + ms;
-  while (Date.now() < deadline) {
-    const value = await probe().catch(() => null);
-    if (value) return value;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}
 
 beforeAll(async () => {
   dir = await makeTempDir("rollout-kill");

@@ -16,6 +16,8 @@ import { SERVER_CLI } from "../../helpers/cli.ts";
 import { execa } from "execa";
 import { commitSyntheticImage } from "../../helpers/synthetic-image.ts";
 import { makeTempDir, removeTree } from "../../helpers/tmp.ts";
+import { until } from "../../helpers/wait.ts";
+import { adminApi } from "../../helpers/admin-api.ts";
 import { TEST_ADMIN_TOKEN, testServerSettings } from "../../helpers/server-settings.ts";
 
 const REF = "test/bookworm/test-machine/test-image";
@@ -33,24 +35,8 @@ async function start(): Promise<RunningServer> {
   );
 }
 
-async function api(path: string, body?: unknown): Promise<{ status: number; json: any }> {
-  const res = await fetch(`http://127.0.0.1:${server.httpPort}/api/v1/${path}`, {
-    method: body === undefined ? "GET" : "POST",
-    headers: { authorization: `Bearer ${TOKEN}`, ...(body === undefined ? {} : { "content-type": "application/json" }) },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  return { status: res.status, json: await res.json() };
-}
+const api = adminApi(() => `http://127.0.0.1:${server.httpPort}`);
 
-async function until<T>(probe: () => Promise<T | null | undefined | false>, what: string, ms = 15_000): Promise<T> {
-  const deadline = Date.now() + ms;
-  while (Date.now() < deadline) {
-    const value = await probe();
-    if (value) return value;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}
 
 async function publishVersion(version: number): Promise<void> {
   await commitSyntheticImage(repo, REF, dir, { version: String(version), sequence: version, payloadSeed: `v${version}` });
