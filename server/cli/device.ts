@@ -43,8 +43,23 @@ const accept = defineCommand({
   },
 });
 
+const tags = defineCommand({
+  name: "tags",
+  description: "Replace a device's tags (rollout selectors match them with tag=NAME); no TAG clears them.",
+  positionals: [
+    { name: "ID", description: "Device id", required: true },
+    { name: "TAG...", description: "Tags to set" },
+  ],
+  options: { ...API_CLIENT_OPTIONS },
+  async run({ options, positionals, io }) {
+    const [id, ...values] = positionals;
+    const { device } = await (await apiClient(options, io.env)).call("POST", `devices/${encodeURIComponent(id!)}/tags`, { tags: values });
+    printResult(io, options.json, device, `${device.id}: tags ${device.tags.join(", ") || "(none)"}`);
+  },
+});
+
 export const deviceCommand = defineCommand({
   name: "device",
-  description: "List, inspect and accept devices (through the server's REST API).",
-  subcommands: [list, show, accept],
+  description: "List, inspect, accept and tag devices (through the server's REST API).",
+  subcommands: [list, show, accept, tags],
 });

@@ -118,6 +118,12 @@ export class SqliteFleetStore implements FleetStore {
     return this.getDevice(id)!;
   }
 
+  setDeviceTags(id: string, tags: string[]): DeviceRecord {
+    const updated = this.db.prepare("UPDATE devices SET tags_json = ? WHERE id = ?").run(JSON.stringify([...new Set(tags)].sort()), id);
+    if (updated.changes === 0) throw new DeviceNotFoundError(id);
+    return this.getDevice(id)!;
+  }
+
   recordReport(report: Report, now: Date): void {
     this.db.transaction(() => {
       const json = (value: unknown) => (value === undefined ? undefined : value === null ? null : JSON.stringify(value));

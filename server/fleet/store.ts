@@ -85,6 +85,8 @@ export interface FleetStore {
   enrollPending(id: string, publicKey: string, now: Date): DeviceRecord;
   /** Accepts a pending (or rejected) device; throws DeviceNotFoundError for an unknown id. */
   acceptDevice(id: string, now: Date): DeviceRecord;
+  /** Replaces the operator-set tags of a device; throws DeviceNotFoundError for an unknown id. */
+  setDeviceTags(id: string, tags: string[]): DeviceRecord;
   /** Stores an accepted report: device fields, counter and history in one transaction. */
   recordReport(report: Report, now: Date): void;
   setOnline(id: string, online: boolean, now: Date): void;

@@ -10,7 +10,7 @@ import type { RolloutEngine } from "../fleet/rollouts.ts";
 import { createRollout, describeRollout, withRolloutErrors } from "./api/rollouts.ts";
 import { readJsonBody } from "./body.ts";
 import { summarizeFleet } from "../fleet/summary.ts";
-import { acceptDevice, getDevice, listDevices } from "./api/devices.ts";
+import { acceptDevice, getDevice, listDevices, setDeviceTags } from "./api/devices.ts";
 import { listReleases } from "./api/releases.ts";
 import { OPENAPI } from "./api/openapi.ts";
 import { requireAdmin } from "./auth.ts";
@@ -70,6 +70,7 @@ export function createHttpHandler(options: HttpAppOptions): HttpHandler {
         if (id === undefined) return only(method, ["GET"], () => sendJson(res, 200, listDevices(options.store)));
         if (action === undefined && resource.length === 2) return only(method, ["GET"], () => sendJson(res, 200, getDevice(options.store, id)));
         if (action === "accept" && resource.length === 3) return only(method, ["POST"], () => sendJson(res, 200, acceptDevice(options.store, id, (options.now ?? (() => new Date()))())));
+        if (action === "tags" && resource.length === 3) return only(method, ["POST"], async () => sendJson(res, 200, setDeviceTags(options.store, id, await readJsonBody(req))));
       }
       if (resource[0] === "rollouts") {
         const [, id, action] = resource;

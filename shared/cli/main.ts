@@ -61,7 +61,8 @@ function parse(command: Command<any>, argv: string[]): { options: Record<string,
   }
   const allowed = command.positionals ?? [];
   const required = allowed.filter((p) => p.required).length;
-  if (parsed.positionals.length > allowed.length) throw new UsageError(`unexpected argument '${parsed.positionals[allowed.length]}'`);
+  const variadic = allowed.at(-1)?.name.endsWith("...") ?? false;
+  if (!variadic && parsed.positionals.length > allowed.length) throw new UsageError(`unexpected argument '${parsed.positionals[allowed.length]}'`);
   if (parsed.positionals.length < required) throw new UsageError(`missing argument ${allowed[parsed.positionals.length]!.name}`);
   return { options, positionals: parsed.positionals };
 }

@@ -1,4 +1,6 @@
 /** /api/v1/devices: the fleet as the store knows it, and enrollment. */
+import { z } from "zod";
+import { NAME_PATTERN } from "../../../shared/wire/topics.ts";
 import type { DeviceRecord, FleetStore } from "../../fleet/store.ts";
 import { HttpError } from "../http-error.ts";
 
@@ -15,4 +17,17 @@ export function getDevice(store: FleetStore, id: string): { device: DeviceRecord
 export function acceptDevice(store: FleetStore, id: string, now: Date): { device: DeviceRecord } {
   if (!store.getDevice(id)) throw new HttpError(404, "E_DEVICE_NOT_FOUND", `no device '${id}': it must connect once to enroll`);
   return { device: store.acceptDevice(id, now) };
+}
+
+const TagsSchema = z.object({ tags: z.array(z.string().regex(NAME_PATTERN, "tags are lowercase letters, digits, '.', '_' or '-'")).max(32) }).strict();
+
+/** Replaces the operator-set tags that rollout selectors (`tag=`) match. */
+export function setDeviceTags(store: FleetStore, id: string, body: unknown): { device: DeviceRecord } {
+  const parsed = TagsSchema.safeParse(body);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]!;
+    throw new HttpError(400, "E_BAD_TAGS", `${issue.path.join(".") || "body"}: ${issue.code === "unrecognized_keys" ? `unknown field ${issue.keys.join(", ")}` : issue.message}`);
+  }
+  if (!store.getDevice(id)) throw new HttpError(404, "E_DEVICE_NOT_FOUND", `no device '${id}'`);
+  return { device: store.setDeviceTags(id, parsed.data.tags) };
 }

@@ -50,6 +50,13 @@ export const OPENAPI = {
     "/api/v1/devices/{id}/accept": {
       post: { summary: "Accept a pending device: it may connect from now on", parameters: [{ name: "id", in: "path", required: true, schema: { type: "string" } }], responses: { "200": { description: "{device}" }, "404": { description: "The device never connected" } } },
     },
+    "/api/v1/devices/{id}/tags": {
+      post: {
+        summary: "Replace a device's tags (what rollout selectors tag= match)",
+        requestBody: { required: true, content: { "application/json": { schema: { type: "object", required: ["tags"], properties: { tags: { type: "array", items: { type: "string" }, maxItems: 32 } } } } } },
+        responses: { "200": { description: "{device}" }, "400": { description: "Bad tags, with the reason" }, "404": { description: "No such device" } },
+      },
+    },
     "/api/v1/rollouts": {
       get: { summary: "Every rollout with per-wave progress", responses: { "200": { description: "{rollouts}" } } },
       post: {

@@ -152,20 +152,35 @@ describe("rollouts", () => {
     expect(bad.stderr).toMatch(/--select: 'colour=red' is not group=NAME, tag=NAME or device=ID/);
   });
 
+  it("selects devices by the tags an operator sets", async () => {
+    const cli = (...args: string[]) =>
+      execa(process.execPath, [SERVER_CLI, "device", ...args, "--server", `http://127.0.0.1:${server.httpPort}`], { env: { APT_OSTREE_ADMIN_TOKEN: TOKEN }, reject: false });
+    // sim-01 and sim-02 are among the devices reconnected after the restart above.
+    expect((await cli("tags", "sim-01", "canary", "eu")).stdout).toBe("sim-01: tags canary, eu");
+    expect((await api("devices/sim-02/tags", { tags: ["canary"] })).json.device.tags).toEqual(["canary"]);
+    const bad = await api("devices/sim-12/tags", { tags: ["Not A Tag"] });
+    expect(bad.status).toBe(400);
+    expect(bad.json.error.message).toMatch(/tags\.0: tags are lowercase letters/);
+    expect((await api("devices/ghost/tags", { tags: [] })).status).toBe(404);
+    const { json } = await api("rollouts", { ref: REF, select: { tags: ["canary"] }, waves: "100%", waveDelay: "0s", waveTimeout: "30s" });
+    expect(json.rollout.devices.map((m: { deviceId: string }) => m.deviceId).sort()).toEqual(["sim-01", "sim-02"]);
+    await until(async () => (await api(`rollouts/${json.rollout.id}`)).json.rollout.progress.state === "completed", "the tagged rollout to complete");
+  });
+
   it("summarises the fleet per version, per state and per rollout, in the API and in /metrics", async () => {
     const { json } = await api("fleet");
     expect(json).toMatchObject({ devices: 20, byEnrollment: { accepted: 20 } });
     expect(json.byVersion["3"]).toBe(5);
     expect(Object.values(json.byVersion as Record<string, number>).reduce((a, b) => a + b, 0)).toBe(20);
-    expect(json.rollouts.map((r: { state: string; rolledBack: number }) => r.state)).toEqual(["aborted", "completed"]);
+    expect(json.rollouts.map((r: { state: string; rolledBack: number }) => r.state)).toEqual(["aborted", "completed", "completed"]);
     expect(json.rollouts[0].rolledBack).toBeGreaterThan(2);
     const metrics = await (await fetch(`http://127.0.0.1:${server.httpPort}/metrics`)).text();
-    expect(metrics).toMatch(/^aptostree_rollouts\{state="completed"\} 1$/m);
+    expect(metrics).toMatch(/^aptostree_rollouts\{state="completed"\} 2$/m);
     expect(metrics).toMatch(/^aptostree_devices_enrollment\{enrollment="accepted"\} 20$/m);
     expect(metrics).toMatch(/^aptostree_devices\{state="healthy"\} \d+$/m);
     const openapi = await (await fetch(`http://127.0.0.1:${server.httpPort}/api/v1/openapi.json`)).json();
     expect(Object.keys(openapi.paths)).toEqual(
-      expect.arrayContaining(["/api/v1/devices", "/api/v1/devices/{id}", "/api/v1/devices/{id}/accept", "/api/v1/rollouts", "/api/v1/rollouts/{id}", "/api/v1/rollouts/{id}/pause", "/api/v1/releases", "/api/v1/fleet"]),
+      expect.arrayContaining(["/api/v1/devices", "/api/v1/devices/{id}", "/api/v1/devices/{id}/accept", "/api/v1/devices/{id}/tags", "/api/v1/rollouts", "/api/v1/rollouts/{id}", "/api/v1/rollouts/{id}/pause", "/api/v1/releases", "/api/v1/fleet"]),
     );
   });
 });

@@ -25,7 +25,15 @@ const leaf = defineCommand({
     if (options.name === "fail") throw new AptOstreeError("E_TEST", "it failed\nwith detail", { cause: new Error("root cause") });
   },
 });
-const root = defineCommand({ name: "tool", description: "A tool.", subcommands: [leaf] });
+const many = defineCommand({
+  name: "many",
+  description: "Takes any number of things.",
+  positionals: [{ name: "ID", description: "an id", required: true }, { name: "THING...", description: "things" }],
+  async run({ positionals }) {
+    seen.push(positionals);
+  },
+});
+const root = defineCommand({ name: "tool", description: "A tool.", subcommands: [leaf, many] });
 
 describe("command-line runner", () => {
   it("passes typed options and positionals to the command", async () => {
@@ -38,12 +46,18 @@ describe("command-line runner", () => {
     [["leaf"], /error: missing required option --name N \(see 'tool leaf --help'\)/],
     [["leaf", "--name", "x", "--nope"], /error: Unknown option '--nope'/],
     [["leaf", "--name", "x", "a", "b"], /error: unexpected argument 'b'/],
-    [["nope"], /error: unknown command 'nope' \(commands: leaf\)/],
+    [["nope"], /error: unknown command 'nope' \(commands: leaf, many\)/],
   ])("exits 2 with a one-line usage error for %j", async (argv, message) => {
     const t = io();
     expect(await runMain(root, argv, t.io)).toBe(2);
     expect(t.err()).toMatch(message);
     expect(t.err().trim().split("\n")).toHaveLength(1);
+  });
+
+  it("takes any number of arguments after a variadic last positional", async () => {
+    expect(await runMain(root, ["many", "x", "a", "b", "c"], io().io)).toBe(0);
+    expect(seen.at(-1)).toEqual(["x", "a", "b", "c"]);
+    expect(await runMain(root, ["many"], io().io)).toBe(2);
   });
 
   it("exits 1 with the error chain on one line", async () => {
