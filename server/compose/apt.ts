@@ -3,7 +3,7 @@
  * before mmdebstrap downloads anything, so a package APT cannot find fails early and names the
  * recipe file that asked for it.
  */
-import { stat, writeFile } from "node:fs/promises";
+import { readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { execa } from "execa";
 import { AptOstreeError } from "../../shared/errors.ts";
@@ -54,33 +54,25 @@ async function aptGet(configFile: string, args: string[]): Promise<{ stdout: str
 }
 
 /**
- * `apt-get update` into the cache, unless the cached indices are younger than `maxAgeSeconds`
- * (Debian's mirrors here ignore If-Modified-Since, so every update refetches InRelease).
+ * `apt-get update` into the cache, unless our last refresh of the same sources is younger than
+ * `maxAgeSeconds` (Debian's mirrors here ignore If-Modified-Since, so every update refetches
+ * InRelease). The age is that of our own refresh, kept in a stamp: apt sets the index files'
+ * mtimes to the mirror's Last-Modified, which says nothing about when we fetched them.
  * Returns how many index files were downloaded.
  */
 export async function refreshIndices(recipe: Recipe, cache: AptCachePaths, maxAgeSeconds: number, now = Date.now()): Promise<number> {
   const config = await writeAptConfig(recipe, cache);
-  const age = await indicesAgeSeconds(recipe, cache, now);
-  if (age !== null && age < maxAgeSeconds) return 0;
+  const sources = sourcesLines(recipe, { signedBy: true });
+  const stampFile = join(cache.config, "indices-refreshed.json");
+  const stamp = await readFile(stampFile, "utf8").then((text) => JSON.parse(text) as { sources: string[]; at: number }, () => null);
+  if (stamp && JSON.stringify(stamp.sources) === JSON.stringify(sources) && (now - stamp.at) / 1000 < maxAgeSeconds) return 0;
   const result = await aptGet(config, ["update"]);
   if (result.exitCode !== 0 || /^(E|W): /m.test(result.stderr)) {
     const reason = result.stderr.split("\n").find((line) => /^(E|W): /.test(line)) ?? `exit code ${result.exitCode}`;
     throw new AptError(`apt-get update for ${recipe.suite} (${recipe.architecture}) failed: ${reason}`);
   }
+  await writeFile(stampFile, JSON.stringify({ sources, at: now }));
   return result.stdout.split("\n").filter((line) => line.startsWith("Get:")).length;
-}
-
-/** Age of the oldest cached InRelease of the recipe's suites, or null when one is missing. */
-async function indicesAgeSeconds(recipe: Recipe, cache: AptCachePaths, now: number): Promise<number | null> {
-  let oldest = now;
-  for (const line of sourcesLines(recipe, { signedBy: false })) {
-    const [, uri, suite] = line.split(" ");
-    const name = `${uri!.replace(/^https?:\/\//, "").replace(/\/$/, "").replace(/\//g, "_")}_dists_${suite}_InRelease`;
-    const info = await stat(join(cache.lists, name)).catch(() => null);
-    if (!info) return null;
-    oldest = Math.min(oldest, info.mtimeMs);
-  }
-  return (now - oldest) / 1000;
 }
 
 /** Resolves the recipe's packages with dependencies, as `apt-get install --simulate` on an empty system would. */
