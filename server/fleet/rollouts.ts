@@ -112,7 +112,7 @@ export class RolloutEngine {
   async resume(): Promise<void> {
     for (const rollout of this.options.store.listRollouts().filter((r) => r.progress.state === "running")) {
       const commanded = this.options.store.rolloutDevices(rollout.id).filter((m) => m.status === "sent" || m.status === "in-progress");
-      for (const member of commanded) await this.publishCommand(rollout, member.deviceId);
+      await this.publishCommands(rollout, commanded.map((m) => m.deviceId));
     }
     await this.tick();
   }
@@ -164,10 +164,8 @@ export class RolloutEngine {
     const { store, log } = this.options;
     switch (decision.kind) {
       case "send":
-        for (const deviceId of decision.deviceIds) {
-          store.markRolloutDeviceSent(rollout.id, deviceId, now);
-          await this.publishCommand(rollout, deviceId);
-        }
+        store.markRolloutDevicesSent(rollout.id, decision.deviceIds, now);
+        await this.publishCommands(rollout, decision.deviceIds);
         return;
       case "time-out":
         for (const deviceId of decision.deviceIds) store.setRolloutDeviceStatus(rollout.id, deviceId, "failed", `no final report within ${rollout.plan.waveTimeoutSeconds} s`, now);
@@ -190,14 +188,18 @@ export class RolloutEngine {
     }
   }
 
-  private async publishCommand(rollout: RolloutRecord, deviceId: string): Promise<void> {
+  /** One signed command per rollout (the same for every device), retained on each device's topic. */
+  private async publishCommands(rollout: RolloutRecord, deviceIds: string[]): Promise<void> {
+    if (deviceIds.length === 0) return;
     const manifest = await this.readManifest(rollout.ref, rollout.channel);
     if (manifest.manifest.commit !== rollout.commit) {
-      this.options.store.setRolloutDeviceStatus(rollout.id, deviceId, "failed", `channel ${rollout.channel} no longer publishes ${rollout.version}`, this.now());
+      for (const deviceId of deviceIds) {
+        this.options.store.setRolloutDeviceStatus(rollout.id, deviceId, "failed", `channel ${rollout.channel} no longer publishes ${rollout.version}`, this.now());
+      }
       return;
     }
     const payload = signCommand({ type: "update", id: rollout.id, issued: this.now().toISOString(), rollout: rollout.id, manifest }, [this.options.key!]);
-    await this.options.publish(deviceTopic(this.options.prefix, deviceId, "cmd"), payload, true);
+    for (const deviceId of deviceIds) await this.options.publish(deviceTopic(this.options.prefix, deviceId, "cmd"), payload, true);
   }
 
   private async readManifest(ref: string, channel: string): Promise<SignedManifest> {

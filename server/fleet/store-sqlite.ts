@@ -205,10 +205,11 @@ export class SqliteFleetStore implements FleetStore {
     this.db.prepare("UPDATE rollout_devices SET status = ?, detail = ?, updated_at = ? WHERE rollout_id = ? AND device_id = ?").run(status, detail, now.toISOString(), rolloutId, deviceId);
   }
 
-  markRolloutDeviceSent(rolloutId: string, deviceId: string, now: Date): void {
-    this.db
-      .prepare("UPDATE rollout_devices SET status = 'sent', sent_at = ?, updated_at = ? WHERE rollout_id = ? AND device_id = ? AND status = 'pending'")
-      .run(now.toISOString(), now.toISOString(), rolloutId, deviceId);
+  markRolloutDevicesSent(rolloutId: string, deviceIds: string[], now: Date): void {
+    const mark = this.db.prepare("UPDATE rollout_devices SET status = 'sent', sent_at = ?, updated_at = ? WHERE rollout_id = ? AND device_id = ? AND status = 'pending'");
+    this.db.transaction(() => {
+      for (const deviceId of deviceIds) mark.run(now.toISOString(), now.toISOString(), rolloutId, deviceId);
+    })();
   }
 
   close(): void {

@@ -76,8 +76,8 @@ export interface FleetStore {
   updateRollout(id: string, progress: RolloutProgress, pauseReason: string | null, now: Date): void;
   rolloutDevices(id: string): RolloutDeviceRecord[];
   setRolloutDeviceStatus(rolloutId: string, deviceId: string, status: RolloutDeviceStatus, detail: string | null, now: Date): void;
-  /** Marks a device as sent (before the command is published, so a restart re-publishes the same one). */
-  markRolloutDeviceSent(rolloutId: string, deviceId: string, now: Date): void;
+  /** Marks devices as sent, in one transaction, before their command is published (a restart re-publishes the same one). */
+  markRolloutDevicesSent(rolloutId: string, deviceIds: string[], now: Date): void;
 
   getDevice(id: string): DeviceRecord | null;
   listDevices(): DeviceRecord[];
