@@ -12,7 +12,7 @@ import { Metrics } from "./http/metrics.ts";
 import { SqliteFleetStore } from "./fleet/store-sqlite.ts";
 import type { FleetStore } from "./fleet/store.ts";
 import { startBroker, type RunningBroker } from "./mqtt/broker.ts";
-import { connectExternalBroker } from "./mqtt/external.ts";
+import { connectExternalBroker, redactUrl } from "./mqtt/external.ts";
 import { createIngest } from "./mqtt/ingest.ts";
 import type { Report } from "../shared/wire/report.ts";
 import { DEFAULT_TOPIC_PREFIX } from "../shared/wire/topics.ts";
@@ -60,7 +60,7 @@ export async function startServer(settings: ServeSettings & { tickMilliseconds?:
       : await startBroker({ port: settings.mqttPort, wsPort: settings.mqttWsPort, host: settings.host, prefix: DEFAULT_TOPIC_PREFIX, store, log, metrics, autoAccept: settings.autoAccept, ...events });
   } catch (error) {
     store.close();
-    const where = settings.mqttUrl ? `connect to the broker ${settings.mqttUrl.replace(/\/\/([^:@/]+):[^@/]*@/, "//$1:***@")}` : `start MQTT on ${settings.host}:${settings.mqttPort}`;
+    const where = settings.mqttUrl ? `connect to the broker ${redactUrl(settings.mqttUrl)}` : `start MQTT on ${settings.host}:${settings.mqttPort}`;
     throw new ServeError(`cannot ${where}: ${(error as Error).message}`, error);
   }
   engine = new RolloutEngine({ store, repo: settings.repo, key, publish: (topic, payload, retain) => broker.publish(topic, payload, retain), prefix: DEFAULT_TOPIC_PREFIX, log });

@@ -3,6 +3,7 @@ import { defineCommand } from "../../shared/cli/command.ts";
 import { createLogger } from "../../shared/log.ts";
 import { readConfigFile, resolveServeSettings, SERVE_DEFAULTS, type ConfigFile } from "../config/settings.ts";
 import { startServer } from "../serve.ts";
+import { redactUrl } from "../mqtt/external.ts";
 
 export const serveCommand = defineCommand({
   name: "serve",
@@ -38,7 +39,7 @@ export const serveCommand = defineCommand({
     const log = createLogger({ name: "serve" });
     const server = await startServer({ ...settings, repo: resolve(settings.repo), data: resolve(settings.data) }, log);
     io.stdout.write(`Serving ${resolve(settings.repo)} on http://${settings.host}:${server.httpPort}/repo/\n`);
-    io.stdout.write(server.mqttPort === null ? `MQTT through ${settings.mqttUrl!.replace(/\/\/([^:@/]+):[^@/]*@/, "//$1:***@")}\n` : `MQTT on mqtt://${settings.host}:${server.mqttPort}${server.mqttWsPort ? ` and ws://${settings.host}:${server.mqttWsPort}/mqtt` : ""}\n`);
+    io.stdout.write(server.mqttPort === null ? `MQTT through ${redactUrl(settings.mqttUrl!)}\n` : `MQTT on mqtt://${settings.host}:${server.mqttPort}${server.mqttWsPort ? ` and ws://${settings.host}:${server.mqttWsPort}/mqtt` : ""}\n`);
     if (server.adminTokenFile) io.stdout.write(`Admin token: ${server.adminTokenFile}\n`);
     await new Promise<void>((done) => {
       const stop = () => void server.close().then(done);

@@ -64,11 +64,8 @@ export function parseWaves(text: string): number[] {
  * spread across groups), then cut at the cumulative percentages; every wave gets at least one.
  */
 export function assignWaves(rolloutId: string, deviceIds: string[], waves: number[]): Map<string, number> {
-  const order = [...deviceIds].sort((a, b) => {
-    const ha = createHash("sha256").update(`${rolloutId}\0${a}`).digest("hex");
-    const hb = createHash("sha256").update(`${rolloutId}\0${b}`).digest("hex");
-    return ha < hb ? -1 : ha > hb ? 1 : 0;
-  });
+  const keyed = deviceIds.map((id) => ({ id, key: createHash("sha256").update(`${rolloutId}\0${id}`).digest("hex") }));
+  const order = keyed.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0)).map((entry) => entry.id);
   const assignment = new Map<string, number>();
   let next = 0;
   waves.forEach((percent, wave) => {

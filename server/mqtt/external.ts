@@ -44,7 +44,7 @@ export async function connectExternalBroker(options: ExternalBrokerOptions): Pro
   const granted = await client.subscribeAsync(topics, { qos: 1 });
   const refused = granted.filter((g) => g.qos === 128).map((g) => g.topic);
   if (refused.length > 0) throw new Error(`the external broker refused the server's subscriptions to ${refused.join(", ")}; grant it read access to ${options.prefix}#`);
-  options.log.info({ event: "mqtt.external.connected", url: redact(options.url) }, `connected to ${redact(options.url)}`);
+  options.log.info({ event: "mqtt.external.connected", url: redactUrl(options.url) }, `connected to ${redactUrl(options.url)}`);
   return {
     port: null,
     publish: async (topic, payload, retain = false) => {
@@ -56,6 +56,7 @@ export async function connectExternalBroker(options: ExternalBrokerOptions): Pro
   };
 }
 
-function redact(url: string): string {
+/** A broker URL fit for logs and messages: the password replaced by ***. */
+export function redactUrl(url: string): string {
   return url.replace(/\/\/([^:@/]+):[^@/]*@/, "//$1:***@");
 }

@@ -1,7 +1,7 @@
 /** /api/v1/rollouts: create, list, show (with per-wave progress), pause, resume, abort. */
 import { z } from "zod";
 import { NAME_PATTERN } from "../../../shared/wire/topics.ts";
-import { parseDurationSeconds } from "../../cli/defaults.ts";
+import { parseDuration } from "../../../shared/duration.ts";
 import { RolloutError, type RolloutEngine } from "../../fleet/rollouts.ts";
 import type { FleetStore, RolloutRecord } from "../../fleet/store.ts";
 import { parseWaves, type RolloutDeviceStatus } from "../../fleet/waves.ts";
@@ -36,14 +36,22 @@ export async function createRollout(engine: RolloutEngine, body: unknown): Promi
   try {
     plan = {
       waves: parseWaves(input.waves),
-      waveDelaySeconds: parseDurationSeconds(input.waveDelay, "waveDelay"),
-      waveTimeoutSeconds: parseDurationSeconds(input.waveTimeout, "waveTimeout"),
+      waveDelaySeconds: durationField("waveDelay", input.waveDelay),
+      waveTimeoutSeconds: durationField("waveTimeout", input.waveTimeout),
       maxFailuresPercent: Number(input.maxFailures.replace("%", "")),
     };
   } catch (error) {
-    throw new HttpError(400, "E_BAD_ROLLOUT", (error as Error).message.replace(/^--/, ""));
+    throw new HttpError(400, "E_BAD_ROLLOUT", (error as Error).message);
   }
   return withRolloutErrors(() => engine.create({ ref: input.ref, channel: input.channel, version: input.version, selector: input.select, plan }));
+}
+
+function durationField(field: string, text: string): number {
+  try {
+    return parseDuration(text);
+  } catch (error) {
+    throw new RangeError(`${field}: ${(error as Error).message}`);
+  }
 }
 
 export function describeRollout(store: FleetStore, rollout: RolloutRecord) {

@@ -67,6 +67,7 @@ describe("rollouts", () => {
   it("rejects bad rollout requests with the reason", async () => {
     expect((await api("rollouts", { ref: REF, select: {}, waves: "100%" })).json.error.message).toBe("select: name at least one group, tag or device");
     expect((await api("rollouts", { ref: REF, select: { groups: ["fleet"] }, waves: "50%,10%" })).json.error.message).toMatch(/waves must grow/);
+    expect((await api("rollouts", { ref: REF, select: { groups: ["fleet"] }, waveDelay: "soon" })).json.error.message).toBe("waveDelay: 'soon' is not a duration like 90s, 10m, 6h or 30d");
     expect((await api("rollouts", { ref: REF, version: "9", select: { groups: ["fleet"] } })).json.error.message).toMatch(/publishes .* version 1, not 9/);
     expect((await api("rollouts", { ref: REF, select: { devices: ["nobody"] } })).status).toBe(400);
     expect((await api("rollouts", { ref: REF, select: { groups: ["fleet"] }, colour: "red" })).json.error.message).toMatch(/unknown field colour/);
