@@ -2,8 +2,15 @@ import { defineCommand, printResult } from "../../shared/cli/command.ts";
 import type { DeviceRecord } from "../fleet/store.ts";
 import { API_CLIENT_OPTIONS, apiClient } from "./api-client.ts";
 
+const deployment = (ref: DeviceRecord["booted"]) => (ref ? `${ref.version} (${ref.commit.slice(0, 12)})` : "-");
+
+/** The deployments a device reported, rpm-ostree's words. */
+export function renderDeployments(d: DeviceRecord): string[] {
+  return [`  booted:   ${deployment(d.booted)}`, `  staged:   ${deployment(d.staged)}`, `  pending:  ${deployment(d.pending)}`, `  rollback: ${deployment(d.rollback)}`];
+}
+
 export function renderDevice(d: DeviceRecord): string {
-  const booted = d.booted ? `${d.booted.version} (${d.booted.commit.slice(0, 12)})` : "-";
+  const booted = deployment(d.booted);
   return `${d.id.padEnd(20)} ${d.enrollment.padEnd(8)} ${(d.online ? "online" : "offline").padEnd(7)} ${(d.state ?? "-").padEnd(11)} ${booted.padEnd(22)} ${d.groups.join(",") || "-"}`;
 }
 
@@ -28,7 +35,7 @@ const show = defineCommand({
     const events = (answer.events as Array<{ at: string; kind: string; report: { state?: string; rolledBack?: { reason: string } } | null }>).map(
       (e) => `  ${e.at}  ${e.kind}${e.report?.state ? ` ${e.report.state}` : ""}${e.report?.rolledBack ? `: ${e.report.rolledBack.reason}` : ""}`,
     );
-    printResult(io, options.json, answer, [renderDevice(answer.device), "History (newest first):", ...events].join("\n"));
+    printResult(io, options.json, answer, [renderDevice(answer.device), ...renderDeployments(answer.device), "History (newest first):", ...events].join("\n"));
   },
 });
 

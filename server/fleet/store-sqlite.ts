@@ -60,6 +60,8 @@ const MIGRATIONS = [
      detail TEXT,
      PRIMARY KEY (rollout_id, device_id)
    );`,
+  `ALTER TABLE devices ADD COLUMN pending_json TEXT;
+   ALTER TABLE devices ADD COLUMN rollback_json TEXT;`,
 ];
 
 interface DeviceRow {
@@ -72,6 +74,8 @@ interface DeviceRow {
   state: DeviceRecord["state"];
   booted_json: string | null;
   staged_json: string | null;
+  pending_json: string | null;
+  rollback_json: string | null;
   agent_version: string | null;
   online: number;
   last_seen: string | null;
@@ -133,7 +137,9 @@ export class SqliteFleetStore implements FleetStore {
              architecture = COALESCE(@architecture, architecture), agent_version = COALESCE(@agentVersion, agent_version),
              groups_json = COALESCE(@groups, groups_json),
              booted_json = COALESCE(@booted, booted_json),
-             staged_json = CASE WHEN @stagedGiven THEN @staged ELSE staged_json END
+             staged_json = CASE WHEN @stagedGiven THEN @staged ELSE staged_json END,
+             pending_json = CASE WHEN @pendingGiven THEN @pending ELSE pending_json END,
+             rollback_json = CASE WHEN @rollbackGiven THEN @rollback ELSE rollback_json END
            WHERE id = @id`,
         )
         .run({
@@ -147,6 +153,10 @@ export class SqliteFleetStore implements FleetStore {
           booted: json(report.booted) ?? null,
           stagedGiven: report.staged === undefined ? 0 : 1,
           staged: json(report.staged) ?? null,
+          pendingGiven: report.pending === undefined ? 0 : 1,
+          pending: json(report.pending) ?? null,
+          rollbackGiven: report.rollback === undefined ? 0 : 1,
+          rollback: json(report.rollback) ?? null,
         });
       this.addEvent(report.deviceId, now, "report", report);
     })();
@@ -282,6 +292,8 @@ function toRecord(row: DeviceRow): DeviceRecord {
     state: row.state,
     booted: row.booted_json ? JSON.parse(row.booted_json) : null,
     staged: row.staged_json ? JSON.parse(row.staged_json) : null,
+    pending: row.pending_json ? JSON.parse(row.pending_json) : null,
+    rollback: row.rollback_json ? JSON.parse(row.rollback_json) : null,
     agentVersion: row.agent_version,
     online: row.online === 1,
     lastSeen: row.last_seen,

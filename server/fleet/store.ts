@@ -23,6 +23,9 @@ export interface DeviceRecord {
   state: Report["state"] | null;
   booted: DeploymentRef | null;
   staged: DeploymentRef | null;
+  /** The deployment the next boot starts, when it is not the booted one. */
+  pending: DeploymentRef | null;
+  rollback: DeploymentRef | null;
   agentVersion: string | null;
   online: boolean;
   lastSeen: string | null;

@@ -26,7 +26,11 @@ export const ReportSchema = z
     architecture: z.string().optional(),
     groups: z.array(z.string().regex(NAME_PATTERN)).optional(),
     booted: Deployment.optional(),
+    /** Finalized at the next shutdown (`ostree admin deploy --stage`). */
     staged: Deployment.nullable().optional(),
+    /** What the next boot starts when it is not the booted one (rpm-ostree's "pending"): the staged or new default deployment. */
+    pending: Deployment.nullable().optional(),
+    /** What a rollback (or a bootloader fallback) would boot. */
     rollback: Deployment.nullable().optional(),
     /** The rollout (or command) this report answers. */
     command: z.string().optional(),

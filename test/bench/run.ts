@@ -1,130 +1,54 @@
 /**
- * `npm run bench`: the figures docs/BENCHMARKS.md records, printed as Markdown.
- *  1. compose overhead: our compose against plain mmdebstrap + `ostree commit` of the same
- *     package set, both with a warm .deb cache (target < 1.2x);
- *  2. update size: the static delta for appliance-minimal -> appliance-minimal-next (curl added)
- *     against the full image as tar.zst -19 and against the sum of the changed files;
- *  3. publish time, dominated by the from-scratch delta.
- * Work happens under $APT_OSTREE_CACHE/bench, recreated on each run.
+ * `npm run bench [-- image|fleet ...]`: the figures docs/BENCHMARKS.md records, printed as
+ * Markdown and saved to test/artifacts/bench.md. With no argument every benchmark runs.
+ *   image  compose overhead, update size, publish time (test/bench/image.ts; ~25 min)
+ *   fleet  1k and 10k devices on one server, embedded aedes and mosquitto (test/bench/fleet.ts)
  */
-import { mkdir, rm, stat } from "node:fs/promises";
-import { join } from "node:path";
-import { execa } from "execa";
-import { silentLogger } from "../../shared/log.ts";
-import { initRepo } from "../../shared/ostree/repo.ts";
-import { generateKeyPair } from "../../shared/sign/ed25519.ts";
-import { DEFAULT_RECIPES_DIR } from "../../server/cli/defaults.ts";
-import { formatBytes } from "../../server/cli/compose.ts";
-import { aptCachePaths, defaultCacheDir } from "../../server/compose/cache.ts";
-import { compose } from "../../server/compose/compose.ts";
-import { loadRecipe } from "../../server/compose/recipe.ts";
-import { mmdebstrapArgs } from "../../server/compose/rootfs.ts";
-import { publish } from "../../server/publish/publish.ts";
+import { mkdir, writeFile } from "node:fs/promises";
+import { availableParallelism } from "node:os";
+import { benchFleet, fleetTable, type FleetRun } from "./fleet.ts";
+import { benchImage } from "./image.ts";
 
-const MACHINE = "qemu-amd64";
-const cache = defaultCacheDir();
-const work = join(cache, "bench");
-const log = silentLogger();
-const progress = { phase() {}, packages() {}, done() {} };
+const BENCHES = ["image", "fleet"] as const;
+type Bench = (typeof BENCHES)[number];
+
 const lines: string[] = [];
 const say = (line = "") => {
   lines.push(line);
   process.stdout.write(`${line}\n`);
 };
+const progress = (line: string) => process.stderr.write(`${line}\n`);
 
-async function timed<T>(fn: () => Promise<T>): Promise<[T, number]> {
-  const started = process.hrtime.bigint();
-  const value = await fn();
-  return [value, Number(process.hrtime.bigint() - started) / 1e9];
-}
-
-async function composeInto(repo: string, image: string) {
-  return compose({ recipesDir: DEFAULT_RECIPES_DIR, image, machine: MACHINE, repo, cacheDir: cache, indexMaxAgeSeconds: 86400, log, progress });
-}
-
-/** The baseline: the same mmdebstrap call (same package set, same caches), then a plain ostree commit. */
-async function plainMmdebstrapAndCommit(repo: string): Promise<void> {
-  const recipe = await loadRecipe(DEFAULT_RECIPES_DIR, "appliance-minimal", MACHINE);
-  const caches = await aptCachePaths(cache, recipe);
-  const root = join(work, "plain-rootfs");
-  await rm(root, { recursive: true, force: true });
-  await mkdir(root, { recursive: true });
-  await execa("unshare", ["--mount", "--propagation", "private", "mmdebstrap", ...mmdebstrapArgs({ recipe, cache: caches, target: root })], {
-    env: { SOURCE_DATE_EPOCH: String(recipe.sourceDateEpoch) },
-  });
-  await execa("sh", ["-c", `rm -rf "${root}"/dev/* && mv "${root}/etc" "${root}/usr/etc"`]);
-  await initRepo(repo, "archive");
-  await execa("ostree", ["commit", `--repo=${repo}`, "--branch=plain", `--tree=dir=${root}`]);
-  await rm(root, { recursive: true, force: true });
+async function fleet(): Promise<void> {
+  const sizes = (process.env.APT_OSTREE_BENCH_DEVICES ?? "1000,10000").split(",").map(Number);
+  const runs: FleetRun[] = [];
+  for (const broker of ["embedded", "mosquitto"] as const) {
+    for (const devices of sizes) {
+      progress(`fleet: ${devices} devices on ${broker}`);
+      runs.push(await benchFleet(broker, devices, progress));
+    }
+  }
+  say("### Fleet: devices held by one server, rollout command fan-out");
+  say();
+  say("Server: `apt-ostree-server serve --auto-accept` as its own process; devices: one process of mqtt.js clients, each with its own ed25519 identity (signed token, one signed report), sharing the same 2 cores. One rollout, one 100% wave; latency from the POST to each device's first command.");
+  say();
+  for (const line of fleetTable(runs)) say(line);
+  say();
 }
 
 async function main(): Promise<void> {
-  await rm(work, { recursive: true, force: true });
-  await mkdir(work, { recursive: true });
-  const repo = join(work, "repo");
-  say(`## Bench run ${new Date().toISOString()} (${(await execa("nproc")).stdout} cores, ostree ${(await execa("ostree", ["--version"])).stdout.match(/Version: '?([\d.]+)/)?.[1]})`);
-  say();
-  say("Command: `npm run bench` (test/bench/run.ts); warm .deb cache for every compose.");
-  say();
-
-  // Warm the cache first so neither side of the comparison downloads.
-  await composeInto(join(work, "warmup"), "appliance-minimal");
-  await rm(join(work, "warmup"), { recursive: true, force: true });
-
-  const [v1, oursSeconds] = await timed(() => composeInto(repo, "appliance-minimal"));
-  const [, plainSeconds] = await timed(() => plainMmdebstrapAndCommit(join(work, "plain-repo")));
-  say("### Compose overhead");
-  say();
-  say("| | seconds |");
-  say("| --- | --- |");
-  say(`| apt-ostree compose (resolve, mmdebstrap, customize, depmod + dracut, layout, commit) | ${oursSeconds.toFixed(1)} |`);
-  say(`| plain mmdebstrap (same packages, kernel postinst initramfs) + ostree commit | ${plainSeconds.toFixed(1)} |`);
-  say(`| ratio | **${(oursSeconds / plainSeconds).toFixed(2)}x** (target < 1.2x) |`);
-  say();
-
-  const key = generateKeyPair();
-  const [, publish1Seconds] = await timed(() => publish({ repo, ref: v1.ref, key, channel: "stable", deltaDepth: 3, expiresInSeconds: 86400, log }));
-  const [v2] = await timed(() => composeInto(repo, "appliance-minimal-next"));
-  const [published, publish2Seconds] = await timed(() => publish({ repo, ref: v2.ref, key, channel: "stable", deltaDepth: 3, expiresInSeconds: 86400, log }));
-  const upgrade = published.deltas.find((d) => d.from === v1.commit)!;
-  const scratch = published.deltas.find((d) => d.from === null)!;
-
-  const checkout = join(work, "checkout-v2");
-  await execa("ostree", ["checkout", `--repo=${repo}`, v2.commit, checkout]);
-  const tarball = join(work, "v2.tar.zst");
-  await execa("sh", ["-c", `tar -C "${checkout}" --numeric-owner -cf - . | zstd -19 -T0 -q -o "${tarball}"`]);
-  const zstdSize = (await stat(tarball)).size;
-  const diff = (await execa("ostree", ["diff", `--repo=${repo}`, v1.commit, v2.commit])).stdout.split("\n");
-  let changedBytes = 0;
-  let changedFiles = 0;
-  for (const line of diff) {
-    const match = /^([AM])\s+(\/.*)$/.exec(line);
-    if (!match) continue;
-    const info = await stat(join(checkout, match[2]!)).catch(() => null);
-    if (info?.isFile()) {
-      changedBytes += info.size;
-      changedFiles++;
-    }
+  const asked = process.argv.slice(2);
+  const unknown = asked.filter((name) => !BENCHES.includes(name as Bench));
+  if (unknown.length > 0) {
+    process.stderr.write(`error: unknown benchmark ${unknown.join(", ")}; choose from ${BENCHES.join(", ")}\n`);
+    process.exit(2);
   }
-  await execa("chattr", ["-R", "-i", checkout], { reject: false });
-  await rm(checkout, { recursive: true, force: true });
-
-  say("### Update size: appliance-minimal 1 -> 2 (curl and its libraries added)");
+  const chosen = (asked.length > 0 ? asked : BENCHES) as Bench[];
+  say(`## Bench run ${new Date().toISOString()} (${availableParallelism()} cores): npm run bench -- ${chosen.join(" ")}`);
   say();
-  say("| | bytes | |");
-  say("| --- | --- | --- |");
-  say(`| static delta 1 -> 2 (${upgrade.files.length} files) | ${upgrade.size} | ${formatBytes(upgrade.size)} |`);
-  say(`| full image v2 as tar.zst -19 | ${zstdSize} | ${formatBytes(zstdSize)}; delta is ${((upgrade.size / zstdSize) * 100).toFixed(1)}% of it |`);
-  say(`| sum of the ${changedFiles} added or modified files, uncompressed | ${changedBytes} | ${formatBytes(changedBytes)}; delta is ${((upgrade.size / changedBytes) * 100).toFixed(1)}% of it |`);
-  say(`| from-scratch static delta v2 | ${scratch.size} | ${formatBytes(scratch.size)} |`);
-  say(`| image v2: unpacked / in the archive repo | ${v2.sizes!.unpacked} / ${v2.sizes!.compressed} | ${formatBytes(v2.sizes!.unpacked)} / ${formatBytes(v2.sizes!.compressed)} |`);
-  say();
-  say("### Publish time");
-  say();
-  say(`- publish v1 (sign, from-scratch delta, summary, manifest): ${publish1Seconds.toFixed(1)} s`);
-  say(`- publish v2 (delta from v1 and from scratch, generated concurrently): ${publish2Seconds.toFixed(1)} s`);
+  if (chosen.includes("image")) await benchImage(say);
+  if (chosen.includes("fleet")) await fleet();
   await mkdir(new URL("../artifacts/", import.meta.url), { recursive: true });
-  const { writeFile } = await import("node:fs/promises");
   await writeFile(new URL("../artifacts/bench.md", import.meta.url), `${lines.join("\n")}\n`);
 }
 

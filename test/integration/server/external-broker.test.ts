@@ -3,12 +3,8 @@
  * docs/mosquitto/. Devices enroll by hello, report, and take a rollout through it; the topic ACL
  * is mosquitto's, and forged reports still fail on their signatures.
  */
-import { spawn, type ChildProcess } from "node:child_process";
-import { readFile, writeFile } from "node:fs/promises";
-import { createConnection, createServer } from "node:net";
+import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
-import { execa } from "execa";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { silentLogger } from "../../../shared/log.ts";
 import { initRepo } from "../../../shared/ostree/repo.ts";
@@ -23,13 +19,13 @@ import { SimulatedDevice } from "../../helpers/simulated-device.ts";
 import { commitSyntheticImage } from "../../helpers/synthetic-image.ts";
 import { makeTempDir, removeTree } from "../../helpers/tmp.ts";
 import { until } from "../../helpers/wait.ts";
+import { startMosquitto, type RunningMosquitto } from "../../helpers/mosquitto.ts";
 import { adminApi } from "../../helpers/admin-api.ts";
 
 const REF = "test/bookworm/test-machine/test-image";
-const ACL = fileURLToPath(new URL("../../../docs/mosquitto/apt-ostree.acl", import.meta.url));
 const key = generateKeyPair();
 let dir: string;
-let mosquitto: ChildProcess;
+let mosquitto: RunningMosquitto;
 let brokerPort: number;
 let server: RunningServer;
 const a = new SimulatedDevice("ext-a", key.publicKey, ["lab"]);
@@ -41,26 +37,8 @@ const api = async (path: string, body?: unknown) => (await call(path, body)).jso
 
 beforeAll(async () => {
   dir = await makeTempDir("external-broker");
-  brokerPort = await new Promise<number>((resolve) => {
-    const probe = createServer().listen(0, "127.0.0.1", () => {
-      const { port } = probe.address() as { port: number };
-      probe.close(() => resolve(port));
-    });
-  });
-  await execa("mosquitto_passwd", ["-b", "-c", join(dir, "passwd"), "apt-ostree-server", "server-secret"]);
-  await writeFile(join(dir, "acl"), await readFile(ACL, "utf8"));
-  await writeFile(
-    join(dir, "mosquitto.conf"),
-    [`per_listener_settings false`, `listener ${brokerPort} 127.0.0.1`, "allow_anonymous true", `password_file ${join(dir, "passwd")}`, `acl_file ${join(dir, "acl")}`, "persistence false", ""].join("\n"),
-  );
-  // Started as root, mosquitto drops to its own user before reading the password and ACL files.
-  await execa("chmod", ["0755", dir]);
-  await execa("chmod", ["0644", join(dir, "passwd"), join(dir, "acl")]);
-  mosquitto = spawn("mosquitto", ["-c", join(dir, "mosquitto.conf")], { stdio: "ignore" });
-  await until(
-    () => new Promise<boolean>((resolve) => createConnection(brokerPort, "127.0.0.1").once("connect", function (this: import("node:net").Socket) { this.destroy(); resolve(true); }).once("error", () => resolve(false))),
-    "mosquitto to listen",
-  );
+  mosquitto = await startMosquitto(dir);
+  brokerPort = mosquitto.port;
 
   const repo = join(dir, "repo");
   await initRepo(repo, "archive");
@@ -68,7 +46,7 @@ beforeAll(async () => {
   await commitSyntheticImage(repo, REF, dir, { version: "1", sequence: 1 });
   await publish({ repo, ref: REF, key, channel: "stable", deltaDepth: 1, expiresInSeconds: 86400, log: silentLogger() });
   server = await startServer(
-    { ...testServerSettings({ repo, data: join(dir, "data"), mqttUrl: `mqtt://apt-ostree-server:server-secret@127.0.0.1:${brokerPort}`, signingKey: join(dir, "server.secret") }), tickMilliseconds: 100 },
+    { ...testServerSettings({ repo, data: join(dir, "data"), mqttUrl: mosquitto.serverUrl, signingKey: join(dir, "server.secret") }), tickMilliseconds: 100 },
     silentLogger(),
   );
 });
@@ -76,7 +54,7 @@ afterAll(async () => {
   await a.disconnect().catch(() => undefined);
   await b.disconnect().catch(() => undefined);
   await server?.close();
-  mosquitto?.kill("SIGTERM");
+  mosquitto?.stop();
   await removeTree(dir);
 });
 

@@ -42,6 +42,18 @@ describe("SQLite fleet store", () => {
     expect(history[1]!.report!.progress).toEqual({ bytes: 10, total: 100 });
   });
 
+  it("stores the pending and rollback deployments a report names, and keeps them when a report omits them", () => {
+    store.enrollPending("dev-1", "KEY", t0);
+    const v1 = { commit: "1".repeat(64), version: "1" };
+    const v2 = { commit: "2".repeat(64), version: "2" };
+    store.recordReport(report(1, { state: "staged", booted: v1, staged: v2, pending: v2, rollback: null }), later(1));
+    expect(store.getDevice("dev-1")).toMatchObject({ booted: v1, staged: v2, pending: v2, rollback: null });
+    store.recordReport(report(2, { state: "rebooting" }), later(2));
+    expect(store.getDevice("dev-1")).toMatchObject({ pending: v2 });
+    store.recordReport(report(3, { state: "healthy", booted: v2, staged: null, pending: null, rollback: v1 }), later(3));
+    expect(store.getDevice("dev-1")).toMatchObject({ booted: v2, staged: null, pending: null, rollback: v1 });
+  });
+
   it("marks a device offline and keeps that in the history", () => {
     store.enrollPending("dev-1", "KEY", t0);
     store.setOnline("dev-1", true, later(1));
