@@ -20,8 +20,9 @@ export async function resolveRef(repo: string, ref: string): Promise<string | nu
   return out === null ? null : out.trim();
 }
 
+/** Points `ref` at `commit`, creating the ref or moving it (to any commit, not only descendants). */
 export async function setRef(repo: string, ref: string, commit: string): Promise<void> {
-  await runOstree(["reset", `--repo=${repo}`, ref, commit]);
+  await runOstree(["refs", `--repo=${repo}`, "--force", `--create=${ref}`, commit]);
 }
 
 export function objectPath(repo: string, checksum: string, extension: "commit" | "commitmeta" | "dirtree" | "dirmeta" | "filez" | "file"): string {

@@ -1,0 +1,168 @@
+/**
+ * The agent's update state machine (DESIGN.md 2.5), pure: `step(state, event)` returns the next
+ * state and the effects to run, and throws on an event the state cannot take. agent.ts persists
+ * the new state before it runs the effects (write-ahead), so a crash at any point resumes from a
+ * state whose effects are safe to run again. Diagram: docs/agent.md.
+ */
+import type { HealthResult } from "../health/checks.ts";
+
+export interface DeploymentRef {
+  commit: string;
+  version: string;
+}
+
+/** What an update command asks for, after its signature and manifest were verified. */
+export interface UpdateTarget {
+  /** The command id (the rollout id); a repeated id is answered, never redone. */
+  command: string;
+  ref: string;
+  commit: string;
+  version: string;
+  sequence: number;
+  /** The deployment booted when the command arrived: where a fallback lands. */
+  from: DeploymentRef;
+}
+
+export type AgentState =
+  | { name: "idle" }
+  | { name: "downloading"; target: UpdateTarget; attempt: number }
+  | { name: "staged"; target: UpdateTarget }
+  /** `bootId`: the boot in which the reboot was asked for; a start in the same boot means it has not happened yet. */
+  | { name: "rebooting"; target: UpdateTarget; bootId: string }
+  | { name: "verifying"; target: UpdateTarget; bootId: string; failedChecks: HealthResult[] }
+  | { name: "healthy"; target: UpdateTarget; health: HealthResult[] }
+  | { name: "rolled-back"; target: UpdateTarget; reason: string; health: HealthResult[] }
+  | { name: "failed"; target: UpdateTarget; error: string };
+
+export type StateName = AgentState["name"];
+
+export type AgentEvent =
+  | { type: "command"; target: UpdateTarget }
+  /** The agent started: which commit the system booted, and the kernel's boot id. */
+  | { type: "started"; bootedCommit: string; bootId: string }
+  | { type: "stage-succeeded" }
+  | { type: "stage-failed"; error: string; retryable: boolean }
+  /** The reboot strategy says now (immediately, in the window, or on the server's command). */
+  | { type: "reboot-allowed"; bootId: string }
+  | { type: "health-checked"; results: HealthResult[] };
+
+export type AgentEffect =
+  | { kind: "report" }
+  /** Download, apply, verify and deploy the target; `delayMs` before starting (retry backoff). */
+  | { kind: "stage"; target: UpdateTarget; attempt: number; delayMs: number }
+  | { kind: "ask-reboot-strategy" }
+  /** Arm the boot counter for the new deployment, then reboot. */
+  | { kind: "reboot" }
+  | { kind: "run-health-checks" }
+  /** Reset the boot counter: this boot is good. */
+  | { kind: "bless" }
+  /** Remove the deployment that failed so the fallback stays the default. */
+  | { kind: "make-rollback-permanent"; badCommit: string }
+  | { kind: "log"; level: "info" | "warn"; message: string };
+
+export interface Transition {
+  state: AgentState;
+  effects: AgentEffect[];
+}
+
+export const MAX_STAGE_ATTEMPTS = 5;
+
+export class IllegalTransitionError extends Error {
+  constructor(state: StateName, event: AgentEvent["type"]) {
+    super(`the agent cannot take '${event}' while ${state}`);
+  }
+}
+
+/** Backoff before stage attempt `attempt` (1-based): 0, 10 s, 20 s, 40 s, 80 s, capped at 5 min. */
+export function stageBackoffMs(attempt: number): number {
+  return attempt <= 1 ? 0 : Math.min(300_000, 10_000 * 2 ** (attempt - 2));
+}
+
+const BUSY: ReadonlySet<StateName> = new Set(["downloading", "staged", "rebooting", "verifying"]);
+
+export function targetOf(state: AgentState): UpdateTarget | null {
+  return state.name === "idle" ? null : state.target;
+}
+
+export function step(state: AgentState, event: AgentEvent): Transition {
+  switch (event.type) {
+    case "command":
+      return onCommand(state, event.target);
+    case "started":
+      return onStarted(state, event.bootedCommit, event.bootId);
+    case "stage-succeeded":
+      if (state.name !== "downloading") throw new IllegalTransitionError(state.name, event.type);
+      return { state: { name: "staged", target: state.target }, effects: [{ kind: "report" }, { kind: "ask-reboot-strategy" }] };
+    case "stage-failed": {
+      if (state.name !== "downloading") throw new IllegalTransitionError(state.name, event.type);
+      if (event.retryable && state.attempt < MAX_STAGE_ATTEMPTS) {
+        const attempt = state.attempt + 1;
+        return {
+          state: { ...state, attempt },
+          effects: [{ kind: "log", level: "warn", message: `update attempt ${state.attempt} failed (${event.error}); retrying` }, { kind: "stage", target: state.target, attempt, delayMs: stageBackoffMs(attempt) }],
+        };
+      }
+      const tries = event.retryable ? ` after ${state.attempt} attempts` : "";
+      return { state: { name: "failed", target: state.target, error: `${event.error}${tries}` }, effects: [{ kind: "report" }] };
+    }
+    case "reboot-allowed":
+      if (state.name !== "staged") throw new IllegalTransitionError(state.name, event.type);
+      return { state: { name: "rebooting", target: state.target, bootId: event.bootId }, effects: [{ kind: "report" }, { kind: "reboot" }] };
+    case "health-checked": {
+      if (state.name !== "verifying") throw new IllegalTransitionError(state.name, event.type);
+      const failed = event.results.filter((r) => r.kind === "required" && !r.ok);
+      if (failed.length === 0) return { state: { name: "healthy", target: state.target, health: event.results }, effects: [{ kind: "bless" }, { kind: "report" }] };
+      // Not blessed: reboot, and let the boot counter decide between another try and the fallback.
+      return {
+        state: { ...state, failedChecks: failed },
+        effects: [{ kind: "log", level: "warn", message: `required health check ${failed.map((r) => r.name).join(", ")} failed; rebooting` }, { kind: "report" }, { kind: "reboot" }],
+      };
+    }
+  }
+}
+
+function onCommand(state: AgentState, target: UpdateTarget): Transition {
+  const current = targetOf(state);
+  if (current?.command === target.command) return { state, effects: [{ kind: "report" }] };
+  if (BUSY.has(state.name)) {
+    return { state, effects: [{ kind: "log", level: "warn", message: `ignoring command ${target.command}: still ${state.name} for ${current!.command}` }] };
+  }
+  if (target.commit === target.from.commit) {
+    return { state: { name: "healthy", target, health: [] }, effects: [{ kind: "log", level: "info", message: `${target.version} is already booted` }, { kind: "report" }] };
+  }
+  return { state: { name: "downloading", target, attempt: 1 }, effects: [{ kind: "report" }, { kind: "stage", target, attempt: 1, delayMs: 0 }] };
+}
+
+/** After a (re)start: where did the boot land, and what was the agent doing? */
+function onStarted(state: AgentState, booted: string, bootId: string): Transition {
+  switch (state.name) {
+    case "downloading":
+      // Resume: the download continues where its files stopped.
+      return { state, effects: [{ kind: "report" }, { kind: "stage", target: state.target, attempt: state.attempt, delayMs: 0 }] };
+    case "staged":
+      // Restarted before the reboot: the strategy decides again. (A staged deployment is also
+      // finalized by a clean shutdown for another reason: then it booted, and is checked.)
+      if (booted !== state.target.commit) return { state, effects: [{ kind: "report" }, { kind: "ask-reboot-strategy" }] };
+    // falls through
+    case "rebooting":
+    case "verifying": {
+      const { target } = state;
+      if (state.name !== "staged" && state.bootId === bootId) {
+        // Restarted within the same boot: the reboot (or the checks) did not happen yet.
+        const rebootPending = state.name === "rebooting" || state.failedChecks.length > 0;
+        return { state, effects: [{ kind: "report" }, rebootPending ? { kind: "reboot" } : { kind: "run-health-checks" }] };
+      }
+      if (booted === target.commit) return { state: { name: "verifying", target, bootId, failedChecks: state.name === "verifying" ? state.failedChecks : [] }, effects: [{ kind: "report" }, { kind: "run-health-checks" }] };
+      if (booted === target.from.commit) {
+        const failed = state.name === "verifying" ? state.failedChecks : [];
+        const why = failed.length > 0
+          ? `required health check ${failed.map((r) => `${r.name} failed: ${r.output.trim() || "(no output)"}`).join("; ")}`
+          : `${target.version} did not boot; the bootloader fell back to ${target.from.version}`;
+        return { state: { name: "rolled-back", target, reason: why, health: failed }, effects: [{ kind: "make-rollback-permanent", badCommit: target.commit }, { kind: "report" }] };
+      }
+      return { state: { name: "failed", target, error: `booted ${booted.slice(0, 12)}, which is neither ${target.version} nor ${target.from.version}` }, effects: [{ kind: "report" }] };
+    }
+    default:
+      return { state, effects: [{ kind: "report" }] };
+  }
+}

@@ -1,0 +1,51 @@
+/**
+ * The agent's persistent record, `<stateDir>/state.json`: the machine's state and the report
+ * counter, replaced atomically (write, fsync, rename, fsync the directory) so a crash or power
+ * loss leaves either the old record or the new one.
+ */
+import { readFile } from "node:fs/promises";
+import { join } from "node:path";
+import { AptOstreeError } from "../../shared/errors.ts";
+import { writeFileAtomic } from "../../shared/fs/atomic-write.ts";
+import type { AgentState } from "./machine.ts";
+
+export interface AgentRecord {
+  state: AgentState;
+  /** The counter of the last report signed; the next one is above it (the server refuses replays). */
+  reportCounter: number;
+}
+
+const STATE_NAMES = new Set(["idle", "downloading", "staged", "rebooting", "verifying", "healthy", "rolled-back", "failed"]);
+
+export class StateFileError extends AptOstreeError {
+  constructor(message: string) {
+    super("E_STATE_FILE", message);
+  }
+}
+
+export function stateFilePath(stateDir: string): string {
+  return join(stateDir, "state.json");
+}
+
+export async function readAgentRecord(stateDir: string): Promise<AgentRecord> {
+  const path = stateFilePath(stateDir);
+  const text = await readFile(path, "utf8").catch((error: NodeJS.ErrnoException) => {
+    if (error.code === "ENOENT") return null;
+    throw error;
+  });
+  if (text === null) return { state: { name: "idle" }, reportCounter: 0 };
+  let record: AgentRecord;
+  try {
+    record = JSON.parse(text) as AgentRecord;
+  } catch (error) {
+    throw new StateFileError(`${path} is not JSON (${(error as Error).message}); move it away to start over from idle`);
+  }
+  if (!STATE_NAMES.has(record?.state?.name) || !Number.isInteger(record.reportCounter)) {
+    throw new StateFileError(`${path} does not hold an agent state; move it away to start over from idle`);
+  }
+  return record;
+}
+
+export async function writeAgentRecord(stateDir: string, record: AgentRecord): Promise<void> {
+  await writeFileAtomic(stateFilePath(stateDir), `${JSON.stringify(record, null, 1)}\n`, 0o600);
+}

@@ -1,0 +1,122 @@
+/**
+ * The agent's settings: defaults, then `/usr/lib/apt-ostree/agent.yaml`, then
+ * `/etc/apt-ostree/agent.yaml` (later fragments override earlier ones key by key), validated
+ * into `AgentSettings`. Every path is overridable, so tests run the real agent on a throwaway
+ * sysroot; nothing here is a test switch.
+ */
+import { readFile } from "node:fs/promises";
+import { parse as parseYaml } from "yaml";
+import { z } from "zod";
+import { AptOstreeError } from "../../shared/errors.ts";
+import { NAME_PATTERN } from "../../shared/wire/topics.ts";
+
+export const AgentConfigSchema = z
+  .object({
+    /** The server's HTTP base URL; the repo is at `<server>/repo`. */
+    server: z.string().regex(/^https?:\/\//, "must be an http:// or https:// URL"),
+    /** The MQTT broker: the server's embedded one or an external broker. */
+    mqtt: z.string().regex(/^(mqtts?|wss?):\/\//, "must be an mqtt://, mqtts://, ws:// or wss:// URL"),
+    /** `token`: the signed token is the MQTT password (embedded broker); `hello`: publish it (external broker). */
+    mqttAuth: z.enum(["token", "hello"]),
+    deviceId: z.string().regex(NAME_PATTERN, "letters, digits, '.', '_' and '-' only"),
+    groups: z.array(z.string().regex(NAME_PATTERN)),
+    ref: z.string().min(1),
+    channel: z.string().min(1),
+    architecture: z.string().min(1),
+    osname: z.string().min(1),
+    sysroot: z.string().min(1),
+    stateDir: z.string().min(1),
+    keysDir: z.string().min(1),
+    healthDir: z.string().min(1),
+    cmdlineFile: z.string().min(1),
+    socket: z.string().min(1),
+    grubenv: z.string().min(1),
+    /** Boot attempts a new deployment gets before GRUB falls back. */
+    bootTries: z.number().int().min(1).max(9),
+    /** `immediate`, `window` (in `rebootWindow`), or `command` (on the server's reboot command). */
+    rebootStrategy: z.enum(["immediate", "window", "command"]),
+    /** Daily window for the `window` strategy, local time, e.g. `02:00-04:00`. */
+    rebootWindow: z.string().regex(/^\d\d:\d\d-\d\d:\d\d$/, "must look like 02:00-04:00"),
+    rebootCommand: z.array(z.string()).min(1),
+    /** Stage with `--stage` (finalized at shutdown); false deploys at once (a sysroot that is not booted). */
+    stage: z.boolean(),
+    healthTimeoutSeconds: z.number().positive(),
+    /** The agent must reach the server within this long after boot for the boot to count healthy. */
+    serverReachTimeoutSeconds: z.number().positive(),
+    checkSystemdUnits: z.boolean(),
+    downloadStallSeconds: z.number().positive(),
+    /** Poll the channel manifest over HTTP this often while MQTT is unreachable. */
+    pollSeconds: z.number().positive(),
+  })
+  .partial()
+  .strict();
+
+export type AgentConfig = z.infer<typeof AgentConfigSchema>;
+export type AgentSettings = Required<Omit<AgentConfig, "deviceId">> & { deviceId: string | null };
+
+export const AGENT_DEFAULTS: AgentSettings = {
+  server: "http://127.0.0.1:8080",
+  mqtt: "mqtt://127.0.0.1:1883",
+  mqttAuth: "token",
+  deviceId: null,
+  groups: [],
+  ref: "",
+  channel: "stable",
+  architecture: process.arch === "arm64" ? "arm64" : "amd64",
+  osname: "debian",
+  sysroot: "/",
+  stateDir: "/var/lib/apt-ostree",
+  keysDir: "/usr/lib/apt-ostree/keys.d",
+  healthDir: "/etc/apt-ostree/health.d",
+  cmdlineFile: "/proc/cmdline",
+  socket: "/run/apt-ostree/agent.sock",
+  grubenv: "/boot/grub/grubenv",
+  bootTries: 3,
+  rebootStrategy: "immediate",
+  rebootWindow: "02:00-04:00",
+  rebootCommand: ["systemctl", "reboot"],
+  stage: true,
+  healthTimeoutSeconds: 300,
+  serverReachTimeoutSeconds: 300,
+  checkSystemdUnits: true,
+  downloadStallSeconds: 60,
+  pollSeconds: 3600,
+};
+
+export const CONFIG_FILES = ["/usr/lib/apt-ostree/agent.yaml", "/etc/apt-ostree/agent.yaml"];
+
+export class AgentConfigError extends AptOstreeError {
+  constructor(message: string) {
+    super("E_CONFIG", message);
+  }
+}
+
+export function parseAgentConfig(text: string, source: string): AgentConfig {
+  let document: unknown;
+  try {
+    document = parseYaml(text) ?? {};
+  } catch (error) {
+    throw new AgentConfigError(`${source}: not valid YAML: ${(error as Error).message}`);
+  }
+  const parsed = AgentConfigSchema.safeParse(document);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]!;
+    const where = issue.path.join(".") || "file";
+    throw new AgentConfigError(`${source}: ${where}: ${issue.code === "unrecognized_keys" ? `unknown key ${issue.keys.join(", ")}` : issue.message}`);
+  }
+  return parsed.data;
+}
+
+/** Merges the fragments that exist, in order, over the defaults. */
+export async function loadAgentSettings(files: string[]): Promise<AgentSettings> {
+  let settings: AgentSettings = { ...AGENT_DEFAULTS };
+  for (const file of files) {
+    const text = await readFile(file, "utf8").catch((error: NodeJS.ErrnoException) => {
+      if (error.code === "ENOENT") return null;
+      throw new AgentConfigError(`${file}: ${error.message}`);
+    });
+    if (text !== null) settings = { ...settings, ...parseAgentConfig(text, file) };
+  }
+  if (!settings.ref) throw new AgentConfigError(`no 'ref' set in ${files.join(" or ")}: name the ref this device follows`);
+  return settings;
+}

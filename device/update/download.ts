@@ -1,0 +1,97 @@
+/**
+ * Downloads one file of a static delta with undici: resumes a partial file with a Range request,
+ * aborts a transfer that makes no progress for `stallMs` (the zero-progress watchdog), and checks
+ * size and sha256 against the signed manifest before the file is used. Debian's ostree never
+ * sends Range and restarts interrupted files from zero (DESIGN.md 5.2); this does not.
+ */
+import { createWriteStream } from "node:fs";
+import { mkdir, rename, rm, stat } from "node:fs/promises";
+import { dirname } from "node:path";
+import { request, type Dispatcher } from "undici";
+import { AptOstreeError } from "../../shared/errors.ts";
+import { verifyDeltaFile } from "../../shared/verify/delta-file.ts";
+import type { DeltaFile } from "../../shared/wire/manifest.ts";
+
+export class DownloadError extends AptOstreeError {
+  /** Worth another attempt (network trouble, a stall) rather than a refusal. */
+  readonly retryable: boolean;
+  constructor(code: "E_DOWNLOAD_STALLED" | "E_DOWNLOAD_HTTP" | "E_DOWNLOAD_NETWORK", message: string, retryable: boolean, cause?: unknown) {
+    super(code, message, { cause });
+    this.retryable = retryable;
+  }
+}
+
+export interface DownloadOptions {
+  /** Abort when no byte arrived for this long. */
+  stallMs: number;
+  /** Called with the bytes of this file on disk so far. */
+  onBytes?: (bytesOnDisk: number) => void;
+  dispatcher?: Dispatcher;
+  signal?: AbortSignal;
+}
+
+/**
+ * Fetches `url` into `dest` (complete files are checked and kept: a second call costs a hash).
+ * Partial content lives in `dest.part` until it verifies.
+ */
+export async function downloadVerified(url: string, dest: string, expected: DeltaFile, options: DownloadOptions): Promise<void> {
+  if ((await stat(dest).catch(() => null))?.size === expected.size) {
+    try {
+      return await verifyDeltaFile(dest, expected);
+    } catch {
+      await rm(dest, { force: true });
+    }
+  }
+  await mkdir(dirname(dest), { recursive: true });
+  const part = `${dest}.part`;
+  let have = (await stat(part).catch(() => null))?.size ?? 0;
+  if (have > expected.size) {
+    await rm(part, { force: true });
+    have = 0;
+  }
+  if (have < expected.size) await fetchInto(url, part, have, options);
+  try {
+    await verifyDeltaFile(part, expected);
+  } catch (error) {
+    await rm(part, { force: true });
+    throw error;
+  }
+  await rename(part, dest);
+}
+
+async function fetchInto(url: string, part: string, have: number, options: DownloadOptions): Promise<void> {
+  const stall = new AbortController();
+  const signal = options.signal ? AbortSignal.any([stall.signal, options.signal]) : stall.signal;
+  let watchdog = setTimeout(() => stall.abort(), options.stallMs);
+  const kick = () => {
+    clearTimeout(watchdog);
+    watchdog = setTimeout(() => stall.abort(), options.stallMs);
+  };
+  try {
+    const response = await request(url, { method: "GET", headers: have > 0 ? { range: `bytes=${have}-` } : {}, signal, dispatcher: options.dispatcher });
+    if (response.statusCode !== 200 && response.statusCode !== 206) {
+      await response.body.dump();
+      throw new DownloadError("E_DOWNLOAD_HTTP", `GET ${url}: HTTP ${response.statusCode}`, response.statusCode >= 500 || response.statusCode === 429 || response.statusCode === 416);
+    }
+    // 200 to a Range request: the server sent the whole file; start over.
+    let written = response.statusCode === 206 ? have : 0;
+    const out = createWriteStream(part, { flags: response.statusCode === 206 ? "a" : "w" });
+    try {
+      for await (const chunk of response.body) {
+        kick();
+        if (!out.write(chunk)) await new Promise<void>((resolve) => out.once("drain", () => resolve()));
+        written += (chunk as Buffer).length;
+        options.onBytes?.(written);
+      }
+    } finally {
+      await new Promise<void>((resolve, reject) => out.end((error?: Error | null) => (error ? reject(error) : resolve())));
+    }
+  } catch (error) {
+    if (error instanceof DownloadError) throw error;
+    if (stall.signal.aborted) throw new DownloadError("E_DOWNLOAD_STALLED", `GET ${url}: no progress for ${options.stallMs / 1000} s; will resume`, true, error);
+    if (options.signal?.aborted) throw error;
+    throw new DownloadError("E_DOWNLOAD_NETWORK", `GET ${url}: ${(error as Error).message}`, true, error);
+  } finally {
+    clearTimeout(watchdog);
+  }
+}

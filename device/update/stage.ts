@@ -1,0 +1,108 @@
+/**
+ * Brings a verified manifest's commit into the sysroot and deploys it: the static delta from the
+ * booted commit, downloaded by us (download.ts) and applied with `ostree static-delta
+ * apply-offline`, or else `ostree pull` of the exact commit; then the commit's ed25519
+ * signature and checksum are checked in TypeScript (Debian's ostree cannot, DESIGN.md 5.4)
+ * before the ref moves and `ostree admin deploy` runs. A commit that fails verification is
+ * pruned again: the sysroot ends as it started.
+ */
+import { rm } from "node:fs/promises";
+import { join } from "node:path";
+import { AptOstreeError, errorChain } from "../../shared/errors.ts";
+import type { Logger } from "../../shared/log.ts";
+import { adminDeploy } from "../../shared/ostree/admin.ts";
+import { runOstree } from "../../shared/ostree/exec.ts";
+import { readCommitObject, readDetachedMetadata, setRef } from "../../shared/ostree/repo.ts";
+import { verifyCommit } from "../../shared/verify/commit.ts";
+import type { Delta, Manifest } from "../../shared/wire/manifest.ts";
+import { sysrootRepo } from "../sysroot/deployments.ts";
+import { DownloadError, downloadVerified } from "./download.ts";
+
+export class StageError extends AptOstreeError {
+  readonly retryable: boolean;
+  constructor(message: string, retryable: boolean, cause?: unknown) {
+    super("E_STAGE", message, { cause });
+    this.retryable = retryable;
+  }
+}
+
+export interface StageRequest {
+  sysroot: string;
+  osname: string;
+  /** The repo's base URL, e.g. http://server:8080/repo */
+  repoUrl: string;
+  manifest: Manifest;
+  bootedCommit: string | null;
+  trustedKeys: Uint8Array[];
+  /** Where delta files are downloaded (kept across restarts so downloads resume). */
+  downloadDir: string;
+  /** `--stage` (a booted system) or a plain deploy (a sysroot that is not booted). */
+  stage: boolean;
+  stallMs: number;
+  onProgress: (bytes: number, total: number) => void;
+  log: Logger;
+}
+
+export const REMOTE_NAME = "apt-ostree";
+
+export function deltaFor(manifest: Manifest, bootedCommit: string | null): Delta | null {
+  return bootedCommit === null ? null : (manifest.deltas.find((d) => d.from === bootedCommit) ?? null);
+}
+
+export async function stageUpdate(request: StageRequest): Promise<{ via: "delta" | "pull"; bytes: number }> {
+  const { manifest, log } = request;
+  const repo = sysrootRepo(request.sysroot);
+  const delta = deltaFor(manifest, request.bootedCommit);
+  let bytes = 0;
+  try {
+    if (delta) bytes = await fetchDelta(request, delta);
+    else await pullCommit(request);
+  } catch (error) {
+    if (error instanceof DownloadError) throw new StageError(error.message, error.retryable, error);
+    if (error instanceof AptOstreeError && error.code === "E_DELTA_FILE_MISMATCH") throw new StageError(error.message, true, error);
+    throw new StageError(`cannot fetch ${manifest.version}: ${errorChain(error)}`, true, error);
+  }
+  try {
+    verifyCommit({ checksum: manifest.commit, commitObject: await readCommitObject(repo, manifest.commit), detachedMetadata: await readDetachedMetadata(repo, manifest.commit) }, request.trustedKeys);
+  } catch (error) {
+    await runOstree(["prune", `--repo=${repo}`, "--refs-only"]).catch((pruneError: Error) => log.warn({ event: "stage.prune.failed", err: pruneError }, "could not prune the refused commit"));
+    throw new StageError(`refusing ${manifest.version} (${manifest.commit.slice(0, 12)}): ${errorChain(error)}`, false, error);
+  }
+  await setRef(repo, manifest.ref, manifest.commit);
+  try {
+    await adminDeploy({ sysroot: request.sysroot, osname: request.osname, revision: manifest.ref, stage: request.stage });
+  } catch (error) {
+    throw new StageError(`cannot deploy ${manifest.version}: ${errorChain(error)}`, false, error);
+  }
+  log.info({ event: "stage.deployed", commit: manifest.commit, version: manifest.version, via: delta ? "delta" : "pull", bytes }, `${request.stage ? "staged" : "deployed"} ${manifest.version}`);
+  return { via: delta ? "delta" : "pull", bytes };
+}
+
+async function fetchDelta(request: StageRequest, delta: Delta): Promise<number> {
+  const superblock = delta.files.find((f) => f.path.endsWith("/superblock"));
+  if (!superblock) throw new StageError("the manifest's delta lists no superblock", false);
+  const done = new Map<string, number>();
+  const report = () => request.onProgress([...done.values()].reduce((a, b) => a + b, 0), delta.size);
+  for (const file of delta.files) {
+    await downloadVerified(`${request.repoUrl}/${file.path}`, join(request.downloadDir, file.path), file, {
+      stallMs: request.stallMs,
+      onBytes: (n) => {
+        done.set(file.path, n);
+        report();
+      },
+    });
+    done.set(file.path, file.size);
+    report();
+  }
+  await runOstree(["static-delta", "apply-offline", `--repo=${sysrootRepo(request.sysroot)}`, join(request.downloadDir, superblock.path)]);
+  await rm(join(request.downloadDir, "deltas"), { recursive: true, force: true });
+  return delta.size;
+}
+
+async function pullCommit(request: StageRequest): Promise<void> {
+  const repo = sysrootRepo(request.sysroot);
+  await runOstree(["remote", "delete", `--repo=${repo}`, "--if-exists", REMOTE_NAME]);
+  await runOstree(["remote", "add", `--repo=${repo}`, "--no-gpg-verify", REMOTE_NAME, request.repoUrl]);
+  request.onProgress(0, 0);
+  await runOstree(["pull", `--repo=${repo}`, REMOTE_NAME, request.manifest.commit]);
+}

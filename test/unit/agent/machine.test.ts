@@ -1,0 +1,103 @@
+import { describe, expect, it } from "vitest";
+import { IllegalTransitionError, MAX_STAGE_ATTEMPTS, stageBackoffMs, step, type AgentState, type UpdateTarget } from "../../../device/agent/machine.ts";
+
+const V1 = { commit: "1".repeat(64), version: "1" };
+const target: UpdateTarget = { command: "r-1", ref: "r", commit: "2".repeat(64), version: "2", sequence: 2, from: V1 };
+const failedCheck = { name: "app.sh", kind: "required" as const, ok: false, output: "app did not answer\n" };
+
+describe("agent state machine", () => {
+  it("walks an update: command -> downloading -> staged -> rebooting -> verifying -> healthy", () => {
+    let t = step({ name: "idle" }, { type: "command", target });
+    expect(t.state).toEqual({ name: "downloading", target, attempt: 1 });
+    expect(t.effects).toEqual([{ kind: "report" }, { kind: "stage", target, attempt: 1, delayMs: 0 }]);
+    t = step(t.state, { type: "stage-succeeded" });
+    expect(t.state.name).toBe("staged");
+    expect(t.effects.map((e) => e.kind)).toEqual(["report", "ask-reboot-strategy"]);
+    t = step(t.state, { type: "reboot-allowed", bootId: "boot-1" });
+    expect(t.state.name).toBe("rebooting");
+    expect(t.effects.map((e) => e.kind)).toEqual(["report", "reboot"]);
+    t = step(t.state, { type: "started", bootedCommit: target.commit, bootId: "boot-2" });
+    expect(t.state).toEqual({ name: "verifying", target, bootId: "boot-2", failedChecks: [] });
+    expect(t.effects.map((e) => e.kind)).toEqual(["report", "run-health-checks"]);
+    t = step(t.state, { type: "health-checked", results: [{ name: "ok.sh", kind: "required", ok: true, output: "" }, { name: "w.sh", kind: "wanted", ok: false, output: "meh" }] });
+    expect(t.state.name).toBe("healthy");
+    expect(t.effects.map((e) => e.kind)).toEqual(["bless", "report"]);
+  });
+
+  it("reboots on a failed required check and reports the check's output after the fallback", () => {
+    let t = step({ name: "verifying", target, bootId: "boot-2", failedChecks: [] }, { type: "health-checked", results: [failedCheck] });
+    expect(t.state).toEqual({ name: "verifying", target, bootId: "boot-2", failedChecks: [failedCheck] });
+    expect(t.effects.map((e) => e.kind)).toEqual(["log", "report", "reboot"]);
+    // The counter still had a try: the same deployment again, checked again.
+    t = step(t.state, { type: "started", bootedCommit: target.commit, bootId: "boot-3" });
+    expect(t.state).toMatchObject({ name: "verifying", bootId: "boot-3", failedChecks: [failedCheck] });
+    t = step(t.state, { type: "started", bootedCommit: V1.commit, bootId: "boot-4" });
+    expect(t.state).toMatchObject({ name: "rolled-back", reason: "required health check app.sh failed: app did not answer" });
+    expect(t.effects).toEqual([{ kind: "make-rollback-permanent", badCommit: target.commit }, { kind: "report" }]);
+  });
+
+  it("says the new version did not boot when the bootloader fell back before any check ran", () => {
+    const t = step({ name: "rebooting", target, bootId: "boot-1" }, { type: "started", bootedCommit: V1.commit, bootId: "boot-2" });
+    expect(t.state).toMatchObject({ name: "rolled-back", reason: "2 did not boot; the bootloader fell back to 1" });
+  });
+
+  it("fails when the system booted something it neither staged nor came from", () => {
+    const t = step({ name: "rebooting", target, bootId: "boot-1" }, { type: "started", bootedCommit: "9".repeat(64), bootId: "boot-2" });
+    expect(t.state).toMatchObject({ name: "failed", error: expect.stringContaining("neither 2 nor 1") });
+  });
+
+  it("answers a repeated command id by reporting, in any state, without redoing it", () => {
+    const states: AgentState[] = [
+      { name: "downloading", target, attempt: 2 },
+      { name: "staged", target },
+      { name: "healthy", target, health: [] },
+      { name: "rolled-back", target, reason: "x", health: [] },
+      { name: "failed", target, error: "x" },
+    ];
+    for (const state of states) expect(step(state, { type: "command", target })).toEqual({ state, effects: [{ kind: "report" }] });
+  });
+
+  it("ignores another command while an update is in flight, and takes it once the last one ended", () => {
+    const other = { ...target, command: "r-2", commit: "3".repeat(64), version: "3" };
+    expect(step({ name: "staged", target }, { type: "command", target: other }).effects).toEqual([expect.objectContaining({ kind: "log", level: "warn" })]);
+    expect(step({ name: "healthy", target, health: [] }, { type: "command", target: other }).state).toMatchObject({ name: "downloading", target: other });
+  });
+
+  it("calls an update to the booted commit healthy without downloading", () => {
+    const t = step({ name: "idle" }, { type: "command", target: { ...target, commit: V1.commit } });
+    expect(t.state.name).toBe("healthy");
+    expect(t.effects.some((e) => e.kind === "stage")).toBe(false);
+  });
+
+  it("retries a retryable stage failure with backoff, then fails naming the attempts", () => {
+    let state: AgentState = { name: "downloading", target, attempt: 1 };
+    for (let attempt = 2; attempt <= MAX_STAGE_ATTEMPTS; attempt++) {
+      const t = step(state, { type: "stage-failed", error: "stalled", retryable: true });
+      expect(t.effects.at(-1)).toEqual({ kind: "stage", target, attempt, delayMs: stageBackoffMs(attempt) });
+      state = t.state;
+    }
+    expect(step(state, { type: "stage-failed", error: "stalled", retryable: true }).state).toEqual({ name: "failed", target, error: `stalled after ${MAX_STAGE_ATTEMPTS} attempts` });
+    expect(step({ name: "downloading", target, attempt: 1 }, { type: "stage-failed", error: "bad signature", retryable: false }).state).toEqual({ name: "failed", target, error: "bad signature" });
+  });
+
+  it("resumes after a restart: a download continues, a staged update asks the strategy again", () => {
+    expect(step({ name: "downloading", target, attempt: 3 }, { type: "started", bootedCommit: V1.commit, bootId: "b" }).effects).toContainEqual({ kind: "stage", target, attempt: 3, delayMs: 0 });
+    expect(step({ name: "staged", target }, { type: "started", bootedCommit: V1.commit, bootId: "b" }).effects).toContainEqual({ kind: "ask-reboot-strategy" });
+    expect(step({ name: "staged", target }, { type: "started", bootedCommit: target.commit, bootId: "b" }).state.name).toBe("verifying");
+  });
+
+  it("reboots again, not a fallback, when restarted in the same boot it asked to reboot from", () => {
+    const rebooting: AgentState = { name: "rebooting", target, bootId: "boot-1" };
+    expect(step(rebooting, { type: "started", bootedCommit: V1.commit, bootId: "boot-1" })).toEqual({ state: rebooting, effects: [{ kind: "report" }, { kind: "reboot" }] });
+    const failedHere: AgentState = { name: "verifying", target, bootId: "boot-2", failedChecks: [failedCheck] };
+    expect(step(failedHere, { type: "started", bootedCommit: target.commit, bootId: "boot-2" }).effects).toContainEqual({ kind: "reboot" });
+    const checking: AgentState = { name: "verifying", target, bootId: "boot-2", failedChecks: [] };
+    expect(step(checking, { type: "started", bootedCommit: target.commit, bootId: "boot-2" }).effects).toContainEqual({ kind: "run-health-checks" });
+  });
+
+  it("refuses events a state cannot take", () => {
+    expect(() => step({ name: "idle" }, { type: "stage-succeeded" })).toThrow(IllegalTransitionError);
+    expect(() => step({ name: "idle" }, { type: "reboot-allowed", bootId: "boot-1" })).toThrow("the agent cannot take 'reboot-allowed' while idle");
+    expect(() => step({ name: "staged", target }, { type: "health-checked", results: [] })).toThrow(IllegalTransitionError);
+  });
+});
