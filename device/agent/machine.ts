@@ -21,6 +21,8 @@ export interface UpdateTarget {
   sequence: number;
   /** The deployment booted when the command arrived: where a fallback lands. */
   from: DeploymentRef;
+  /** The signed manifest as received, verified again before it is used. */
+  manifest: unknown;
 }
 
 export type AgentState =
@@ -51,8 +53,8 @@ export type AgentEffect =
   /** Download, apply, verify and deploy the target; `delayMs` before starting (retry backoff). */
   | { kind: "stage"; target: UpdateTarget; attempt: number; delayMs: number }
   | { kind: "ask-reboot-strategy" }
-  /** Arm the boot counter for the new deployment, then reboot. */
-  | { kind: "reboot" }
+  /** Reboot; `arm`: first arm the boot counter (a new deployment's first boot, not a retry after a failed check). */
+  | { kind: "reboot"; arm: boolean }
   | { kind: "run-health-checks" }
   /** Reset the boot counter: this boot is good. */
   | { kind: "bless" }
@@ -107,7 +109,7 @@ export function step(state: AgentState, event: AgentEvent): Transition {
     }
     case "reboot-allowed":
       if (state.name !== "staged") throw new IllegalTransitionError(state.name, event.type);
-      return { state: { name: "rebooting", target: state.target, bootId: event.bootId }, effects: [{ kind: "report" }, { kind: "reboot" }] };
+      return { state: { name: "rebooting", target: state.target, bootId: event.bootId }, effects: [{ kind: "report" }, { kind: "reboot", arm: true }] };
     case "health-checked": {
       if (state.name !== "verifying") throw new IllegalTransitionError(state.name, event.type);
       const failed = event.results.filter((r) => r.kind === "required" && !r.ok);
@@ -115,7 +117,7 @@ export function step(state: AgentState, event: AgentEvent): Transition {
       // Not blessed: reboot, and let the boot counter decide between another try and the fallback.
       return {
         state: { ...state, failedChecks: failed },
-        effects: [{ kind: "log", level: "warn", message: `required health check ${failed.map((r) => r.name).join(", ")} failed; rebooting` }, { kind: "report" }, { kind: "reboot" }],
+        effects: [{ kind: "log", level: "warn", message: `required health check ${failed.map((r) => r.name).join(", ")} failed; rebooting` }, { kind: "report" }, { kind: "reboot", arm: false }],
       };
     }
   }
@@ -150,7 +152,7 @@ function onStarted(state: AgentState, booted: string, bootId: string): Transitio
       if (state.name !== "staged" && state.bootId === bootId) {
         // Restarted within the same boot: the reboot (or the checks) did not happen yet.
         const rebootPending = state.name === "rebooting" || state.failedChecks.length > 0;
-        return { state, effects: [{ kind: "report" }, rebootPending ? { kind: "reboot" } : { kind: "run-health-checks" }] };
+        return { state, effects: [{ kind: "report" }, rebootPending ? { kind: "reboot", arm: state.name === "rebooting" } : { kind: "run-health-checks" }] };
       }
       if (booted === target.commit) return { state: { name: "verifying", target, bootId, failedChecks: state.name === "verifying" ? state.failedChecks : [] }, effects: [{ kind: "report" }, { kind: "run-health-checks" }] };
       if (booted === target.from.commit) {

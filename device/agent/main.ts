@@ -1,12 +1,31 @@
 import { defineCommand } from "../../shared/cli/command.ts";
 import { runProcess } from "../../shared/cli/main.ts";
-import { AptOstreeError } from "../../shared/errors.ts";
+import { createLogger } from "../../shared/log.ts";
+import { CONFIG_FILES, loadAgentSettings } from "../config/settings.ts";
+import { runAgent } from "./run.ts";
 
 export const agentCommand = defineCommand({
   name: "apt-ostreed",
   description: "The apt-ostree device agent: receives updates over MQTT, verifies, stages, boots, checks health and rolls back.",
-  async run() {
-    throw new AptOstreeError("E_NOT_IMPLEMENTED", "the device agent is not implemented yet: it lands with the device-agent issue");
+  options: {
+    config: { type: "string", multiple: true, valueName: "FILE", description: `Config fragment, later ones win (default ${CONFIG_FILES.join(" then ")})` },
+  },
+  notes: [
+    "Settings (YAML, camelCase): server, mqtt, mqttAuth, deviceId, groups, ref, channel, architecture, osname,",
+    "sysroot, stateDir, keysDir, healthDir, cmdlineFile, bootIdFile, socket, grubenv, bootTries, rebootStrategy",
+    "(immediate|window|command), rebootWindow, rebootCommand, stage, healthTimeoutSeconds,",
+    "serverReachTimeoutSeconds, checkSystemdUnits, downloadStallSeconds, pollSeconds. See docs/agent.md.",
+    "Exit status: 0 after SIGTERM, 1 when it cannot start (bad config, no pinned keys), 2 on a usage error.",
+  ],
+  async run({ options }) {
+    const settings = await loadAgentSettings(options.config && options.config.length > 0 ? options.config : CONFIG_FILES);
+    const log = createLogger({ name: "agent" });
+    const running = await runAgent(settings, log);
+    await new Promise<void>((resolve) => {
+      const stop = () => void running.stop().then(resolve);
+      process.once("SIGTERM", stop);
+      process.once("SIGINT", stop);
+    });
   },
 });
 

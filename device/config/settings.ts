@@ -29,6 +29,8 @@ export const AgentConfigSchema = z
     keysDir: z.string().min(1),
     healthDir: z.string().min(1),
     cmdlineFile: z.string().min(1),
+    /** Changes on every boot: tells a restart from a reboot. */
+    bootIdFile: z.string().min(1),
     socket: z.string().min(1),
     grubenv: z.string().min(1),
     /** Boot attempts a new deployment gets before GRUB falls back. */
@@ -69,6 +71,7 @@ export const AGENT_DEFAULTS: AgentSettings = {
   keysDir: "/usr/lib/apt-ostree/keys.d",
   healthDir: "/etc/apt-ostree/health.d",
   cmdlineFile: "/proc/cmdline",
+  bootIdFile: "/proc/sys/kernel/random/boot_id",
   socket: "/run/apt-ostree/agent.sock",
   grubenv: "/boot/grub/grubenv",
   bootTries: 3,

@@ -1,0 +1,299 @@
+/**
+ * The agent's actor: feeds events to the pure machine (machine.ts) one at a time, persists the
+ * new state before running its effects, and turns effects into I/O (download and deploy, reboot,
+ * health checks, boot counter, reports). Long effects run in the background and come back as
+ * events, so the queue never waits on itself.
+ */
+import { readFile } from "node:fs/promises";
+import { join } from "node:path";
+import { execa } from "execa";
+import { errorChain } from "../../shared/errors.ts";
+import type { Logger } from "../../shared/log.ts";
+import { parseCommitObject, metadataString } from "../../shared/ostree/commit-object.ts";
+import { runOstree } from "../../shared/ostree/exec.ts";
+import { readCommitObject } from "../../shared/ostree/repo.ts";
+import { META } from "../../shared/image/commit-metadata.ts";
+import { verifySignedManifest } from "../../shared/verify/manifest.ts";
+import { verifyCommand, type Command } from "../../shared/wire/command.ts";
+import { signReport, type Report } from "../../shared/wire/report.ts";
+import type { AgentSettings } from "../config/settings.ts";
+import type { BootCounter } from "../health/boot-counter.ts";
+import { runHealthChecks, systemdUnitsCheck, type BuiltinCheck } from "../health/checks.ts";
+import type { RebootStrategy } from "../strategy/index.ts";
+import { readCmdline, readDeployments, sysrootRepo, type Deployment } from "../sysroot/deployments.ts";
+import { stageUpdate, StageError } from "../update/stage.ts";
+import type { DeviceIdentity } from "./identity.ts";
+import { step, type AgentEffect, type AgentEvent, type AgentState, type UpdateTarget } from "./machine.ts";
+import { readAgentRecord, writeAgentRecord, type AgentRecord } from "./state-file.ts";
+import { buildReport } from "./report.ts";
+
+export const AGENT_VERSION = "0.1.0";
+
+export interface AgentOptions {
+  settings: AgentSettings;
+  identity: DeviceIdentity;
+  /** Server keys pinned in the image: commands, manifests and commits must be signed by one. */
+  trustedKeys: Uint8Array[];
+  bootCounter: BootCounter;
+  strategy: RebootStrategy;
+  /** Sends a signed report; rejects when the link is down (the report is re-sent on reconnect). */
+  publishReport: (payload: string) => Promise<void>;
+  /** Whether the server was reached during this boot (a built-in health check). */
+  serverReached: () => Promise<boolean>;
+  log: Logger;
+  now?: () => Date;
+}
+
+export class Agent {
+  private record: AgentRecord = { state: { name: "idle" }, reportCounter: 0 };
+  private queue: Promise<void> = Promise.resolve();
+  private progress: { bytes: number; total: number } | null = null;
+  private lastProgressSent = 0;
+  private lastHealth: Report["health"];
+  private unsentReport: string | null = null;
+  private readonly timers = new Set<NodeJS.Timeout>();
+  private stopped = false;
+  private readonly now: () => Date;
+
+  constructor(private readonly options: AgentOptions) {
+    this.now = options.now ?? (() => new Date());
+  }
+
+  get state(): AgentState {
+    return this.record.state;
+  }
+
+  /** Reads the persisted state and tells the machine where this boot landed. */
+  async start(): Promise<void> {
+    this.record = await readAgentRecord(this.options.settings.stateDir);
+    const booted = (await this.deployments()).find((d) => d.booted);
+    if (!booted) {
+      this.options.log.warn({ event: "agent.not-booted", sysroot: this.options.settings.sysroot }, "no booted deployment found (ostree= on the kernel command line); updates will deploy from scratch");
+    }
+    await this.dispatch({ type: "started", bootedCommit: booted?.checksum ?? "", bootId: await this.bootId() });
+  }
+
+  stop(): void {
+    this.stopped = true;
+    for (const timer of this.timers) clearTimeout(timer);
+  }
+
+  /** Resolves once every queued event and its effects ran (for tests and clean shutdown). */
+  idle(): Promise<void> {
+    return this.queue;
+  }
+
+  dispatch(event: AgentEvent): Promise<void> {
+    this.queue = this.queue.then(() => this.handle(event)).catch((error: unknown) => {
+      this.options.log.error({ event: "agent.event.error", err: error, agentEvent: event.type }, `cannot handle ${event.type}: ${errorChain(error)}`);
+    });
+    return this.queue;
+  }
+
+  /** A message on the command topic: verified here, then fed to the machine. */
+  async onCommand(payload: Buffer | string): Promise<void> {
+    const { settings, trustedKeys, log } = this.options;
+    let command: Command;
+    try {
+      command = verifyCommand(payload, trustedKeys);
+    } catch (error) {
+      log.warn({ event: "agent.command.rejected", reason: (error as Error).message }, `refused a command: ${(error as Error).message}`);
+      return;
+    }
+    if (command.type === "reboot") {
+      if (this.state.name === "staged") await this.dispatch({ type: "reboot-allowed", bootId: await this.bootId() });
+      return;
+    }
+    if (command.type !== "update") return;
+    const booted = (await this.deployments()).find((d) => d.booted) ?? null;
+    try {
+      const bootedSequence = booted ? await this.sequenceOf(booted.checksum) : undefined;
+      const manifest = verifySignedManifest(command.manifest, { trustedKeys, now: this.now(), architecture: settings.architecture, ref: settings.ref, bootedSequence });
+      const target: UpdateTarget = {
+        command: command.id,
+        ref: manifest.ref,
+        commit: manifest.commit,
+        version: manifest.version,
+        sequence: manifest.sequence,
+        from: { commit: booted?.checksum ?? "", version: booted?.version ?? "" },
+        manifest: command.manifest,
+      };
+      await this.dispatch({ type: "command", target });
+    } catch (error) {
+      log.warn({ event: "agent.manifest.rejected", command: command.id, reason: (error as Error).message }, `refused update ${command.id}: ${(error as Error).message}`);
+      await this.sendReport({ ...(await this.reportBase()), state: "failed", command: command.id, error: `refused: ${(error as Error).message}` });
+    }
+  }
+
+  /** Re-sends the report that could not be published while the link was down. */
+  async onConnected(): Promise<void> {
+    if (this.unsentReport) {
+      const payload = this.unsentReport;
+      this.unsentReport = null;
+      await this.options.publishReport(payload).catch(() => (this.unsentReport = payload));
+    } else {
+      // Say where we stand (the server marks us online and learns our deployments).
+      this.queue = this.queue.then(() => this.effect({ kind: "report" })).catch(() => undefined);
+      await this.queue;
+    }
+  }
+
+  private async handle(event: AgentEvent): Promise<void> {
+    const transition = step(this.record.state, event);
+    if (transition.state !== this.record.state) {
+      this.record = { ...this.record, state: transition.state };
+      await writeAgentRecord(this.options.settings.stateDir, this.record);
+      this.options.log.info({ event: "agent.state", state: transition.state.name, on: event.type }, `${event.type} -> ${transition.state.name}`);
+    }
+    for (const effect of transition.effects) await this.effect(effect);
+  }
+
+  private async effect(effect: AgentEffect): Promise<void> {
+    const { settings, log } = this.options;
+    switch (effect.kind) {
+      case "log":
+        log[effect.level]({ event: "agent.note" }, effect.message);
+        return;
+      case "report":
+        return this.sendReport(await this.stateReport());
+      case "stage":
+        this.later(effect.delayMs, () => this.runStage(effect.target));
+        return;
+      case "ask-reboot-strategy": {
+        const now = this.now();
+        if (this.options.strategy.canRebootNow(now)) {
+          await this.handle({ type: "reboot-allowed", bootId: await this.bootId() });
+          return;
+        }
+        const retry = this.options.strategy.retryInMs(now);
+        log.info({ event: "agent.reboot.deferred", strategy: this.options.strategy.label, retryInMs: retry }, `staged; reboot deferred by the ${this.options.strategy.label} strategy`);
+        if (retry !== null) this.later(retry, () => this.dispatch({ type: "stage-succeeded" }).catch(() => undefined));
+        return;
+      }
+      case "reboot":
+        if (effect.arm) await this.options.bootCounter.arm(settings.bootTries);
+        log.warn({ event: "agent.reboot", command: settings.rebootCommand }, "rebooting");
+        await execa(settings.rebootCommand[0]!, settings.rebootCommand.slice(1), { stdio: "ignore" });
+        return;
+      case "run-health-checks":
+        this.later(0, async () => {
+          const builtins: BuiltinCheck[] = [{ name: "server-reachable", kind: "required", run: async () => ((await this.options.serverReached()) ? { ok: true, output: "reached the server" } : { ok: false, output: `the server was not reached within ${settings.serverReachTimeoutSeconds} s` }) }];
+          if (settings.checkSystemdUnits) builtins.push(systemdUnitsCheck);
+          const results = await runHealthChecks({ dir: settings.healthDir, timeoutMs: settings.healthTimeoutSeconds * 1000, builtins });
+          this.lastHealth = results;
+          await this.dispatch({ type: "health-checked", results });
+        });
+        return;
+      case "bless":
+        await this.options.bootCounter.bless();
+        return;
+      case "make-rollback-permanent":
+        await this.undeploy(effect.badCommit);
+        return;
+    }
+  }
+
+  private async runStage(target: UpdateTarget): Promise<void> {
+    const { settings, log } = this.options;
+    try {
+      // Verified again: the kept copy comes from the state file on disk.
+      const verified = verifySignedManifest(target.manifest, { trustedKeys: this.options.trustedKeys, now: this.now(), architecture: settings.architecture, ref: settings.ref });
+      if (verified.commit !== target.commit) throw new StageError("the kept manifest names another commit than the update", false);
+      const booted = (await this.deployments()).find((d) => d.booted) ?? null;
+      await stageUpdate({
+        sysroot: settings.sysroot,
+        osname: settings.osname,
+        repoUrl: `${settings.server.replace(/\/$/, "")}/repo`,
+        manifest: verified,
+        bootedCommit: booted?.checksum ?? null,
+        trustedKeys: this.options.trustedKeys,
+        downloadDir: join(settings.stateDir, "downloads"),
+        stage: settings.stage,
+        stallMs: settings.downloadStallSeconds * 1000,
+        onProgress: (bytes, total) => this.onProgress(bytes, total),
+        log,
+      });
+      this.progress = null;
+      await this.dispatch({ type: "stage-succeeded" });
+    } catch (error) {
+      this.progress = null;
+      const retryable = error instanceof StageError ? error.retryable : false;
+      await this.dispatch({ type: "stage-failed", error: errorChain(error), retryable });
+    }
+  }
+
+  private onProgress(bytes: number, total: number): void {
+    this.progress = { bytes, total };
+    const now = Date.now();
+    if (now - this.lastProgressSent < 1000 && bytes < total) return;
+    this.lastProgressSent = now;
+    void this.stateReport().then((report) => this.sendReport(report)).catch(() => undefined);
+  }
+
+  private async undeploy(badCommit: string): Promise<void> {
+    const deployments = await this.deployments();
+    const index = deployments.findIndex((d) => d.checksum === badCommit && !d.booted);
+    if (index < 0) return;
+    await runOstree(["admin", "undeploy", `--sysroot=${this.options.settings.sysroot}`, String(index)]);
+    this.options.log.warn({ event: "agent.rollback.permanent", commit: badCommit }, `removed the failed deployment ${badCommit.slice(0, 12)}`);
+  }
+
+  private async stateReport(): Promise<Report> {
+    return buildReport(await this.reportBase(), this.record.state, { progress: this.progress, health: this.lastHealth });
+  }
+
+  private async reportBase(): Promise<Report> {
+    const { settings, identity } = this.options;
+    const deployments = await this.deployments();
+    const ref = (d: Deployment | undefined) => (d ? { commit: d.checksum, version: d.version ?? "" } : null);
+    const booted = deployments.find((d) => d.booted);
+    return {
+      deviceId: identity.deviceId,
+      counter: 0,
+      sent: this.now().toISOString(),
+      state: "idle",
+      agentVersion: AGENT_VERSION,
+      architecture: settings.architecture,
+      groups: settings.groups,
+      ...(booted ? { booted: ref(booted)! } : {}),
+      staged: ref(deployments.find((d) => d.staged)),
+      pending: ref(deployments.find((d) => d.pending)),
+      rollback: ref(deployments.find((d) => d.rollback)),
+    };
+  }
+
+  private async sendReport(report: Report): Promise<void> {
+    this.record = { ...this.record, reportCounter: this.record.reportCounter + 1 };
+    await writeAgentRecord(this.options.settings.stateDir, this.record);
+    const payload = signReport({ ...report, counter: this.record.reportCounter, sent: this.now().toISOString() }, this.options.identity.key);
+    try {
+      await this.options.publishReport(payload);
+      this.unsentReport = null;
+    } catch {
+      this.unsentReport = payload;
+    }
+  }
+
+  private async deployments(): Promise<Deployment[]> {
+    return readDeployments({ sysroot: this.options.settings.sysroot, cmdline: await readCmdline(this.options.settings.cmdlineFile) });
+  }
+
+  private async sequenceOf(commit: string): Promise<number | undefined> {
+    const bytes = await readCommitObject(sysrootRepo(this.options.settings.sysroot), commit).catch(() => null);
+    const value = bytes ? metadataString(parseCommitObject(bytes), META.sequence) : undefined;
+    return value === undefined ? undefined : Number(value);
+  }
+
+  private async bootId(): Promise<string> {
+    return (await readFile(this.options.settings.bootIdFile, "utf8").catch(() => "")).trim();
+  }
+
+  private later(ms: number, task: () => Promise<void>): void {
+    if (this.stopped) return;
+    const timer = setTimeout(() => {
+      this.timers.delete(timer);
+      if (!this.stopped) void task().catch((error: unknown) => this.options.log.error({ event: "agent.task.error", err: error }, errorChain(error)));
+    }, ms);
+    this.timers.add(timer);
+  }
+}

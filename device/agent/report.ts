@@ -1,0 +1,33 @@
+/** Pure: the report a state says (DESIGN.md 3.1), on top of the device's deployment facts. */
+import type { Report } from "../../shared/wire/report.ts";
+import type { AgentState } from "./machine.ts";
+
+export interface ReportExtras {
+  progress: { bytes: number; total: number } | null;
+  health: Report["health"];
+}
+
+export function buildReport(base: Report, state: AgentState, extras: ReportExtras): Report {
+  if (state.name === "idle") return { ...base, state: "idle" };
+  const report: Report = { ...base, state: state.name, command: state.target.command };
+  switch (state.name) {
+    case "downloading":
+      if (extras.progress) report.progress = extras.progress;
+      return report;
+    case "verifying":
+      if (state.failedChecks.length > 0) report.health = state.failedChecks;
+      return report;
+    case "healthy":
+      report.health = state.health.length > 0 ? state.health : extras.health;
+      return report;
+    case "rolled-back":
+      report.rolledBack = { from: { commit: state.target.commit, version: state.target.version }, to: state.target.from, reason: state.reason };
+      if (state.health.length > 0) report.health = state.health;
+      return report;
+    case "failed":
+      report.error = state.error;
+      return report;
+    default:
+      return report;
+  }
+}

@@ -1,0 +1,56 @@
+/** Wires the agent's parts from its settings: identity, pinned keys, boot counter, strategy, MQTT. */
+import { AptOstreeError } from "../../shared/errors.ts";
+import type { Logger } from "../../shared/log.ts";
+import { readPinnedKeys } from "../../shared/sign/keys.ts";
+import type { AgentSettings } from "../config/settings.ts";
+import { grubenvBootCounter } from "../health/boot-counter.ts";
+import { rebootStrategy } from "../strategy/index.ts";
+import { Agent } from "./agent.ts";
+import { loadIdentity } from "./identity.ts";
+import { connectMqtt, type MqttLink } from "./mqtt-link.ts";
+
+export interface RunningAgent {
+  agent: Agent;
+  deviceId: string;
+  stop(): Promise<void>;
+}
+
+export async function runAgent(settings: AgentSettings, log: Logger): Promise<RunningAgent> {
+  const trustedKeys = await readPinnedKeys(settings.keysDir).catch((error: Error) => {
+    throw new AptOstreeError("E_NO_KEYS", `cannot read the pinned server keys in ${settings.keysDir}: ${error.message}`, { cause: error });
+  });
+  if (trustedKeys.length === 0) throw new AptOstreeError("E_NO_KEYS", `no server key pinned in ${settings.keysDir}: the agent would trust nothing`);
+  const identity = await loadIdentity(settings.stateDir, settings.deviceId);
+  let link: MqttLink | null = null;
+  const agent = new Agent({
+    settings,
+    identity,
+    trustedKeys,
+    bootCounter: grubenvBootCounter(settings.grubenv),
+    strategy: rebootStrategy(settings),
+    publishReport: async (payload) => {
+      if (!link) throw new Error("no broker link yet");
+      await link.publishReport(payload);
+    },
+    serverReached: () => link?.waitConnected(settings.serverReachTimeoutSeconds * 1000) ?? Promise.resolve(false),
+    log,
+  });
+  link = connectMqtt({
+    settings,
+    identity,
+    onCommand: (payload) => void agent.onCommand(payload),
+    onConnected: () => void agent.onConnected(),
+    log,
+  });
+  await agent.start();
+  log.info({ event: "agent.started", deviceId: identity.deviceId, state: agent.state.name }, `apt-ostreed ${identity.deviceId}: ${agent.state.name}`);
+  return {
+    agent,
+    deviceId: identity.deviceId,
+    stop: async () => {
+      agent.stop();
+      await agent.idle();
+      await link?.close();
+    },
+  };
+}

@@ -1,0 +1,90 @@
+/**
+ * A device's disk for tests without a real boot: a throwaway OSTree sysroot (real `ostree admin`)
+ * and a small bootloader that does what our grub.cfg does (DESIGN.md 5.5): read the BLS entries
+ * ostree wrote, default first; if the grubenv counter (written by the agent with grub-editenv) is
+ * armed, count the try down, and at 0 boot the previous entry. "Booting" writes the entry's
+ * kernel command line and a fresh boot id where the agent reads them.
+ */
+import { randomUUID } from "node:crypto";
+import { readdir, readFile, stat, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { execa } from "execa";
+import { adminDeploy, adminInitFs, adminOsInit, pullLocal } from "../../shared/ostree/admin.ts";
+import { setRef } from "../../shared/ostree/repo.ts";
+
+export const OSNAME = "debian";
+
+export interface BootEntry {
+  file: string;
+  version: string;
+  options: string;
+}
+
+export class SimulatedBootloader {
+  readonly cmdlineFile: string;
+  readonly bootIdFile: string;
+  readonly grubenv: string;
+  /** Every entry booted, oldest first: `<ostree version> <counter before>`. */
+  readonly bootLog: string[] = [];
+
+  constructor(readonly sysroot: string, stateDir: string) {
+    this.cmdlineFile = join(stateDir, "cmdline");
+    this.bootIdFile = join(stateDir, "boot_id");
+    this.grubenv = join(sysroot, "boot", "grub", "grubenv");
+  }
+
+  async entries(): Promise<BootEntry[]> {
+    const dir = join(this.sysroot, "boot", "loader", "entries");
+    const names = (await readdir(dir)).filter((n) => n.endsWith(".conf"));
+    const entries: BootEntry[] = [];
+    for (const file of names) {
+      const text = await readFile(join(dir, file), "utf8");
+      const field = (key: string) => new RegExp(`^${key} (.*)$`, "m").exec(text)?.[1] ?? "";
+      entries.push({ file, version: field("version"), options: field("options") });
+    }
+    // ostree numbers entries so the highest "version" (ostree's own) is the default, like GRUB's BLS sort.
+    return entries.sort((a, b) => Number(b.version) - Number(a.version));
+  }
+
+  async readEnv(): Promise<Record<string, string>> {
+    if (!(await stat(this.grubenv).catch(() => null))) return {};
+    const { stdout } = await execa("grub-editenv", [this.grubenv, "list"]);
+    return Object.fromEntries(stdout.split("\n").filter(Boolean).map((line) => line.split("=", 2) as [string, string]));
+  }
+
+  /** One power-on: picks the entry as grub.cfg would, and returns it. */
+  async boot(): Promise<BootEntry> {
+    const entries = await this.entries();
+    const env = await this.readEnv();
+    let index = 0;
+    const counter = env.boot_counter;
+    if (counter !== undefined) {
+      const next = { "3": "2", "2": "1", "1": "0" }[counter];
+      if (next !== undefined) await execa("grub-editenv", [this.grubenv, "set", `boot_counter=${next}`]);
+      else {
+        index = Math.min(1, entries.length - 1);
+        await execa("grub-editenv", [this.grubenv, "set", "boot_counter=-1"]);
+      }
+    }
+    const entry = entries[index]!;
+    this.bootLog.push(`${entry.version} ${counter ?? "-"}`);
+    await writeFile(this.cmdlineFile, `${entry.options}\n`);
+    await writeFile(this.bootIdFile, `${randomUUID()}\n`);
+    return entry;
+  }
+}
+
+/** A sysroot with `commit` (pulled from `sourceRepo`, ref `ref`) deployed, and a bootloader booted into it. */
+export async function createDeviceDisk(dir: string, sourceRepo: string, ref: string, commit: string): Promise<SimulatedBootloader> {
+  const sysroot = join(dir, "sysroot");
+  await execa("mkdir", ["-p", sysroot, join(dir, "state")]);
+  await adminInitFs(sysroot);
+  await adminOsInit(sysroot, OSNAME);
+  const repo = join(sysroot, "ostree", "repo");
+  await pullLocal(repo, sourceRepo, commit);
+  await setRef(repo, ref, commit);
+  await adminDeploy({ sysroot, osname: OSNAME, revision: ref });
+  const bootloader = new SimulatedBootloader(sysroot, join(dir, "state"));
+  await bootloader.boot();
+  return bootloader;
+}
