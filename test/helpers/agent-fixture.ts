@@ -1,0 +1,116 @@
+/**
+ * One device and its server for agent tests: the real server in-process (HTTP repo, embedded
+ * MQTT, rollouts) with a published v1, a throwaway sysroot with `bootedVersion` deployed and a
+ * simulated bootloader (simulated-bootloader.ts), and the agent's settings pointing at both.
+ */
+import { access, mkdir, rm, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { silentLogger } from "../../shared/log.ts";
+import { initRepo } from "../../shared/ostree/repo.ts";
+import { generateKeyPair } from "../../shared/sign/ed25519.ts";
+import { formatPublicKey, formatSecretKey } from "../../shared/sign/keys.ts";
+import { publish } from "../../server/publish/publish.ts";
+import { startServer, type RunningServer } from "../../server/serve.ts";
+import { AGENT_DEFAULTS, type AgentSettings } from "../../device/config/settings.ts";
+import { runAgent, type RunningAgent } from "../../device/agent/run.ts";
+import { testServerSettings } from "./server-settings.ts";
+import { commitSyntheticImage } from "./synthetic-image.ts";
+import { createDeviceDisk, OSNAME, type SimulatedBootloader } from "./simulated-bootloader.ts";
+import { makeTempDir, removeTree } from "./tmp.ts";
+import { until } from "./wait.ts";
+import { adminApi } from "./admin-api.ts";
+
+export const REF = "test/bookworm/test-machine/test-image";
+export const DEVICE_ID = "dev-1";
+
+export class AgentFixture {
+  readonly key = generateKeyPair();
+  readonly commits = new Map<number, string>();
+  dir = "";
+  repo = "";
+  server!: RunningServer;
+  disk!: SimulatedBootloader;
+  settings!: AgentSettings;
+  agent: RunningAgent | null = null;
+  readonly api = adminApi(() => `http://127.0.0.1:${this.server.httpPort}`);
+
+  /** Publishes versions 1..`publishUpTo`, boots `bootedVersion`. */
+  async setUp(name: string, options: { publishUpTo?: number; bootedVersion?: number } = {}): Promise<this> {
+    this.dir = await makeTempDir(name);
+    this.repo = join(this.dir, "repo");
+    await initRepo(this.repo, "archive");
+    await writeFile(join(this.dir, "server.secret"), formatSecretKey(this.key), { mode: 0o600 });
+    for (let version = 1; version <= (options.publishUpTo ?? 1); version++) await this.publishVersion(version);
+    this.server = await startServer({ ...testServerSettings({ repo: this.repo, data: join(this.dir, "data"), autoAccept: true, signingKey: join(this.dir, "server.secret") }), tickMilliseconds: 100 }, silentLogger());
+    const device = join(this.dir, "device");
+    this.disk = await createDeviceDisk(device, this.repo, REF, this.commits.get(options.bootedVersion ?? 1)!);
+    await mkdir(join(device, "keys.d"), { recursive: true });
+    await writeFile(join(device, "keys.d", "server.pub"), formatPublicKey(this.key.publicKey));
+    this.settings = {
+      ...AGENT_DEFAULTS,
+      server: `http://127.0.0.1:${this.server.httpPort}`,
+      mqtt: `mqtt://127.0.0.1:${this.server.mqttPort}`,
+      deviceId: DEVICE_ID,
+      groups: ["lab"],
+      ref: REF,
+      osname: OSNAME,
+      sysroot: this.disk.sysroot,
+      stateDir: join(device, "state", "agent"),
+      keysDir: join(device, "keys.d"),
+      healthDir: join(device, "health.d"),
+      cmdlineFile: this.disk.cmdlineFile,
+      bootIdFile: this.disk.bootIdFile,
+      grubenv: this.disk.grubenv,
+      bootTries: 2,
+      rebootCommand: ["touch", this.rebootFlag],
+      stage: false,
+      checkSystemdUnits: false,
+      serverReachTimeoutSeconds: 10,
+    };
+    return this;
+  }
+
+  get rebootFlag(): string {
+    return join(this.dir, "reboot-requested");
+  }
+
+  async publishVersion(version: number, options: { publish?: boolean } = {}): Promise<string> {
+    const commit = await commitSyntheticImage(this.repo, REF, this.dir, { version: String(version), sequence: version, payloadBytes: 200_000, payloadSeed: `v${version}` });
+    this.commits.set(version, commit);
+    if (options.publish !== false) await publish({ repo: this.repo, ref: REF, key: this.key, channel: "stable", deltaDepth: 2, expiresInSeconds: 86400, log: silentLogger() });
+    return commit;
+  }
+
+  async startAgent(): Promise<RunningAgent> {
+    this.agent = await runAgent(this.settings, silentLogger());
+    return this.agent;
+  }
+
+  async stopAgent(): Promise<void> {
+    await this.agent?.stop();
+    this.agent = null;
+  }
+
+  /** Waits for the agent to ask for a reboot, then powers the simulated device off and on again. */
+  async rebootWhenAsked(): Promise<void> {
+    await until(() => access(this.rebootFlag).then(() => true, () => false), "the agent to ask for a reboot", 60_000);
+    await rm(this.rebootFlag);
+    await this.stopAgent();
+    await this.disk.boot();
+    await this.startAgent();
+  }
+
+  async device(): Promise<any> {
+    return (await this.api(`devices/${DEVICE_ID}`)).json.device;
+  }
+
+  async events(): Promise<Array<{ kind: string; report: any }>> {
+    return (await this.api(`devices/${DEVICE_ID}`)).json.events;
+  }
+
+  async tearDown(): Promise<void> {
+    await this.stopAgent();
+    await this.server?.close();
+    if (this.dir) await removeTree(this.dir);
+  }
+}
