@@ -60,12 +60,20 @@ export async function downloadVerified(url: string, dest: string, expected: Delt
 }
 
 async function fetchInto(url: string, part: string, have: number, options: DownloadOptions): Promise<void> {
-  const stall = new AbortController();
-  const signal = options.signal ? AbortSignal.any([stall.signal, options.signal]) : stall.signal;
-  let watchdog = setTimeout(() => stall.abort(), options.stallMs);
+  // One controller for both causes (AbortSignal.any needs Node 20; the device runs Node 18).
+  const abort = new AbortController();
+  let stalled = false;
+  const onStall = () => {
+    stalled = true;
+    abort.abort();
+  };
+  const onCancel = () => abort.abort();
+  options.signal?.addEventListener("abort", onCancel, { once: true });
+  const signal = abort.signal;
+  let watchdog = setTimeout(onStall, options.stallMs);
   const kick = () => {
     clearTimeout(watchdog);
-    watchdog = setTimeout(() => stall.abort(), options.stallMs);
+    watchdog = setTimeout(onStall, options.stallMs);
   };
   try {
     const response = await request(url, { method: "GET", headers: have > 0 ? { range: `bytes=${have}-` } : {}, signal, dispatcher: options.dispatcher });
@@ -88,10 +96,11 @@ async function fetchInto(url: string, part: string, have: number, options: Downl
     }
   } catch (error) {
     if (error instanceof DownloadError) throw error;
-    if (stall.signal.aborted) throw new DownloadError("E_DOWNLOAD_STALLED", `GET ${url}: no progress for ${options.stallMs / 1000} s; will resume`, true, error);
+    if (stalled) throw new DownloadError("E_DOWNLOAD_STALLED", `GET ${url}: no progress for ${options.stallMs / 1000} s; will resume`, true, error);
     if (options.signal?.aborted) throw error;
     throw new DownloadError("E_DOWNLOAD_NETWORK", `GET ${url}: ${(error as Error).message}`, true, error);
   } finally {
     clearTimeout(watchdog);
+    options.signal?.removeEventListener("abort", onCancel);
   }
 }
