@@ -1,21 +1,19 @@
 import { defineCommand } from "../shared/cli/command.ts";
 import { runProcess } from "../shared/cli/main.ts";
-import { notYetCommand } from "./not-yet.ts";
+import { dbCommand } from "./cli/db.ts";
+import { cleanupCommand, kargsCommand, rollbackCommand } from "./cli/deployments.ts";
+import { statusCommand } from "./cli/status.ts";
+import { cancelCommand, deployCommand, rebaseCommand, upgradeCommand } from "./cli/upgrade.ts";
 
 export const deviceCommand = defineCommand({
   name: "apt-ostree",
   description: "Manage the OSTree deployments of this device, in rpm-ostree's words.",
-  subcommands: [
-    notYetCommand("status", "Show the booted, staged, pending and rollback deployments"),
-    notYetCommand("upgrade", "Download and stage the newest version of the followed ref"),
-    notYetCommand("deploy", "Stage a given version or commit"),
-    notYetCommand("rollback", "Make the previous deployment the default"),
-    notYetCommand("rebase", "Follow another ref"),
-    notYetCommand("kargs", "Show or change kernel arguments"),
-    notYetCommand("cleanup", "Remove staged, pending, rollback deployments or cached metadata"),
-    notYetCommand("db", "Show package changes between deployments"),
-    notYetCommand("cancel", "Cancel the running transaction"),
+  notes: [
+    "Operations that download or stage (upgrade, deploy VERSION, rebase, cancel) run inside the agent through its",
+    "control socket when apt-ostreed runs, so they never race with an update the server started; without it they run here.",
+    "Exit status: 0 on success, 1 when the operation failed, 2 on a usage error, 77 from upgrade --check when nothing is new.",
   ],
+  subcommands: [statusCommand, upgradeCommand, deployCommand, rollbackCommand, rebaseCommand, kargsCommand, cleanupCommand, dbCommand, cancelCommand],
 });
 
 await runProcess(deviceCommand);

@@ -20,8 +20,9 @@ import type { AgentSettings } from "../config/settings.ts";
 import type { BootCounter } from "../health/boot-counter.ts";
 import { runHealthChecks, systemdUnitsCheck, type BuiltinCheck } from "../health/checks.ts";
 import type { RebootStrategy } from "../strategy/index.ts";
-import { readCmdline, readDeployments, sysrootRepo, type Deployment } from "../sysroot/deployments.ts";
+import { readDeployments, sysrootRepo, type Deployment } from "../sysroot/deployments.ts";
 import { stageUpdate, StageError } from "../update/stage.ts";
+import { repoUrl } from "../update/channel.ts";
 import type { DeviceIdentity } from "./identity.ts";
 import { step, type AgentEffect, type AgentEvent, type AgentState, type UpdateTarget } from "./machine.ts";
 import { readAgentRecord, writeAgentRecord, type AgentRecord } from "./state-file.ts";
@@ -53,6 +54,7 @@ export class Agent {
   private unsentReport: string | null = null;
   private readonly timers = new Set<NodeJS.Timeout>();
   private stopped = false;
+  private stageAbort: AbortController | null = null;
   private readonly now: () => Date;
 
   constructor(private readonly options: AgentOptions) {
@@ -63,12 +65,17 @@ export class Agent {
     return this.record.state;
   }
 
+  /** Reads the persisted state only (the CLI working without a running agent). */
+  async load(): Promise<void> {
+    this.record = await readAgentRecord(this.options.settings.stateDir);
+  }
+
   /** Reads the persisted state and tells the machine where this boot landed. */
   async start(): Promise<void> {
     this.record = await readAgentRecord(this.options.settings.stateDir);
     const booted = (await this.deployments()).find((d) => d.booted);
     if (!booted) {
-      this.options.log.warn({ event: "agent.not-booted", sysroot: this.options.settings.sysroot }, "no booted deployment found (ostree= on the kernel command line); updates will deploy from scratch");
+      this.options.log.warn({ event: "agent.not-booted", sysroot: this.options.settings.sysroot }, `no booted deployment found (none is ${this.options.settings.rootDir}); updates will deploy from scratch`);
     }
     await this.dispatch({ type: "started", bootedCommit: booted?.checksum ?? "", bootId: await this.bootId() });
   }
@@ -101,14 +108,25 @@ export class Agent {
       return;
     }
     if (command.type === "reboot") {
-      if (this.state.name === "staged") await this.dispatch({ type: "reboot-allowed", bootId: await this.bootId() });
+      await this.rebootNow();
       return;
     }
     if (command.type !== "update") return;
+    await this.acceptManifest(command.id, command.manifest).catch(() => undefined);
+  }
+
+  /**
+   * An update to a signed manifest (from a command, or from the CLI with a local id): verified
+   * against the pinned keys, the booted sequence and this device, then fed to the machine. A
+   * refusal is reported as the command's failed outcome and changes nothing.
+   */
+  async acceptManifest(id: string, signedManifest: unknown, options: { ref?: string; manual?: boolean } = {}): Promise<void> {
+    const { settings, trustedKeys, log } = this.options;
+    const command = { id, manifest: signedManifest };
     const booted = (await this.deployments()).find((d) => d.booted) ?? null;
     try {
       const bootedSequence = booted ? await this.sequenceOf(booted.checksum) : undefined;
-      const manifest = verifySignedManifest(command.manifest, { trustedKeys, now: this.now(), architecture: settings.architecture, ref: settings.ref, bootedSequence });
+      const manifest = verifySignedManifest(command.manifest, { trustedKeys, now: this.now(), architecture: settings.architecture, ref: options.ref ?? (booted?.origin || settings.ref), bootedSequence });
       const target: UpdateTarget = {
         command: command.id,
         ref: manifest.ref,
@@ -117,12 +135,46 @@ export class Agent {
         sequence: manifest.sequence,
         from: { commit: booted?.checksum ?? "", version: booted?.version ?? "" },
         manifest: command.manifest,
+        ...(options.manual ? { manual: true } : {}),
       };
       await this.dispatch({ type: "command", target });
+      return;
     } catch (error) {
       log.warn({ event: "agent.manifest.rejected", command: command.id, reason: (error as Error).message }, `refused update ${command.id}: ${(error as Error).message}`);
       await this.sendReport({ ...(await this.reportBase()), state: "failed", command: command.id, error: `refused: ${(error as Error).message}` });
+      throw error;
     }
+  }
+
+  /** After the CLI changed the deployment list: a staged update that is gone no longer is one. */
+  async reconcile(): Promise<void> {
+    await this.dispatch({ type: "deployments-changed", deployedCommits: (await this.deployments()).map((d) => d.checksum) });
+  }
+
+  /** The operator's (or the server's) go-ahead for a staged update. */
+  async rebootNow(): Promise<boolean> {
+    if (this.state.name !== "staged") return false;
+    await this.dispatch({ type: "reboot-allowed", bootId: await this.bootId() });
+    return true;
+  }
+
+  /** Stops an update that is still downloading; the device stays on what it runs. */
+  async cancel(): Promise<boolean> {
+    if (this.state.name !== "downloading") return false;
+    this.stageAbort?.abort();
+    await this.dispatch({ type: "cancelled" });
+    return true;
+  }
+
+  /** Resolves with the state once `done` holds (checked after each event). */
+  async waitFor(done: (state: AgentState) => boolean, timeoutMs: number): Promise<AgentState> {
+    const deadline = Date.now() + timeoutMs;
+    while (!done(this.state)) {
+      if (Date.now() > deadline) throw new Error(`timed out while ${this.state.name}`);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    await this.idle();
+    return this.state;
   }
 
   /** Re-sends the report that could not be published while the link was down. */
@@ -195,6 +247,8 @@ export class Agent {
 
   private async runStage(target: UpdateTarget): Promise<void> {
     const { settings, log } = this.options;
+    const abort = new AbortController();
+    this.stageAbort = abort;
     try {
       // Verified again: the kept copy comes from the state file on disk.
       const verified = verifySignedManifest(target.manifest, { trustedKeys: this.options.trustedKeys, now: this.now(), architecture: settings.architecture, ref: settings.ref });
@@ -202,8 +256,9 @@ export class Agent {
       const booted = (await this.deployments()).find((d) => d.booted) ?? null;
       await stageUpdate({
         sysroot: settings.sysroot,
+        rootDir: settings.rootDir,
         osname: settings.osname,
-        repoUrl: `${settings.server.replace(/\/$/, "")}/repo`,
+        repoUrl: repoUrl(settings.server),
         manifest: verified,
         bootedCommit: booted?.checksum ?? null,
         trustedKeys: this.options.trustedKeys,
@@ -211,12 +266,14 @@ export class Agent {
         stage: settings.stage,
         stallMs: settings.downloadStallSeconds * 1000,
         onProgress: (bytes, total) => this.onProgress(bytes, total),
+        signal: abort.signal,
         log,
       });
       this.progress = null;
       await this.dispatch({ type: "stage-succeeded" });
     } catch (error) {
       this.progress = null;
+      if (abort.signal.aborted) return;
       const retryable = error instanceof StageError ? error.retryable : false;
       await this.dispatch({ type: "stage-failed", error: errorChain(error), retryable });
     }
@@ -274,8 +331,12 @@ export class Agent {
     }
   }
 
+  async bootedDeployment(): Promise<Deployment | null> {
+    return (await this.deployments()).find((d) => d.booted) ?? null;
+  }
+
   private async deployments(): Promise<Deployment[]> {
-    return readDeployments({ sysroot: this.options.settings.sysroot, cmdline: await readCmdline(this.options.settings.cmdlineFile) });
+    return readDeployments({ sysroot: this.options.settings.sysroot, rootDir: this.options.settings.rootDir });
   }
 
   private async sequenceOf(commit: string): Promise<number | undefined> {

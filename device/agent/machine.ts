@@ -23,6 +23,8 @@ export interface UpdateTarget {
   from: DeploymentRef;
   /** The signed manifest as received, verified again before it is used. */
   manifest: unknown;
+  /** Asked for on the device (`apt-ostree upgrade`): stays staged until asked to reboot, whatever the strategy. */
+  manual?: boolean;
 }
 
 export type AgentState =
@@ -43,6 +45,10 @@ export type AgentEvent =
   /** The agent started: which commit the system booted, and the kernel's boot id. */
   | { type: "started"; bootedCommit: string; bootId: string }
   | { type: "stage-succeeded" }
+  /** The operator cancelled an update that was still downloading. */
+  | { type: "cancelled" }
+  /** The deployment list changed outside the agent (`apt-ostree rollback`, `cleanup -p`). */
+  | { type: "deployments-changed"; deployedCommits: string[] }
   | { type: "stage-failed"; error: string; retryable: boolean }
   /** The reboot strategy says now (immediately, in the window, or on the server's command). */
   | { type: "reboot-allowed"; bootId: string }
@@ -94,7 +100,7 @@ export function step(state: AgentState, event: AgentEvent): Transition {
       return onStarted(state, event.bootedCommit, event.bootId);
     case "stage-succeeded":
       if (state.name !== "downloading") throw new IllegalTransitionError(state.name, event.type);
-      return { state: { name: "staged", target: state.target }, effects: [{ kind: "report" }, { kind: "ask-reboot-strategy" }] };
+      return { state: { name: "staged", target: state.target }, effects: state.target.manual ? [{ kind: "report" }] : [{ kind: "report" }, { kind: "ask-reboot-strategy" }] };
     case "stage-failed": {
       if (state.name !== "downloading") throw new IllegalTransitionError(state.name, event.type);
       if (event.retryable && state.attempt < MAX_STAGE_ATTEMPTS) {
@@ -107,6 +113,14 @@ export function step(state: AgentState, event: AgentEvent): Transition {
       const tries = event.retryable ? ` after ${state.attempt} attempts` : "";
       return { state: { name: "failed", target: state.target, error: `${event.error}${tries}` }, effects: [{ kind: "report" }] };
     }
+    case "deployments-changed":
+      if (state.name === "staged" && !event.deployedCommits.includes(state.target.commit)) {
+        return { state: { name: "idle" }, effects: [{ kind: "log", level: "info", message: `the staged ${state.target.version} was removed; back to idle` }, { kind: "report" }] };
+      }
+      return { state, effects: [] };
+    case "cancelled":
+      if (state.name !== "downloading") throw new IllegalTransitionError(state.name, event.type);
+      return { state: { name: "idle" }, effects: [{ kind: "log", level: "info", message: `update ${state.target.command} to ${state.target.version} cancelled` }, { kind: "report" }] };
     case "reboot-allowed":
       if (state.name !== "staged") throw new IllegalTransitionError(state.name, event.type);
       return { state: { name: "rebooting", target: state.target, bootId: event.bootId }, effects: [{ kind: "report" }, { kind: "reboot", arm: true }] };
@@ -144,7 +158,7 @@ function onStarted(state: AgentState, booted: string, bootId: string): Transitio
     case "staged":
       // Restarted before the reboot: the strategy decides again. (A staged deployment is also
       // finalized by a clean shutdown for another reason: then it booted, and is checked.)
-      if (booted !== state.target.commit) return { state, effects: [{ kind: "report" }, { kind: "ask-reboot-strategy" }] };
+      if (booted !== state.target.commit) return { state, effects: state.target.manual ? [{ kind: "report" }] : [{ kind: "report" }, { kind: "ask-reboot-strategy" }] };
     // falls through
     case "rebooting":
     case "verifying": {

@@ -12,7 +12,7 @@ export const agentCommand = defineCommand({
   },
   notes: [
     "Settings (YAML, camelCase): server, mqtt, mqttAuth, deviceId, groups, ref, channel, architecture, osname,",
-    "sysroot, stateDir, keysDir, healthDir, cmdlineFile, bootIdFile, socket, grubenv, bootTries, rebootStrategy",
+    "sysroot, stateDir, keysDir, healthDir, rootDir, bootIdFile, socket, grubenv, bootTries, rebootStrategy",
     "(immediate|window|command), rebootWindow, rebootCommand, stage, healthTimeoutSeconds,",
     "serverReachTimeoutSeconds, checkSystemdUnits, downloadStallSeconds, pollSeconds. See docs/agent.md.",
     "Exit status: 0 after SIGTERM, 1 when it cannot start (bad config, no pinned keys), 2 on a usage error.",

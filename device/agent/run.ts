@@ -8,6 +8,7 @@ import { rebootStrategy } from "../strategy/index.ts";
 import { Agent } from "./agent.ts";
 import { loadIdentity } from "./identity.ts";
 import { connectMqtt, type MqttLink } from "./mqtt-link.ts";
+import { handleControl, serveControlSocket } from "./control-socket.ts";
 
 export interface RunningAgent {
   agent: Agent;
@@ -43,11 +44,13 @@ export async function runAgent(settings: AgentSettings, log: Logger): Promise<Ru
     log,
   });
   await agent.start();
+  const control = await serveControlSocket(settings.socket, (request) => handleControl(agent, settings, trustedKeys, request), log);
   log.info({ event: "agent.started", deviceId: identity.deviceId, state: agent.state.name }, `apt-ostreed ${identity.deviceId}: ${agent.state.name}`);
   return {
     agent,
     deviceId: identity.deviceId,
     stop: async () => {
+      await new Promise<void>((resolve) => control.close(() => resolve()));
       agent.stop();
       await agent.idle();
       await link?.close();

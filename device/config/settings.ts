@@ -28,7 +28,8 @@ export const AgentConfigSchema = z
     stateDir: z.string().min(1),
     keysDir: z.string().min(1),
     healthDir: z.string().min(1),
-    cmdlineFile: z.string().min(1),
+    /** The booted deployment is the one whose directory is this root (ostree compares device and inode the same way). */
+    rootDir: z.string().min(1),
     /** Changes on every boot: tells a restart from a reboot. */
     bootIdFile: z.string().min(1),
     socket: z.string().min(1),
@@ -70,7 +71,7 @@ export const AGENT_DEFAULTS: AgentSettings = {
   stateDir: "/var/lib/apt-ostree",
   keysDir: "/usr/lib/apt-ostree/keys.d",
   healthDir: "/etc/apt-ostree/health.d",
-  cmdlineFile: "/proc/cmdline",
+  rootDir: "/",
   bootIdFile: "/proc/sys/kernel/random/boot_id",
   socket: "/run/apt-ostree/agent.sock",
   grubenv: "/boot/grub/grubenv",
@@ -111,7 +112,7 @@ export function parseAgentConfig(text: string, source: string): AgentConfig {
 }
 
 /** Merges the fragments that exist, in order, over the defaults. */
-export async function loadAgentSettings(files: string[]): Promise<AgentSettings> {
+export async function loadAgentSettings(files: string[], options: { requireRef?: boolean } = {}): Promise<AgentSettings> {
   let settings: AgentSettings = { ...AGENT_DEFAULTS };
   for (const file of files) {
     const text = await readFile(file, "utf8").catch((error: NodeJS.ErrnoException) => {
@@ -120,6 +121,6 @@ export async function loadAgentSettings(files: string[]): Promise<AgentSettings>
     });
     if (text !== null) settings = { ...settings, ...parseAgentConfig(text, file) };
   }
-  if (!settings.ref) throw new AgentConfigError(`no 'ref' set in ${files.join(" or ")}: name the ref this device follows`);
+  if (options.requireRef !== false && !settings.ref) throw new AgentConfigError(`no 'ref' set in ${files.join(" or ")}: name the ref this device follows`);
   return settings;
 }

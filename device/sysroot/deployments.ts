@@ -1,9 +1,9 @@
 /**
  * The deployments of a sysroot in rpm-ostree's terms (booted, staged, pending, rollback), from
- * `ostree admin status`, the kernel command line and the commit objects in the sysroot's repo.
+ * `ostree admin status`, the root directory and the commit objects in the sysroot's repo.
  */
-import { readFile, realpath } from "node:fs/promises";
-import { basename, join } from "node:path";
+import { stat } from "node:fs/promises";
+import { join } from "node:path";
 import { runOstree } from "../../shared/ostree/exec.ts";
 import { parseCommitObject } from "../../shared/ostree/commit-object.ts";
 import { readCommitObject } from "../../shared/ostree/repo.ts";
@@ -31,20 +31,27 @@ export interface Deployment {
 
 export interface SysrootFacts {
   sysroot: string;
-  /** Kernel command line of this boot; its `ostree=` names the booted deployment. */
-  cmdline: string;
+  /** The running system's root: the booted deployment is the directory that is this one. */
+  rootDir: string;
 }
 
 export function sysrootRepo(sysroot: string): string {
   return join(sysroot, "ostree", "repo");
 }
 
-/** `checksum.serial` of the deployment `ostree=` points at, or null when the kernel was not booted from this sysroot. */
-export async function bootedFromCmdline(facts: SysrootFacts): Promise<string | null> {
-  const arg = facts.cmdline.split(/\s+/).find((word) => word.startsWith("ostree="));
-  if (!arg) return null;
-  const target = await realpath(join(facts.sysroot, arg.slice("ostree=".length))).catch(() => null);
-  return target ? basename(target) : null;
+/**
+ * `checksum.serial` of the deployment whose directory is the running root, like ostree's own
+ * check (same device and inode), or null when this sysroot is not what the system booted.
+ */
+export async function bootedFromRoot(facts: SysrootFacts, entries: AdminStatusEntry[]): Promise<string | null> {
+  const root = await stat(facts.rootDir).catch(() => null);
+  if (!root) return null;
+  for (const entry of entries) {
+    const name = `${entry.checksum}.${entry.serial}`;
+    const dir = await stat(join(facts.sysroot, "ostree", "deploy", entry.osname, "deploy", name)).catch(() => null);
+    if (dir && dir.dev === root.dev && dir.ino === root.ino) return name;
+  }
+  return null;
 }
 
 /** Pure: rpm-ostree's flags from ostree's boot-ordered list and the booted deployment. */
@@ -74,9 +81,5 @@ export async function readDeployments(facts: SysrootFacts): Promise<Deployment[]
     const bytes = await readCommitObject(sysrootRepo(facts.sysroot), entry.checksum).catch(() => null);
     timestamps.set(entry.checksum, bytes ? parseCommitObject(bytes).timestamp : null);
   }
-  return classifyDeployments(entries, await bootedFromCmdline(facts), timestamps);
-}
-
-export async function readCmdline(path: string): Promise<string> {
-  return (await readFile(path, "utf8").catch(() => "")).trim();
+  return classifyDeployments(entries, await bootedFromRoot(facts, entries), timestamps);
 }

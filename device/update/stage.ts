@@ -10,12 +10,12 @@ import { rm } from "node:fs/promises";
 import { join } from "node:path";
 import { AptOstreeError, errorChain } from "../../shared/errors.ts";
 import type { Logger } from "../../shared/log.ts";
-import { adminDeploy } from "../../shared/ostree/admin.ts";
 import { runOstree } from "../../shared/ostree/exec.ts";
 import { readCommitObject, readDetachedMetadata, setRef } from "../../shared/ostree/repo.ts";
 import { verifyCommit } from "../../shared/verify/commit.ts";
 import type { Delta, Manifest } from "../../shared/wire/manifest.ts";
 import { sysrootRepo } from "../sysroot/deployments.ts";
+import { deployRetaining } from "../sysroot/deploy.ts";
 import { DownloadError, downloadVerified } from "./download.ts";
 
 export class StageError extends AptOstreeError {
@@ -28,6 +28,8 @@ export class StageError extends AptOstreeError {
 
 export interface StageRequest {
   sysroot: string;
+  /** The running root, to tell which deployment is booted (see deployments.ts). */
+  rootDir: string;
   osname: string;
   /** The repo's base URL, e.g. http://server:8080/repo */
   repoUrl: string;
@@ -40,6 +42,8 @@ export interface StageRequest {
   stage: boolean;
   stallMs: number;
   onProgress: (bytes: number, total: number) => void;
+  /** Cancels the download (the operator's `apt-ostree cancel`). */
+  signal?: AbortSignal;
   log: Logger;
 }
 
@@ -70,7 +74,7 @@ export async function stageUpdate(request: StageRequest): Promise<{ via: "delta"
   }
   await setRef(repo, manifest.ref, manifest.commit);
   try {
-    await adminDeploy({ sysroot: request.sysroot, osname: request.osname, revision: manifest.ref, stage: request.stage });
+    await deployRetaining({ sysroot: request.sysroot, rootDir: request.rootDir, osname: request.osname, revision: manifest.ref, stage: request.stage });
   } catch (error) {
     throw new StageError(`cannot deploy ${manifest.version}: ${errorChain(error)}`, false, error);
   }
@@ -86,6 +90,7 @@ async function fetchDelta(request: StageRequest, delta: Delta): Promise<number> 
   for (const file of delta.files) {
     await downloadVerified(`${request.repoUrl}/${file.path}`, join(request.downloadDir, file.path), file, {
       stallMs: request.stallMs,
+      signal: request.signal,
       onBytes: (n) => {
         done.set(file.path, n);
         report();

@@ -58,7 +58,8 @@ export class AgentFixture {
       stateDir: join(device, "state", "agent"),
       keysDir: join(device, "keys.d"),
       healthDir: join(device, "health.d"),
-      cmdlineFile: this.disk.cmdlineFile,
+      rootDir: this.disk.rootDir,
+      socket: join(device, "state", "agent.sock"),
       bootIdFile: this.disk.bootIdFile,
       grubenv: this.disk.grubenv,
       bootTries: 2,
@@ -68,6 +69,13 @@ export class AgentFixture {
       serverReachTimeoutSeconds: 10,
     };
     return this;
+  }
+
+  /** The settings as an agent.yaml (JSON is YAML), for the CLI and the agent run as processes. */
+  async writeConfig(): Promise<string> {
+    const file = join(this.dir, "device", "agent.yaml");
+    await writeFile(file, JSON.stringify(this.settings, null, 1));
+    return file;
   }
 
   get rebootFlag(): string {

@@ -3,10 +3,11 @@
  * and a small bootloader that does what our grub.cfg does (DESIGN.md 5.5): read the BLS entries
  * ostree wrote, default first; if the grubenv counter (written by the agent with grub-editenv) is
  * armed, count the try down, and at 0 boot the previous entry. "Booting" writes the entry's
- * kernel command line and a fresh boot id where the agent reads them.
+ * kernel command line, a fresh boot id, and a "root" symlink to the deployment ostree= names
+ * (resolved at boot, as ostree-prepare-root does), where the agent reads them.
  */
 import { randomUUID } from "node:crypto";
-import { readdir, readFile, stat, writeFile } from "node:fs/promises";
+import { readdir, readFile, realpath, rm, stat, symlink, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { execa } from "execa";
 import { adminDeploy, adminInitFs, adminOsInit, pullLocal } from "../../shared/ostree/admin.ts";
@@ -22,6 +23,8 @@ export interface BootEntry {
 
 export class SimulatedBootloader {
   readonly cmdlineFile: string;
+  /** Stands for the running system's "/": a symlink to the booted deployment, as ostree-prepare-root mounts it. */
+  readonly rootDir: string;
   readonly bootIdFile: string;
   readonly grubenv: string;
   /** Every entry booted, oldest first: `<ostree version> <counter before>`. */
@@ -29,6 +32,7 @@ export class SimulatedBootloader {
 
   constructor(readonly sysroot: string, stateDir: string) {
     this.cmdlineFile = join(stateDir, "cmdline");
+    this.rootDir = join(stateDir, "root");
     this.bootIdFile = join(stateDir, "boot_id");
     this.grubenv = join(sysroot, "boot", "grub", "grubenv");
   }
@@ -69,6 +73,10 @@ export class SimulatedBootloader {
     const entry = entries[index]!;
     this.bootLog.push(`${entry.version} ${counter ?? "-"}`);
     await writeFile(this.cmdlineFile, `${entry.options}\n`);
+    // What ostree-prepare-root does with ostree=: resolve it now, at boot, and make that the root.
+    const deployment = await realpath(join(this.sysroot, /ostree=(\S+)/.exec(entry.options)![1]!));
+    await rm(this.rootDir, { force: true });
+    await symlink(deployment, this.rootDir);
     await writeFile(this.bootIdFile, `${randomUUID()}\n`);
     return entry;
   }

@@ -59,7 +59,7 @@ describe("the agent's update cycle on a simulated boot", () => {
     const report = (await api("devices/dev-1")).json.events.find((e: { report: { state: string } | null }) => e.report?.state === "rolled-back").report;
     expect(report.rolledBack).toEqual({ from: { commit: v3, version: "3" }, to: expect.objectContaining({ version: "2" }), reason: "required health check app.sh failed: app: port 8080 not answering\n(exit code 1)" });
     // Permanent: v3's deployment is gone, v2 is the default again.
-    const deployments = await readDeployments({ sysroot: fixture.disk.sysroot, cmdline: "" });
+    const deployments = await readDeployments({ sysroot: fixture.disk.sysroot, rootDir: "/nonexistent" });
     expect(deployments.map((d) => d.version)).not.toContain("3");
     expect(deployments[0]!.version).toBe("2");
     const rollout = await until(async () => {

@@ -95,6 +95,19 @@ describe("agent state machine", () => {
     expect(step(checking, { type: "started", bootedCommit: target.commit, bootId: "boot-2" }).effects).toContainEqual({ kind: "run-health-checks" });
   });
 
+  it("goes back to idle when a download is cancelled or the staged deployment was removed", () => {
+    expect(step({ name: "downloading", target, attempt: 1 }, { type: "cancelled" }).state).toEqual({ name: "idle" });
+    expect(step({ name: "staged", target }, { type: "deployments-changed", deployedCommits: [V1.commit] }).state).toEqual({ name: "idle" });
+    const staged: AgentState = { name: "staged", target };
+    expect(step(staged, { type: "deployments-changed", deployedCommits: [V1.commit, target.commit] })).toEqual({ state: staged, effects: [] });
+    expect(() => step({ name: "idle" }, { type: "cancelled" })).toThrow(IllegalTransitionError);
+  });
+
+  it("stays staged after a manual (CLI) update until asked to reboot", () => {
+    const manual = { ...target, manual: true };
+    expect(step({ name: "downloading", target: manual, attempt: 1 }, { type: "stage-succeeded" }).effects).toEqual([{ kind: "report" }]);
+  });
+
   it("refuses events a state cannot take", () => {
     expect(() => step({ name: "idle" }, { type: "stage-succeeded" })).toThrow(IllegalTransitionError);
     expect(() => step({ name: "idle" }, { type: "reboot-allowed", bootId: "boot-1" })).toThrow("the agent cannot take 'reboot-allowed' while idle");

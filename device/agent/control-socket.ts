@@ -1,0 +1,107 @@
+/**
+ * The agent's control socket (default /run/apt-ostree/agent.sock, 0600): the CLI sends one JSON
+ * request line and reads one JSON answer line, so operations run inside the agent, one at a time,
+ * and never race with an update the server started.
+ */
+import { chmod, mkdir, rm } from "node:fs/promises";
+import { createConnection, createServer, type Server } from "node:net";
+import { dirname } from "node:path";
+import { z } from "zod";
+import { errorChain } from "../../shared/errors.ts";
+import type { Logger } from "../../shared/log.ts";
+import { upgrade } from "../ops/upgrade.ts";
+import type { AgentSettings } from "../config/settings.ts";
+import type { Agent } from "./agent.ts";
+
+export const ControlRequestSchema = z.discriminatedUnion("op", [
+  z.object({ op: z.literal("state") }),
+  z.object({ op: z.literal("upgrade"), ref: z.string().optional(), version: z.string().optional(), check: z.boolean().optional(), reboot: z.boolean().optional() }),
+  z.object({ op: z.literal("reboot") }),
+  z.object({ op: z.literal("cancel") }),
+  /** The CLI changed the deployments: the agent checks its staged update still exists. */
+  z.object({ op: z.literal("deployments-changed") }),
+]);
+export type ControlRequest = z.infer<typeof ControlRequestSchema>;
+export type ControlAnswer = { ok: true; result: unknown } | { ok: false; code: string; error: string };
+
+export async function handleControl(agent: Agent, settings: AgentSettings, trustedKeys: Uint8Array[], request: ControlRequest): Promise<unknown> {
+  switch (request.op) {
+    case "state":
+      return { state: agent.state };
+    case "upgrade":
+      return upgrade(agent, settings, trustedKeys, request);
+    case "reboot":
+      return { rebooting: await agent.rebootNow(), state: agent.state.name };
+    case "cancel":
+      return { cancelled: await agent.cancel(), state: agent.state.name };
+    case "deployments-changed":
+      await agent.reconcile();
+      return { state: agent.state.name };
+  }
+}
+
+export async function serveControlSocket(path: string, handle: (request: ControlRequest) => Promise<unknown>, log: Logger): Promise<Server> {
+  await mkdir(dirname(path), { recursive: true, mode: 0o755 });
+  await rm(path, { force: true });
+  let busy: Promise<unknown> = Promise.resolve();
+  const server = createServer((socket) => {
+    let buffer = "";
+    socket.setEncoding("utf8");
+    socket.on("data", (chunk: string) => {
+      buffer += chunk;
+      const newline = buffer.indexOf("\n");
+      if (newline < 0) {
+        if (buffer.length > 65_536) socket.destroy();
+        return;
+      }
+      const line = buffer.slice(0, newline);
+      const answer = (async (): Promise<ControlAnswer> => {
+        let request: ControlRequest;
+        try {
+          request = ControlRequestSchema.parse(JSON.parse(line));
+        } catch (error) {
+          return { ok: false, code: "E_BAD_REQUEST", error: `bad control request: ${(error as Error).message}` };
+        }
+        // One operation at a time, in arrival order.
+        const run = busy.then(() => handle(request));
+        busy = run.catch(() => undefined);
+        try {
+          return { ok: true, result: await run };
+        } catch (error) {
+          return { ok: false, code: (error as { code?: string }).code ?? "E_FAILED", error: errorChain(error) };
+        }
+      })();
+      void answer.then((a) => socket.end(`${JSON.stringify(a)}\n`));
+    });
+    socket.on("error", () => undefined);
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(path, () => resolve());
+  });
+  await chmod(path, 0o600);
+  log.info({ event: "agent.control.listening", path }, `control socket ${path}`);
+  return server;
+}
+
+/** CLI side: the answer, or null when no agent listens on `path`. */
+export function askAgent(path: string, request: ControlRequest): Promise<ControlAnswer | null> {
+  return new Promise((resolve, reject) => {
+    const socket = createConnection(path);
+    let data = "";
+    socket.setEncoding("utf8");
+    socket.on("connect", () => socket.write(`${JSON.stringify(request)}\n`));
+    socket.on("data", (chunk: string) => (data += chunk));
+    socket.on("end", () => {
+      try {
+        resolve(JSON.parse(data) as ControlAnswer);
+      } catch {
+        reject(new Error(`the agent at ${path} answered something that is not JSON`));
+      }
+    });
+    socket.on("error", (error: NodeJS.ErrnoException) => {
+      if (error.code === "ENOENT" || error.code === "ECONNREFUSED") resolve(null);
+      else reject(error);
+    });
+  });
+}

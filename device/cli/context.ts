@@ -1,0 +1,69 @@
+/**
+ * What every `apt-ostree` command shares: `--sysroot` and `--config`, the agent's settings, and
+ * the way to an agent: the running one through its control socket, or, when none runs, one
+ * loaded in this process from the same state file (so the next boot's agent knows what was done).
+ */
+import { resolve } from "node:path";
+import type { OptionSpec } from "../../shared/cli/command.ts";
+import { AptOstreeError } from "../../shared/errors.ts";
+import { silentLogger, createLogger } from "../../shared/log.ts";
+import { readPinnedKeys } from "../../shared/sign/keys.ts";
+import { Agent } from "../agent/agent.ts";
+import { askAgent, handleControl, type ControlRequest } from "../agent/control-socket.ts";
+import { loadIdentity } from "../agent/identity.ts";
+import { CONFIG_FILES, loadAgentSettings, type AgentSettings } from "../config/settings.ts";
+import { grubenvBootCounter } from "../health/boot-counter.ts";
+import { commandStrategy } from "../strategy/command.ts";
+import { readDeployments, type Deployment } from "../sysroot/deployments.ts";
+
+export const COMMON_OPTIONS = {
+  sysroot: { type: "string", valueName: "DIR", description: "Operate on the OSTree sysroot at DIR (default: the agent's, usually /)" },
+  config: { type: "string", multiple: true, valueName: "FILE", description: `Agent config fragments (default ${CONFIG_FILES.join(", ")})` },
+} satisfies Record<string, OptionSpec>;
+
+export interface CommonOptions {
+  sysroot?: string;
+  config?: string[];
+}
+
+export async function cliSettings(options: CommonOptions): Promise<AgentSettings> {
+  const settings = await loadAgentSettings(options.config && options.config.length > 0 ? options.config.map((f) => resolve(f)) : CONFIG_FILES, { requireRef: false });
+  if (options.sysroot === undefined) return settings;
+  const sysroot = resolve(options.sysroot);
+  return { ...settings, sysroot };
+}
+
+export async function deploymentsOf(settings: AgentSettings): Promise<Deployment[]> {
+  return readDeployments({ sysroot: settings.sysroot, rootDir: settings.rootDir });
+}
+
+/** Runs a control request in the running agent, or in one loaded here when none answers. */
+export async function viaAgent(settings: AgentSettings, request: ControlRequest): Promise<unknown> {
+  const answer = await askAgent(settings.socket, request);
+  if (answer !== null) {
+    if (!answer.ok) throw new AptOstreeError(answer.code, answer.error);
+    return answer.result;
+  }
+  const trustedKeys = await readPinnedKeys(settings.keysDir).catch((error: Error) => {
+    throw new AptOstreeError("E_NO_KEYS", `cannot read the pinned server keys in ${settings.keysDir}: ${error.message}`);
+  });
+  const agent = new Agent({
+    settings,
+    identity: await loadIdentity(settings.stateDir, settings.deviceId),
+    trustedKeys,
+    bootCounter: grubenvBootCounter(settings.grubenv),
+    strategy: commandStrategy,
+    publishReport: async () => {
+      throw new Error("no broker link: the CLI works without the agent");
+    },
+    serverReached: async () => false,
+    log: process.env.APT_OSTREE_LOG_LEVEL ? createLogger({ name: "apt-ostree" }) : silentLogger(),
+  });
+  await agent.load();
+  try {
+    return await handleControl(agent, settings, trustedKeys, request);
+  } finally {
+    await agent.idle();
+    agent.stop();
+  }
+}
