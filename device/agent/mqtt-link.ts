@@ -52,14 +52,26 @@ export function connectMqtt(options: MqttLinkOptions): MqttLink {
     client.options.reconnectPeriod = MIN_RECONNECT_MS;
     log.info({ event: "agent.mqtt.connected", broker: settings.mqtt.replace(/\/\/[^@/]*@/, "//") }, "connected to the broker");
     void (async () => {
-      const topics = [deviceTopic(prefix, id, "cmd"), ...settings.groups.map((g) => groupCommandTopic(prefix, g))];
-      await client.subscribeAsync(topics, { qos: 1 });
+      await client.subscribeAsync(deviceTopic(prefix, id, "cmd"), { qos: 1 });
       if (settings.mqttAuth === "hello") await client.publishAsync(deviceTopic(prefix, id, "hello"), token(), { qos: 1 });
       await client.publishAsync(deviceTopic(prefix, id, "online"), "online", { qos: 1, retain: true });
       for (const wake of waiters) wake();
       options.onConnected();
+      await subscribeGroups(1);
     })().catch((error: Error) => log.warn({ event: "agent.mqtt.setup.failed", err: error }, `after connecting: ${error.message}`));
   });
+  // The server learns a device's groups from its reports, so a first connection may be refused
+  // its group topics until the first report is in: try again a few times.
+  const subscribeGroups = async (attempt: number): Promise<void> => {
+    if (settings.groups.length === 0 || !client.connected) return;
+    try {
+      await client.subscribeAsync(settings.groups.map((g) => groupCommandTopic(prefix, g)), { qos: 1 });
+    } catch (error) {
+      if (attempt >= 5) return log.warn({ event: "agent.mqtt.groups.refused", groups: settings.groups }, `the broker refused the group command topics: ${(error as Error).message}`);
+      await new Promise((resolve) => setTimeout(resolve, 2000 * attempt).unref());
+      await subscribeGroups(attempt + 1);
+    }
+  };
   client.on("reconnect", () => {
     // A fresh token each time (they expire), and back off while the broker stays away.
     if (settings.mqttAuth === "token") client.options.password = token();

@@ -8,6 +8,8 @@ import { rebootStrategy } from "../strategy/index.ts";
 import { Agent } from "./agent.ts";
 import { loadIdentity } from "./identity.ts";
 import { connectMqtt, type MqttLink } from "./mqtt-link.ts";
+import { acquirePidLock, LockHeldError } from "../../shared/fs/pid-lock.ts";
+import { stateLockPath } from "./state-file.ts";
 import { handleControl, serveControlSocket } from "./control-socket.ts";
 
 export interface RunningAgent {
@@ -22,6 +24,7 @@ export async function runAgent(settings: AgentSettings, log: Logger): Promise<Ru
   });
   if (trustedKeys.length === 0) throw new AptOstreeError("E_NO_KEYS", `no server key pinned in ${settings.keysDir}: the agent would trust nothing`);
   const identity = await loadIdentity(settings.stateDir, settings.deviceId);
+  const releaseLock = await takeStateLock(settings.stateDir, 60_000);
   let link: MqttLink | null = null;
   const agent = new Agent({
     settings,
@@ -54,6 +57,20 @@ export async function runAgent(settings: AgentSettings, log: Logger): Promise<Ru
       agent.stop();
       await agent.idle();
       await link?.close();
+      await releaseLock();
     },
   };
+}
+
+/** The agent owns the state file; a CLI operation running without it may hold it for a moment: wait. */
+async function takeStateLock(stateDir: string, timeoutMs: number): Promise<() => Promise<void>> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      return await acquirePidLock(stateLockPath(stateDir), "another apt-ostreed or an apt-ostree command");
+    } catch (error) {
+      if (!(error instanceof LockHeldError) || Date.now() > deadline) throw error;
+      await new Promise((resolve) => setTimeout(resolve, 200));
+    }
+  }
 }

@@ -27,6 +27,11 @@ export function stateFilePath(stateDir: string): string {
   return join(stateDir, "state.json");
 }
 
+/** Held by whoever owns the state file: the agent for its lifetime, the CLI for one operation when no agent runs. */
+export function stateLockPath(stateDir: string): string {
+  return join(stateDir, "lock");
+}
+
 export async function readAgentRecord(stateDir: string): Promise<AgentRecord> {
   const path = stateFilePath(stateDir);
   const text = await readFile(path, "utf8").catch((error: NodeJS.ErrnoException) => {

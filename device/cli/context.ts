@@ -3,6 +3,7 @@
  * the way to an agent: the running one through its control socket, or, when none runs, one
  * loaded in this process from the same state file (so the next boot's agent knows what was done).
  */
+import { mkdir } from "node:fs/promises";
 import { resolve } from "node:path";
 import type { OptionSpec } from "../../shared/cli/command.ts";
 import { AptOstreeError } from "../../shared/errors.ts";
@@ -11,6 +12,8 @@ import { readPinnedKeys } from "../../shared/sign/keys.ts";
 import { Agent } from "../agent/agent.ts";
 import { askAgent, handleControl, type ControlRequest } from "../agent/control-socket.ts";
 import { loadIdentity } from "../agent/identity.ts";
+import { stateLockPath } from "../agent/state-file.ts";
+import { acquirePidLock, LockHeldError } from "../../shared/fs/pid-lock.ts";
 import { CONFIG_FILES, loadAgentSettings, type AgentSettings } from "../config/settings.ts";
 import { grubenvBootCounter } from "../health/boot-counter.ts";
 import { commandStrategy } from "../strategy/command.ts";
@@ -39,11 +42,31 @@ export async function deploymentsOf(settings: AgentSettings): Promise<Deployment
 
 /** Runs a control request in the running agent, or in one loaded here when none answers. */
 export async function viaAgent(settings: AgentSettings, request: ControlRequest): Promise<unknown> {
-  const answer = await askAgent(settings.socket, request);
-  if (answer !== null) {
-    if (!answer.ok) throw new AptOstreeError(answer.code, answer.error);
-    return answer.result;
+  const deadline = Date.now() + 60_000;
+  let release: (() => Promise<void>) | null = null;
+  while (release === null) {
+    const answer = await askAgent(settings.socket, request);
+    if (answer !== null) {
+      if (!answer.ok) throw new AptOstreeError(answer.code, answer.error);
+      return answer.result;
+    }
+    try {
+      await mkdir(settings.stateDir, { recursive: true, mode: 0o700 });
+      release = await acquirePidLock(stateLockPath(settings.stateDir), "apt-ostreed");
+    } catch (error) {
+      // The agent is starting (it holds the lock before its socket listens): ask it again shortly.
+      if (!(error instanceof LockHeldError) || Date.now() > deadline) throw error;
+      await new Promise((resolve) => setTimeout(resolve, 200));
+    }
   }
+  try {
+    return await runHere(settings, request);
+  } finally {
+    await release();
+  }
+}
+
+async function runHere(settings: AgentSettings, request: ControlRequest): Promise<unknown> {
   const trustedKeys = await readPinnedKeys(settings.keysDir).catch((error: Error) => {
     throw new AptOstreeError("E_NO_KEYS", `cannot read the pinned server keys in ${settings.keysDir}: ${error.message}`);
   });

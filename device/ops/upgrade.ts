@@ -50,7 +50,10 @@ export async function upgrade(agent: Agent, settings: AgentSettings, trustedKeys
   const available = manifest.commit !== booted?.checksum;
   if (request.check || !available) return { available, manifest: summary, booted: bootedRef, state: agent.state.name };
   const current = agent.state;
-  if (current.name === "staged" && current.target.commit === manifest.commit) return { available, manifest: summary, booted: bootedRef, state: current.name };
+  if (current.name === "staged" && current.target.commit === manifest.commit) {
+    if (request.reboot) await agent.rebootNow();
+    return { available, manifest: summary, booted: bootedRef, state: agent.state.name };
+  }
   if (current.name === "downloading" || current.name === "staged" || current.name === "rebooting" || current.name === "verifying") {
     const advice = current.name === "downloading" ? "wait or run 'apt-ostree cancel'" : current.name === "staged" ? "reboot into it, or drop it with 'apt-ostree cleanup -p'" : "wait for it to finish";
     throw new UpgradeError("E_BUSY", `an update to ${current.target.version} is ${current.name}; ${advice}`);

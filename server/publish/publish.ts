@@ -15,7 +15,7 @@ import type { Delta, Manifest } from "../../shared/wire/manifest.ts";
 import { readChannelManifest, writeChannelManifest } from "./channel.ts";
 import { ensureDelta } from "./deltas.ts";
 import { commitHistory } from "./history.ts";
-import { acquireLock } from "./lock.ts";
+import { acquirePidLock } from "../../shared/fs/pid-lock.ts";
 import { signCommit } from "./sign-commit.ts";
 import { updateSignedSummary } from "./signed-summary.ts";
 
@@ -59,7 +59,7 @@ export async function publish(options: PublishOptions): Promise<PublishResult> {
   const now = (options.now ?? (() => new Date()))();
   const commit = await resolveRef(repo, ref);
   if (commit === null) throw new PublishError(`ref '${ref}' does not exist in ${repo}; compose it first`);
-  const release = await acquireLock(join(repo, "apt-ostree-publish.lock"));
+  const release = await acquirePidLock(join(repo, "apt-ostree-publish.lock"), "another publish");
   try {
     const history = await commitHistory(repo, commit, options.deltaDepth);
     const { info } = history[0]!;

@@ -82,8 +82,8 @@ export class AgentFixture {
     return join(this.dir, "reboot-requested");
   }
 
-  async publishVersion(version: number, options: { publish?: boolean } = {}): Promise<string> {
-    const commit = await commitSyntheticImage(this.repo, REF, this.dir, { version: String(version), sequence: version, payloadBytes: 200_000, payloadSeed: `v${version}` });
+  async publishVersion(version: number, options: { publish?: boolean; payloadBytes?: number } = {}): Promise<string> {
+    const commit = await commitSyntheticImage(this.repo, REF, this.dir, { version: String(version), sequence: version, payloadBytes: options.payloadBytes ?? 200_000, payloadSeed: `v${version}` });
     this.commits.set(version, commit);
     if (options.publish !== false) await publish({ repo: this.repo, ref: REF, key: this.key, channel: "stable", deltaDepth: 2, expiresInSeconds: 86400, log: silentLogger() });
     return commit;

@@ -1,0 +1,115 @@
+/**
+ * apt-ostreed as a real process, killed with SIGKILL in every state an update passes through
+ * (downloading, staged, rebooting, verifying, healthy, failed) and started again: it resumes
+ * where it was, the update lands exactly once, the boot counter is armed and blessed once, and
+ * the server accepts every report (the counter survives the kills).
+ */
+import { spawn, type ChildProcess } from "node:child_process";
+import { access, chmod, mkdir, open, readFile, rm, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { execa } from "execa";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { stateFilePath } from "../../../device/agent/state-file.ts";
+import { readDeployments } from "../../../device/sysroot/deployments.ts";
+import { signCommand } from "../../../shared/wire/command.ts";
+import { manifestPath, signManifest } from "../../../shared/wire/manifest.ts";
+import { AgentFixture, REF } from "../../helpers/agent-fixture.ts";
+import { AGENT_CLI, DEVICE_CLI } from "../../helpers/cli.ts";
+import { until } from "../../helpers/wait.ts";
+
+const fixture = new AgentFixture();
+let config: string;
+let agent: ChildProcess | null = null;
+const killedIn: string[] = [];
+
+async function agentState(): Promise<string | null> {
+  const text = await readFile(stateFilePath(fixture.settings.stateDir), "utf8").catch(() => null);
+  try {
+    return text ? (JSON.parse(text).state.name as string) : null;
+  } catch {
+    return null;
+  }
+}
+
+async function startProcess(): Promise<void> {
+  const log = await open(join(fixture.dir, "agent.log"), "a");
+  agent = spawn(process.execPath, [AGENT_CLI, "--config", config], { stdio: ["ignore", log.fd, log.fd] });
+  agent.once("exit", () => void log.close());
+}
+
+async function kill9(): Promise<void> {
+  const child = agent!;
+  agent = null;
+  if (child.exitCode === null) {
+    const exited = new Promise((resolve) => child.once("exit", resolve));
+    child.kill("SIGKILL");
+    await exited;
+  }
+}
+
+/** Waits (polling fast) until the persisted state is `name`, kills the agent there, starts it again. */
+async function killIn(name: string, ms = 60_000): Promise<void> {
+  await until(async () => (await agentState()) === name, `the agent to be ${name}`, ms);
+  await kill9();
+  killedIn.push(name);
+  await startProcess();
+}
+
+beforeAll(async () => {
+  await fixture.setUp("agent-kill");
+  fixture.settings = { ...fixture.settings, rebootStrategy: "command", serverReachTimeoutSeconds: 30 };
+  config = await fixture.writeConfig();
+  await mkdir(join(fixture.settings.healthDir, "required"), { recursive: true });
+  const slowCheck = join(fixture.settings.healthDir, "required", "slow.sh");
+  await writeFile(slowCheck, "#!/bin/sh\nsleep 2\necho fine\n");
+  await chmod(slowCheck, 0o755);
+  await startProcess();
+  await until(async () => (await fixture.device())?.booted?.version === "1", "the agent process to report v1", 30_000);
+}, 90_000);
+
+afterAll(async () => {
+  await kill9().catch(() => undefined);
+  await fixture.tearDown();
+});
+
+describe("apt-ostreed killed with -9 in every state", () => {
+  it("resumes each time and lands v2 exactly once", async () => {
+    // A heavier payload keeps the agent in "downloading" (fetch, apply, deploy) long enough to be killed there.
+    const v2 = await fixture.publishVersion(2, { payloadBytes: 20_000_000 });
+    const { json } = await fixture.api("rollouts", { ref: REF, select: { devices: ["dev-1"] }, waves: "100%", waveDelay: "0s", waveTimeout: "10m" });
+    await killIn("downloading", 30_000);
+    await killIn("staged", 120_000);
+    // The reboot strategy is "command": the operator asks for it.
+    const reboot = await execa(process.execPath, [DEVICE_CLI, "upgrade", "--reboot", "--config", config], { reject: false });
+    expect(reboot.exitCode, reboot.stderr).toBe(0);
+    await killIn("rebooting");
+    // Restarted in the same boot, it asks for the reboot again instead of calling it a fallback.
+    await until(() => access(fixture.rebootFlag).then(() => true, () => false), "the reboot request");
+    await rm(fixture.rebootFlag);
+    await kill9();
+    await fixture.disk.boot();
+    await startProcess();
+    await killIn("verifying");
+    await killIn("healthy", 60_000);
+    await until(async () => ((await fixture.api(`rollouts/${json.rollout.id}`)).json.rollout.progress.state === "completed" ? true : null), "the rollout to complete", 30_000);
+    expect(killedIn).toEqual(["downloading", "staged", "rebooting", "verifying", "healthy"]);
+    const deployments = await readDeployments({ sysroot: fixture.disk.sysroot, rootDir: fixture.disk.rootDir });
+    expect(deployments.filter((d) => d.checksum === v2)).toHaveLength(1);
+    expect(deployments[0]).toMatchObject({ checksum: v2, booted: true });
+    expect(fixture.disk.bootLog.filter((line) => line.startsWith("3 ") || line.endsWith(" 2"))).toHaveLength(1);
+    expect((await fixture.disk.readEnv()).boot_counter).toBeUndefined();
+    expect(await fixture.device()).toMatchObject({ state: "healthy", booted: { version: "2" } });
+    const rejected = (await (await fetch(`http://127.0.0.1:${fixture.server.httpPort}/metrics`)).text()).match(/aptostree_mqtt_reports_total\{outcome="E_REPORT_REPLAY"\} (\d+)/);
+    expect(rejected).toBeNull();
+  }, 300_000);
+
+  it("keeps a failed outcome across a kill and reports it again", async () => {
+    const unsigned = await fixture.publishVersion(3, { publish: false });
+    const published = JSON.parse(await readFile(join(fixture.repo, manifestPath("stable", REF)), "utf8")).manifest;
+    const command = signCommand({ type: "update", id: "r-unsigned", issued: new Date().toISOString(), manifest: signManifest({ ...published, commit: unsigned, version: "3", sequence: 3, deltas: [] }, [fixture.key]) }, [fixture.key]);
+    await fixture.server.broker.publish("apt-ostree/devices/dev-1/cmd", command, true);
+    await killIn("failed", 60_000);
+    await until(async () => ((await fixture.events()).filter((e) => e.report?.state === "failed" && e.report.command === "r-unsigned").length >= 2 ? true : null), "the failed outcome reported again after the restart", 30_000);
+    expect(await agentState()).toBe("failed");
+  }, 120_000);
+});
