@@ -1,0 +1,60 @@
+/**
+ * The esbuild bundles on Debian bookworm's own Node.js 18 (the image's runtime), with no
+ * node_modules beside them: the bundled apt-ostreed enrolls, reports and stages an update from
+ * the real server; the bundled apt-ostree reads the result.
+ */
+import { spawn } from "node:child_process";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { bundleDevice } from "../../../device/bundle.ts";
+import { AgentFixture, REF } from "../../helpers/agent-fixture.ts";
+import { ensureNode18Root, runInRoot } from "../../helpers/debian-node18.ts";
+import { until } from "../../helpers/wait.ts";
+
+const fixture = new AgentFixture();
+let root: string;
+let agentBundle: string;
+let cliBundle: string;
+let config: string;
+let stopAgent: (() => void) | null = null;
+
+beforeAll(async () => {
+  root = await ensureNode18Root();
+  await fixture.setUp("bundle");
+  fixture.settings = { ...fixture.settings, rebootStrategy: "command" };
+  config = await fixture.writeConfig();
+  const outputs = await bundleDevice(join(fixture.dir, "dist"));
+  agentBundle = join(fixture.dir, "dist", "apt-ostreed.mjs");
+  cliBundle = join(fixture.dir, "dist", "apt-ostree.mjs");
+  expect(outputs.map((f) => f.split("/").pop()).sort()).toEqual(["apt-ostree.mjs", "apt-ostreed.mjs"]);
+}, 300_000);
+
+afterAll(async () => {
+  stopAgent?.();
+  await fixture.tearDown();
+});
+
+describe("the device bundles on Debian's Node.js 18", () => {
+  it("runs on node 18 without node_modules", async () => {
+    expect((await runInRoot(root, ["node", "--version"])).stdout).toMatch(/^v18\./);
+    const help = await runInRoot(root, ["node", agentBundle, "--help"]);
+    expect(help.exitCode, help.stderr).toBe(0);
+    expect(help.stdout).toMatch(/Usage: apt-ostreed/);
+    const bad = await runInRoot(root, ["node", agentBundle, "--config", "/nonexistent/agent.yaml"]);
+    expect(bad.exitCode).toBe(1);
+    expect(bad.stderr).toMatch(/no 'ref' set/);
+  });
+
+  it("enrolls, reports and stages an update; the CLI bundle shows it", async () => {
+    const script = `mount --rbind /dev "$R/dev"; mount -t proc proc "$R/proc"; mount --bind /tmp "$R/tmp"; exec chroot "$R" node '${agentBundle}' --config '${config}'`;
+    const child = spawn("unshare", ["--mount", "--propagation", "private", "--fork", "--kill-child", "sh", "-c", script], { env: { PATH: "/usr/sbin:/usr/bin:/sbin:/bin", R: root }, stdio: "ignore" });
+    stopAgent = () => child.kill("SIGKILL");
+    await until(async () => (await fixture.device())?.booted?.version === "1", "the bundled agent to report v1", 60_000);
+    const v2 = await fixture.publishVersion(2);
+    await fixture.api("rollouts", { ref: REF, select: { devices: ["dev-1"] }, waves: "100%", waveDelay: "0s", waveTimeout: "5m" });
+    await until(async () => ((await fixture.device()).state === "staged" ? true : null), "the bundled agent to stage v2", 60_000);
+    const status = await runInRoot(root, ["node", cliBundle, "status", "--json", "--config", config]);
+    expect(status.exitCode, status.stderr).toBe(0);
+    expect(JSON.parse(status.stdout)).toMatchObject({ state: "staged", deployments: [{ checksum: v2, pending: true }, { version: "1", booted: true }] });
+  }, 120_000);
+});
