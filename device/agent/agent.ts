@@ -6,8 +6,8 @@
  */
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
-import { execa } from "execa";
-import { errorChain } from "../../shared/errors.ts";
+import { AptOstreeError, errorChain } from "../../shared/errors.ts";
+import { runProgram } from "../../shared/process/run.ts";
 import type { Logger } from "../../shared/log.ts";
 import { parseCommitObject, metadataString } from "../../shared/ostree/commit-object.ts";
 import { runOstree } from "../../shared/ostree/exec.ts";
@@ -225,7 +225,8 @@ export class Agent {
       case "reboot":
         if (effect.arm) await this.options.bootCounter.arm(settings.bootTries);
         log.warn({ event: "agent.reboot", command: settings.rebootCommand }, "rebooting");
-        await execa(settings.rebootCommand[0]!, settings.rebootCommand.slice(1), { stdio: "ignore" });
+        const result = await runProgram(settings.rebootCommand[0]!, settings.rebootCommand.slice(1));
+        if (result.exitCode !== 0) throw new AptOstreeError("E_REBOOT", `${settings.rebootCommand.join(" ")} exited ${result.exitCode ?? result.signal}: ${result.stderr}`);
         return;
       case "run-health-checks":
         this.later(0, async () => {

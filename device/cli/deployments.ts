@@ -3,7 +3,7 @@ import { spawnSync } from "node:child_process";
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { execa } from "execa";
+import { runProgram } from "../../shared/process/run.ts";
 import { defineCommand, printResult } from "../../shared/cli/command.ts";
 import { AptOstreeError, UsageError } from "../../shared/errors.ts";
 import { runOstree } from "../../shared/ostree/exec.ts";
@@ -18,7 +18,8 @@ async function undeploy(settings: AgentSettings, index: number): Promise<void> {
 }
 
 async function reboot(settings: AgentSettings): Promise<void> {
-  await execa(settings.rebootCommand[0]!, settings.rebootCommand.slice(1), { stdio: "inherit" });
+  const result = await runProgram(settings.rebootCommand[0]!, settings.rebootCommand.slice(1), { stdio: "inherit" });
+  if (result.exitCode !== 0) throw new AptOstreeError("E_REBOOT", `${settings.rebootCommand.join(" ")} exited ${result.exitCode ?? result.signal}`);
 }
 
 export const rollbackCommand = defineCommand({

@@ -6,7 +6,7 @@
  */
 import { mkdir, stat } from "node:fs/promises";
 import { dirname } from "node:path";
-import { execa } from "execa";
+import { runProgram } from "../../shared/process/run.ts";
 import { AptOstreeError } from "../../shared/errors.ts";
 
 export interface BootCounter {
@@ -21,16 +21,17 @@ export class BootCounterError extends AptOstreeError {
 }
 
 async function editenv(file: string, args: string[]): Promise<void> {
-  try {
-    if (!(await stat(file).catch(() => null))) {
-      await mkdir(dirname(file), { recursive: true });
-      await execa("grub-editenv", [file, "create"]);
-    }
-    await execa("grub-editenv", [file, ...args]);
-  } catch (error) {
-    const detail = (error as { code?: string }).code === "ENOENT" ? "grub-editenv is not installed (apt-get install grub-common)" : ((error as { stderr?: string }).stderr ?? (error as Error).message);
-    throw new BootCounterError(`cannot update the boot counter in ${file}: ${detail}`, error);
+  const run = async (argv: string[]) => {
+    const result = await runProgram("grub-editenv", argv).catch((error: NodeJS.ErrnoException) => {
+      throw new BootCounterError(`cannot update the boot counter in ${file}: ${error.code === "ENOENT" ? "grub-editenv is not installed (apt-get install grub-common)" : error.message}`, error);
+    });
+    if (result.exitCode !== 0) throw new BootCounterError(`cannot update the boot counter in ${file}: ${result.stderr || `grub-editenv exited ${result.exitCode}`}`);
+  };
+  if (!(await stat(file).catch(() => null))) {
+    await mkdir(dirname(file), { recursive: true });
+    await run([file, "create"]);
   }
+  await run([file, ...args]);
 }
 
 export function grubenvBootCounter(file: string): BootCounter {

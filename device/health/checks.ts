@@ -5,7 +5,7 @@
  */
 import { readdir, stat } from "node:fs/promises";
 import { join } from "node:path";
-import { execa } from "execa";
+import { runProgram } from "../../shared/process/run.ts";
 
 export interface HealthResult {
   name: string;
@@ -41,8 +41,8 @@ async function executables(dir: string): Promise<string[]> {
 }
 
 async function runScript(path: string, timeoutMs: number): Promise<{ ok: boolean; output: string }> {
-  const result = await execa(path, [], { all: true, reject: false, timeout: timeoutMs, stdin: "ignore" });
-  const output = (result.all ?? "").slice(-MAX_CHECK_OUTPUT);
+  const result = await runProgram(path, [], { timeoutMs }).catch((error: Error) => ({ exitCode: null, signal: null, all: error.message, timedOut: false }));
+  const output = result.all.slice(-MAX_CHECK_OUTPUT);
   if (result.timedOut) return { ok: false, output: `${output}\n(timed out after ${timeoutMs / 1000} s)`.slice(-MAX_CHECK_OUTPUT) };
   if (result.exitCode !== 0) return { ok: false, output: `${output}${output ? "\n" : ""}(exit code ${result.exitCode ?? result.signal})`.slice(-MAX_CHECK_OUTPUT) };
   return { ok: true, output };
@@ -67,7 +67,7 @@ export const systemdUnitsCheck: BuiltinCheck = {
   name: "systemd-units",
   kind: "required",
   async run() {
-    const result = await execa("systemctl", ["--failed", "--plain", "--no-legend", "--no-pager"], { reject: false });
+    const result = await runProgram("systemctl", ["--failed", "--plain", "--no-legend", "--no-pager"]);
     if (result.exitCode !== 0) return { ok: false, output: result.stderr || `systemctl exited ${result.exitCode}` };
     const failed = result.stdout.split("\n").filter(Boolean);
     return { ok: failed.length === 0, output: failed.length === 0 ? "no failed units" : `failed units:\n${failed.join("\n")}` };

@@ -1,5 +1,4 @@
 /** The channel manifest a ref's channel publishes (`<server>/repo/channels/<channel>/<ref>.json`), fetched with undici. */
-import { request } from "undici";
 import { AptOstreeError } from "../../shared/errors.ts";
 import { manifestPath } from "../../shared/wire/manifest.ts";
 
@@ -16,6 +15,8 @@ export function repoUrl(server: string): string {
 /** The signed manifest as JSON (not yet verified: the caller verifies it against the pinned keys). */
 export async function fetchChannelManifest(server: string, channel: string, ref: string): Promise<unknown> {
   const url = `${repoUrl(server)}/${manifestPath(channel, ref)}`;
+  // Loaded on first use: an idle agent does not carry an HTTP client (~11 MB resident).
+  const { request } = await import("undici");
   let response;
   try {
     response = await request(url, { method: "GET", headersTimeout: 30_000, bodyTimeout: 60_000 });

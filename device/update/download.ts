@@ -7,7 +7,7 @@
 import { createWriteStream } from "node:fs";
 import { mkdir, rename, rm, stat } from "node:fs/promises";
 import { dirname } from "node:path";
-import { request, type Dispatcher } from "undici";
+import type { Dispatcher } from "undici";
 import { AptOstreeError } from "../../shared/errors.ts";
 import { verifyDeltaFile } from "../../shared/verify/delta-file.ts";
 import type { DeltaFile } from "../../shared/wire/manifest.ts";
@@ -76,6 +76,8 @@ async function fetchInto(url: string, part: string, have: number, options: Downl
     watchdog = setTimeout(onStall, options.stallMs);
   };
   try {
+    // Loaded on first use: an idle agent does not carry an HTTP client (~11 MB resident).
+    const { request } = await import("undici");
     const response = await request(url, { method: "GET", headers: have > 0 ? { range: `bytes=${have}-` } : {}, signal, dispatcher: options.dispatcher });
     if (response.statusCode !== 200 && response.statusCode !== 206) {
       await response.body.dump();

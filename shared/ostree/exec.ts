@@ -1,4 +1,4 @@
-import { execa } from "execa";
+import { runProgram } from "../process/run.ts";
 import { AptOstreeError } from "../errors.ts";
 
 /** `ostree` exited non-zero: carries the argv and ostree's own message. */
@@ -24,19 +24,15 @@ export interface OstreeRunOptions {
 
 /** Runs the real `ostree` binary and returns its stdout; a non-zero exit becomes an OstreeError. */
 export async function runOstree(argv: string[], options: OstreeRunOptions = {}): Promise<string> {
+  let result;
   try {
-    const result = await execa("ostree", argv, {
-      env: options.env,
-      cancelSignal: options.signal,
-      stripFinalNewline: true,
-      lines: false,
-    });
-    return result.stdout;
+    result = await runProgram("ostree", argv, { env: options.env, signal: options.signal });
   } catch (error) {
-    const failure = error as { exitCode?: number; stderr?: string; code?: string; shortMessage?: string };
-    if (failure.code === "ENOENT") {
+    if ((error as NodeJS.ErrnoException).code === "ENOENT") {
       throw new AptOstreeError("E_OSTREE_MISSING", "the 'ostree' binary is not installed (apt-get install ostree)", { cause: error });
     }
-    throw new OstreeError(argv, failure.exitCode, failure.stderr ?? failure.shortMessage ?? "", error);
+    throw new OstreeError(argv, undefined, (error as Error).message, error);
   }
+  if (result.exitCode !== 0) throw new OstreeError(argv, result.exitCode ?? undefined, result.stderr || (result.signal ? `killed by ${result.signal}` : ""));
+  return result.stdout;
 }

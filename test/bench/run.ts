@@ -3,13 +3,15 @@
  * Markdown and saved to test/artifacts/bench.md. With no argument every benchmark runs.
  *   image  compose overhead, update size, publish time (test/bench/image.ts; ~25 min)
  *   fleet  1k and 10k devices on one server, embedded aedes and mosquitto (test/bench/fleet.ts)
+ *   agent  update overhead against bare ostree, idle RSS and CPU of the bundle (test/bench/agent.ts)
  */
 import { mkdir, writeFile } from "node:fs/promises";
 import { availableParallelism } from "node:os";
 import { benchFleet, fleetTable, type FleetRun } from "./fleet.ts";
 import { benchImage } from "./image.ts";
+import { benchAgent } from "./agent.ts";
 
-const BENCHES = ["image", "fleet"] as const;
+const BENCHES = ["image", "fleet", "agent"] as const;
 type Bench = (typeof BENCHES)[number];
 
 const lines: string[] = [];
@@ -48,6 +50,7 @@ async function main(): Promise<void> {
   say();
   if (chosen.includes("image")) await benchImage(say);
   if (chosen.includes("fleet")) await fleet();
+  if (chosen.includes("agent")) await benchAgent(say);
   await mkdir(new URL("../artifacts/", import.meta.url), { recursive: true });
   await writeFile(new URL("../artifacts/bench.md", import.meta.url), `${lines.join("\n")}\n`);
 }
