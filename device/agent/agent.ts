@@ -29,6 +29,8 @@ import { readAgentRecord, writeAgentRecord, type AgentRecord } from "./state-fil
 import { buildReport } from "./report.ts";
 
 export const AGENT_VERSION = "0.1.0";
+/** Report counters reserved per write of the state file. */
+const COUNTER_BLOCK = 64;
 
 export interface AgentOptions {
   settings: AgentSettings;
@@ -55,6 +57,10 @@ export class Agent {
   private readonly timers = new Set<NodeJS.Timeout>();
   private stopped = false;
   private stageAbort: AbortController | null = null;
+  /** The deployment list as last read; dropped whenever the agent or the CLI changes it. */
+  private deploymentsCache: Promise<Deployment[]> | null = null;
+  /** The last report counter used in this process; null until the first report. */
+  private nextCounter: number | null = null;
   private readonly now: () => Date;
 
   constructor(private readonly options: AgentOptions) {
@@ -148,6 +154,7 @@ export class Agent {
 
   /** After the CLI changed the deployment list: a staged update that is gone no longer is one. */
   async reconcile(): Promise<void> {
+    this.forgetDeployments();
     await this.dispatch({ type: "deployments-changed", deployedCommits: (await this.deployments()).map((d) => d.checksum) });
   }
 
@@ -271,9 +278,11 @@ export class Agent {
         log,
       });
       this.progress = null;
+      this.forgetDeployments();
       await this.dispatch({ type: "stage-succeeded" });
     } catch (error) {
       this.progress = null;
+      this.forgetDeployments();
       if (abort.signal.aborted) return;
       const retryable = error instanceof StageError ? error.retryable : false;
       await this.dispatch({ type: "stage-failed", error: errorChain(error), retryable });
@@ -293,6 +302,7 @@ export class Agent {
     const index = deployments.findIndex((d) => d.checksum === badCommit && !d.booted);
     if (index < 0) return;
     await runOstree(["admin", "undeploy", `--sysroot=${this.options.settings.sysroot}`, String(index)]);
+    this.forgetDeployments();
     this.options.log.warn({ event: "agent.rollback.permanent", commit: badCommit }, `removed the failed deployment ${badCommit.slice(0, 12)}`);
   }
 
@@ -321,9 +331,13 @@ export class Agent {
   }
 
   private async sendReport(report: Report): Promise<void> {
-    this.record = { ...this.record, reportCounter: this.record.reportCounter + 1 };
-    await writeAgentRecord(this.options.settings.stateDir, this.record);
-    const payload = signReport({ ...report, counter: this.record.reportCounter, sent: this.now().toISOString() }, this.options.identity.key);
+    if (this.nextCounter === null || this.nextCounter >= this.record.reportCounter) {
+      this.nextCounter ??= this.record.reportCounter;
+      this.record = { ...this.record, reportCounter: this.nextCounter + COUNTER_BLOCK };
+      await writeAgentRecord(this.options.settings.stateDir, this.record);
+    }
+    const counter = ++this.nextCounter;
+    const payload = signReport({ ...report, counter, sent: this.now().toISOString() }, this.options.identity.key);
     try {
       await this.options.publishReport(payload);
       this.unsentReport = null;
@@ -336,8 +350,16 @@ export class Agent {
     return (await this.deployments()).find((d) => d.booted) ?? null;
   }
 
-  private async deployments(): Promise<Deployment[]> {
-    return readDeployments({ sysroot: this.options.settings.sysroot, rootDir: this.options.settings.rootDir });
+  private deployments(): Promise<Deployment[]> {
+    this.deploymentsCache ??= readDeployments({ sysroot: this.options.settings.sysroot, rootDir: this.options.settings.rootDir }).catch((error: unknown) => {
+      this.deploymentsCache = null;
+      throw error;
+    });
+    return this.deploymentsCache;
+  }
+
+  private forgetDeployments(): void {
+    this.deploymentsCache = null;
   }
 
   private async sequenceOf(commit: string): Promise<number | undefined> {

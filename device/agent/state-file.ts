@@ -11,7 +11,11 @@ import type { AgentState } from "./machine.ts";
 
 export interface AgentRecord {
   state: AgentState;
-  /** The counter of the last report signed; the next one is above it (the server refuses replays). */
+  /**
+   * A ceiling on the counters of reports signed so far: counters are handed out below it without
+   * touching the disk, and the ceiling is raised (persisted) a block at a time. After a restart,
+   * counting resumes at the ceiling, above anything sent (the server refuses replays).
+   */
   reportCounter: number;
 }
 
