@@ -62,7 +62,7 @@ export type AgentEffect =
   /** Reboot; `arm`: first arm the boot counter (a new deployment's first boot, not a retry after a failed check). */
   | { kind: "reboot"; arm: boolean }
   | { kind: "run-health-checks" }
-  /** Reset the boot counter: this boot is good. */
+  /** Clear the boot counter: this boot is good (or, after a fallback, the fallback is now the default). */
   | { kind: "bless" }
   /** Remove the deployment that failed so the fallback stays the default. */
   | { kind: "make-rollback-permanent"; badCommit: string }
@@ -174,10 +174,16 @@ function onStarted(state: AgentState, booted: string, bootId: string): Transitio
         const why = failed.length > 0
           ? `required health check ${failed.map((r) => `${r.name} failed: ${r.output.trim() || "(no output)"}`).join("; ")}`
           : `${target.version} did not boot; the bootloader fell back to ${target.from.version}`;
-        return { state: { name: "rolled-back", target, reason: why, health: failed }, effects: [{ kind: "make-rollback-permanent", badCommit: target.commit }, { kind: "report" }] };
+        return { state: { name: "rolled-back", target, reason: why, health: failed }, effects: [{ kind: "make-rollback-permanent", badCommit: target.commit }, { kind: "bless" }, { kind: "report" }] };
       }
       return { state: { name: "failed", target, error: `booted ${booted.slice(0, 12)}, which is neither ${target.version} nor ${target.from.version}` }, effects: [{ kind: "report" }] };
     }
+    case "healthy":
+      // Killed between persisting "healthy" and blessing: bless again (it is idempotent).
+      return { state, effects: [{ kind: "bless" }, { kind: "report" }] };
+    case "rolled-back":
+      // Likewise for the undeploy of the bad deployment and clearing the spent counter.
+      return { state, effects: [{ kind: "make-rollback-permanent", badCommit: state.target.commit }, { kind: "bless" }, { kind: "report" }] };
     default:
       return { state, effects: [{ kind: "report" }] };
   }

@@ -62,6 +62,12 @@ describe("the agent's update cycle on a simulated boot", () => {
     const deployments = await readDeployments({ sysroot: fixture.disk.sysroot, rootDir: "/nonexistent" });
     expect(deployments.map((d) => d.version)).not.toContain("3");
     expect(deployments[0]!.version).toBe("2");
+    // The spent counter is cleared: the next boot starts v2 without a fallback.
+    expect((await fixture.disk.readEnv()).boot_counter).toBeUndefined();
+    await fixture.stopAgent();
+    await fixture.disk.boot();
+    expect(fixture.disk.bootLog.at(-1)).toMatch(/ -$/);
+    expect((await readDeployments({ sysroot: fixture.disk.sysroot, rootDir: fixture.disk.rootDir })).find((d) => d.booted)?.version).toBe("2");
     const rollout = await until(async () => {
       const r = (await api(`rollouts/${json.rollout.id}`)).json.rollout;
       return r.progress.state === "paused" ? r : null;

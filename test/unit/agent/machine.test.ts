@@ -33,7 +33,7 @@ describe("agent state machine", () => {
     expect(t.state).toMatchObject({ name: "verifying", bootId: "boot-3", failedChecks: [failedCheck] });
     t = step(t.state, { type: "started", bootedCommit: V1.commit, bootId: "boot-4" });
     expect(t.state).toMatchObject({ name: "rolled-back", reason: "required health check app.sh failed: app did not answer" });
-    expect(t.effects).toEqual([{ kind: "make-rollback-permanent", badCommit: target.commit }, { kind: "report" }]);
+    expect(t.effects).toEqual([{ kind: "make-rollback-permanent", badCommit: target.commit }, { kind: "bless" }, { kind: "report" }]);
   });
 
   it("says the new version did not boot when the bootloader fell back before any check ran", () => {
@@ -106,6 +106,15 @@ describe("agent state machine", () => {
   it("stays staged after a manual (CLI) update until asked to reboot", () => {
     const manual = { ...target, manual: true };
     expect(step({ name: "downloading", target: manual, attempt: 1 }, { type: "stage-succeeded" }).effects).toEqual([{ kind: "report" }]);
+  });
+
+  it("finishes what a kill interrupted after an outcome was persisted: bless, permanent rollback", () => {
+    expect(step({ name: "healthy", target, health: [] }, { type: "started", bootedCommit: target.commit, bootId: "b" }).effects).toEqual([{ kind: "bless" }, { kind: "report" }]);
+    expect(step({ name: "rolled-back", target, reason: "x", health: [] }, { type: "started", bootedCommit: V1.commit, bootId: "b" }).effects).toEqual([
+      { kind: "make-rollback-permanent", badCommit: target.commit },
+      { kind: "bless" },
+      { kind: "report" },
+    ]);
   });
 
   it("refuses events a state cannot take", () => {
