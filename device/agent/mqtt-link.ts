@@ -21,6 +21,7 @@ export interface MqttLinkOptions {
 
 export interface MqttLink {
   publishReport(payload: string): Promise<void>;
+  connected(): boolean;
   /** Resolves true once connected (now or within `timeoutMs`), false otherwise. */
   waitConnected(timeoutMs: number): Promise<boolean>;
   close(): Promise<void>;
@@ -85,6 +86,7 @@ export function connectMqtt(options: MqttLinkOptions): MqttLink {
       if (!client.connected) throw new Error("not connected to the broker");
       await client.publishAsync(deviceTopic(prefix, id, "state"), payload, { qos: 1 });
     },
+    connected: () => client.connected,
     waitConnected: (timeoutMs) =>
       connectedOnce
         ? Promise.resolve(true)

@@ -11,6 +11,7 @@ import { connectMqtt, type MqttLink } from "./mqtt-link.ts";
 import { acquirePidLock, LockHeldError } from "../../shared/fs/pid-lock.ts";
 import { stateLockPath } from "./state-file.ts";
 import { handleControl, serveControlSocket } from "./control-socket.ts";
+import { startPoller } from "./poll.ts";
 
 export interface RunningAgent {
   agent: Agent;
@@ -47,12 +48,14 @@ export async function runAgent(settings: AgentSettings, log: Logger): Promise<Ru
     log,
   });
   await agent.start();
+  const stopPolling = startPoller({ agent, settings, connected: () => link?.connected() ?? false, log });
   const control = await serveControlSocket(settings.socket, (request) => handleControl(agent, settings, trustedKeys, request), log);
   log.info({ event: "agent.started", deviceId: identity.deviceId, state: agent.state.name }, `apt-ostreed ${identity.deviceId}: ${agent.state.name}`);
   return {
     agent,
     deviceId: identity.deviceId,
     stop: async () => {
+      stopPolling();
       await new Promise<void>((resolve) => control.close(() => resolve()));
       agent.stop();
       await agent.idle();

@@ -1,0 +1,55 @@
+/**
+ * While the broker is unreachable the agent still learns of updates: every `pollSeconds` it
+ * fetches the channel's signed manifest over HTTP and, when it names another commit than the
+ * booted one, takes it like a command whose id is derived from the commit (so repeated polls of
+ * the same release are one update, answered, never redone).
+ */
+import { errorChain } from "../../shared/errors.ts";
+import type { Logger } from "../../shared/log.ts";
+import type { AgentSettings } from "../config/settings.ts";
+import { fetchChannelManifest } from "../update/channel.ts";
+import type { Agent } from "./agent.ts";
+
+export interface PollerOptions {
+  agent: Agent;
+  settings: Pick<AgentSettings, "server" | "channel" | "ref" | "pollSeconds">;
+  /** True while the MQTT link is up: then the server's commands drive updates. */
+  connected: () => boolean;
+  log: Logger;
+}
+
+export function pollId(commit: string): string {
+  return `poll-${commit.slice(0, 16)}`;
+}
+
+/** One poll: returns what it did, for logs and tests. */
+export async function pollOnce(options: PollerOptions): Promise<"connected" | "busy" | "current" | "taken" | "failed"> {
+  const { agent, settings, log } = options;
+  if (options.connected()) return "connected";
+  const state = agent.state;
+  if (state.name === "downloading" || state.name === "staged" || state.name === "rebooting" || state.name === "verifying") return "busy";
+  try {
+    const booted = await agent.bootedDeployment();
+    const ref = booted?.origin || settings.ref;
+    const signed = await fetchChannelManifest(settings.server, settings.channel, ref);
+    const commit = (signed as { manifest?: { commit?: unknown } })?.manifest?.commit;
+    if (typeof commit !== "string" || commit === booted?.checksum) return "current";
+    if (state.name !== "idle" && state.target.commit === commit) return "current";
+    log.info({ event: "agent.poll.update", commit }, `the broker is unreachable; the channel publishes ${commit.slice(0, 12)}: taking it`);
+    await agent.acceptManifest(pollId(commit), signed, { ref });
+    return "taken";
+  } catch (error) {
+    log.warn({ event: "agent.poll.failed", err: error }, `polling ${settings.server} failed: ${errorChain(error)}`);
+    return "failed";
+  }
+}
+
+export function startPoller(options: PollerOptions): () => void {
+  let running = false;
+  const timer = setInterval(() => {
+    if (running) return;
+    running = true;
+    void pollOnce(options).finally(() => (running = false));
+  }, options.settings.pollSeconds * 1000);
+  return () => clearInterval(timer);
+}
