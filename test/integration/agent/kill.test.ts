@@ -1,6 +1,7 @@
 /**
  * apt-ostreed as a real process, killed with SIGKILL in every state an update passes through
- * (downloading, staged, rebooting, verifying, healthy, failed) and started again: it resumes
+ * (idle, downloading, staged, rebooting, verifying, healthy, failed, rolled-back) and started
+ * again: it resumes
  * where it was, the update lands exactly once, the boot counter is armed and blessed once, and
  * the server accepts every report (the counter survives the kills).
  */
@@ -75,6 +76,7 @@ afterAll(async () => {
 describe("apt-ostreed killed with -9 in every state", () => {
   it("resumes each time and lands v2 exactly once", async () => {
     // A heavier payload keeps the agent in "downloading" (fetch, apply, deploy) long enough to be killed there.
+    await killIn("idle");
     const v2 = await fixture.publishVersion(2, { payloadBytes: 20_000_000 });
     const { json } = await fixture.api("rollouts", { ref: REF, select: { devices: ["dev-1"] }, waves: "100%", waveDelay: "0s", waveTimeout: "10m" });
     await killIn("downloading", 30_000);
@@ -92,7 +94,7 @@ describe("apt-ostreed killed with -9 in every state", () => {
     await killIn("verifying");
     await killIn("healthy", 60_000);
     await until(async () => ((await fixture.api(`rollouts/${json.rollout.id}`)).json.rollout.progress.state === "completed" ? true : null), "the rollout to complete", 30_000);
-    expect(killedIn).toEqual(["downloading", "staged", "rebooting", "verifying", "healthy"]);
+    expect(killedIn).toEqual(["idle", "downloading", "staged", "rebooting", "verifying", "healthy"]);
     const deployments = await readDeployments({ sysroot: fixture.disk.sysroot, rootDir: fixture.disk.rootDir });
     expect(deployments.filter((d) => d.checksum === v2)).toHaveLength(1);
     expect(deployments[0]).toMatchObject({ checksum: v2, booted: true });
@@ -112,4 +114,29 @@ describe("apt-ostreed killed with -9 in every state", () => {
     await until(async () => ((await fixture.events()).filter((e) => e.report?.state === "failed" && e.report.command === "r-unsigned").length >= 2 ? true : null), "the failed outcome reported again after the restart", 30_000);
     expect(await agentState()).toBe("failed");
   }, 120_000);
+
+  it("still makes a rollback permanent when killed right after it concluded one", async () => {
+    const failing = join(fixture.settings.healthDir, "required", "app.sh");
+    await writeFile(failing, "#!/bin/sh\necho 'app: not answering'\nexit 1\n");
+    await chmod(failing, 0o755);
+    const v4 = await fixture.publishVersion(4);
+    await fixture.api("rollouts", { ref: REF, select: { devices: ["dev-1"] }, waves: "100%", waveDelay: "0s", waveTimeout: "10m" });
+    await until(async () => (await agentState()) === "staged", "v4 to be staged", 60_000);
+    expect((await execa(process.execPath, [DEVICE_CLI, "upgrade", "--reboot", "--config", config], { reject: false })).exitCode).toBe(0);
+    for (let boot = 0; boot < 3; boot++) {
+      // Two tries of v4, each failing its check and asking for a reboot; the third boot falls back.
+      await until(() => access(fixture.rebootFlag).then(() => true, () => false), "a reboot request", 60_000);
+      await rm(fixture.rebootFlag);
+      await kill9();
+      await fixture.disk.boot();
+      await startProcess();
+    }
+    await killIn("rolled-back", 60_000);
+    await until(async () => ((await fixture.device()).state === "rolled-back" ? true : null), "the rolled-back report", 30_000);
+    const deployments = await readDeployments({ sysroot: fixture.disk.sysroot, rootDir: fixture.disk.rootDir });
+    await until(async () => !(await readDeployments({ sysroot: fixture.disk.sysroot, rootDir: fixture.disk.rootDir })).some((d) => d.checksum === v4), "v4 to be undeployed", 30_000);
+    expect(deployments.find((d) => d.booted)?.version).toBe("2");
+    expect((await fixture.disk.readEnv()).boot_counter).toBeUndefined();
+    await rm(failing);
+  }, 240_000);
 });
