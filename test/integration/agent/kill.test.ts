@@ -1,9 +1,8 @@
 /**
  * apt-ostreed as a real process, killed with SIGKILL in every state an update passes through
  * (idle, downloading, staged, rebooting, verifying, healthy, failed, rolled-back) and started
- * again: it resumes
- * where it was, the update lands exactly once, the boot counter is armed and blessed once, and
- * the server accepts every report (the counter survives the kills).
+ * again: it resumes where it was, the update lands exactly once, the boot counter is armed and
+ * blessed once, and the server accepts every report (the counter survives the kills).
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { access, chmod, mkdir, open, readFile, rm, writeFile } from "node:fs/promises";
