@@ -4,33 +4,29 @@
  * health checks, boot counter, reports). Long effects run in the background and come back as
  * events, so the queue never waits on itself.
  */
-import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { AptOstreeError, errorChain } from "../../shared/errors.ts";
 import { runProgram } from "../../shared/process/run.ts";
 import type { Logger } from "../../shared/log.ts";
-import { parseCommitObject, metadataString } from "../../shared/ostree/commit-object.ts";
 import { runOstree } from "../../shared/ostree/exec.ts";
-import { readCommitObject } from "../../shared/ostree/repo.ts";
-import { META } from "../../shared/image/commit-metadata.ts";
 import { verifySignedManifest } from "../../shared/verify/manifest.ts";
 import { verifyCommand, type Command } from "../../shared/wire/command.ts";
-import { signReport, type Report } from "../../shared/wire/report.ts";
+import type { Report } from "../../shared/wire/report.ts";
 import type { AgentSettings } from "../config/settings.ts";
 import type { BootCounter } from "../health/boot-counter.ts";
 import { runHealthChecks, systemdUnitsCheck, type BuiltinCheck } from "../health/checks.ts";
 import type { RebootStrategy } from "../strategy/index.ts";
-import { readDeployments, sysrootRepo, type Deployment } from "../sysroot/deployments.ts";
+import type { Deployment } from "../sysroot/deployments.ts";
 import { stageUpdate, StageError } from "../update/stage.ts";
 import { repoUrl } from "../update/channel.ts";
 import type { DeviceIdentity } from "./identity.ts";
 import { step, type AgentEffect, type AgentEvent, type AgentState, type UpdateTarget } from "./machine.ts";
 import { readAgentRecord, writeAgentRecord, type AgentRecord } from "./state-file.ts";
-import { buildReport } from "./report.ts";
+import { buildReport, reportBase } from "./report.ts";
+import { Reporter } from "./reporter.ts";
+import { DeviceFacts } from "./device-facts.ts";
 
 export const AGENT_VERSION = "0.1.0";
-/** Report counters reserved per write of the state file. */
-const COUNTER_BLOCK = 64;
 
 export interface AgentOptions {
   settings: AgentSettings;
@@ -53,18 +49,26 @@ export class Agent {
   private progress: { bytes: number; total: number } | null = null;
   private lastProgressSent = 0;
   private lastHealth: Report["health"];
-  private unsentReport: string | null = null;
   private readonly timers = new Set<NodeJS.Timeout>();
   private stopped = false;
   private stageAbort: AbortController | null = null;
-  /** The deployment list as last read; dropped whenever the agent or the CLI changes it. */
-  private deploymentsCache: Promise<Deployment[]> | null = null;
-  /** The last report counter used in this process; null until the first report. */
-  private nextCounter: number | null = null;
+  private readonly facts: DeviceFacts;
+  private readonly reporter: Reporter;
   private readonly now: () => Date;
 
   constructor(private readonly options: AgentOptions) {
     this.now = options.now ?? (() => new Date());
+    this.facts = new DeviceFacts(options.settings);
+    this.reporter = new Reporter({
+      key: options.identity.key,
+      publish: options.publishReport,
+      ceiling: () => this.record.reportCounter,
+      raiseCeiling: async (to) => {
+        this.record = { ...this.record, reportCounter: to };
+        await writeAgentRecord(options.settings.stateDir, this.record);
+      },
+      now: this.now,
+    });
   }
 
   get state(): AgentState {
@@ -79,11 +83,11 @@ export class Agent {
   /** Reads the persisted state and tells the machine where this boot landed. */
   async start(): Promise<void> {
     this.record = await readAgentRecord(this.options.settings.stateDir);
-    const booted = (await this.deployments()).find((d) => d.booted);
+    const booted = (await this.facts.deployments()).find((d) => d.booted);
     if (!booted) {
       this.options.log.warn({ event: "agent.not-booted", sysroot: this.options.settings.sysroot }, `no booted deployment found (none is ${this.options.settings.rootDir}); updates will deploy from scratch`);
     }
-    await this.dispatch({ type: "started", bootedCommit: booted?.checksum ?? "", bootId: await this.bootId() });
+    await this.dispatch({ type: "started", bootedCommit: booted?.checksum ?? "", bootId: await this.facts.bootId() });
   }
 
   stop(): void {
@@ -105,7 +109,7 @@ export class Agent {
 
   /** A message on the command topic: verified here, then fed to the machine. */
   async onCommand(payload: Buffer | string): Promise<void> {
-    const { settings, trustedKeys, log } = this.options;
+    const { trustedKeys, log } = this.options;
     let command: Command;
     try {
       command = verifyCommand(payload, trustedKeys);
@@ -129,9 +133,9 @@ export class Agent {
   async acceptManifest(id: string, signedManifest: unknown, options: { ref?: string; manual?: boolean } = {}): Promise<void> {
     const { settings, trustedKeys, log } = this.options;
     const command = { id, manifest: signedManifest };
-    const booted = (await this.deployments()).find((d) => d.booted) ?? null;
+    const booted = (await this.facts.deployments()).find((d) => d.booted) ?? null;
     try {
-      const bootedSequence = booted ? await this.sequenceOf(booted.checksum) : undefined;
+      const bootedSequence = booted ? await this.facts.sequenceOf(booted.checksum) : undefined;
       const manifest = verifySignedManifest(command.manifest, { trustedKeys, now: this.now(), architecture: settings.architecture, ref: options.ref ?? (booted?.origin || settings.ref), bootedSequence });
       const target: UpdateTarget = {
         command: command.id,
@@ -154,14 +158,14 @@ export class Agent {
 
   /** After the CLI changed the deployment list: a staged update that is gone no longer is one. */
   async reconcile(): Promise<void> {
-    this.forgetDeployments();
-    await this.dispatch({ type: "deployments-changed", deployedCommits: (await this.deployments()).map((d) => d.checksum) });
+    this.facts.forget();
+    await this.dispatch({ type: "deployments-changed", deployedCommits: (await this.facts.deployments()).map((d) => d.checksum) });
   }
 
   /** The operator's (or the server's) go-ahead for a staged update. */
   async rebootNow(): Promise<boolean> {
     if (this.state.name !== "staged") return false;
-    await this.dispatch({ type: "reboot-allowed", bootId: await this.bootId() });
+    await this.dispatch({ type: "reboot-allowed", bootId: await this.facts.bootId() });
     return true;
   }
 
@@ -186,11 +190,7 @@ export class Agent {
 
   /** Re-sends the report that could not be published while the link was down. */
   async onConnected(): Promise<void> {
-    if (this.unsentReport) {
-      const payload = this.unsentReport;
-      this.unsentReport = null;
-      await this.options.publishReport(payload).catch(() => (this.unsentReport = payload));
-    } else {
+    if (!(await this.reporter.flush())) {
       // Say where we stand (the server marks us online and learns our deployments).
       this.queue = this.queue.then(() => this.effect({ kind: "report" })).catch(() => undefined);
       await this.queue;
@@ -221,7 +221,7 @@ export class Agent {
       case "ask-reboot-strategy": {
         const now = this.now();
         if (this.options.strategy.canRebootNow(now)) {
-          await this.handle({ type: "reboot-allowed", bootId: await this.bootId() });
+          await this.handle({ type: "reboot-allowed", bootId: await this.facts.bootId() });
           return;
         }
         const retry = this.options.strategy.retryInMs(now);
@@ -261,7 +261,7 @@ export class Agent {
       // Verified again: the kept copy comes from the state file on disk.
       const verified = verifySignedManifest(target.manifest, { trustedKeys: this.options.trustedKeys, now: this.now(), architecture: settings.architecture, ref: settings.ref });
       if (verified.commit !== target.commit) throw new StageError("the kept manifest names another commit than the update", false);
-      const booted = (await this.deployments()).find((d) => d.booted) ?? null;
+      const booted = (await this.facts.deployments()).find((d) => d.booted) ?? null;
       await stageUpdate({
         sysroot: settings.sysroot,
         rootDir: settings.rootDir,
@@ -278,11 +278,11 @@ export class Agent {
         log,
       });
       this.progress = null;
-      this.forgetDeployments();
+      this.facts.forget();
       await this.dispatch({ type: "stage-succeeded" });
     } catch (error) {
       this.progress = null;
-      this.forgetDeployments();
+      this.facts.forget();
       if (abort.signal.aborted) return;
       const retryable = error instanceof StageError ? error.retryable : false;
       await this.dispatch({ type: "stage-failed", error: errorChain(error), retryable });
@@ -298,11 +298,11 @@ export class Agent {
   }
 
   private async undeploy(badCommit: string): Promise<void> {
-    const deployments = await this.deployments();
+    const deployments = await this.facts.deployments();
     const index = deployments.findIndex((d) => d.checksum === badCommit && !d.booted);
     if (index < 0) return;
     await runOstree(["admin", "undeploy", `--sysroot=${this.options.settings.sysroot}`, String(index)]);
-    this.forgetDeployments();
+    this.facts.forget();
     this.options.log.warn({ event: "agent.rollback.permanent", commit: badCommit }, `removed the failed deployment ${badCommit.slice(0, 12)}`);
   }
 
@@ -311,65 +311,15 @@ export class Agent {
   }
 
   private async reportBase(): Promise<Report> {
-    const { settings, identity } = this.options;
-    const deployments = await this.deployments();
-    const ref = (d: Deployment | undefined) => (d ? { commit: d.checksum, version: d.version ?? "" } : null);
-    const booted = deployments.find((d) => d.booted);
-    return {
-      deviceId: identity.deviceId,
-      counter: 0,
-      sent: this.now().toISOString(),
-      state: "idle",
-      agentVersion: AGENT_VERSION,
-      architecture: settings.architecture,
-      groups: settings.groups,
-      ...(booted ? { booted: ref(booted)! } : {}),
-      staged: ref(deployments.find((d) => d.staged)),
-      pending: ref(deployments.find((d) => d.pending)),
-      rollback: ref(deployments.find((d) => d.rollback)),
-    };
+    return reportBase(await this.facts.deployments(), this.options.settings, this.options.identity.deviceId, AGENT_VERSION, this.now());
   }
 
-  private async sendReport(report: Report): Promise<void> {
-    if (this.nextCounter === null || this.nextCounter >= this.record.reportCounter) {
-      this.nextCounter ??= this.record.reportCounter;
-      this.record = { ...this.record, reportCounter: this.nextCounter + COUNTER_BLOCK };
-      await writeAgentRecord(this.options.settings.stateDir, this.record);
-    }
-    const counter = ++this.nextCounter;
-    const payload = signReport({ ...report, counter, sent: this.now().toISOString() }, this.options.identity.key);
-    try {
-      await this.options.publishReport(payload);
-      this.unsentReport = null;
-    } catch {
-      this.unsentReport = payload;
-    }
+  private sendReport(report: Report): Promise<void> {
+    return this.reporter.send(report);
   }
 
-  async bootedDeployment(): Promise<Deployment | null> {
-    return (await this.deployments()).find((d) => d.booted) ?? null;
-  }
-
-  private deployments(): Promise<Deployment[]> {
-    this.deploymentsCache ??= readDeployments({ sysroot: this.options.settings.sysroot, rootDir: this.options.settings.rootDir }).catch((error: unknown) => {
-      this.deploymentsCache = null;
-      throw error;
-    });
-    return this.deploymentsCache;
-  }
-
-  private forgetDeployments(): void {
-    this.deploymentsCache = null;
-  }
-
-  private async sequenceOf(commit: string): Promise<number | undefined> {
-    const bytes = await readCommitObject(sysrootRepo(this.options.settings.sysroot), commit).catch(() => null);
-    const value = bytes ? metadataString(parseCommitObject(bytes), META.sequence) : undefined;
-    return value === undefined ? undefined : Number(value);
-  }
-
-  private async bootId(): Promise<string> {
-    return (await readFile(this.options.settings.bootIdFile, "utf8").catch(() => "")).trim();
+  bootedDeployment(): Promise<Deployment | null> {
+    return this.facts.booted();
   }
 
   private later(ms: number, task: () => Promise<void>): void {

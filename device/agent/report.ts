@@ -1,6 +1,27 @@
 /** Pure: the report a state says (DESIGN.md 3.1), on top of the device's deployment facts. */
 import type { Report } from "../../shared/wire/report.ts";
+import type { AgentSettings } from "../config/settings.ts";
+import type { Deployment } from "../sysroot/deployments.ts";
 import type { AgentState } from "./machine.ts";
+
+/** What every report says about the device: identity, groups and its deployments. */
+export function reportBase(deployments: Deployment[], settings: Pick<AgentSettings, "architecture" | "groups">, deviceId: string, agentVersion: string, now: Date): Report {
+  const ref = (d: Deployment | undefined) => (d ? { commit: d.checksum, version: d.version ?? "" } : null);
+  const booted = deployments.find((d) => d.booted);
+  return {
+    deviceId,
+    counter: 0,
+    sent: now.toISOString(),
+    state: "idle",
+    agentVersion,
+    architecture: settings.architecture,
+    groups: settings.groups,
+    ...(booted ? { booted: ref(booted)! } : {}),
+    staged: ref(deployments.find((d) => d.staged)),
+    pending: ref(deployments.find((d) => d.pending)),
+    rollback: ref(deployments.find((d) => d.rollback)),
+  };
+}
 
 export interface ReportExtras {
   progress: { bytes: number; total: number } | null;
