@@ -190,11 +190,16 @@ export class Agent {
 
   /** Re-sends the report that could not be published while the link was down. */
   async onConnected(): Promise<void> {
-    if (!(await this.reporter.flush())) {
-      // Say where we stand (the server marks us online and learns our deployments).
-      this.queue = this.queue.then(() => this.effect({ kind: "report" })).catch(() => undefined);
-      await this.queue;
-    }
+    // Otherwise say where we stand (the server marks us online and learns our deployments).
+    if (!(await this.reporter.flush())) await this.enqueueEffect({ kind: "report" });
+  }
+
+  /** Runs an effect in the event queue, after what is already queued (no state change). */
+  private enqueueEffect(effect: AgentEffect): Promise<void> {
+    this.queue = this.queue.then(() => this.effect(effect)).catch((error: unknown) => {
+      this.options.log.error({ event: "agent.effect.error", err: error, effect: effect.kind }, `cannot ${effect.kind}: ${errorChain(error)}`);
+    });
+    return this.queue;
   }
 
   private async handle(event: AgentEvent): Promise<void> {
@@ -219,6 +224,7 @@ export class Agent {
         this.later(effect.delayMs, () => this.runStage(effect.target));
         return;
       case "ask-reboot-strategy": {
+        if (this.state.name !== "staged") return;
         const now = this.now();
         if (this.options.strategy.canRebootNow(now)) {
           await this.handle({ type: "reboot-allowed", bootId: await this.facts.bootId() });
@@ -226,7 +232,7 @@ export class Agent {
         }
         const retry = this.options.strategy.retryInMs(now);
         log.info({ event: "agent.reboot.deferred", strategy: this.options.strategy.label, retryInMs: retry }, `staged; reboot deferred by the ${this.options.strategy.label} strategy`);
-        if (retry !== null) this.later(retry, () => this.dispatch({ type: "stage-succeeded" }).catch(() => undefined));
+        if (retry !== null) this.later(retry, () => this.enqueueEffect({ kind: "ask-reboot-strategy" }));
         return;
       }
       case "reboot":
@@ -259,7 +265,7 @@ export class Agent {
     this.stageAbort = abort;
     try {
       // Verified again: the kept copy comes from the state file on disk.
-      const verified = verifySignedManifest(target.manifest, { trustedKeys: this.options.trustedKeys, now: this.now(), architecture: settings.architecture, ref: settings.ref });
+      const verified = verifySignedManifest(target.manifest, { trustedKeys: this.options.trustedKeys, now: this.now(), architecture: settings.architecture, ref: target.ref });
       if (verified.commit !== target.commit) throw new StageError("the kept manifest names another commit than the update", false);
       const booted = (await this.facts.deployments()).find((d) => d.booted) ?? null;
       await stageUpdate({
