@@ -83,7 +83,7 @@ export class Agent {
   /** Reads the persisted state and tells the machine where this boot landed. */
   async start(): Promise<void> {
     this.record = await readAgentRecord(this.options.settings.stateDir);
-    const booted = (await this.facts.deployments()).find((d) => d.booted);
+    const booted = await this.facts.booted();
     if (!booted) {
       this.options.log.warn({ event: "agent.not-booted", sysroot: this.options.settings.sysroot }, `no booted deployment found (none is ${this.options.settings.rootDir}); updates will deploy from scratch`);
     }
@@ -132,26 +132,25 @@ export class Agent {
    */
   async acceptManifest(id: string, signedManifest: unknown, options: { ref?: string; manual?: boolean } = {}): Promise<void> {
     const { settings, trustedKeys, log } = this.options;
-    const command = { id, manifest: signedManifest };
-    const booted = (await this.facts.deployments()).find((d) => d.booted) ?? null;
+    const booted = await this.facts.booted();
     try {
       const bootedSequence = booted ? await this.facts.sequenceOf(booted.checksum) : undefined;
-      const manifest = verifySignedManifest(command.manifest, { trustedKeys, now: this.now(), architecture: settings.architecture, ref: options.ref ?? (booted?.origin || settings.ref), bootedSequence });
+      const manifest = verifySignedManifest(signedManifest, { trustedKeys, now: this.now(), architecture: settings.architecture, ref: options.ref ?? (booted?.origin || settings.ref), bootedSequence });
       const target: UpdateTarget = {
-        command: command.id,
+        command: id,
         ref: manifest.ref,
         commit: manifest.commit,
         version: manifest.version,
         sequence: manifest.sequence,
         from: { commit: booted?.checksum ?? "", version: booted?.version ?? "" },
-        manifest: command.manifest,
+        manifest: signedManifest,
         ...(options.manual ? { manual: true } : {}),
       };
       await this.dispatch({ type: "command", target });
       return;
     } catch (error) {
-      log.warn({ event: "agent.manifest.rejected", command: command.id, reason: (error as Error).message }, `refused update ${command.id}: ${(error as Error).message}`);
-      await this.sendReport({ ...(await this.reportBase()), state: "failed", command: command.id, error: `refused: ${(error as Error).message}` });
+      log.warn({ event: "agent.manifest.rejected", command: id, reason: (error as Error).message }, `refused update ${id}: ${(error as Error).message}`);
+      await this.sendReport({ ...(await this.reportBase()), state: "failed", command: id, error: `refused: ${(error as Error).message}` });
       throw error;
     }
   }
@@ -235,12 +234,13 @@ export class Agent {
         if (retry !== null) this.later(retry, () => this.enqueueEffect({ kind: "ask-reboot-strategy" }));
         return;
       }
-      case "reboot":
+      case "reboot": {
         if (effect.arm) await this.options.bootCounter.arm(settings.bootTries);
         log.warn({ event: "agent.reboot", command: settings.rebootCommand }, "rebooting");
         const result = await runProgram(settings.rebootCommand[0]!, settings.rebootCommand.slice(1));
         if (result.exitCode !== 0) throw new AptOstreeError("E_REBOOT", `${settings.rebootCommand.join(" ")} exited ${result.exitCode ?? result.signal}: ${result.stderr}`);
         return;
+      }
       case "run-health-checks":
         this.later(0, async () => {
           const builtins: BuiltinCheck[] = [{ name: "server-reachable", kind: "required", run: async () => ((await this.options.serverReached()) ? { ok: true, output: "reached the server" } : { ok: false, output: `the server was not reached within ${settings.serverReachTimeoutSeconds} s` }) }];
@@ -267,7 +267,7 @@ export class Agent {
       // Verified again: the kept copy comes from the state file on disk.
       const verified = verifySignedManifest(target.manifest, { trustedKeys: this.options.trustedKeys, now: this.now(), architecture: settings.architecture, ref: target.ref });
       if (verified.commit !== target.commit) throw new StageError("the kept manifest names another commit than the update", false);
-      const booted = (await this.facts.deployments()).find((d) => d.booted) ?? null;
+      const booted = await this.facts.booted();
       await stageUpdate({
         sysroot: settings.sysroot,
         rootDir: settings.rootDir,

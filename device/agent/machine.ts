@@ -86,7 +86,12 @@ export function stageBackoffMs(attempt: number): number {
   return attempt <= 1 ? 0 : Math.min(300_000, 10_000 * 2 ** (attempt - 2));
 }
 
-const BUSY: ReadonlySet<StateName> = new Set(["downloading", "staged", "rebooting", "verifying"]);
+export type BusyState = Extract<AgentState, { name: "downloading" | "staged" | "rebooting" | "verifying" }>;
+
+/** An update is in flight: another one waits until this one ended. */
+export function isBusy(state: AgentState): state is BusyState {
+  return state.name === "downloading" || state.name === "staged" || state.name === "rebooting" || state.name === "verifying";
+}
 
 export function targetOf(state: AgentState): UpdateTarget | null {
   return state.name === "idle" ? null : state.target;
@@ -140,7 +145,7 @@ export function step(state: AgentState, event: AgentEvent): Transition {
 function onCommand(state: AgentState, target: UpdateTarget): Transition {
   const current = targetOf(state);
   if (current?.command === target.command) return { state, effects: [{ kind: "report" }] };
-  if (BUSY.has(state.name)) {
+  if (isBusy(state)) {
     return { state, effects: [{ kind: "log", level: "warn", message: `ignoring command ${target.command}: still ${state.name} for ${current!.command}` }] };
   }
   if (target.commit === target.from.commit) {

@@ -9,6 +9,7 @@ import type { Logger } from "../../shared/log.ts";
 import type { AgentSettings } from "../config/settings.ts";
 import { fetchChannelManifest } from "../update/channel.ts";
 import type { Agent } from "./agent.ts";
+import { isBusy } from "./machine.ts";
 
 export interface PollerOptions {
   agent: Agent;
@@ -27,7 +28,7 @@ export async function pollOnce(options: PollerOptions): Promise<"connected" | "b
   const { agent, settings, log } = options;
   if (options.connected()) return "connected";
   const state = agent.state;
-  if (state.name === "downloading" || state.name === "staged" || state.name === "rebooting" || state.name === "verifying") return "busy";
+  if (isBusy(state)) return "busy";
   try {
     const booted = await agent.bootedDeployment();
     const ref = booted?.origin || settings.ref;

@@ -1,12 +1,11 @@
 /** `upgrade`, `deploy VERSION|COMMIT`, `rebase REF` and `cancel`: operations the agent runs. */
 import { defineCommand, printResult, type CommandIO } from "../../shared/cli/command.ts";
 import { AptOstreeError, UsageError } from "../../shared/errors.ts";
-import { readCommitObject, readDetachedMetadata } from "../../shared/ostree/repo.ts";
 import { readPinnedKeys } from "../../shared/sign/keys.ts";
-import { verifyCommit } from "../../shared/verify/commit.ts";
 import type { UpgradeResult } from "../ops/upgrade.ts";
 import { sysrootRepo } from "../sysroot/deployments.ts";
 import { deployRetaining } from "../sysroot/deploy.ts";
+import { verifyCommitInRepo } from "../update/stage.ts";
 import { COMMON_OPTIONS, cliSettings, deploymentsOf, viaAgent, type CommonOptions } from "./context.ts";
 
 /** rpm-ostree's exit status for `upgrade --check` when there is nothing new. */
@@ -68,11 +67,9 @@ export const deployCommand = defineCommand({
     if (!/^[0-9a-f]{64}$/.test(wanted)) return runUpgrade(options, io, { version: wanted });
     // A local commit: its OSTree signature must verify against the pinned keys before it is deployed.
     const settings = await cliSettings(options);
-    const repo = sysrootRepo(settings.sysroot);
-    const commitObject = await readCommitObject(repo, wanted).catch(() => {
-      throw new AptOstreeError("E_UNKNOWN_COMMIT", `commit ${wanted} is not in ${repo}; deploy a version the channel publishes instead`);
+    await verifyCommitInRepo(sysrootRepo(settings.sysroot), wanted, await readPinnedKeys(settings.keysDir)).catch((error: AptOstreeError) => {
+      throw error.code === "E_UNKNOWN_COMMIT" ? new AptOstreeError(error.code, `${error.message}; deploy a version the channel publishes instead`) : error;
     });
-    verifyCommit({ checksum: wanted, commitObject, detachedMetadata: await readDetachedMetadata(repo, wanted) }, await readPinnedKeys(settings.keysDir));
     if ((await deploymentsOf(settings)).find((d) => d.booted)?.checksum === wanted) throw new UsageError(`${wanted.slice(0, 12)} is already booted`);
     await deployRetaining({ sysroot: settings.sysroot, rootDir: settings.rootDir, osname: settings.osname, revision: wanted, stage: settings.stage });
     printResult(io, options.json, { deployed: wanted }, `Deployed ${wanted.slice(0, 12)}; it boots next.`);

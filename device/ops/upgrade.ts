@@ -8,7 +8,7 @@ import { AptOstreeError } from "../../shared/errors.ts";
 import { verifySignedManifest } from "../../shared/verify/manifest.ts";
 import type { Manifest } from "../../shared/wire/manifest.ts";
 import type { Agent } from "../agent/agent.ts";
-import type { AgentState } from "../agent/machine.ts";
+import { isBusy, type AgentState } from "../agent/machine.ts";
 import type { AgentSettings } from "../config/settings.ts";
 import { fetchChannelManifest } from "../update/channel.ts";
 
@@ -54,7 +54,7 @@ export async function upgrade(agent: Agent, settings: AgentSettings, trustedKeys
     if (request.reboot) await agent.rebootNow();
     return { available, manifest: summary, booted: bootedRef, state: agent.state.name };
   }
-  if (current.name === "downloading" || current.name === "staged" || current.name === "rebooting" || current.name === "verifying") {
+  if (isBusy(current)) {
     const advice = current.name === "downloading" ? "wait or run 'apt-ostree cancel'" : current.name === "staged" ? "reboot into it, or drop it with 'apt-ostree cleanup -p'" : "wait for it to finish";
     throw new UpgradeError("E_BUSY", `an update to ${current.target.version} is ${current.name}; ${advice}`);
   }

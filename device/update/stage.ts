@@ -49,6 +49,15 @@ export interface StageRequest {
 
 export const REMOTE_NAME = "apt-ostree";
 
+/** A commit in a local repo: it is the commit named and carries a valid OSTree ed25519 signature by a pinned key. */
+export async function verifyCommitInRepo(repo: string, checksum: string, trustedKeys: Uint8Array[]): Promise<void> {
+  const commitObject = await readCommitObject(repo, checksum).catch((error: NodeJS.ErrnoException) => {
+    if (error.code === "ENOENT") throw new AptOstreeError("E_UNKNOWN_COMMIT", `commit ${checksum} is not in ${repo}`, { cause: error });
+    throw error;
+  });
+  verifyCommit({ checksum, commitObject, detachedMetadata: await readDetachedMetadata(repo, checksum) }, trustedKeys);
+}
+
 export function deltaFor(manifest: Manifest, bootedCommit: string | null): Delta | null {
   return bootedCommit === null ? null : (manifest.deltas.find((d) => d.from === bootedCommit) ?? null);
 }
@@ -67,7 +76,7 @@ export async function stageUpdate(request: StageRequest): Promise<{ via: "delta"
     throw new StageError(`cannot fetch ${manifest.version}: ${errorChain(error)}`, true, error);
   }
   try {
-    verifyCommit({ checksum: manifest.commit, commitObject: await readCommitObject(repo, manifest.commit), detachedMetadata: await readDetachedMetadata(repo, manifest.commit) }, request.trustedKeys);
+    await verifyCommitInRepo(repo, manifest.commit, request.trustedKeys);
   } catch (error) {
     await runOstree(["prune", `--repo=${repo}`, "--refs-only"]).catch((pruneError: Error) => log.warn({ event: "stage.prune.failed", err: pruneError }, "could not prune the refused commit"));
     throw new StageError(`refusing ${manifest.version} (${manifest.commit.slice(0, 12)}): ${errorChain(error)}`, false, error);

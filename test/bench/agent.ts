@@ -14,17 +14,12 @@ import { signCommand } from "../../shared/wire/command.ts";
 import { manifestPath } from "../../shared/wire/manifest.ts";
 import { bundleDevice } from "../../device/bundle.ts";
 import { AgentFixture, REF } from "../helpers/agent-fixture.ts";
-import { ensureNode18Root } from "../helpers/debian-node18.ts";
+import { ensureNode18Root, spawnInRoot } from "../helpers/debian-node18.ts";
 import { createDeviceDisk, OSNAME } from "../helpers/simulated-bootloader.ts";
 import { until } from "../helpers/wait.ts";
+import { timed } from "./timed.ts";
 
 const PAYLOADS = [2_000_000, 30_000_000];
-
-async function seconds<T>(fn: () => Promise<T>): Promise<number> {
-  const started = process.hrtime.bigint();
-  await fn();
-  return Number(process.hrtime.bigint() - started) / 1e9;
-}
 
 async function overhead(payloadBytes: number): Promise<{ agent: number; bare: number }> {
   const fixture = await new AgentFixture().setUp(`bench-overhead-${payloadBytes}`);
@@ -35,13 +30,13 @@ async function overhead(payloadBytes: number): Promise<{ agent: number; bare: nu
     const v2 = await fixture.publishVersion(2, { payloadBytes });
     const baseline = await createDeviceDisk(join(fixture.dir, "baseline"), fixture.repo, REF, fixture.commits.get(1)!);
     const signed = JSON.parse(await readFile(join(fixture.repo, manifestPath("stable", REF)), "utf8"));
-    const agent = await seconds(async () => {
+    const [, agent] = await timed(async () => {
       await running.agent.onCommand(signCommand({ type: "update", id: "bench", issued: new Date().toISOString(), manifest: signed }, [fixture.key]));
       await running.agent.waitFor((s) => s.name === "staged" || s.name === "failed", 600_000);
     });
     if (running.agent.state.name !== "staged") throw new Error(`the agent ended ${running.agent.state.name}`);
     const repo = join(baseline.sysroot, "ostree", "repo");
-    const bare = await seconds(async () => {
+    const [, bare] = await timed(async () => {
       await runOstree(["remote", "add", `--repo=${repo}`, "--no-gpg-verify", "bench", `${fixture.settings.server}/repo`]);
       await runOstree(["pull", `--repo=${repo}`, "bench", v2]);
       await runOstree(["admin", "deploy", `--sysroot=${baseline.sysroot}`, `--os=${OSNAME}`, v2]);
@@ -75,7 +70,7 @@ async function idle(runtime: "debian-node18" | "host"): Promise<{ rssMiB: number
     const bundle = join(fixture.dir, "dist", "apt-ostreed.mjs");
     const child = runtime === "host"
       ? spawn("node", [bundle, "--config", config], { stdio: "ignore" })
-      : spawn("unshare", ["--mount", "--propagation", "private", "--fork", "--kill-child", "sh", "-c", `mount --rbind /dev "$R/dev"; mount -t proc proc "$R/proc"; mount --bind /tmp "$R/tmp"; exec chroot "$R" node '${bundle}' --config '${config}'`], { env: { PATH: "/usr/sbin:/usr/bin:/sbin:/bin", R: await ensureNode18Root() }, stdio: "ignore" });
+      : spawnInRoot(await ensureNode18Root(), ["node", bundle, "--config", config]);
     try {
       await until(async () => (await fixture.device())?.booted?.version === "1", "the bundled agent to report", 60_000);
       const pid = await pidOf(bundle);

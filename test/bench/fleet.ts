@@ -17,10 +17,11 @@ import { freePort, startMosquitto, type RunningMosquitto } from "../helpers/mosq
 import { commitSyntheticImage } from "../helpers/synthetic-image.ts";
 import { makeTempDir, removeTree } from "../helpers/tmp.ts";
 import { until } from "../helpers/wait.ts";
+import { adminApi } from "../helpers/admin-api.ts";
+import { TEST_ADMIN_TOKEN } from "../helpers/server-settings.ts";
 import { startFarm } from "./device-farm.ts";
 
 const REF = "bench/bookworm/bench-machine/bench-image";
-const TOKEN = "bench-admin-token-0123456789";
 const GROUP = "bench";
 
 export interface FleetRun {
@@ -47,13 +48,8 @@ function percentile(sorted: number[], p: number): number {
 }
 
 async function api(httpPort: number, path: string, body?: unknown): Promise<any> {
-  const res = await fetch(`http://127.0.0.1:${httpPort}/api/v1/${path}`, {
-    method: body === undefined ? "GET" : "POST",
-    headers: { authorization: `Bearer ${TOKEN}`, ...(body === undefined ? {} : { "content-type": "application/json" }) },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  const json = await res.json();
-  if (!res.ok) throw new Error(`${path}: HTTP ${res.status}: ${JSON.stringify(json)}`);
+  const { status, json } = await adminApi(() => `http://127.0.0.1:${httpPort}`)(path, body);
+  if (status >= 300) throw new Error(`${path}: HTTP ${status}: ${JSON.stringify(json)}`);
   return json;
 }
 
@@ -74,7 +70,7 @@ export async function benchFleet(broker: FleetRun["broker"], devices: number, lo
     const [httpPort, mqttPort] = [await freePort(), await freePort()];
     const args = [SERVER_CLI, "serve", "--data", join(dir, "data"), "--repo", repo, "--http-port", String(httpPort), "--mqtt-port", String(mqttPort), "--mqtt-ws-port", "off", "--auto-accept", "--key", join(dir, "server.secret")];
     if (mosquitto) args.push("--mqtt-url", mosquitto.serverUrl);
-    server = spawn(process.execPath, args, { env: { ...process.env, APT_OSTREE_ADMIN_TOKEN: TOKEN, APT_OSTREE_LOG_LEVEL: "warn" }, stdio: ["ignore", "ignore", "inherit"] });
+    server = spawn(process.execPath, args, { env: { ...process.env, APT_OSTREE_ADMIN_TOKEN: TEST_ADMIN_TOKEN, APT_OSTREE_LOG_LEVEL: "warn" }, stdio: ["ignore", "ignore", "inherit"] });
     await until(async () => (await fetch(`http://127.0.0.1:${httpPort}/healthz`)).ok, "the server to start", 60_000);
     await new Promise((resolve) => setTimeout(resolve, 2000));
     const serverIdle = await rssBytes(server.pid!);

@@ -20,18 +20,13 @@ import { compose } from "../../server/compose/compose.ts";
 import { loadRecipe } from "../../server/compose/recipe.ts";
 import { mmdebstrapArgs } from "../../server/compose/rootfs.ts";
 import { publish } from "../../server/publish/publish.ts";
+import { timed } from "./timed.ts";
 
 const MACHINE = "qemu-amd64";
 const cache = defaultCacheDir();
 const work = join(cache, "bench");
 const log = silentLogger();
 const progress = { phase() {}, packages() {}, done() {} };
-
-async function timed<T>(fn: () => Promise<T>): Promise<[T, number]> {
-  const started = process.hrtime.bigint();
-  const value = await fn();
-  return [value, Number(process.hrtime.bigint() - started) / 1e9];
-}
 
 async function composeInto(repo: string, image: string) {
   return compose({ recipesDir: DEFAULT_RECIPES_DIR, image, machine: MACHINE, repo, cacheDir: cache, indexMaxAgeSeconds: 86400, log, progress });

@@ -3,6 +3,7 @@
  * once by mmdebstrap and kept under the cache dir; commands run chrooted into it in a private
  * mount namespace with /dev, /proc and the host's /tmp (where test fixtures live) bound in.
  */
+import { spawn, type ChildProcess } from "node:child_process";
 import { mkdir, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { execa, type ResultPromise } from "execa";
@@ -20,13 +21,22 @@ export async function ensureNode18Root(cacheDir = defaultCacheDir()): Promise<st
   return root;
 }
 
-/** Runs `argv` inside the root; the host's /tmp is the root's /tmp, loopback is shared. */
-export function runInRoot(root: string, argv: string[], options: { env?: Record<string, string> } = {}): ResultPromise<{ reject: false; env: Record<string, string> | undefined; extendEnv: false }> {
+/** `unshare` arguments that run `argv` chrooted into the root: the host's /tmp is the root's /tmp, loopback is shared. */
+function inRootArgs(argv: string[]): string[] {
   const quoted = argv.map((a) => `'${a.replace(/'/g, "'\\''")}'`).join(" ");
   const script = `set -e; mount --rbind /dev "$R/dev"; mount -t proc proc "$R/proc"; mount --bind /tmp "$R/tmp"; exec chroot "$R" ${quoted}`;
-  return execa("unshare", ["--mount", "--propagation", "private", "sh", "-c", script], {
-    reject: false,
-    extendEnv: false,
-    env: { PATH: "/usr/sbin:/usr/bin:/sbin:/bin", R: root, ...options.env },
-  });
+  // --fork --kill-child: killing unshare kills what runs in the root.
+  return ["--mount", "--propagation", "private", "--fork", "--kill-child", "sh", "-c", script];
+}
+
+const rootEnv = (root: string) => ({ PATH: "/usr/sbin:/usr/bin:/sbin:/bin", R: root });
+
+/** Runs `argv` inside the root to completion. */
+export function runInRoot(root: string, argv: string[]): ResultPromise<{ reject: false; env: Record<string, string>; extendEnv: false }> {
+  return execa("unshare", inRootArgs(argv), { reject: false, extendEnv: false, env: rootEnv(root) });
+}
+
+/** Starts `argv` inside the root in the background (a daemon); kill the returned process to stop it. */
+export function spawnInRoot(root: string, argv: string[]): ChildProcess {
+  return spawn("unshare", inRootArgs(argv), { env: rootEnv(root), stdio: "ignore" });
 }

@@ -3,12 +3,11 @@
  * node_modules beside them: the bundled apt-ostreed enrolls, reports and stages an update from
  * the real server; the bundled apt-ostree reads the result.
  */
-import { spawn } from "node:child_process";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { bundleDevice } from "../../../device/bundle.ts";
 import { AgentFixture, REF } from "../../helpers/agent-fixture.ts";
-import { ensureNode18Root, runInRoot } from "../../helpers/debian-node18.ts";
+import { ensureNode18Root, runInRoot, spawnInRoot } from "../../helpers/debian-node18.ts";
 import { until } from "../../helpers/wait.ts";
 
 const fixture = new AgentFixture();
@@ -46,8 +45,7 @@ describe("the device bundles on Debian's Node.js 18", () => {
   });
 
   it("enrolls, reports and stages an update; the CLI bundle shows it", async () => {
-    const script = `mount --rbind /dev "$R/dev"; mount -t proc proc "$R/proc"; mount --bind /tmp "$R/tmp"; exec chroot "$R" node '${agentBundle}' --config '${config}'`;
-    const child = spawn("unshare", ["--mount", "--propagation", "private", "--fork", "--kill-child", "sh", "-c", script], { env: { PATH: "/usr/sbin:/usr/bin:/sbin:/bin", R: root }, stdio: "ignore" });
+    const child = spawnInRoot(root, ["node", agentBundle, "--config", config]);
     stopAgent = () => child.kill("SIGKILL");
     await until(async () => (await fixture.device())?.booted?.version === "1", "the bundled agent to report v1", 60_000);
     const v2 = await fixture.publishVersion(2);
