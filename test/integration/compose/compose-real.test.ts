@@ -63,7 +63,9 @@ describe("compose from Debian's packages", () => {
   it("composes the same commit twice from the same recipe and packages, the second time from the cache, and the commit deploys", async () => {
     const args = ["--image", "appliance-minimal", "--machine", "qemu-amd64"];
     const first = await composeWithCli([...args, "--repo", join(dir, "repo-a")]);
-    const second = await composeWithCli([...args, "--repo", join(dir, "repo-b"), "--version", first.version]);
+    // The first compose may have reused indices fetched nearly an hour ago by an earlier run; without a
+    // longer --index-max-age the second could cross the 1 h default and fetch them again (it did in CI).
+    const second = await composeWithCli([...args, "--repo", join(dir, "repo-b"), "--version", first.version, "--index-max-age", "7d"]);
     expect(second.commit).toBe(first.commit);
     expect(second).toMatchObject({ packagesFetched: 0, indicesFetched: 0, changed: true });
     expect(first).toMatchObject({ ref: "debian/bookworm/qemu-amd64/appliance-minimal", version: "1", sequence: 1 });
