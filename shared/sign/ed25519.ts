@@ -1,8 +1,10 @@
-import { createHash, randomBytes } from "node:crypto";
-import * as ed from "@noble/ed25519";
+import { createHash, createPrivateKey, createPublicKey, randomBytes, sign as cryptoSign, verify as cryptoVerify, type KeyObject } from "node:crypto";
 
-// noble needs a synchronous SHA-512 for its sync API; Node's is native and exists on Node 18.
-ed.hashes.sha512 = (message: Uint8Array) => new Uint8Array(createHash("sha512").update(message).digest());
+// Node's own ed25519 (OpenSSL, on Node 18 too): a pure-JS implementation's precomputed tables
+// cost the idle device agent ~12 MiB of RSS (docs/BENCHMARKS.md).
+// DER prefixes that wrap a raw 32-byte seed (PKCS#8) or public key (SPKI) for ed25519 (RFC 8410).
+const PKCS8_PREFIX = Buffer.from("302e020100300506032b657004220420", "hex");
+const SPKI_PREFIX = Buffer.from("302a300506032b6570032100", "hex");
 
 export interface Ed25519KeyPair {
   /** The 32-byte private seed. */
@@ -11,25 +13,32 @@ export interface Ed25519KeyPair {
   publicKey: Uint8Array;
 }
 
+function privateKeyObject(seed: Uint8Array): KeyObject {
+  if (seed.length !== 32) throw new RangeError(`an ed25519 seed has 32 bytes, not ${seed.length}`);
+  return createPrivateKey({ key: Buffer.concat([PKCS8_PREFIX, seed]), format: "der", type: "pkcs8" });
+}
+
 export function generateKeyPair(): Ed25519KeyPair {
   const seed = new Uint8Array(randomBytes(32));
-  return { seed, publicKey: ed.getPublicKey(seed) };
+  return { seed, publicKey: publicKeyFromSeed(seed) };
 }
 
 export function publicKeyFromSeed(seed: Uint8Array): Uint8Array {
-  return ed.getPublicKey(seed);
+  const spki = createPublicKey(privateKeyObject(seed)).export({ format: "der", type: "spki" });
+  return new Uint8Array(spki.subarray(SPKI_PREFIX.length));
 }
 
 /** Deterministic ed25519 signature (RFC 8032) of `message`. */
 export function sign(message: Uint8Array, seed: Uint8Array): Uint8Array {
-  return ed.sign(message, seed);
+  return new Uint8Array(cryptoSign(null, message, privateKeyObject(seed)));
 }
 
 /** True when `signature` is a valid signature of `message` by `publicKey`; malformed input is just invalid. */
 export function verify(signature: Uint8Array, message: Uint8Array, publicKey: Uint8Array): boolean {
   if (signature.length !== 64 || publicKey.length !== 32) return false;
   try {
-    return ed.verify(signature, message, publicKey);
+    const key = createPublicKey({ key: Buffer.concat([SPKI_PREFIX, publicKey]), format: "der", type: "spki" });
+    return cryptoVerify(null, message, key, signature);
   } catch {
     return false;
   }

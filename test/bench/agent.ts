@@ -62,7 +62,7 @@ async function usage(pid: number): Promise<{ rss: number; ticks: number }> {
   return { rss: Number(/VmRSS:\s+(\d+)/.exec(status)![1]) * 1024, ticks: Number(stat[11]) + Number(stat[12]) };
 }
 
-async function idle(runtime: "debian-node18" | "host"): Promise<{ rssMiB: number; cpuPercent: number; node: string }> {
+export async function idle(runtime: "debian-node18" | "host"): Promise<{ rssMiB: number; cpuPercent: number; node: string }> {
   const fixture = await new AgentFixture().setUp(`bench-idle-${runtime}`);
   try {
     const config = await fixture.writeConfig();
