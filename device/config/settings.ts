@@ -15,7 +15,7 @@ export const AgentConfigSchema = z
     /** The server's HTTP base URL; the repo is at `<server>/repo`. */
     server: z.string().regex(/^https?:\/\//, "must be an http:// or https:// URL"),
     /** The MQTT broker: the server's embedded one or an external broker. */
-    mqtt: z.string().regex(/^(mqtts?|wss?):\/\//, "must be an mqtt://, mqtts://, ws:// or wss:// URL"),
+    mqtt: z.string().regex(/^mqtts?:\/\//, "must be an mqtt:// or mqtts:// URL"),
     /** `token`: the signed token is the MQTT password (embedded broker); `hello`: publish it (external broker). */
     mqttAuth: z.enum(["token", "hello"]),
     deviceId: z.string().regex(NAME_PATTERN, "letters, digits, '.', '_' and '-' only"),

@@ -1,0 +1,209 @@
+/**
+ * A small MQTT 3.1.1 client for the device agent: one connection over TCP or TLS, QoS 0/1
+ * publish and subscribe, keepalive pings, and reconnection with doubling backoff. The agent's
+ * idle memory budget leaves no room for mqtt.js (docs/BENCHMARKS.md); the server and the
+ * tests' simulated devices keep using mqtt.js.
+ *
+ * Unacknowledged QoS 1 publishes are rejected when the connection drops, not queued: the
+ * caller (the agent's reporter) keeps what it must send again.
+ */
+import { isIP, connect as netConnect, type Socket } from "node:net";
+import { connect as tlsConnect } from "node:tls";
+import {
+  CONNACK_REFUSALS, DISCONNECT, encodeConnect, encodePublish, encodePuback, encodeSubscribe, MqttProtocolError, PacketReader, PINGREQ, SUBACK_FAILURE,
+  type ConnectPacket, type IncomingPacket, type Qos,
+} from "./packets.ts";
+
+export interface MqttClientOptions {
+  /** mqtt://host[:port] or mqtts://host[:port]; user:password in the URL are used unless `connectPacket` sets them. */
+  url: string;
+  /** Called before every (re)connect, so credentials such as signed tokens are fresh. */
+  connectPacket: () => ConnectPacket;
+  connectTimeoutMs: number;
+  minReconnectMs: number;
+  maxReconnectMs: number;
+  /** Largest packet accepted from the broker. */
+  maxPacketBytes: number;
+  onConnect: () => void;
+  onMessage: (topic: string, payload: Buffer) => void;
+  onError: (error: Error) => void;
+}
+
+export class MqttNotConnectedError extends Error {
+  constructor() {
+    super("not connected to the broker");
+  }
+}
+
+interface Pending {
+  resolve: (value: IncomingPacket) => void;
+  reject: (error: Error) => void;
+}
+
+export class MqttClient {
+  private socket: Socket | null = null;
+  private ready = false;
+  private ended = false;
+  private reconnectMs: number;
+  private reconnectTimer: NodeJS.Timeout | null = null;
+  private pingTimer: NodeJS.Timeout | null = null;
+  private awaitingPong = false;
+  private nextPacketId = 1;
+  private readonly pending = new Map<number, Pending>();
+  private readonly url: URL;
+
+  constructor(private readonly options: MqttClientOptions) {
+    this.url = new URL(options.url);
+    if (this.url.protocol !== "mqtt:" && this.url.protocol !== "mqtts:") throw new RangeError(`${options.url}: the agent speaks mqtt:// and mqtts:// only`);
+    this.reconnectMs = options.minReconnectMs;
+    this.open();
+  }
+
+  get connected(): boolean {
+    return this.ready;
+  }
+
+  async publish(topic: string, payload: Buffer | string, options: { qos: Qos; retain?: boolean }): Promise<void> {
+    const bytes = typeof payload === "string" ? Buffer.from(payload, "utf8") : payload;
+    if (options.qos === 0) {
+      this.send(encodePublish(topic, bytes, { qos: 0, retain: options.retain ?? false }));
+      return;
+    }
+    await this.request((packetId) => encodePublish(topic, bytes, { qos: 1, retain: options.retain ?? false, packetId }));
+  }
+
+  /** Subscribes at `qos`; rejects when the broker refuses any of the topics (SUBACK 0x80). */
+  async subscribe(topics: string[], qos: Qos): Promise<void> {
+    const ack = await this.request((packetId) => encodeSubscribe(packetId, topics, qos));
+    if (ack.type !== "suback") throw new MqttProtocolError(`expected SUBACK, got ${ack.type}`);
+    const refused = topics.filter((_, i) => ack.granted[i] === SUBACK_FAILURE);
+    if (refused.length > 0) throw new Error(`the broker refused the subscription to ${refused.join(", ")}`);
+  }
+
+  /** Disconnects cleanly (no last will) and stops reconnecting. */
+  async end(): Promise<void> {
+    this.ended = true;
+    if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
+    const socket = this.socket;
+    if (!socket) return;
+    if (this.ready) socket.write(DISCONNECT);
+    await new Promise<void>((resolve) => {
+      socket.once("close", () => resolve());
+      socket.end();
+      setTimeout(() => socket.destroy(), 1000).unref();
+    });
+  }
+
+  private open(): void {
+    const port = Number(this.url.port) || (this.url.protocol === "mqtts:" ? 8883 : 1883);
+    const host = this.url.hostname.replace(/^\[|\]$/g, "");
+    const socket = this.url.protocol === "mqtts:" ? tlsConnect({ host, port, ...(isIP(host) ? {} : { servername: host }) }) : netConnect({ host, port });
+    this.socket = socket;
+    const reader = new PacketReader(this.options.maxPacketBytes);
+    let keepaliveSeconds = 0;
+    const connectTimer = setTimeout(() => socket.destroy(new Error(`no CONNACK within ${this.options.connectTimeoutMs} ms`)), this.options.connectTimeoutMs);
+    socket.once(this.url.protocol === "mqtts:" ? "secureConnect" : "connect", () => {
+      socket.setNoDelay(true);
+      const connect = this.withUrlCredentials(this.options.connectPacket());
+      keepaliveSeconds = connect.keepaliveSeconds;
+      socket.write(encodeConnect(connect));
+    });
+    socket.on("data", (chunk: Buffer) => {
+      try {
+        for (const received of reader.push(chunk)) {
+          if (received.type === "connack") clearTimeout(connectTimer);
+          this.handle(received, socket, keepaliveSeconds);
+        }
+      } catch (error) {
+        socket.destroy(error as Error);
+      }
+    });
+    socket.on("error", (error) => this.options.onError(error));
+    socket.on("close", () => {
+      clearTimeout(connectTimer);
+      this.closed(socket);
+    });
+  }
+
+  private withUrlCredentials(connect: ConnectPacket): ConnectPacket {
+    if (connect.username !== undefined || !this.url.username) return connect;
+    return { ...connect, username: decodeURIComponent(this.url.username), ...(this.url.password ? { password: decodeURIComponent(this.url.password) } : {}) };
+  }
+
+  private handle(received: IncomingPacket, socket: Socket, keepaliveSeconds: number): void {
+    switch (received.type) {
+      case "connack": {
+        if (received.returnCode !== 0) {
+          socket.destroy(new Error(`the broker refused the connection: ${CONNACK_REFUSALS[received.returnCode] ?? `return code ${received.returnCode}`}`));
+          return;
+        }
+        this.ready = true;
+        this.reconnectMs = this.options.minReconnectMs;
+        this.startPings(socket, keepaliveSeconds);
+        this.options.onConnect();
+        return;
+      }
+      case "publish":
+        if (received.qos === 2) throw new MqttProtocolError(`the broker sent QoS 2 on ${received.topic}, above the QoS 1 subscribed`);
+        if (received.qos === 1) socket.write(encodePuback(received.packetId!));
+        this.options.onMessage(received.topic, received.payload);
+        return;
+      case "puback":
+      case "suback": {
+        const waiting = this.pending.get(received.packetId);
+        this.pending.delete(received.packetId);
+        waiting?.resolve(received);
+        return;
+      }
+      case "pingresp":
+        this.awaitingPong = false;
+    }
+  }
+
+  private startPings(socket: Socket, keepaliveSeconds: number): void {
+    if (keepaliveSeconds === 0) return;
+    this.awaitingPong = false;
+    this.pingTimer = setInterval(() => {
+      if (this.awaitingPong) return void socket.destroy(new Error(`no PINGRESP within ${keepaliveSeconds} s`));
+      this.awaitingPong = true;
+      socket.write(PINGREQ);
+    }, keepaliveSeconds * 1000);
+  }
+
+  private closed(socket: Socket): void {
+    if (this.socket !== socket) return;
+    this.socket = null;
+    this.ready = false;
+    if (this.pingTimer) clearInterval(this.pingTimer);
+    for (const waiting of this.pending.values()) waiting.reject(new MqttNotConnectedError());
+    this.pending.clear();
+    if (this.ended) return;
+    this.reconnectTimer = setTimeout(() => {
+      this.reconnectTimer = null;
+      this.open();
+    }, this.reconnectMs);
+    this.reconnectMs = Math.min(this.options.maxReconnectMs, this.reconnectMs * 2);
+  }
+
+  private send(bytes: Buffer): void {
+    if (!this.ready || !this.socket) throw new MqttNotConnectedError();
+    this.socket.write(bytes);
+  }
+
+  private request(encode: (packetId: number) => Buffer): Promise<IncomingPacket> {
+    if (!this.ready || !this.socket) return Promise.reject(new MqttNotConnectedError());
+    const packetId = this.allocatePacketId();
+    return new Promise<IncomingPacket>((resolve, reject) => {
+      this.pending.set(packetId, { resolve, reject });
+      this.socket!.write(encode(packetId));
+    });
+  }
+
+  private allocatePacketId(): number {
+    for (;;) {
+      const id = this.nextPacketId;
+      this.nextPacketId = id === 0xffff ? 1 : id + 1;
+      if (!this.pending.has(id)) return id;
+    }
+  }
+}

@@ -1,0 +1,162 @@
+/**
+ * The agent's own MQTT client against real brokers: mosquitto with apt-ostree's ACL, and aedes
+ * (the embedded broker's library) for reconnects and the last will.
+ */
+import { createServer, type Server, type Socket } from "node:net";
+import aedesModule from "aedes";
+import mqtt from "mqtt";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { MqttClient, MqttNotConnectedError, type MqttClientOptions } from "../../../device/mqtt/client.ts";
+import { startMosquitto, type RunningMosquitto } from "../../helpers/mosquitto.ts";
+import { makeTempDir, removeTree } from "../../helpers/tmp.ts";
+import { until } from "../../helpers/wait.ts";
+
+let dir: string;
+let mosquitto: RunningMosquitto;
+const clients: MqttClient[] = [];
+
+beforeAll(async () => {
+  dir = await makeTempDir("mqtt-client");
+  mosquitto = await startMosquitto(dir);
+});
+afterAll(async () => {
+  await Promise.all(clients.map((c) => c.end()));
+  mosquitto?.stop();
+  await removeTree(dir);
+});
+
+function client(url: string, overrides: Partial<MqttClientOptions> = {}) {
+  const messages: Array<{ topic: string; payload: string }> = [];
+  const errors: Error[] = [];
+  let connects = 0;
+  const created = new MqttClient({
+    url,
+    connectPacket: () => ({ clientId: "dev-1", keepaliveSeconds: 60, clean: true }),
+    connectTimeoutMs: 5000,
+    minReconnectMs: 100,
+    maxReconnectMs: 400,
+    maxPacketBytes: 1 << 20,
+    onConnect: () => connects++,
+    onMessage: (topic, payload) => messages.push({ topic, payload: payload.toString() }),
+    onError: (error) => errors.push(error),
+    ...overrides,
+  });
+  clients.push(created);
+  return { client: created, messages, errors, connects: () => connects };
+}
+
+describe("the agent's MQTT client", () => {
+  it("talks to mosquitto: retained QoS 1 command in, QoS 1 report out", async () => {
+    const observer = await mqtt.connectAsync(mosquitto.serverUrl, { clientId: "observer" });
+    try {
+      await observer.publishAsync("apt-ostree/devices/dev-1/cmd", "update!", { qos: 1, retain: true });
+      const seen: string[] = [];
+      await observer.subscribeAsync("apt-ostree/devices/dev-1/state", { qos: 1 });
+      observer.on("message", (_t, payload) => seen.push(payload.toString()));
+
+      const device = client(`mqtt://127.0.0.1:${mosquitto.port}`);
+      await until(async () => device.client.connected, "the client to connect");
+      await device.client.subscribe(["apt-ostree/devices/dev-1/cmd"], 1);
+      await until(async () => device.messages.length === 1, "the retained command");
+      expect(device.messages[0]).toEqual({ topic: "apt-ostree/devices/dev-1/cmd", payload: "update!" });
+
+      await device.client.publish("apt-ostree/devices/dev-1/state", JSON.stringify({ state: "idle" }), { qos: 1 });
+      await until(async () => seen.length === 1, "the observer to get the report");
+      expect(JSON.parse(seen[0]!)).toEqual({ state: "idle" });
+
+      await device.client.end();
+      expect(device.client.connected).toBe(false);
+      await expect(device.client.publish("apt-ostree/devices/dev-1/state", "x", { qos: 1 })).rejects.toThrow(MqttNotConnectedError);
+    } finally {
+      await observer.endAsync();
+    }
+  });
+
+  it("reconnects with fresh credentials after the broker drops it; the will fires on a drop, not on end(); refused topics are named", async () => {
+    const broker = aedesModule.createBroker();
+    const passwords: string[] = [];
+    broker.authenticate = (_client, _username, password, done) => {
+      passwords.push(password?.toString() ?? "");
+      done(null, true);
+    };
+    broker.authorizeSubscribe = (_client, subscription, done) => done(null, subscription.topic.startsWith("dev-2/") ? null : subscription);
+    const wills: string[] = [];
+    broker.on("publish", (packet) => {
+      if (packet.topic === "dev-1/online") wills.push(packet.payload.toString());
+    });
+    const sockets: Socket[] = [];
+    const server = createServer((socket) => {
+      sockets.push(socket);
+      broker.handle(socket);
+    });
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    const port = (server.address() as { port: number }).port;
+    try {
+      let attempt = 0;
+      const device = client(`mqtt://127.0.0.1:${port}`, {
+        connectPacket: () => ({
+          clientId: "dev-1", keepaliveSeconds: 60, clean: true, username: "dev-1", password: `token-${++attempt}`,
+          will: { topic: "dev-1/online", payload: Buffer.from("offline"), qos: 1, retain: true },
+        }),
+      });
+      await until(async () => device.connects() === 1, "the first connection");
+      await device.client.subscribe(["dev-1/cmd"], 1);
+      await expect(device.client.subscribe(["dev-1/x", "dev-2/cmd"], 1)).rejects.toThrow("the broker refused the subscription to dev-2/cmd");
+      sockets[0]!.destroy();
+      await until(async () => device.connects() === 2, "the reconnection");
+      expect(passwords).toEqual(["token-1", "token-2"]);
+      await until(async () => wills.includes("offline"), "the last will after the drop");
+      await device.client.subscribe(["dev-1/cmd"], 1);
+      broker.publish({ cmd: "publish", topic: "dev-1/cmd", payload: Buffer.from("after reconnect"), qos: 1, retain: false, dup: false }, () => {});
+      await until(async () => device.messages.some((m) => m.payload === "after reconnect"), "a command after the reconnection");
+
+      const willsBefore = wills.length;
+      await device.client.end();
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      expect(wills).toHaveLength(willsBefore);
+      expect(device.connects()).toBe(2);
+    } finally {
+      await new Promise<void>((resolve) => broker.close(() => resolve()));
+      server.close();
+    }
+  });
+
+  it("drops a connection whose broker stops answering pings, and connects again", async () => {
+    let connections = 0;
+    const pings: number[] = [];
+    const silent: Server = createServer((socket: Socket) => {
+      const index = ++connections;
+      socket.on("data", (chunk) => {
+        if (chunk[0] === 0x10) socket.write(Buffer.from([0x20, 2, 0, 0]));
+        if (chunk[0] === 0xc0) pings.push(index);
+      });
+      socket.on("error", () => {});
+    });
+    await new Promise<void>((resolve) => silent.listen(0, "127.0.0.1", resolve));
+    try {
+      const device = client(`mqtt://127.0.0.1:${(silent.address() as { port: number }).port}`, {
+        connectPacket: () => ({ clientId: "dev-1", keepaliveSeconds: 1, clean: true }),
+      });
+      await until(async () => connections === 2, "a second connection after the unanswered ping", 10_000);
+      expect(pings).toContain(1);
+      expect(device.errors.map((e) => e.message)).toContain("no PINGRESP within 1 s");
+      await device.client.end();
+    } finally {
+      silent.close();
+    }
+  });
+
+  it("says why the broker refused the connection, and refuses ws:// URLs", async () => {
+    const refusing = createServer((socket) => socket.on("data", () => socket.write(Buffer.from([0x20, 2, 0, 5]))));
+    await new Promise<void>((resolve) => refusing.listen(0, "127.0.0.1", resolve));
+    try {
+      const device = client(`mqtt://127.0.0.1:${(refusing.address() as { port: number }).port}`);
+      await until(async () => device.errors.length > 0, "the refusal");
+      expect(device.errors[0]!.message).toBe("the broker refused the connection: not authorized");
+      await device.client.end();
+    } finally {
+      refusing.close();
+    }
+    expect(() => client("ws://127.0.0.1:1")).toThrow(/mqtt:\/\/ and mqtts:\/\/ only/);
+  });
+});
