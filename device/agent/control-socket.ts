@@ -6,7 +6,8 @@
 import { chmod, mkdir, rm } from "node:fs/promises";
 import { createConnection, createServer, type Server } from "node:net";
 import { dirname } from "node:path";
-import { z } from "zod";
+import * as z from "zod/mini";
+import { describeIssue } from "../../shared/zod.ts";
 import { errorChain } from "../../shared/errors.ts";
 import type { Logger } from "../../shared/log.ts";
 import { upgrade } from "../ops/upgrade.ts";
@@ -15,7 +16,7 @@ import type { Agent } from "./agent.ts";
 
 export const ControlRequestSchema = z.discriminatedUnion("op", [
   z.object({ op: z.literal("state") }),
-  z.object({ op: z.literal("upgrade"), ref: z.string().optional(), version: z.string().optional(), check: z.boolean().optional(), reboot: z.boolean().optional() }),
+  z.object({ op: z.literal("upgrade"), ref: z.optional(z.string()), version: z.optional(z.string()), check: z.optional(z.boolean()), reboot: z.optional(z.boolean()) }),
   z.object({ op: z.literal("reboot") }),
   z.object({ op: z.literal("cancel") }),
   /** The CLI changed the deployments: the agent checks its staged update still exists. */
@@ -56,12 +57,14 @@ export async function serveControlSocket(path: string, handle: (request: Control
       }
       const line = buffer.slice(0, newline);
       const answer = (async (): Promise<ControlAnswer> => {
-        let request: ControlRequest;
+        let parsed: ReturnType<typeof ControlRequestSchema.safeParse>;
         try {
-          request = ControlRequestSchema.parse(JSON.parse(line));
+          parsed = ControlRequestSchema.safeParse(JSON.parse(line));
         } catch (error) {
           return { ok: false, code: "E_BAD_REQUEST", error: `bad control request: ${(error as Error).message}` };
         }
+        if (!parsed.success) return { ok: false, code: "E_BAD_REQUEST", error: `bad control request: ${describeIssue(parsed.error.issues[0]!)}` };
+        const request: ControlRequest = parsed.data;
         // One operation at a time, in arrival order.
         const run = busy.then(() => handle(request));
         busy = run.catch(() => undefined);

@@ -6,53 +6,56 @@
  */
 import { readFile } from "node:fs/promises";
 import { parse as parseYaml } from "yaml";
-import { z } from "zod";
+import * as z from "zod/mini";
+import { describeIssue } from "../../shared/zod.ts";
 import { AptOstreeError } from "../../shared/errors.ts";
 import { NAME_PATTERN } from "../../shared/wire/topics.ts";
 
-export const AgentConfigSchema = z
-  .object({
+const nonEmpty = z.string().check(z.minLength(1));
+const positive = z.number().check(z.positive());
+
+export const AgentConfigSchema = z.partial(
+  z.strictObject({
     /** The server's HTTP base URL; the repo is at `<server>/repo`. */
-    server: z.string().regex(/^https?:\/\//, "must be an http:// or https:// URL"),
+    server: z.string().check(z.regex(/^https?:\/\//, "must be an http:// or https:// URL")),
     /** The MQTT broker: the server's embedded one or an external broker. */
-    mqtt: z.string().regex(/^mqtts?:\/\//, "must be an mqtt:// or mqtts:// URL"),
+    mqtt: z.string().check(z.regex(/^mqtts?:\/\//, "must be an mqtt:// or mqtts:// URL")),
     /** `token`: the signed token is the MQTT password (embedded broker); `hello`: publish it (external broker). */
     mqttAuth: z.enum(["token", "hello"]),
-    deviceId: z.string().regex(NAME_PATTERN, "letters, digits, '.', '_' and '-' only"),
-    groups: z.array(z.string().regex(NAME_PATTERN)),
-    ref: z.string().min(1),
-    channel: z.string().min(1),
-    architecture: z.string().min(1),
-    osname: z.string().min(1),
-    sysroot: z.string().min(1),
-    stateDir: z.string().min(1),
-    keysDir: z.string().min(1),
-    healthDir: z.string().min(1),
+    deviceId: z.string().check(z.regex(NAME_PATTERN, "letters, digits, '.', '_' and '-' only")),
+    groups: z.array(z.string().check(z.regex(NAME_PATTERN))),
+    ref: nonEmpty,
+    channel: nonEmpty,
+    architecture: nonEmpty,
+    osname: nonEmpty,
+    sysroot: nonEmpty,
+    stateDir: nonEmpty,
+    keysDir: nonEmpty,
+    healthDir: nonEmpty,
     /** The booted deployment is the one whose directory is this root (ostree compares device and inode the same way). */
-    rootDir: z.string().min(1),
+    rootDir: nonEmpty,
     /** Changes on every boot: tells a restart from a reboot. */
-    bootIdFile: z.string().min(1),
-    socket: z.string().min(1),
-    grubenv: z.string().min(1),
+    bootIdFile: nonEmpty,
+    socket: nonEmpty,
+    grubenv: nonEmpty,
     /** Boot attempts a new deployment gets before GRUB falls back. */
-    bootTries: z.number().int().min(1).max(9),
+    bootTries: z.int().check(z.minimum(1), z.maximum(9)),
     /** `immediate`, `window` (in `rebootWindow`), or `command` (on the server's reboot command). */
     rebootStrategy: z.enum(["immediate", "window", "command"]),
     /** Daily window for the `window` strategy, local time, e.g. `02:00-04:00`. */
-    rebootWindow: z.string().regex(/^\d\d:\d\d-\d\d:\d\d$/, "must look like 02:00-04:00"),
-    rebootCommand: z.array(z.string()).min(1),
+    rebootWindow: z.string().check(z.regex(/^\d\d:\d\d-\d\d:\d\d$/, "must look like 02:00-04:00")),
+    rebootCommand: z.array(z.string()).check(z.minLength(1)),
     /** Stage with `--stage` (finalized at shutdown); false deploys at once (a sysroot that is not booted). */
     stage: z.boolean(),
-    healthTimeoutSeconds: z.number().positive(),
+    healthTimeoutSeconds: positive,
     /** The agent must reach the server within this long after boot for the boot to count healthy. */
-    serverReachTimeoutSeconds: z.number().positive(),
+    serverReachTimeoutSeconds: positive,
     checkSystemdUnits: z.boolean(),
-    downloadStallSeconds: z.number().positive(),
+    downloadStallSeconds: positive,
     /** Poll the channel manifest over HTTP this often while MQTT is unreachable. */
-    pollSeconds: z.number().positive(),
-  })
-  .partial()
-  .strict();
+    pollSeconds: positive,
+  }),
+);
 
 export type AgentConfig = z.infer<typeof AgentConfigSchema>;
 export type AgentSettings = Required<Omit<AgentConfig, "deviceId">> & { deviceId: string | null };
@@ -104,9 +107,7 @@ export function parseAgentConfig(text: string, source: string): AgentConfig {
   }
   const parsed = AgentConfigSchema.safeParse(document);
   if (!parsed.success) {
-    const issue = parsed.error.issues[0]!;
-    const where = issue.path.join(".") || "file";
-    throw new AgentConfigError(`${source}: ${where}: ${issue.code === "unrecognized_keys" ? `unknown key ${issue.keys.join(", ")}` : issue.message}`);
+    throw new AgentConfigError(`${source}: ${describeIssue(parsed.error.issues[0]!, "file")}`);
   }
   return parsed.data;
 }

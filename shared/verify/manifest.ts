@@ -6,6 +6,7 @@
 import { AptOstreeError } from "../errors.ts";
 import { verifyCanonical } from "../sign/canonical-signature.ts";
 import { ManifestSchema, SignedManifestSchema, type Manifest } from "../wire/manifest.ts";
+import { describeIssues } from "../zod.ts";
 
 export abstract class ManifestRejectedError extends AptOstreeError {}
 
@@ -57,14 +58,14 @@ export interface ManifestExpectations {
 
 export function verifySignedManifest(input: unknown, expect: ManifestExpectations): Manifest {
   const envelope = SignedManifestSchema.safeParse(typeof input === "string" ? parseJson(input) : input);
-  if (!envelope.success) throw new MalformedManifestError(envelope.error.issues.map(describeIssue).join("; "));
+  if (!envelope.success) throw new MalformedManifestError(describeIssues(envelope.error.issues));
 
   const verdict = verifyCanonical(envelope.data.manifest, envelope.data.signatures, expect.trustedKeys);
   if (!verdict.ok && verdict.reason === "unknown-key") throw new UnknownManifestKeyError(verdict.keyids);
   if (!verdict.ok && verdict.reason === "bad-signature") throw new ManifestSignatureError(verdict.keyid);
 
   const parsed = ManifestSchema.safeParse(envelope.data.manifest);
-  if (!parsed.success) throw new MalformedManifestError(parsed.error.issues.map(describeIssue).join("; "));
+  if (!parsed.success) throw new MalformedManifestError(describeIssues(parsed.error.issues));
   const manifest = parsed.data;
 
   if (Date.parse(manifest.expires) <= expect.now.getTime()) throw new ManifestExpiredError(manifest.expires, expect.now);
@@ -82,8 +83,4 @@ function parseJson(text: string): unknown {
   } catch (error) {
     throw new MalformedManifestError(`not JSON (${(error as Error).message})`);
   }
-}
-
-function describeIssue(issue: { path: PropertyKey[]; message: string }): string {
-  return `${issue.path.length > 0 ? issue.path.join(".") : "(root)"}: ${issue.message}`;
 }

@@ -3,21 +3,25 @@
  * with the server's key (the broker is not trusted). An update command carries the signed
  * manifest, which the device verifies on its own as well.
  */
-import { z } from "zod";
+import * as z from "zod/mini";
+import { describeIssue, describeIssues } from "../zod.ts";
 import { AptOstreeError } from "../errors.ts";
 import { signCanonical, verifyCanonical, type SignatureEntry } from "../sign/canonical-signature.ts";
 import type { Ed25519KeyPair } from "../sign/ed25519.ts";
 import { SignatureEntrySchema, SignedManifestSchema } from "./manifest.ts";
 
+const commandId = z.string().check(z.minLength(1));
+const issued = z.iso.datetime({ offset: true });
+
 export const CommandSchema = z.discriminatedUnion("type", [
-  z.object({ type: z.literal("update"), id: z.string().min(1), issued: z.string().datetime({ offset: true }), rollout: z.string().optional(), manifest: SignedManifestSchema }).strict(),
-  z.object({ type: z.literal("reboot"), id: z.string().min(1), issued: z.string().datetime({ offset: true }) }).strict(),
-  z.object({ type: z.literal("rollback"), id: z.string().min(1), issued: z.string().datetime({ offset: true }) }).strict(),
+  z.strictObject({ type: z.literal("update"), id: commandId, issued, rollout: z.optional(z.string()), manifest: SignedManifestSchema }),
+  z.strictObject({ type: z.literal("reboot"), id: commandId, issued }),
+  z.strictObject({ type: z.literal("rollback"), id: commandId, issued }),
 ]);
 
 export type Command = z.infer<typeof CommandSchema>;
 
-export const SignedCommandSchema = z.object({ command: z.record(z.string(), z.unknown()), signatures: z.array(SignatureEntrySchema).min(1) }).strict();
+export const SignedCommandSchema = z.strictObject({ command: z.record(z.string(), z.unknown()), signatures: z.array(SignatureEntrySchema).check(z.minLength(1)) });
 
 export class CommandRejectedError extends AptOstreeError {
   constructor(message: string) {
@@ -39,10 +43,10 @@ export function verifyCommand(payload: string | Uint8Array, trustedKeys: Uint8Ar
     throw new CommandRejectedError("command is not JSON");
   }
   const envelope = SignedCommandSchema.safeParse(document);
-  if (!envelope.success) throw new CommandRejectedError(`malformed command envelope: ${envelope.error.issues[0]!.message}`);
+  if (!envelope.success) throw new CommandRejectedError(`malformed command envelope: ${describeIssue(envelope.error.issues[0]!)}`);
   const verdict = verifyCanonical(envelope.data.command, envelope.data.signatures, trustedKeys);
   if (!verdict.ok) throw new CommandRejectedError(verdict.reason === "unknown-key" ? "command is signed only by unknown keys" : "command signature does not verify");
   const parsed = CommandSchema.safeParse(envelope.data.command);
-  if (!parsed.success) throw new CommandRejectedError(`malformed command: ${parsed.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; ")}`);
+  if (!parsed.success) throw new CommandRejectedError(`malformed command: ${describeIssues(parsed.error.issues)}`);
   return parsed.data;
 }

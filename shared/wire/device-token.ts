@@ -4,20 +4,19 @@
  * The server checks the signature with the key in the token, then that the key is the one it
  * has on record for the id (an unknown id becomes a pending enrollment).
  */
-import { z } from "zod";
+import * as z from "zod/mini";
+import { describeIssues } from "../zod.ts";
 import { AptOstreeError } from "../errors.ts";
 import { sign, verify, type Ed25519KeyPair } from "../sign/ed25519.ts";
 import { canonicalBytes } from "../sign/canonical-signature.ts";
 import { NAME_PATTERN } from "./topics.ts";
 
-export const DeviceTokenSchema = z
-  .object({
-    deviceId: z.string().regex(NAME_PATTERN, "is not a valid device id"),
-    publicKey: z.string().regex(/^[A-Za-z0-9+/]{43}=$/, "is not a base64 ed25519 public key"),
-    issued: z.string().datetime({ offset: true }),
-    expires: z.string().datetime({ offset: true }),
-  })
-  .strict();
+export const DeviceTokenSchema = z.strictObject({
+  deviceId: z.string().check(z.regex(NAME_PATTERN, "is not a valid device id")),
+  publicKey: z.string().check(z.regex(/^[A-Za-z0-9+/]{43}=$/, "is not a base64 ed25519 public key")),
+  issued: z.iso.datetime({ offset: true }),
+  expires: z.iso.datetime({ offset: true }),
+});
 
 export type DeviceToken = z.infer<typeof DeviceTokenSchema>;
 
@@ -54,7 +53,7 @@ export function verifyDeviceToken(text: string, now: Date): { token: DeviceToken
     throw new DeviceTokenError("the payload is not base64url JSON");
   }
   const result = DeviceTokenSchema.safeParse(parsed);
-  if (!result.success) throw new DeviceTokenError(result.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; "));
+  if (!result.success) throw new DeviceTokenError(describeIssues(result.error.issues));
   const token = result.data;
   const publicKey = new Uint8Array(Buffer.from(token.publicKey, "base64"));
   if (!verify(new Uint8Array(Buffer.from(signature, "base64url")), canonicalBytes(token), publicKey)) {

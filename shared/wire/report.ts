@@ -3,50 +3,50 @@
  * carrying a counter that only grows, so a replayed or reordered report is refused. The broker
  * is untrusted in both directions: a report means the same through any broker.
  */
-import { z } from "zod";
+import * as z from "zod/mini";
+import { describeIssue, describeIssues } from "../zod.ts";
 import { AptOstreeError } from "../errors.ts";
 import { signCanonical, verifyCanonical } from "../sign/canonical-signature.ts";
 import { keyId, type Ed25519KeyPair } from "../sign/ed25519.ts";
 import { NAME_PATTERN } from "./topics.ts";
 
-const sha256Hex = z.string().regex(/^[0-9a-f]{64}$/);
+const sha256Hex = z.string().check(z.regex(/^[0-9a-f]{64}$/));
+const count = z.int().check(z.nonnegative());
 
 export const DEVICE_STATES = ["idle", "downloading", "staged", "rebooting", "verifying", "healthy", "rolled-back", "failed"] as const;
 
-const Deployment = z.object({ commit: sha256Hex, version: z.string() }).strict();
+const Deployment = z.strictObject({ commit: sha256Hex, version: z.string() });
 
-export const ReportSchema = z
-  .object({
-    deviceId: z.string().regex(NAME_PATTERN),
-    /** Strictly increasing per device, persisted by the agent. */
-    counter: z.number().int().nonnegative(),
-    sent: z.string().datetime({ offset: true }),
-    state: z.enum(DEVICE_STATES),
-    agentVersion: z.string().optional(),
-    architecture: z.string().optional(),
-    groups: z.array(z.string().regex(NAME_PATTERN)).optional(),
-    booted: Deployment.optional(),
-    /** Finalized at the next shutdown (`ostree admin deploy --stage`). */
-    staged: Deployment.nullable().optional(),
-    /** What the next boot starts when it is not the booted one (rpm-ostree's "pending"): the staged or new default deployment. */
-    pending: Deployment.nullable().optional(),
-    /** What a rollback (or a bootloader fallback) would boot. */
-    rollback: Deployment.nullable().optional(),
-    /** The rollout (or command) this report answers. */
-    command: z.string().optional(),
-    progress: z.object({ bytes: z.number().int().nonnegative(), total: z.number().int().nonnegative() }).strict().optional(),
-    health: z
-      .array(z.object({ name: z.string(), kind: z.enum(["required", "wanted"]), ok: z.boolean(), output: z.string().max(16_384) }).strict())
-      .optional(),
-    bootCounter: z.number().int().optional(),
-    rolledBack: z.object({ from: Deployment, to: Deployment, reason: z.string() }).strict().optional(),
-    error: z.string().optional(),
-  })
-  .strict();
+export const ReportSchema = z.strictObject({
+  deviceId: z.string().check(z.regex(NAME_PATTERN)),
+  /** Strictly increasing per device, persisted by the agent. */
+  counter: count,
+  sent: z.iso.datetime({ offset: true }),
+  state: z.enum(DEVICE_STATES),
+  agentVersion: z.optional(z.string()),
+  architecture: z.optional(z.string()),
+  groups: z.optional(z.array(z.string().check(z.regex(NAME_PATTERN)))),
+  booted: z.optional(Deployment),
+  /** Finalized at the next shutdown (`ostree admin deploy --stage`). */
+  staged: z.optional(z.nullable(Deployment)),
+  /** What the next boot starts when it is not the booted one (rpm-ostree's "pending"): the staged or new default deployment. */
+  pending: z.optional(z.nullable(Deployment)),
+  /** What a rollback (or a bootloader fallback) would boot. */
+  rollback: z.optional(z.nullable(Deployment)),
+  /** The rollout (or command) this report answers. */
+  command: z.optional(z.string()),
+  progress: z.optional(z.strictObject({ bytes: count, total: count })),
+  health: z.optional(
+    z.array(z.strictObject({ name: z.string(), kind: z.enum(["required", "wanted"]), ok: z.boolean(), output: z.string().check(z.maxLength(16_384)) })),
+  ),
+  bootCounter: z.optional(z.int()),
+  rolledBack: z.optional(z.strictObject({ from: Deployment, to: Deployment, reason: z.string() })),
+  error: z.optional(z.string()),
+});
 
 export type Report = z.infer<typeof ReportSchema>;
 
-export const SignedReportSchema = z.object({ report: z.record(z.string(), z.unknown()), sig: z.string().min(1) }).strict();
+export const SignedReportSchema = z.strictObject({ report: z.record(z.string(), z.unknown()), sig: z.string().check(z.minLength(1)) });
 
 export class ReportRejectedError extends AptOstreeError {
   constructor(code: "E_REPORT_MALFORMED" | "E_REPORT_SIGNATURE" | "E_REPORT_REPLAY" | "E_REPORT_WRONG_DEVICE", message: string) {
@@ -70,11 +70,11 @@ export function verifyReport(payload: string | Uint8Array, expect: { deviceId: s
     throw new ReportRejectedError("E_REPORT_MALFORMED", "report is not JSON");
   }
   const envelope = SignedReportSchema.safeParse(document);
-  if (!envelope.success) throw new ReportRejectedError("E_REPORT_MALFORMED", `report envelope: ${envelope.error.issues[0]!.message}`);
+  if (!envelope.success) throw new ReportRejectedError("E_REPORT_MALFORMED", `report envelope: ${describeIssue(envelope.error.issues[0]!)}`);
   const verdict = verifyCanonical(envelope.data.report, [{ keyid: keyId(expect.publicKey), sig: envelope.data.sig }], [expect.publicKey]);
   if (!verdict.ok) throw new ReportRejectedError("E_REPORT_SIGNATURE", `report on ${expect.deviceId}'s topic is not signed by ${expect.deviceId}'s key`);
   const parsed = ReportSchema.safeParse(envelope.data.report);
-  if (!parsed.success) throw new ReportRejectedError("E_REPORT_MALFORMED", parsed.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; "));
+  if (!parsed.success) throw new ReportRejectedError("E_REPORT_MALFORMED", describeIssues(parsed.error.issues));
   const report = parsed.data;
   if (report.deviceId !== expect.deviceId) throw new ReportRejectedError("E_REPORT_WRONG_DEVICE", `report names device ${report.deviceId} but came from ${expect.deviceId}`);
   if (expect.lastCounter !== null && report.counter <= expect.lastCounter) {

@@ -69,7 +69,7 @@ export async function idle(runtime: "debian-node18" | "host"): Promise<{ rssMiB:
     await bundleDevice(join(fixture.dir, "dist"));
     const bundle = join(fixture.dir, "dist", "apt-ostreed.mjs");
     const child = runtime === "host"
-      ? spawn("node", [bundle, "--config", config], { stdio: "ignore" })
+      ? spawn("node", [...(process.env.XFLAGS ?? "").split(" ").filter(Boolean), bundle, "--config", config], { stdio: "ignore" })
       : spawnInRoot(await ensureNode18Root(), ["node", bundle, "--config", config]);
     try {
       await until(async () => (await fixture.device())?.booted?.version === "1", "the bundled agent to report", 60_000);
