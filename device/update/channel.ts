@@ -16,7 +16,7 @@ export function repoUrl(server: string): string {
 export async function fetchChannelManifest(server: string, channel: string, ref: string): Promise<unknown> {
   const url = `${repoUrl(server)}/${manifestPath(channel, ref)}`;
   // Loaded on first use: an idle agent does not carry an HTTP client (~11 MB resident).
-  const { request } = await import("undici");
+  const { request } = await import("./http-client.ts");
   let response;
   try {
     response = await request(url, { method: "GET", headersTimeout: 30_000, bodyTimeout: 60_000 });

@@ -77,7 +77,7 @@ async function fetchInto(url: string, part: string, have: number, options: Downl
   };
   try {
     // Loaded on first use: an idle agent does not carry an HTTP client (~11 MB resident).
-    const { request } = await import("undici");
+    const { request } = await import("./http-client.ts");
     const response = await request(url, { method: "GET", headers: have > 0 ? { range: `bytes=${have}-` } : {}, signal, dispatcher: options.dispatcher });
     if (response.statusCode !== 200 && response.statusCode !== 206) {
       await response.body.dump();
