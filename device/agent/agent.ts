@@ -45,6 +45,8 @@ export interface AgentOptions {
 
 export class Agent {
   private record: AgentRecord = { state: { name: "idle" }, reportCounter: 0 };
+  /** waitFor()'s checks, run after every persisted state change. */
+  private readonly stateWatchers = new Set<() => void>();
   private queue: Promise<void> = Promise.resolve();
   private progress: { bytes: number; total: number } | null = null;
   private lastProgressSent = 0;
@@ -178,10 +180,23 @@ export class Agent {
 
   /** Resolves with the state once `done` holds (checked after each event). */
   async waitFor(done: (state: AgentState) => boolean, timeoutMs: number): Promise<AgentState> {
-    const deadline = Date.now() + timeoutMs;
-    while (!done(this.state)) {
-      if (Date.now() > deadline) throw new Error(`timed out while ${this.state.name}`);
-      await new Promise((resolve) => setTimeout(resolve, 100));
+    if (!done(this.state)) {
+      await new Promise<void>((resolve, reject) => {
+        const check = () => {
+          if (!done(this.state)) return;
+          stop();
+          resolve();
+        };
+        const timer = setTimeout(() => {
+          stop();
+          reject(new Error(`timed out while ${this.state.name}`));
+        }, timeoutMs);
+        const stop = () => {
+          clearTimeout(timer);
+          this.stateWatchers.delete(check);
+        };
+        this.stateWatchers.add(check);
+      });
     }
     await this.idle();
     return this.state;
@@ -206,6 +221,7 @@ export class Agent {
     if (transition.state !== this.record.state) {
       this.record = { ...this.record, state: transition.state };
       await writeAgentRecord(this.options.settings.stateDir, this.record);
+      for (const watcher of this.stateWatchers) watcher();
       this.options.log.info({ event: "agent.state", state: transition.state.name, on: event.type }, `${event.type} -> ${transition.state.name}`);
     }
     for (const effect of transition.effects) await this.effect(effect);
@@ -267,14 +283,13 @@ export class Agent {
       // Verified again: the kept copy comes from the state file on disk.
       const verified = verifySignedManifest(target.manifest, { trustedKeys: this.options.trustedKeys, now: this.now(), architecture: settings.architecture, ref: target.ref });
       if (verified.commit !== target.commit) throw new StageError("the kept manifest names another commit than the update", false);
-      const booted = await this.facts.booted();
       await stageUpdate({
         sysroot: settings.sysroot,
         rootDir: settings.rootDir,
         osname: settings.osname,
         repoUrl: repoUrl(settings.server),
         manifest: verified,
-        bootedCommit: booted?.checksum ?? null,
+        deployments: await this.facts.deployments(),
         trustedKeys: this.options.trustedKeys,
         downloadDir: join(settings.stateDir, "downloads"),
         stage: settings.stage,

@@ -5,7 +5,7 @@
  * is running, so we deploy with --retain and prune by our own classification.
  */
 import { runOstree } from "../../shared/ostree/exec.ts";
-import { readDeployments, type SysrootFacts } from "./deployments.ts";
+import { readDeployments, type Deployment, type SysrootFacts } from "./deployments.ts";
 
 export interface DeployOptions extends SysrootFacts {
   osname: string;
@@ -14,6 +14,8 @@ export interface DeployOptions extends SysrootFacts {
   stage?: boolean;
   /** Extra `ostree admin deploy` arguments (kernel arguments). */
   args?: string[];
+  /** The deployments before this one, when the caller has them fresh: pruning then needs no `ostree admin status`. */
+  before?: Deployment[];
 }
 
 export async function deployRetaining(options: DeployOptions): Promise<void> {
@@ -23,12 +25,13 @@ export async function deployRetaining(options: DeployOptions): Promise<void> {
     return;
   }
   await runOstree([...argv, "--retain", options.revision]);
-  await pruneDeployments(options);
+  // The new deployment is index 0; the others move down by one.
+  await pruneDeployments(options, options.before ? [{ booted: false }, ...options.before] : undefined);
 }
 
 /** Undeploys everything but index 0, the booted deployment and the first one after it (highest index first). */
-export async function pruneDeployments(facts: SysrootFacts): Promise<void> {
-  const deployments = await readDeployments(facts);
+export async function pruneDeployments(facts: SysrootFacts, known?: Array<Pick<Deployment, "booted">>): Promise<void> {
+  const deployments = known ?? (await readDeployments(facts));
   const booted = deployments.findIndex((d) => d.booted);
   const keep = new Set(booted < 0 ? [0, 1] : [0, booted, booted + 1]);
   const doomed = deployments.map((_, i) => i).filter((i) => !keep.has(i)).reverse();

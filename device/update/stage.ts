@@ -14,7 +14,7 @@ import { runOstree } from "../../shared/ostree/exec.ts";
 import { readCommitObject, readDetachedMetadata, setRef } from "../../shared/ostree/repo.ts";
 import { verifyCommit } from "../../shared/verify/commit.ts";
 import type { Delta, Manifest } from "../../shared/wire/manifest.ts";
-import { sysrootRepo } from "../sysroot/deployments.ts";
+import { sysrootRepo, type Deployment } from "../sysroot/deployments.ts";
 import { deployRetaining } from "../sysroot/deploy.ts";
 import { DownloadError, downloadVerified } from "./download.ts";
 
@@ -34,7 +34,8 @@ export interface StageRequest {
   /** The repo's base URL, e.g. http://server:8080/repo */
   repoUrl: string;
   manifest: Manifest;
-  bootedCommit: string | null;
+  /** The sysroot's deployments now (the booted one's delta is fetched; pruning after the deploy needs them). */
+  deployments: Deployment[];
   trustedKeys: Uint8Array[];
   /** Where delta files are downloaded (kept across restarts so downloads resume). */
   downloadDir: string;
@@ -65,7 +66,7 @@ export function deltaFor(manifest: Manifest, bootedCommit: string | null): Delta
 export async function stageUpdate(request: StageRequest): Promise<{ via: "delta" | "pull"; bytes: number }> {
   const { manifest, log } = request;
   const repo = sysrootRepo(request.sysroot);
-  const delta = deltaFor(manifest, request.bootedCommit);
+  const delta = deltaFor(manifest, request.deployments.find((d) => d.booted)?.checksum ?? null);
   let bytes = 0;
   try {
     if (delta) bytes = await fetchDelta(request, delta);
@@ -83,7 +84,7 @@ export async function stageUpdate(request: StageRequest): Promise<{ via: "delta"
   }
   await setRef(repo, manifest.ref, manifest.commit);
   try {
-    await deployRetaining({ sysroot: request.sysroot, rootDir: request.rootDir, osname: request.osname, revision: manifest.ref, stage: request.stage });
+    await deployRetaining({ sysroot: request.sysroot, rootDir: request.rootDir, osname: request.osname, revision: manifest.ref, stage: request.stage, before: request.deployments });
   } catch (error) {
     throw new StageError(`cannot deploy ${manifest.version}: ${errorChain(error)}`, false, error);
   }

@@ -1,5 +1,6 @@
 import { mkdir, readFile } from "node:fs/promises";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
+import { writeFileAtomic } from "../fs/atomic-write.ts";
 import { runOstree } from "./exec.ts";
 
 export type RepoMode = "archive" | "bare" | "bare-user" | "bare-user-only";
@@ -22,8 +23,16 @@ export async function resolveRef(repo: string, ref: string): Promise<string | nu
 
 /** Points `ref` at `commit`, creating the ref or moving it (to any commit, not only descendants). */
 export async function setRef(repo: string, ref: string, commit: string): Promise<void> {
-  await runOstree(["refs", `--repo=${repo}`, "--force", `--create=${ref}`, commit]);
+  if (!OSTREE_REF.test(ref)) throw new RangeError(`'${ref}' is not a valid OSTree ref name`);
+  if (!/^[0-9a-f]{64}$/.test(commit)) throw new RangeError(`'${commit}' is not a commit checksum`);
+  // What `ostree refs --create --force` writes (a loose ref), without a process per update.
+  const path = join(repo, "refs", "heads", ref);
+  await mkdir(dirname(path), { recursive: true });
+  await writeFileAtomic(path, `${commit}\n`);
 }
+
+/** libostree's OSTREE_REF_REGEXP: slash-separated parts that start with a letter or digit. */
+const OSTREE_REF = /^(?:[\w\d][-._\w\d]*\/)*[\w\d][-._\w\d]*$/;
 
 export function objectPath(repo: string, checksum: string, extension: "commit" | "commitmeta" | "dirtree" | "dirmeta" | "filez" | "file"): string {
   return join(repo, "objects", checksum.slice(0, 2), `${checksum.slice(2)}.${extension}`);

@@ -7,7 +7,7 @@
  *     host's Node.
  */
 import { spawn } from "node:child_process";
-import { readdir, readFile } from "node:fs/promises";
+import { copyFile, readdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { runOstree } from "../../shared/ostree/exec.ts";
 import { signCommand } from "../../shared/wire/command.ts";
@@ -47,43 +47,70 @@ async function overhead(payloadBytes: number): Promise<{ agent: number; bare: nu
   }
 }
 
-async function pidOf(pattern: string): Promise<number> {
+interface Usage {
+  rss: number;
+  anon: number;
+  file: number;
+  ticks: number;
+}
+
+async function usage(pid: number): Promise<Usage> {
+  const status = await readFile(`/proc/${pid}/status`, "utf8");
+  const kib = (field: string) => Number(new RegExp(`${field}:\\s+(\\d+)`).exec(status)![1]) * 1024;
+  const stat = (await readFile(`/proc/${pid}/stat`, "utf8")).split(") ")[1]!.split(" ");
+  return { rss: kib("VmRSS"), anon: kib("RssAnon"), file: kib("RssFile"), ticks: Number(stat[11]) + Number(stat[12]) };
+}
+
+/** The pid of the node process whose command line names `script` (under unshare and chroot for the Node 18 root). */
+async function pidOf(script: string): Promise<number> {
   for (const entry of await readdir("/proc")) {
     if (!/^\d+$/.test(entry)) continue;
     const cmdline = await readFile(`/proc/${entry}/cmdline`, "utf8").catch(() => "");
-    if (cmdline.startsWith("node\0") && cmdline.includes(pattern)) return Number(entry);
+    if (cmdline.startsWith("node\0") && cmdline.includes(script)) return Number(entry);
   }
-  throw new Error(`no process runs ${pattern}`);
+  throw new Error(`no node process runs ${script}`);
 }
 
-async function usage(pid: number): Promise<{ rss: number; ticks: number }> {
-  const status = await readFile(`/proc/${pid}/status`, "utf8");
-  const stat = (await readFile(`/proc/${pid}/stat`, "utf8")).split(") ")[1]!.split(" ");
-  return { rss: Number(/VmRSS:\s+(\d+)/.exec(status)![1]) * 1024, ticks: Number(stat[11]) + Number(stat[12]) };
-}
+const RUNTIMES = ["debian-node18", "host"] as const;
+type Runtime = (typeof RUNTIMES)[number];
+type Program = "bare" | "floor" | "agent";
+const SETTLE_SECONDS = 10;
+const CPU_WINDOW_SECONDS = 30;
 
-export async function idle(runtime: "debian-node18" | "host"): Promise<{ rssMiB: number; cpuPercent: number; node: string }> {
+/** RSS after settling (and the agent's CPU over a window) of: bare Node, the built-ins floor, the bundled agent. */
+export async function idle(runtime: Runtime): Promise<Record<Program, Usage & { cpuPercent: number }>> {
   const fixture = await new AgentFixture().setUp(`bench-idle-${runtime}`);
   try {
     const config = await fixture.writeConfig();
     await bundleDevice(join(fixture.dir, "dist"));
-    const bundle = join(fixture.dir, "dist", "apt-ostreed.mjs");
-    const child = runtime === "host"
-      ? spawn("node", [...(process.env.XFLAGS ?? "").split(" ").filter(Boolean), bundle, "--config", config], { stdio: "ignore" })
-      : spawnInRoot(await ensureNode18Root(), ["node", bundle, "--config", config]);
-    try {
-      await until(async () => (await fixture.device())?.booted?.version === "1", "the bundled agent to report", 60_000);
-      const pid = await pidOf(bundle);
-      const version = (await readFile(`/proc/${pid}/exe`).then(() => "", () => "")) || "";
-      await new Promise((resolve) => setTimeout(resolve, 10_000));
-      const before = await usage(pid);
-      const windowSeconds = 30;
-      await new Promise((resolve) => setTimeout(resolve, windowSeconds * 1000));
-      const after = await usage(pid);
-      return { rssMiB: after.rss / 2 ** 20, cpuPercent: ((after.ticks - before.ticks) / 100 / windowSeconds) * 100, node: version };
-    } finally {
-      child.kill("SIGKILL");
+    const bare = join(fixture.dir, "bare.mjs");
+    const floor = join(fixture.dir, "node-floor.mjs");
+    await writeFile(bare, "setInterval(() => undefined, 1e6);\n");
+    await copyFile(new URL("./node-floor.mjs", import.meta.url), floor);
+    const argv: Record<Program, string[]> = {
+      bare: [bare],
+      floor: [floor, fixture.dir, String(fixture.server.mqttPort)],
+      agent: [join(fixture.dir, "dist", "apt-ostreed.mjs"), "--config", config],
+    };
+    const root = runtime === "host" ? null : await ensureNode18Root();
+    const start = (args: string[]) => (root === null ? spawn("node", args, { stdio: "ignore" }) : spawnInRoot(root, ["node", ...args]));
+    const results = {} as Record<Program, Usage & { cpuPercent: number }>;
+    for (const program of ["bare", "floor", "agent"] as const) {
+      const child = start(argv[program]);
+      try {
+        if (program === "agent") await until(async () => (await fixture.device())?.booted?.version === "1", "the bundled agent to report", 60_000);
+        await new Promise((resolve) => setTimeout(resolve, SETTLE_SECONDS * 1000));
+        const pid = await pidOf(argv[program][0]!);
+        const before = await usage(pid);
+        const window = program === "agent" ? CPU_WINDOW_SECONDS : 1;
+        await new Promise((resolve) => setTimeout(resolve, window * 1000));
+        const after = await usage(pid);
+        results[program] = { ...after, cpuPercent: ((after.ticks - before.ticks) / 100 / window) * 100 };
+      } finally {
+        child.kill("SIGKILL");
+      }
     }
+    return results;
   } finally {
     await fixture.tearDown();
   }
@@ -99,13 +126,16 @@ export async function benchAgent(say: (line?: string) => void): Promise<void> {
     say(`| ${(payload / 1e6).toFixed(0)} MB | ${agent.toFixed(2)} s | ${bare.toFixed(2)} s | **${(agent / bare).toFixed(2)}** |`);
   }
   say();
-  say("### Agent: idle, connected (bundle, 30 s window after 10 s settling)");
+  say(`### Agent: idle, connected (bundle; RSS after ${SETTLE_SECONDS} s, CPU over the next ${CPU_WINDOW_SECONDS} s)`);
   say();
-  say("| runtime | RSS | CPU |");
-  say("| --- | --- | --- |");
-  for (const runtime of ["debian-node18", "host"] as const) {
-    const result = await idle(runtime);
-    say(`| ${runtime === "host" ? `host Node ${process.version}` : "Debian bookworm nodejs 18"} | ${result.rssMiB.toFixed(1)} MiB | ${result.cpuPercent.toFixed(2)} % |`);
+  say("Bare: a bundled `setInterval`. Floor: test/bench/node-floor.mjs, the same kinds of work with Node's built-ins only.");
+  say();
+  say("| runtime | bare Node RSS | built-ins floor RSS | apt-ostreed RSS (target < 45 MB) | apt-ostreed private (RssAnon) vs bare | CPU |");
+  say("| --- | --- | --- | --- | --- | --- |");
+  const mib = (bytes: number) => `${(bytes / 2 ** 20).toFixed(1)} MiB`;
+  for (const runtime of RUNTIMES) {
+    const r = await idle(runtime);
+    say(`| ${runtime === "host" ? `host Node ${process.version}` : "Debian bookworm nodejs 18"} | ${mib(r.bare.rss)} | ${mib(r.floor.rss)} | **${mib(r.agent.rss)}** | ${mib(r.agent.anon)} vs ${mib(r.bare.anon)} | ${r.agent.cpuPercent.toFixed(2)} % |`);
   }
   say();
 }
