@@ -8,6 +8,7 @@ import { AptOstreeError } from "../shared/errors.ts";
 import type { Logger } from "../shared/log.ts";
 import type { ServeSettings } from "./config/settings.ts";
 import { createHttpHandler } from "./http/app.ts";
+import { FleetChanges, notifyingStore } from "./fleet/changes.ts";
 import { Metrics } from "./http/metrics.ts";
 import { SqliteFleetStore } from "./fleet/store-sqlite.ts";
 import type { FleetStore } from "./fleet/store.ts";
@@ -47,7 +48,8 @@ export async function startServer(settings: ServeSettings & { tickMilliseconds?:
   const { token, file } = await adminToken(settings);
   const key = settings.signingKey ? await readSecretKeyFile(settings.signingKey) : null;
   const metrics = new Metrics();
-  const store = new SqliteFleetStore(join(settings.data, "fleet.db"));
+  const changes = new FleetChanges();
+  const store = notifyingStore(new SqliteFleetStore(join(settings.data, "fleet.db")), changes);
   let engine: RolloutEngine | null = null;
   let broker: RunningBroker;
   try {
@@ -67,7 +69,7 @@ export async function startServer(settings: ServeSettings & { tickMilliseconds?:
   await engine.resume();
   const timer = setInterval(() => void engine!.tick(), settings.tickMilliseconds ?? 1000);
   timer.unref();
-  const server = createServer({ requestTimeout: 60_000, headersTimeout: 15_000 }, createHttpHandler({ repo: settings.repo, adminToken: token, store, engine, log, metrics }));
+  const server = createServer({ requestTimeout: 60_000, headersTimeout: 15_000 }, createHttpHandler({ repo: settings.repo, adminToken: token, store, engine, log, metrics, changes }));
   try {
     await listen(server, settings.httpPort, settings.host);
   } catch (error) {

@@ -14,6 +14,8 @@ import { acceptDevice, getDevice, listDevices, setDeviceTags } from "./api/devic
 import { listReleases } from "./api/releases.ts";
 import { OPENAPI } from "./api/openapi.ts";
 import { requireAdmin } from "./auth.ts";
+import { handleLogin, handleLogout, serveDashboardAsset, serveDashboardPage, serveEvents, serveLoginPage } from "./dashboard.ts";
+import type { FleetChanges } from "../fleet/changes.ts";
 import { HttpError, sendError, sendJson } from "./http-error.ts";
 import type { Metrics } from "./metrics.ts";
 import { serveRepoFile } from "./repo-files.ts";
@@ -25,6 +27,8 @@ export interface HttpAppOptions {
   engine: RolloutEngine;
   log: Logger;
   metrics: Metrics;
+  /** Fleet changes, for the dashboard's live event stream. */
+  changes: FleetChanges;
   now?: () => Date;
 }
 
@@ -42,6 +46,13 @@ export function createHttpHandler(options: HttpAppOptions): HttpHandler {
     const segments = pathSegments(req.url ?? "/");
     const method = req.method ?? "GET";
     const [head, ...rest] = segments;
+    if (head === undefined) return only(method, ["GET", "HEAD"], () => serveDashboardPage(req, res, options.adminToken));
+    if (head === "login" && rest.length === 0) {
+      if (method === "POST") return handleLogin(req, res, options.adminToken);
+      return only(method, ["GET", "POST"], () => serveLoginPage(req, res));
+    }
+    if (head === "logout" && rest.length === 0) return only(method, ["POST"], () => handleLogout(res));
+    if (head === "assets" && rest.length === 1) return only(method, ["GET", "HEAD"], () => serveDashboardAsset(req, res, rest[0]!));
     if (head === "healthz" && rest.length === 0) return only(method, ["GET", "HEAD"], () => sendJson(res, 200, { status: "ok" }));
     if (head === "metrics" && rest.length === 0) {
       return only(method, ["GET"], () => {
@@ -63,6 +74,7 @@ export function createHttpHandler(options: HttpAppOptions): HttpHandler {
       const resource = rest.slice(1);
       if (resource.join("/") === "openapi.json") return only(method, ["GET"], () => sendJson(res, 200, OPENAPI));
       requireAdmin(req, options.adminToken);
+      if (resource.join("/") === "events") return only(method, ["GET"], () => serveEvents(req, res, options.changes));
       if (resource.join("/") === "fleet") return only(method, ["GET"], () => sendJson(res, 200, summary()));
       if (resource.join("/") === "releases") return only(method, ["GET"], async () => sendJson(res, 200, { releases: await listReleases(options.repo) }));
       if (resource[0] === "devices") {

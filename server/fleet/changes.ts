@@ -1,0 +1,62 @@
+/**
+ * Tells listeners (the dashboard's live event stream) that the fleet changed: a store decorator
+ * that notifies after every write, so reports, enrollment, online flags and rollout progress all
+ * reach the dashboard without hooks in each writer.
+ */
+import type { FleetStore } from "./store.ts";
+
+export type FleetChange = { kind: "device"; id: string } | { kind: "rollout"; id: string };
+export type FleetListener = (change: FleetChange) => void;
+
+export class FleetChanges {
+  private readonly listeners = new Set<FleetListener>();
+
+  subscribe(listener: FleetListener): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  notify(change: FleetChange): void {
+    for (const listener of this.listeners) listener(change);
+  }
+
+  get listenerCount(): number {
+    return this.listeners.size;
+  }
+}
+
+/** `store`, with `changes` told after each write (reads pass through untouched). */
+export function notifyingStore(store: FleetStore, changes: FleetChanges): FleetStore {
+  const device = (id: string) => changes.notify({ kind: "device", id });
+  const rollout = (id: string) => changes.notify({ kind: "rollout", id });
+  return {
+    createRollout: (record, members) => (store.createRollout(record, members), rollout(record.id)),
+    getRollout: (id) => store.getRollout(id),
+    listRollouts: () => store.listRollouts(),
+    updateRollout: (id, progress, pauseReason, now) => (store.updateRollout(id, progress, pauseReason, now), rollout(id)),
+    rolloutDevices: (id) => store.rolloutDevices(id),
+    setRolloutDeviceStatus: (rolloutId, deviceId, status, detail, now) => (store.setRolloutDeviceStatus(rolloutId, deviceId, status, detail, now), rollout(rolloutId)),
+    markRolloutDevicesSent: (rolloutId, deviceIds, now) => (store.markRolloutDevicesSent(rolloutId, deviceIds, now), rollout(rolloutId)),
+    getDevice: (id) => store.getDevice(id),
+    listDevices: () => store.listDevices(),
+    enrollPending: (id, publicKey, now) => {
+      const record = store.enrollPending(id, publicKey, now);
+      device(id);
+      return record;
+    },
+    acceptDevice: (id, now) => {
+      const record = store.acceptDevice(id, now);
+      device(id);
+      return record;
+    },
+    setDeviceTags: (id, tags) => {
+      const record = store.setDeviceTags(id, tags);
+      device(id);
+      return record;
+    },
+    recordReport: (report, now) => (store.recordReport(report, now), device(report.deviceId)),
+    setOnline: (id, online, now) => (store.setOnline(id, online, now), device(id)),
+    deviceEvents: (id, limit) => store.deviceEvents(id, limit),
+    close: () => store.close(),
+  };
+}
