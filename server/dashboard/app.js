@@ -175,13 +175,26 @@ async function rolloutsPage() {
 
 // ---------------------------------------------------------------- releases
 
+function packageChanges(release) {
+  const diff = release.packageDiff;
+  if (!diff) return "first version";
+  const lines = [
+    ...diff.upgraded.map((p) => `upgraded ${p.name} ${p.from} → ${p.to}`),
+    ...diff.downgraded.map((p) => `downgraded ${p.name} ${p.from} → ${p.to}`),
+    ...diff.removed.map((p) => `removed ${p.name} ${p.version}`),
+    ...diff.added.map((p) => `added ${p.name} ${p.version}`),
+  ];
+  const summary = `since ${esc(release.previousVersion)}: ${diff.upgraded.length} upgraded, ${diff.downgraded.length} downgraded, ${diff.removed.length} removed, ${diff.added.length} added`;
+  return lines.length ? `<details><summary>${summary}</summary><ul>${lines.map((l) => `<li>${esc(l)}</li>`).join("")}</ul></details>` : summary;
+}
+
 async function releasesPage() {
   const { releases } = await api("releases");
   main.innerHTML = `<h1>Releases</h1>${releases.length ? "" : "<p>Nothing published yet: <code>apt-ostree-server publish</code>.</p>"}
-  <div class="scroll"><table><thead><tr><th>Ref</th><th>Channel</th><th>Version</th><th>Commit</th><th>Published</th><th>Upgrade paths (static delta size)</th></tr></thead><tbody>
+  <div class="scroll"><table><thead><tr><th>Ref</th><th>Channel</th><th>Version</th><th>Commit</th><th>Published</th><th>Upgrade paths (static delta size)</th><th>Packages since the previous version</th></tr></thead><tbody>
   ${releases.map((r) => `<tr><td>${esc(r.ref)}</td><td>${esc(r.channel)}</td><td>${esc(r.version)}</td><td>${short(r.commit)}</td><td>${when(r.issued)}</td>
     <td><ul>${r.deltas.map((d) => `<li>${d.from ? `from ${esc(d.fromVersion ?? d.from.slice(0, 12))}` : "from scratch"}: ${bytes(d.size)}</li>`).join("")}</ul>
-    <p>Package changes: <code>apt-ostree-server db diff --ref ${esc(r.ref)}</code></p></td></tr>`).join("")}
+    </td><td>${packageChanges(r)}</td></tr>`).join("")}
   </tbody></table></div>`;
 }
 

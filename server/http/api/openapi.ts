@@ -35,7 +35,7 @@ export const OPENAPI = {
       },
       Release: {
         type: "object",
-        required: ["ref", "channel", "version", "sequence", "commit", "architecture", "issued", "expires", "manifest", "deltas"],
+        required: ["ref", "channel", "version", "sequence", "commit", "architecture", "issued", "expires", "manifest", "deltas", "previousVersion", "packageDiff"],
         properties: {
           ref: { type: "string" },
           channel: { type: "string" },
@@ -50,7 +50,26 @@ export const OPENAPI = {
             type: "array",
             items: { type: "object", properties: { from: { type: ["string", "null"] }, fromVersion: { type: ["string", "null"] }, size: { type: "integer" } } },
           },
+          previousVersion: { type: ["string", "null"], description: "The version this commit was composed after (its parent)" },
+          packageDiff: {
+            type: ["object", "null"],
+            description: "Packages changed since the parent, as `apt-ostree-server db diff` prints them",
+            properties: {
+              upgraded: { type: "array", items: { $ref: "#/components/schemas/VersionChange" } },
+              downgraded: { type: "array", items: { $ref: "#/components/schemas/VersionChange" } },
+              removed: { type: "array", items: { $ref: "#/components/schemas/Package" } },
+              added: { type: "array", items: { $ref: "#/components/schemas/Package" } },
+            },
+          },
         },
+      },
+      VersionChange: {
+        type: "object",
+        properties: { name: { type: "string" }, architecture: { type: "string" }, from: { type: "string" }, to: { type: "string" } },
+      },
+      Package: {
+        type: "object",
+        properties: { name: { type: "string" }, version: { type: "string" }, architecture: { type: "string" } },
       },
     },
   },

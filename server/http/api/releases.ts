@@ -1,6 +1,8 @@
 /** GET /api/v1/releases: what each channel currently publishes, read from the signed manifests. */
 import { readdir, readFile } from "node:fs/promises";
 import { join, relative } from "node:path";
+import { diffPackages, type PackageDiff } from "../../../shared/image/package-diff.ts";
+import { commitHistory } from "../../publish/history.ts";
 import { SignedManifestSchema, ManifestSchema, type Manifest } from "../../../shared/wire/manifest.ts";
 
 export interface Release {
@@ -14,6 +16,9 @@ export interface Release {
   expires: string;
   manifest: string;
   deltas: Array<{ from: string | null; fromVersion: string | null; size: number }>;
+  /** The version this one was composed after (the commit's parent), and the package changes since. */
+  previousVersion: string | null;
+  packageDiff: PackageDiff | null;
 }
 
 export async function listReleases(repo: string): Promise<Release[]> {
@@ -33,9 +38,17 @@ export async function listReleases(repo: string): Promise<Release[]> {
       expires: manifest.expires,
       manifest: relative(repo, file),
       deltas: manifest.deltas.map((d) => ({ from: d.from, fromVersion: d.fromVersion, size: d.size })),
+      ...(await changesSinceParent(repo, manifest.commit)),
     });
   }
   return releases;
+}
+
+/** The parent's version and the package diff from it; nulls for a first version or a parent no longer in the repo. */
+async function changesSinceParent(repo: string, commit: string): Promise<{ previousVersion: string | null; packageDiff: PackageDiff | null }> {
+  const [current, parent] = await commitHistory(repo, commit, 1).catch(() => []);
+  if (!current || !parent) return { previousVersion: null, packageDiff: null };
+  return { previousVersion: parent.info.version, packageDiff: diffPackages(parent.info.packages, current.info.packages) };
 }
 
 async function listJsonFiles(dir: string): Promise<string[]> {

@@ -148,6 +148,9 @@ describe("the dashboard in chromium", () => {
     const row = page.locator("tbody tr").first();
     await expect(row.textContent()).resolves.toMatch(/from 1: [\d.]+ (KiB|MiB)/);
     await expect(row.textContent()).resolves.toMatch(/from scratch/);
+    // The synthetic image's one package, app, follows the version.
+    await row.getByText("since 1: 1 upgraded, 0 downgraded, 0 removed, 0 added").click();
+    await expect(row.getByText("upgraded app 1 → 2").isVisible()).resolves.toBe(true);
     await screenshot("releases");
     await page.setViewportSize({ width: 390, height: 844 });
     await page.goto(`${base()}/#/`);
