@@ -84,7 +84,7 @@ export class Agent {
 
   /** Reads the persisted state and tells the machine where this boot landed. */
   async start(): Promise<void> {
-    this.record = await readAgentRecord(this.options.settings.stateDir);
+    await this.load();
     const booted = await this.facts.booted();
     if (!booted) {
       this.options.log.warn({ event: "agent.not-booted", sysroot: this.options.settings.sysroot }, `no booted deployment found (none is ${this.options.settings.rootDir}); updates will deploy from scratch`);

@@ -19,10 +19,6 @@ export class FleetChanges {
   notify(change: FleetChange): void {
     for (const listener of this.listeners) listener(change);
   }
-
-  get listenerCount(): number {
-    return this.listeners.size;
-  }
 }
 
 /** `store`, with `changes` told after each write (reads pass through untouched). */

@@ -17,6 +17,7 @@ import { AgentFixture, REF } from "../helpers/agent-fixture.ts";
 import { ensureNode18Root, spawnInRoot } from "../helpers/debian-node18.ts";
 import { createDeviceDisk, OSNAME } from "../helpers/simulated-bootloader.ts";
 import { until } from "../helpers/wait.ts";
+import { procUsage, type ProcUsage } from "./proc-usage.ts";
 import { timed } from "./timed.ts";
 
 const PAYLOADS = [2_000_000, 30_000_000];
@@ -47,20 +48,6 @@ async function overhead(payloadBytes: number): Promise<{ agent: number; bare: nu
   }
 }
 
-interface Usage {
-  rss: number;
-  anon: number;
-  file: number;
-  ticks: number;
-}
-
-async function usage(pid: number): Promise<Usage> {
-  const status = await readFile(`/proc/${pid}/status`, "utf8");
-  const kib = (field: string) => Number(new RegExp(`${field}:\\s+(\\d+)`).exec(status)![1]) * 1024;
-  const stat = (await readFile(`/proc/${pid}/stat`, "utf8")).split(") ")[1]!.split(" ");
-  return { rss: kib("VmRSS"), anon: kib("RssAnon"), file: kib("RssFile"), ticks: Number(stat[11]) + Number(stat[12]) };
-}
-
 /** The pid of the node process whose command line names `script` (under unshare and chroot for the Node 18 root). */
 async function pidOf(script: string): Promise<number> {
   for (const entry of await readdir("/proc")) {
@@ -78,7 +65,7 @@ const SETTLE_SECONDS = 10;
 const CPU_WINDOW_SECONDS = 30;
 
 /** RSS after settling (and the agent's CPU over a window) of: bare Node, the built-ins floor, the bundled agent. */
-export async function idle(runtime: Runtime): Promise<Record<Program, Usage & { cpuPercent: number }>> {
+export async function idle(runtime: Runtime): Promise<Record<Program, ProcUsage & { cpuPercent: number }>> {
   const fixture = await new AgentFixture().setUp(`bench-idle-${runtime}`);
   try {
     const config = await fixture.writeConfig();
@@ -94,17 +81,17 @@ export async function idle(runtime: Runtime): Promise<Record<Program, Usage & { 
     };
     const root = runtime === "host" ? null : await ensureNode18Root();
     const start = (args: string[]) => (root === null ? spawn("node", args, { stdio: "ignore" }) : spawnInRoot(root, ["node", ...args]));
-    const results = {} as Record<Program, Usage & { cpuPercent: number }>;
+    const results = {} as Record<Program, ProcUsage & { cpuPercent: number }>;
     for (const program of ["bare", "floor", "agent"] as const) {
       const child = start(argv[program]);
       try {
         if (program === "agent") await until(async () => (await fixture.device())?.booted?.version === "1", "the bundled agent to report", 60_000);
         await new Promise((resolve) => setTimeout(resolve, SETTLE_SECONDS * 1000));
         const pid = await pidOf(argv[program][0]!);
-        const before = await usage(pid);
+        const before = await procUsage(pid);
         const window = program === "agent" ? CPU_WINDOW_SECONDS : 1;
         await new Promise((resolve) => setTimeout(resolve, window * 1000));
-        const after = await usage(pid);
+        const after = await procUsage(pid);
         results[program] = { ...after, cpuPercent: ((after.ticks - before.ticks) / 100 / window) * 100 };
       } finally {
         child.kill("SIGKILL");

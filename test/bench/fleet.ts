@@ -5,21 +5,17 @@
  * (one 100% wave) to each device having received its signed command (p50, p99, max).
  */
 import { spawn, type ChildProcess } from "node:child_process";
-import { readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { silentLogger } from "../../shared/log.ts";
-import { initRepo } from "../../shared/ostree/repo.ts";
 import { generateKeyPair } from "../../shared/sign/ed25519.ts";
-import { formatSecretKey } from "../../shared/sign/keys.ts";
-import { publish } from "../../server/publish/publish.ts";
 import { SERVER_CLI } from "../helpers/cli.ts";
 import { freePort, startMosquitto, type RunningMosquitto } from "../helpers/mosquitto.ts";
-import { commitSyntheticImage } from "../helpers/synthetic-image.ts";
+import { initServerRepo, publishSyntheticVersion } from "../helpers/synthetic-image.ts";
 import { makeTempDir, removeTree } from "../helpers/tmp.ts";
 import { until } from "../helpers/wait.ts";
 import { adminApi } from "../helpers/admin-api.ts";
 import { TEST_ADMIN_TOKEN } from "../helpers/server-settings.ts";
 import { startFarm } from "./device-farm.ts";
+import { procUsage } from "./proc-usage.ts";
 
 const REF = "bench/bookworm/bench-machine/bench-image";
 const GROUP = "bench";
@@ -36,11 +32,6 @@ export interface FleetRun {
   p50Ms: number;
   p99Ms: number;
   maxMs: number;
-}
-
-async function rssBytes(pid: number): Promise<number> {
-  const status = await readFile(`/proc/${pid}/status`, "utf8");
-  return Number(/VmRSS:\s+(\d+) kB/.exec(status)![1]) * 1024;
 }
 
 function percentile(sorted: number[], p: number): number {
@@ -61,11 +52,8 @@ export async function benchFleet(broker: FleetRun["broker"], devices: number, lo
   let farm: Awaited<ReturnType<typeof startFarm>> | null = null;
   try {
     const key = generateKeyPair();
-    const repo = join(dir, "repo");
-    await initRepo(repo, "archive");
-    await writeFile(join(dir, "server.secret"), formatSecretKey(key), { mode: 0o600 });
-    await commitSyntheticImage(repo, REF, dir, { version: "1", sequence: 1 });
-    await publish({ repo, ref: REF, key, channel: "stable", deltaDepth: 1, expiresInSeconds: 86400, log: silentLogger() });
+    const repo = await initServerRepo(dir, key);
+    await publishSyntheticVersion(repo, REF, dir, key, 1);
     if (broker === "mosquitto") mosquitto = await startMosquitto(dir);
     const [httpPort, mqttPort] = [await freePort(), await freePort()];
     const args = [SERVER_CLI, "serve", "--data", join(dir, "data"), "--repo", repo, "--http-port", String(httpPort), "--mqtt-port", String(mqttPort), "--mqtt-ws-port", "off", "--auto-accept", "--key", join(dir, "server.secret")];
@@ -73,8 +61,8 @@ export async function benchFleet(broker: FleetRun["broker"], devices: number, lo
     server = spawn(process.execPath, args, { env: { ...process.env, APT_OSTREE_ADMIN_TOKEN: TEST_ADMIN_TOKEN, APT_OSTREE_LOG_LEVEL: "warn" }, stdio: ["ignore", "ignore", "inherit"] });
     await until(async () => (await fetch(`http://127.0.0.1:${httpPort}/healthz`)).ok, "the server to start", 60_000);
     await new Promise((resolve) => setTimeout(resolve, 2000));
-    const serverIdle = await rssBytes(server.pid!);
-    const brokerIdle = mosquitto ? await rssBytes(mosquitto.pid) : 0;
+    const serverIdle = (await procUsage(server.pid!)).rss;
+    const brokerIdle = mosquitto ? (await procUsage(mosquitto.pid)).rss : 0;
 
     const enrollStarted = process.hrtime.bigint();
     farm = await startFarm({ count: devices, port: mosquitto?.port ?? mqttPort, external: mosquitto !== null, group: GROUP, concurrency: 64, idPrefix: `b${devices}` }, (n) => log(`  ${n}/${devices} connected`));
@@ -84,8 +72,8 @@ export async function benchFleet(broker: FleetRun["broker"], devices: number, lo
     }, `${devices} devices to be enrolled and reported`, 600_000);
     const enrollSeconds = Number(process.hrtime.bigint() - enrollStarted) / 1e9;
     await new Promise((resolve) => setTimeout(resolve, 3000));
-    const serverLoaded = await rssBytes(server.pid!);
-    const brokerLoaded = mosquitto ? await rssBytes(mosquitto.pid) : null;
+    const serverLoaded = (await procUsage(server.pid!)).rss;
+    const brokerLoaded = mosquitto ? (await procUsage(mosquitto.pid)).rss : null;
 
     const created = process.hrtime.bigint();
     await api(httpPort, "rollouts", { ref: REF, select: { groups: [GROUP] }, waves: "100%", waveDelay: "0s", waveTimeout: "30m" });

@@ -3,7 +3,12 @@ import { createHash } from "node:crypto";
 import { mkdir, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { encodeImageCommitMetadata, type PackageEntry } from "../../shared/image/commit-metadata.ts";
+import { silentLogger } from "../../shared/log.ts";
 import { commitTree } from "../../shared/ostree/commit.ts";
+import { initRepo } from "../../shared/ostree/repo.ts";
+import type { Ed25519KeyPair } from "../../shared/sign/ed25519.ts";
+import { formatSecretKey } from "../../shared/sign/keys.ts";
+import { publish } from "../../server/publish/publish.ts";
 
 export const KERNEL = "6.1.0-test-amd64";
 
@@ -70,4 +75,22 @@ export async function commitSyntheticImage(repo: string, ref: string, workDir: s
       packages: image.packages ?? [{ name: "app", version: image.version, architecture: "all" }],
     }),
   });
+}
+
+/**
+ * A server's archive repo at `dir/repo`, with its signing key beside it in `dir/server.secret`
+ * (what `serve --key` and testServerSettings' `signingKey` read).
+ */
+export async function initServerRepo(dir: string, key: Ed25519KeyPair): Promise<string> {
+  const repo = join(dir, "repo");
+  await initRepo(repo, "archive");
+  await writeFile(join(dir, "server.secret"), formatSecretKey(key), { mode: 0o600 });
+  return repo;
+}
+
+/** Commits synthetic version N (sequence N) on `ref` and publishes the stable channel with a delta from the previous version. */
+export async function publishSyntheticVersion(repo: string, ref: string, workDir: string, key: Ed25519KeyPair, version: number): Promise<string> {
+  const commit = await commitSyntheticImage(repo, ref, workDir, { version: String(version), sequence: version });
+  await publish({ repo, ref, key, channel: "stable", deltaDepth: 1, expiresInSeconds: 86400, log: silentLogger() });
+  return commit;
 }

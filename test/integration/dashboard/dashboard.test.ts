@@ -3,21 +3,18 @@
  * network) against the real server in-process with simulated devices over real MQTT.
  * Screenshots of each page land in test/artifacts/ for a person to look at.
  */
-import { mkdir, writeFile } from "node:fs/promises";
+import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { chromium, type Browser, type Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { silentLogger } from "../../../shared/log.ts";
-import { initRepo } from "../../../shared/ostree/repo.ts";
 import { generateKeyPair } from "../../../shared/sign/ed25519.ts";
-import { formatSecretKey } from "../../../shared/sign/keys.ts";
-import { publish } from "../../../server/publish/publish.ts";
 import { startServer, type RunningServer } from "../../../server/serve.ts";
 import { adminApi } from "../../helpers/admin-api.ts";
 import { TEST_ADMIN_TOKEN, testServerSettings } from "../../helpers/server-settings.ts";
 import { SimulatedDevice } from "../../helpers/simulated-device.ts";
-import { commitSyntheticImage } from "../../helpers/synthetic-image.ts";
+import { initServerRepo, publishSyntheticVersion } from "../../helpers/synthetic-image.ts";
 import { makeTempDir, removeTree } from "../../helpers/tmp.ts";
 import { until } from "../../helpers/wait.ts";
 
@@ -41,13 +38,8 @@ const tile = (label: string) => page.locator(`[data-count="${label}"] .n`);
 beforeAll(async () => {
   dir = await makeTempDir("dashboard");
   await mkdir(ARTIFACTS, { recursive: true });
-  const repo = join(dir, "repo");
-  await initRepo(repo, "archive");
-  await writeFile(join(dir, "server.secret"), formatSecretKey(key), { mode: 0o600 });
-  for (const version of [1, 2]) {
-    await commitSyntheticImage(repo, REF, dir, { version: String(version), sequence: version, payloadSeed: `v${version}` });
-    await publish({ repo, ref: REF, key, channel: "stable", deltaDepth: 1, expiresInSeconds: 86400, log: silentLogger() });
-  }
+  const repo = await initServerRepo(dir, key);
+  for (const version of [1, 2]) await publishSyntheticVersion(repo, REF, dir, key, version);
   server = await startServer({ ...testServerSettings({ repo, data: join(dir, "data"), signingKey: join(dir, "server.secret") }), tickMilliseconds: 100 }, silentLogger());
   const behaviours = ["healthy", "healthy", "healthy", "rolled-back", "healthy"] as const;
   for (const [i, behaviour] of behaviours.entries()) {

@@ -3,20 +3,16 @@
  * docs/mosquitto/. Devices enroll by hello, report, and take a rollout through it; the topic ACL
  * is mosquitto's, and forged reports still fail on their signatures.
  */
-import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { silentLogger } from "../../../shared/log.ts";
-import { initRepo } from "../../../shared/ostree/repo.ts";
 import { generateKeyPair } from "../../../shared/sign/ed25519.ts";
-import { formatSecretKey } from "../../../shared/sign/keys.ts";
 import { signReport } from "../../../shared/wire/report.ts";
 import { DEFAULT_TOPIC_PREFIX, deviceTopic } from "../../../shared/wire/topics.ts";
-import { publish } from "../../../server/publish/publish.ts";
 import { startServer, type RunningServer } from "../../../server/serve.ts";
 import { testServerSettings } from "../../helpers/server-settings.ts";
 import { SimulatedDevice } from "../../helpers/simulated-device.ts";
-import { commitSyntheticImage } from "../../helpers/synthetic-image.ts";
+import { initServerRepo, publishSyntheticVersion } from "../../helpers/synthetic-image.ts";
 import { makeTempDir, removeTree } from "../../helpers/tmp.ts";
 import { until } from "../../helpers/wait.ts";
 import { startMosquitto, type RunningMosquitto } from "../../helpers/mosquitto.ts";
@@ -40,11 +36,8 @@ beforeAll(async () => {
   mosquitto = await startMosquitto(dir);
   brokerPort = mosquitto.port;
 
-  const repo = join(dir, "repo");
-  await initRepo(repo, "archive");
-  await writeFile(join(dir, "server.secret"), formatSecretKey(key), { mode: 0o600 });
-  await commitSyntheticImage(repo, REF, dir, { version: "1", sequence: 1 });
-  await publish({ repo, ref: REF, key, channel: "stable", deltaDepth: 1, expiresInSeconds: 86400, log: silentLogger() });
+  const repo = await initServerRepo(dir, key);
+  await publishSyntheticVersion(repo, REF, dir, key, 1);
   server = await startServer(
     { ...testServerSettings({ repo, data: join(dir, "data"), mqttUrl: mosquitto.serverUrl, signingKey: join(dir, "server.secret") }), tickMilliseconds: 100 },
     silentLogger(),
@@ -82,8 +75,7 @@ describe("serve with --mqtt-url and a real mosquitto", () => {
   });
 
   it("rolls out through the external broker", async () => {
-    await commitSyntheticImage(join(dir, "repo"), REF, dir, { version: "2", sequence: 2, payloadSeed: "v2" });
-    await publish({ repo: join(dir, "repo"), ref: REF, key, channel: "stable", deltaDepth: 1, expiresInSeconds: 86400, log: silentLogger() });
+    await publishSyntheticVersion(join(dir, "repo"), REF, dir, key, 2);
     const { rollout } = await api("rollouts", { ref: REF, select: { devices: ["ext-a"] }, waves: "100%", waveDelay: "0s", waveTimeout: "30s" });
     const done = await until(async () => {
       const now = (await api(`rollouts/${rollout.id}`)).rollout;

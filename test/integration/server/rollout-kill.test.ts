@@ -3,18 +3,13 @@
  * on from where it was, and no device gets a second, conflicting command.
  */
 import { spawn, type ChildProcess } from "node:child_process";
-import { writeFile } from "node:fs/promises";
 import { createServer } from "node:net";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { silentLogger } from "../../../shared/log.ts";
-import { initRepo } from "../../../shared/ostree/repo.ts";
 import { generateKeyPair } from "../../../shared/sign/ed25519.ts";
-import { formatSecretKey } from "../../../shared/sign/keys.ts";
-import { publish } from "../../../server/publish/publish.ts";
 import { SERVER_CLI } from "../../helpers/cli.ts";
 import { SimulatedDevice } from "../../helpers/simulated-device.ts";
-import { commitSyntheticImage } from "../../helpers/synthetic-image.ts";
+import { initServerRepo, publishSyntheticVersion } from "../../helpers/synthetic-image.ts";
 import { makeTempDir, removeTree } from "../../helpers/tmp.ts";
 import { TEST_ADMIN_TOKEN } from "../../helpers/server-settings.ts";
 import { until } from "../../helpers/wait.ts";
@@ -53,13 +48,8 @@ const api = async (path: string, body?: unknown) => (await call(path, body)).jso
 
 beforeAll(async () => {
   dir = await makeTempDir("rollout-kill");
-  const repo = join(dir, "repo");
-  await initRepo(repo, "archive");
-  await writeFile(join(dir, "server.secret"), formatSecretKey(key), { mode: 0o600 });
-  for (const version of [1, 2]) {
-    await commitSyntheticImage(repo, REF, dir, { version: String(version), sequence: version, payloadSeed: `v${version}` });
-    await publish({ repo, ref: REF, key, channel: "stable", deltaDepth: 1, expiresInSeconds: 86400, log: silentLogger() });
-  }
+  const repo = await initServerRepo(dir, key);
+  for (const version of [1, 2]) await publishSyntheticVersion(repo, REF, dir, key, version);
   [httpPort, mqttPort] = [await freePort(), await freePort()];
   await startServerProcess();
   for (let i = 0; i < 6; i++) {

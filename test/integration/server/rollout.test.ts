@@ -2,19 +2,15 @@
  * Rollouts against the real server (in-process), real MQTT and simulated devices: waves, the
  * failure threshold pausing a rollout, a restart mid-rollout, and an offline device catching up.
  */
-import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { silentLogger } from "../../../shared/log.ts";
-import { initRepo } from "../../../shared/ostree/repo.ts";
 import { generateKeyPair } from "../../../shared/sign/ed25519.ts";
-import { formatSecretKey } from "../../../shared/sign/keys.ts";
-import { publish } from "../../../server/publish/publish.ts";
 import { startServer, type RunningServer } from "../../../server/serve.ts";
 import { SimulatedDevice } from "../../helpers/simulated-device.ts";
 import { SERVER_CLI } from "../../helpers/cli.ts";
 import { execa } from "execa";
-import { commitSyntheticImage } from "../../helpers/synthetic-image.ts";
+import { initServerRepo, publishSyntheticVersion } from "../../helpers/synthetic-image.ts";
 import { makeTempDir, removeTree } from "../../helpers/tmp.ts";
 import { until } from "../../helpers/wait.ts";
 import { adminApi } from "../../helpers/admin-api.ts";
@@ -39,15 +35,12 @@ const api = adminApi(() => `http://127.0.0.1:${server.httpPort}`);
 
 
 async function publishVersion(version: number): Promise<void> {
-  await commitSyntheticImage(repo, REF, dir, { version: String(version), sequence: version, payloadSeed: `v${version}` });
-  await publish({ repo, ref: REF, key, channel: "stable", deltaDepth: 1, expiresInSeconds: 86400, log: silentLogger() });
+  await publishSyntheticVersion(repo, REF, dir, key, version);
 }
 
 beforeAll(async () => {
   dir = await makeTempDir("rollout");
-  repo = join(dir, "repo");
-  await initRepo(repo, "archive");
-  await writeFile(join(dir, "server.secret"), formatSecretKey(key), { mode: 0o600 });
+  repo = await initServerRepo(dir, key);
   await publishVersion(1);
   server = await start();
   for (let i = 0; i < 20; i++) {
