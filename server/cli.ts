@@ -2,6 +2,7 @@ import { defineCommand } from "../shared/cli/command.ts";
 import { runProcess } from "../shared/cli/main.ts";
 import { composeCommand } from "./cli/compose.ts";
 import { dbCommand } from "./cli/db.ts";
+import { imageCommand } from "./cli/image.ts";
 import { keysCommand } from "./cli/keys.ts";
 import { publishCommand } from "./cli/publish.ts";
 import { deviceCommand } from "./cli/device.ts";
@@ -11,7 +12,7 @@ import { serveCommand } from "./cli/serve.ts";
 export const serverCommand = defineCommand({
   name: "apt-ostree-server",
   description: "Compose, sign, publish and serve OSTree OS images for Debian appliances.",
-  subcommands: [composeCommand, publishCommand, serveCommand, rolloutCommand, deviceCommand, keysCommand, dbCommand],
+  subcommands: [composeCommand, publishCommand, serveCommand, rolloutCommand, deviceCommand, keysCommand, dbCommand, imageCommand],
 });
 
 await runProcess(serverCommand);

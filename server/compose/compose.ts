@@ -87,7 +87,7 @@ export async function compose(options: ComposeOptions): Promise<ComposeResult> {
     const root = join(work, "rootfs");
     await mkdir(root);
     const packagesFetched = await buildRootfs({ recipe, cache, target: root, expectedPackages: resolved.length, progress, signal: options.signal });
-    await customizeRootfs(root, recipe, progress);
+    await customizeRootfs(root, recipe, progress, work);
     const kernel = await installKernel(root, recipe, progress);
     const installed = parseDpkgStatus(await readFile(join(root, "var/lib/dpkg/status"), "utf8"));
     progress.phase("layout", "converting to the OSTree layout");
@@ -113,6 +113,7 @@ export async function compose(options: ComposeOptions): Promise<ComposeResult> {
         recipeDigest: recipe.digest,
         sourceDateEpoch: recipe.sourceDateEpoch,
         kernel,
+        kernelArgs: recipe.kernelArgs,
         packages: installed,
       }),
       signal: options.signal,

@@ -1,12 +1,14 @@
 /** The image's own changes on top of the packages, in rpm-ostree's order: add-files, units, default target, postprocess, remove-files. */
 import { copyFile, mkdir, rm } from "node:fs/promises";
 import { dirname, join } from "node:path";
+import { installAgent } from "./agent.ts";
 import { runInChroot } from "./chroot.ts";
 import { expandPattern } from "./glob.ts";
 import type { ComposeProgress } from "./progress.ts";
 import type { Recipe } from "./recipe.ts";
 
-export async function customizeRootfs(root: string, recipe: Recipe, progress: ComposeProgress): Promise<void> {
+export async function customizeRootfs(root: string, recipe: Recipe, progress: ComposeProgress, work: string): Promise<void> {
+  if (recipe.agent) await installAgent(root, recipe, join(work, "agent-bundle"), progress);
   progress.phase("customize", `${recipe.addFiles.length} files, ${recipe.units.length} units, ${recipe.postprocess.length} scripts`);
   for (const [source, destination] of recipe.addFiles) {
     const target = join(root, destination);

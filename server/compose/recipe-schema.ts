@@ -38,6 +38,8 @@ export const FragmentSchema = z
     "remove-files": z.array(insideImage("a path").pipe(z.string().regex(/^[^/].*/, "must be relative to the root, without a leading /"))),
     postprocess: z.array(z.string().min(1)),
     "postprocess-script": z.string().min(1),
+    /** Install the apt-ostree device agent (bundle, units, defaults); needs `nodejs` in packages. */
+    "apt-ostree-agent": z.boolean(),
   })
   .partial()
   .strict();

@@ -40,6 +40,8 @@ export interface Recipe {
   /** [absolute source on the host, absolute destination in the image]. */
   addFiles: Array<[string, string]>;
   removeFiles: string[];
+  /** Install the device agent (server/compose/agent.ts). */
+  agent: boolean;
   /** Inline scripts, then the contents of `postprocess-script` files. */
   postprocess: string[];
   /** Which file declared each package, for error messages. */
@@ -152,6 +154,9 @@ async function resolveRecipe(layers: Layer[], recipesDir: string, image: string,
   const refTemplate = merged.ref ?? "${distro}/${suite}/${machine}/${image}";
   const ref = refTemplate.replace(/\$\{(distro|suite|machine|image)\}/g, (_m, name: string) => ({ distro, suite, machine, image })[name]!);
   if (/\$\{/.test(ref)) throw new RecipeError(where, "ref", `unknown variable in '${refTemplate}' (use \${distro}, \${suite}, \${machine}, \${image})`);
+  if (merged["apt-ostree-agent"] && !(merged.packages ?? []).includes("nodejs")) {
+    throw new RecipeError(where, "apt-ostree-agent", "the agent runs on Debian's nodejs: add nodejs to packages");
+  }
   const postprocess = [...(merged.postprocess ?? []), ...(await Promise.all(scripts.map((s) => readFile(s, "utf8"))))];
 
   const recipe: Omit<Recipe, "digest"> = {
@@ -176,6 +181,7 @@ async function resolveRecipe(layers: Layer[], recipesDir: string, image: string,
     defaultTarget: merged["default-target"] ?? null,
     addFiles: merged["add-files"] ?? [],
     removeFiles: merged["remove-files"] ?? [],
+    agent: merged["apt-ostree-agent"] ?? false,
     postprocess,
     packageOrigins: origins,
     files: layers.map((l) => l.file),

@@ -18,6 +18,8 @@ export const META = {
   recipeDigest: "apt-ostree.recipe-digest",
   sourceDateEpoch: "apt-ostree.source-date-epoch",
   packages: "apt-ostree.packages",
+  /** The machine's kernel arguments, space-separated: what a disk built from the commit boots with. */
+  kernelArgs: "apt-ostree.kernel-args",
   linux: "ostree.linux",
 } as const;
 
@@ -35,6 +37,7 @@ export interface ImageCommitInfo {
   image: string;
   recipeDigest: string;
   packages: PackageEntry[];
+  kernelArgs: string[];
 }
 
 export class NotAnImageCommitError extends AptOstreeError {
@@ -58,6 +61,7 @@ export function readImageCommitInfo(commit: CommitObject, what: string): ImageCo
     machine: need(META.machine),
     image: need(META.image),
     recipeDigest: need(META.recipeDigest),
+    kernelArgs: (metadataString(commit, META.kernelArgs) ?? "").split(" ").filter(Boolean),
     packages: (packagesValue.value as GVValue[]).map((entry) => {
       const [name, version, architecture] = entry as [string, string, string];
       return { name, version, architecture };
@@ -82,6 +86,7 @@ export function encodeImageCommitMetadata(fields: ImageCommitFields): { metadata
       [META.recipeDigest]: fields.recipeDigest,
       [META.sourceDateEpoch]: String(fields.sourceDateEpoch),
       ...(fields.kernel ? { [META.linux]: fields.kernel } : {}),
+      ...(fields.kernelArgs.length > 0 ? { [META.kernelArgs]: fields.kernelArgs.join(" ") } : {}),
     },
     metadataVariants: { [META.packages]: packagesVariantText(fields.packages) },
   };

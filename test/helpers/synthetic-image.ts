@@ -72,6 +72,7 @@ export async function commitSyntheticImage(repo: string, ref: string, workDir: s
       recipeDigest: "0".repeat(64),
       sourceDateEpoch: 1735689600,
       kernel: KERNEL,
+      kernelArgs: [],
       packages: image.packages ?? [{ name: "app", version: image.version, architecture: "all" }],
     }),
   });

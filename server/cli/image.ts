@@ -1,0 +1,95 @@
+import { mkdir } from "node:fs/promises";
+import { resolve } from "node:path";
+import { stringify as toYaml } from "yaml";
+import { defineCommand, printResult } from "../../shared/cli/command.ts";
+import { UsageError } from "../../shared/errors.ts";
+import { createLogger } from "../../shared/log.ts";
+import { formatPublicKey, readPublicKeyFile } from "../../shared/sign/keys.ts";
+import { buildDisk } from "../../qemu/disk.ts";
+import { HOST_FROM_GUEST, Vm, accelFromEnv } from "../../qemu/vm.ts";
+import { defaultCacheDir, workDir } from "../compose/cache.ts";
+import { defaultRepo } from "./defaults.ts";
+
+const SIZE_UNITS: Record<string, number> = { "": 1, K: 1024, M: 1024 ** 2, G: 1024 ** 3 };
+
+export function parseSize(text: string, option: string): number {
+  const match = /^(\d+)([KMG]?)$/i.exec(text.trim());
+  if (!match) throw new UsageError(`--${option}: '${text}' is not a size (e.g. 4G, 2048M)`);
+  return Number(match[1]) * SIZE_UNITS[match[2]!.toUpperCase()]!;
+}
+
+const build = defineCommand({
+  name: "build",
+  description: "Build a bootable disk image (GPT, /boot and root ext4, GRUB with the boot counter) from a published commit, with the device's agent settings and pinned key in its /etc.",
+  options: {
+    repo: { type: "string", valueName: "DIR", description: "Archive repo (default: $APT_OSTREE_REPO or /var/lib/apt-ostree-server/repo)" },
+    ref: { type: "string", valueName: "REF", required: true, description: "Ref to deploy, e.g. debian/bookworm/qemu-amd64/appliance-minimal" },
+    commit: { type: "string", valueName: "CHECKSUM", description: "Commit to deploy (default: the ref's head)" },
+    out: { type: "string", valueName: "FILE", required: true, description: "Disk image to write (raw)" },
+    size: { type: "string", valueName: "SIZE", default: "4G", description: "Disk size (sparse file)" },
+    key: { type: "string", valueName: "FILE", required: true, description: "The server's ed25519 public key (ed25519.pub), pinned on the device" },
+    server: { type: "string", valueName: "URL", default: `http://${HOST_FROM_GUEST}:8080`, description: "Server URL the device uses (10.0.2.2 is the host in qemu's user network)" },
+    mqtt: { type: "string", valueName: "URL", default: `mqtt://${HOST_FROM_GUEST}:1883`, description: "MQTT broker URL the device uses" },
+    "device-id": { type: "string", valueName: "ID", description: "Device id (default: generated on first boot)" },
+    groups: { type: "string", valueName: "A,B", description: "Rollout groups of the device" },
+    "boot-tries": { type: "string", valueName: "N", default: "3", description: "Boots a new deployment gets before GRUB falls back" },
+    json: { type: "boolean", description: "Print {out, commit, version, kernelArgs} as the last line of stdout" },
+  },
+  notes: ["Needs root, sgdisk, partx, mkfs.ext4 and grub-install (bash scripts/setup.sh installs them).", "Leaves no loop device or mount behind, also when it fails."],
+  async run({ options, io }) {
+    const bootTries = Number(options["boot-tries"]);
+    if (!Number.isInteger(bootTries) || bootTries < 1 || bootTries > 9) throw new UsageError(`--boot-tries: '${options["boot-tries"]}' must be 1..9`);
+    const keys = await readPublicKeyFile(resolve(options.key));
+    const settings = {
+      server: options.server,
+      mqtt: options.mqtt,
+      ...(options["device-id"] ? { deviceId: options["device-id"] } : {}),
+      ...(options.groups ? { groups: options.groups.split(",").filter(Boolean) } : {}),
+      keysDir: "/etc/apt-ostree/keys.d",
+      bootTries,
+    };
+    const cache = defaultCacheDir(io.env);
+    await mkdir(workDir(cache), { recursive: true });
+    const result = await buildDisk({
+      repo: resolve(options.repo ?? defaultRepo(io.env)),
+      ref: options.ref,
+      commit: options.commit,
+      out: resolve(options.out),
+      sizeBytes: parseSize(options.size, "size"),
+      osname: "debian",
+      etcFiles: {
+        "apt-ostree/agent.yaml": `# Written by apt-ostree-server image build.\n${toYaml(settings)}`,
+        "apt-ostree/keys.d/server.pub": keys.map(formatPublicKey).join(""),
+      },
+      workDir: workDir(cache),
+      log: createLogger({ name: "image" }),
+    });
+    printResult(io, options.json, result, `Wrote ${result.out}: ${options.ref} version ${result.version} (${result.commit.slice(0, 12)})\n  Kernel arguments: ${result.kernelArgs.join(" ")}`);
+  },
+});
+
+const run = defineCommand({
+  name: "run",
+  description: "Boot a disk image in qemu: serial console to a log file, user-mode networking (the guest reaches the host at 10.0.2.2), i6300esb watchdog. Runs until the VM powers off or you press Ctrl-C.",
+  options: {
+    disk: { type: "string", valueName: "FILE", required: true, description: "Disk image from 'image build'" },
+    "serial-log": { type: "string", valueName: "FILE", required: true, description: "File the serial console is written to" },
+    memory: { type: "string", valueName: "MIB", default: "1536", description: "Guest memory in MiB" },
+  },
+  notes: ["Uses TCG; set APT_OSTREE_QEMU_ACCEL=kvm where KVM runs stock kernels."],
+  async run({ options, io }) {
+    const vm = new Vm({ disk: resolve(options.disk), serialLog: resolve(options["serial-log"]), memoryMiB: Number(options.memory), accel: accelFromEnv(io.env) });
+    await vm.start();
+    io.stdout.write(`VM running; serial console in ${options["serial-log"]}\n`);
+    const stop = () => void vm.stop();
+    process.once("SIGINT", stop);
+    process.once("SIGTERM", stop);
+    while (vm.running) await new Promise((r) => setTimeout(r, 1000));
+  },
+});
+
+export const imageCommand = defineCommand({
+  name: "image",
+  description: "Build bootable disk images from published commits and boot them in qemu.",
+  subcommands: [build, run],
+});

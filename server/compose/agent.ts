@@ -1,0 +1,36 @@
+/**
+ * Installs the apt-ostree device agent into an image (recipe key `apt-ostree-agent: true`):
+ * the esbuild bundle under /usr/lib/apt-ostree/, the systemd unit, `apt-ostree` on PATH and
+ * the image's agent defaults (the ref it follows, its architecture). The image runs it with
+ * Debian's nodejs, which the recipe must list.
+ */
+import { chmod, copyFile, cp, mkdir, readdir, symlink, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { stringify as toYaml } from "yaml";
+import { bundleDevice } from "../../device/bundle.ts";
+import { runInChroot } from "./chroot.ts";
+import type { ComposeProgress } from "./progress.ts";
+import type { Recipe } from "./recipe.ts";
+
+const UNITS_DIR = fileURLToPath(new URL("../../device/units/", import.meta.url));
+
+export async function installAgent(root: string, recipe: Recipe, bundleDir: string, progress: ComposeProgress): Promise<void> {
+  progress.phase("agent", "bundling apt-ostreed and apt-ostree for the image");
+  await bundleDevice(bundleDir);
+  const lib = join(root, "usr/lib/apt-ostree");
+  await mkdir(lib, { recursive: true });
+  await cp(bundleDir, lib, { recursive: true });
+  for (const entry of ["apt-ostreed.mjs", "apt-ostree.mjs"]) await chmod(join(lib, entry), 0o755);
+  await mkdir(join(root, "usr/bin"), { recursive: true });
+  await symlink("../lib/apt-ostree/apt-ostree.mjs", join(root, "usr/bin/apt-ostree"));
+  await writeFile(
+    join(lib, "agent.yaml"),
+    `# The image's agent defaults; /etc/apt-ostree/agent.yaml overrides them key by key.\n${toYaml({ ref: recipe.ref, architecture: recipe.architecture })}`,
+  );
+  const units = (await readdir(UNITS_DIR)).filter((name) => /\.(service|target|timer)$/.test(name));
+  const unitDir = join(root, "usr/lib/systemd/system");
+  await mkdir(unitDir, { recursive: true });
+  for (const unit of units) await copyFile(join(UNITS_DIR, unit), join(unitDir, unit));
+  await runInChroot(root, ["systemctl", "enable", ...units], { what: `enabling ${units.join(", ")}` });
+}
