@@ -26,6 +26,8 @@ export interface PublishOptions {
   channel: string;
   /** Deltas from this many previous versions, plus one from scratch. */
   deltaDepth: number;
+  /** Also generate the delta from scratch (default true). Devices built from a disk image never use it; it is the slowest to make. */
+  scratchDelta?: boolean;
   /** How long the manifest stays valid. */
   expiresInSeconds: number;
   /** Allow publishing a lower sequence than the channel's current one (a signed downgrade). */
@@ -75,7 +77,7 @@ export async function publish(options: PublishOptions): Promise<PublishResult> {
 
     const sources: Array<{ commit: string | null; version: string | null }> = [
       ...history.slice(1).map((h) => ({ commit: h.commit, version: h.info.version })),
-      { commit: null, version: null },
+      ...(options.scratchDelta === false ? [] : [{ commit: null, version: null }]),
     ];
     // ostree compresses delta parts on one core: generate several deltas at once.
     const deltas = await mapConcurrent(sources, options.parallelism ?? availableParallelism(), async (source) => {

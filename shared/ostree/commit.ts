@@ -4,6 +4,8 @@ export interface CommitOptions {
   repo: string;
   /** Directory to commit. */
   tree: string;
+  /** Commit the tree on top of this revision's tree (`--tree=ref=`): files in `tree` add or replace. */
+  baseRevision?: string;
   /** Ref to update; ostree records it in `ostree.ref-binding`. */
   branch: string;
   subject: string;
@@ -24,6 +26,7 @@ export async function commitTree(options: CommitOptions): Promise<string> {
     "commit",
     `--repo=${options.repo}`,
     `--branch=${options.branch}`,
+    ...(options.baseRevision ? [`--tree=ref=${options.baseRevision}`] : []),
     `--tree=dir=${options.tree}`,
     `--subject=${options.subject}`,
     `--timestamp=@${options.timestamp}`,

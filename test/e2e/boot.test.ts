@@ -1,0 +1,215 @@
+/**
+ * The mission, end to end with nothing simulated: a qemu VM boots a disk built from a composed
+ * qemu-amd64 image, enrolls with the real server over MQTT, and then
+ *   1. v2 is rolled out: pulled over HTTP, staged, rebooted into, reported healthy;
+ *   2. v3 fails a required health check: the GRUB counter runs out, GRUB boots v2, the agent
+ *      makes the rollback permanent and reports it with the check's output; the rollout pauses;
+ *   3. v4 cannot boot (its init exits, the kernel panics, panic=5 reboots): the counter runs
+ *      out and the same rollback follows.
+ * Each step is asserted from the server's API and from the VM's serial console.
+ * v1 is a real compose; v2-v4 are v1's tree with a file added (test/helpers/derived-release.ts),
+ * so the scenario composes once. Boot tries are 2, the fewest that show the counter counting.
+ */
+import { spawn, type ChildProcess } from "node:child_process";
+import { mkdir, rm, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { createInterface } from "node:readline";
+import { execa } from "execa";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createLogger } from "../../shared/log.ts";
+import { generateKeyPair } from "../../shared/sign/ed25519.ts";
+import { formatPublicKey, formatSecretKey } from "../../shared/sign/keys.ts";
+import { DEFAULT_RECIPES_DIR } from "../../server/cli/defaults.ts";
+import { defaultCacheDir } from "../../server/compose/cache.ts";
+import { compose } from "../../server/compose/compose.ts";
+import { createComposeProgress } from "../../server/compose/progress.ts";
+import { publish } from "../../server/publish/publish.ts";
+import { HOST_FROM_GUEST, Vm, accelFromEnv } from "../../qemu/vm.ts";
+import { SERVER_CLI } from "../helpers/cli.ts";
+import { publishDerivedRelease } from "../helpers/derived-release.ts";
+import { TEST_ADMIN_TOKEN } from "../helpers/server-settings.ts";
+
+const MINUTE = 60_000;
+const REF = "debian/bookworm/qemu-amd64/appliance-minimal";
+const BOOT_TRIES = 2;
+const ARTIFACTS = new URL("../artifacts/", import.meta.url).pathname;
+const log = createLogger({ name: "e2e", level: process.env.APT_OSTREE_LOG_LEVEL ?? "warn" });
+
+const cache = defaultCacheDir();
+const dir = join(cache, "e2e");
+const repo = join(dir, "repo");
+const key = generateKeyPair();
+let server: ChildProcess;
+let httpPort = 0;
+let vm: Vm;
+let deviceId = "";
+let loopsBefore = "";
+
+/** Kernel starts on the serial console: one per boot, panicked ones included. */
+const BOOT = /Linux version \d/;
+const LOGIN = /login: /;
+const PANIC = /Kernel panic - not syncing/;
+
+async function api(path: string, body?: unknown): Promise<any> {
+  const res = await fetch(`http://127.0.0.1:${httpPort}/api/v1/${path}`, {
+    method: body === undefined ? "GET" : "POST",
+    headers: { authorization: `Bearer ${TEST_ADMIN_TOKEN}`, ...(body === undefined ? {} : { "content-type": "application/json" }) },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const json = await res.json();
+  if (!res.ok) throw new Error(`${path}: ${res.status} ${JSON.stringify(json)}`);
+  return json;
+}
+
+async function until<T>(what: string, timeoutMs: number, probe: () => Promise<T | null | undefined | false>): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await probe().catch(() => null);
+    if (value) return value;
+    if (Date.now() > deadline) {
+      const serial = (await vm?.serial()) ?? "";
+      throw new Error(`timed out waiting for ${what}; device: ${JSON.stringify(await device().catch(() => null))}\nserial tail:\n${serial.trimEnd().split("\n").slice(-20).join("\n")}`);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 2000));
+  }
+}
+
+async function device(): Promise<any> {
+  return (await api(`devices/${deviceId}`)).device;
+}
+
+/** The device's `rolled-back` report about `commit`, from its event history. */
+async function rolledBackReport(commit: string): Promise<any> {
+  return until(`the rolled-back report about ${commit.slice(0, 12)}`, 20 * MINUTE, async () => {
+    const { events } = await api(`devices/${deviceId}`);
+    return events.find((e: any) => e.kind === "report" && e.report.state === "rolled-back" && e.report.rolledBack?.from.commit === commit)?.report;
+  });
+}
+
+async function bootCount(pattern = BOOT): Promise<number> {
+  return ((await vm.serial()).match(new RegExp(pattern.source, "g")) ?? []).length;
+}
+
+async function rollOut(version: string): Promise<string> {
+  const { rollout } = await api("rollouts", { ref: REF, select: { devices: [deviceId] }, waves: "100%", waveDelay: "0s", waveTimeout: "30m", maxFailures: "0%" });
+  expect(rollout.version).toBe(version);
+  return rollout.id as string;
+}
+
+beforeAll(async () => {
+  loopsBefore = (await execa("losetup", ["-a"])).stdout;
+  await rm(dir, { recursive: true, force: true });
+  await mkdir(dir, { recursive: true });
+  await mkdir(ARTIFACTS, { recursive: true });
+  await writeFile(join(dir, "ed25519.secret"), formatSecretKey(key), { mode: 0o600 });
+  await writeFile(join(dir, "ed25519.pub"), formatPublicKey(key.publicKey));
+
+  await compose({ recipesDir: DEFAULT_RECIPES_DIR, image: "appliance-minimal", machine: "qemu-amd64", repo, cacheDir: cache, indexMaxAgeSeconds: 7 * 86400, log, progress: createComposeProgress(log) });
+  await publish({ repo, ref: REF, key, channel: "stable", deltaDepth: 3, scratchDelta: false, expiresInSeconds: 86400, log });
+
+  server = spawn(process.execPath, [SERVER_CLI, "serve", "--repo", repo, "--data", join(dir, "data"), "--host", "127.0.0.1", "--http-port", "0", "--mqtt-port", "0", "--mqtt-ws-port", "off", "--auto-accept", "--key", join(dir, "ed25519.secret")], {
+    env: { ...process.env, APT_OSTREE_ADMIN_TOKEN: TEST_ADMIN_TOKEN },
+    stdio: ["ignore", "pipe", "inherit"],
+  });
+  const seen: string[] = [];
+  for await (const line of createInterface({ input: server.stdout! })) {
+    seen.push(line);
+    if (line.startsWith("MQTT on")) break;
+  }
+  httpPort = Number(/:(\d+)\/repo\//.exec(seen.join("\n"))![1]);
+  const mqttPort = Number(/MQTT on mqtt:\/\/127\.0\.0\.1:(\d+)/.exec(seen.join("\n"))![1]);
+
+  const disk = join(dir, "disk.img");
+  const built = await execa(process.execPath, [SERVER_CLI, "image", "build", "--repo", repo, "--ref", REF, "--out", disk, "--key", join(dir, "ed25519.pub"),
+    "--server", `http://${HOST_FROM_GUEST}:${httpPort}`, "--mqtt", `mqtt://${HOST_FROM_GUEST}:${mqttPort}`, "--boot-tries", String(BOOT_TRIES), "--json"], { all: true });
+  expect(JSON.parse(built.stdout.trim().split("\n").at(-1)!).version).toBe("1");
+  expect((await execa("losetup", ["-a"])).stdout).toBe(loopsBefore);
+
+  vm = new Vm({ disk, serialLog: join(ARTIFACTS, "e2e-serial.log"), accel: accelFromEnv() });
+  await vm.start();
+}, 40 * MINUTE);
+
+afterAll(async () => {
+  await vm?.stop();
+  server?.kill("SIGTERM");
+  await rm(join(dir, "disk.img"), { force: true });
+});
+
+describe("a qemu device, end to end", () => {
+  it("boots v1 from the built disk, enrolls over MQTT and reports itself", async () => {
+    await vm.waitForSerial(LOGIN, 5 * MINUTE);
+    const enrolled = await until("the device to enroll", 3 * MINUTE, async () => {
+      const { devices } = await api("devices");
+      return devices.length === 1 && devices[0].online ? devices[0] : null;
+    });
+    deviceId = enrolled.id;
+    expect(enrolled.enrollment).toBe("accepted");
+    expect(enrolled.booted.version).toBe("1");
+    expect(enrolled.architecture).toBe("amd64");
+    expect(await vm.serial()).toMatch(/Started .*apt-ostreed\.service/);
+  }, 10 * MINUTE);
+
+  it("v2: pulls, stages, reboots into it and reports healthy; the rollout completes", async () => {
+    const v2 = await publishDerivedRelease({ repo, ref: REF, key, workDir: dir, log, files: { "usr/lib/apt-ostree-e2e/release": { content: "2\n" } } });
+    const boots = await bootCount();
+    const id = await rollOut("2");
+    await until("v2 to be staged", 5 * MINUTE, async () => (await device()).staged?.version === "2");
+    const healthy = await until("v2 healthy", 10 * MINUTE, async () => {
+      const d = await device();
+      return d.state === "healthy" && d.booted.commit === v2.commit ? d : null;
+    });
+    expect(healthy.rollback.version).toBe("1");
+    expect(await bootCount()).toBe(boots + 1);
+    const { rollout } = await until("the rollout to complete", 2 * MINUTE, async () => {
+      const r = await api(`rollouts/${id}`);
+      return r.rollout.progress.state === "completed" ? r : null;
+    });
+    expect(rollout.version).toBe("2");
+  }, 20 * MINUTE);
+
+  it("v3 fails its required health check: the counter runs out, GRUB boots v2, the rollback is made permanent and reported", async () => {
+    const v3 = await publishDerivedRelease({
+      repo, ref: REF, key, workDir: dir, log,
+      files: { "usr/etc/apt-ostree/health.d/required/50-e2e-broken": { content: "#!/bin/sh\necho 'e2e-v3: required check failed' > /dev/kmsg\necho 'this release is broken on purpose' >&2\nexit 1\n", mode: 0o755 } },
+    });
+    const boots = await bootCount();
+    const id = await rollOut("3");
+    const report = await rolledBackReport(v3.commit);
+    expect(report.booted.version).toBe("2");
+    expect(report.staged).toBeNull();
+    expect(report.pending).toBeNull();
+    expect(report.rolledBack.to.version).toBe("2");
+    expect(report.rolledBack.reason).toContain("50-e2e-broken");
+    expect(report.rolledBack.reason).toContain("this release is broken on purpose");
+    // Every try booted v3 and ran the failing check; then GRUB fell back to v2.
+    expect(await bootCount(/e2e-v3: required check failed/)).toBe(BOOT_TRIES);
+    expect(await bootCount()).toBe(boots + BOOT_TRIES + 1);
+    const { rollout } = await until("the rollout to pause", 2 * MINUTE, async () => {
+      const r = await api(`rollouts/${id}`);
+      return r.rollout.progress.state === "paused" ? r : null;
+    });
+    expect(rollout.pauseReason).toMatch(/rolled back/);
+    await api(`rollouts/${id}/abort`, {});
+  }, 30 * MINUTE);
+
+  it("v4 cannot boot (its init exits, the kernel panics): GRUB falls back after the tries and the rollback is reported", async () => {
+    const v2 = (await device()).booted.commit as string;
+    const v4 = await publishDerivedRelease({
+      repo, ref: REF, key, workDir: dir, log, base: v2,
+      files: { "usr/lib/systemd/systemd": { content: "#!/bin/sh\necho 'e2e-v4: init exits'\nexit 1\n", mode: 0o755 } },
+    });
+    const panics = await bootCount(PANIC);
+    const boots = await bootCount();
+    await rollOut("4");
+    const report = await rolledBackReport(v4.commit);
+    expect(report.booted.commit).toBe(v2);
+    expect(report.rolledBack.to.commit).toBe(v2);
+    expect(report.rolledBack.reason).toMatch(/boot/i);
+    expect(await bootCount(PANIC)).toBe(panics + BOOT_TRIES);
+    expect(await bootCount()).toBe(boots + BOOT_TRIES + 1);
+  }, 30 * MINUTE);
+
+  it("leaves no loop device behind", async () => {
+    expect((await execa("losetup", ["-a"])).stdout).toBe(loopsBefore);
+  });
+});
