@@ -44,6 +44,15 @@ let httpPort = 0;
 let vm: Vm;
 let deviceId = "";
 let loopsBefore = "";
+/** Measured while the scenario runs (not asserted): docs/BENCHMARKS.md quotes them. */
+const timings: Record<string, number> = {};
+
+/** Bytes the device reported downloading for a rollout's command. */
+async function downloadedBytes(commandId: string): Promise<number> {
+  const { events } = await api(`devices/${deviceId}`);
+  const totals = events.filter((e: any) => e.kind === "report" && e.report.command === commandId && e.report.progress).map((e: any) => e.report.progress.total as number);
+  return totals.length > 0 ? Math.max(...totals) : 0;
+}
 
 /** Kernel starts on the serial console: one per boot, panicked ones included. */
 const BOOT = /Linux version \d/;
@@ -127,9 +136,11 @@ beforeAll(async () => {
 
   vm = new Vm({ disk, serialLog: join(ARTIFACTS, "e2e-serial.log"), accel: accelFromEnv() });
   await vm.start();
+  timings.vmStartedAt = Date.now();
 }, 40 * MINUTE);
 
 afterAll(async () => {
+  await writeFile(join(ARTIFACTS, "e2e-timings.json"), `${JSON.stringify(timings, null, 2)}\n`);
   await vm?.stop();
   server?.kill("SIGTERM");
   await rm(join(dir, "disk.img"), { force: true });
@@ -143,6 +154,7 @@ describe("a qemu device, end to end", () => {
       return devices.length === 1 && devices[0].online ? devices[0] : null;
     });
     deviceId = enrolled.id;
+    timings.bootToOnlineSeconds = (Date.now() - timings.vmStartedAt!) / 1000;
     expect(enrolled.enrollment).toBe("accepted");
     expect(enrolled.booted.version).toBe("1");
     expect(enrolled.architecture).toBe("amd64");
@@ -152,12 +164,16 @@ describe("a qemu device, end to end", () => {
   it("v2: pulls, stages, reboots into it and reports healthy; the rollout completes", async () => {
     const v2 = await publishDerivedRelease({ repo, ref: REF, key, workDir: dir, log, files: { "usr/lib/apt-ostree-e2e/release": { content: "2\n" } } });
     const boots = await bootCount();
+    const started = Date.now();
     const id = await rollOut("2");
     await until("v2 to be staged", 5 * MINUTE, async () => (await device()).staged?.version === "2");
     const healthy = await until("v2 healthy", 10 * MINUTE, async () => {
       const d = await device();
       return d.state === "healthy" && d.booted.commit === v2.commit ? d : null;
     });
+    timings.v2RolloutToHealthySeconds = (Date.now() - started) / 1000;
+    timings.v2DownloadBytes = await downloadedBytes(id);
+    expect(timings.v2DownloadBytes).toBeGreaterThan(0);
     expect(healthy.rollback.version).toBe("1");
     expect(await bootCount()).toBe(boots + 1);
     const { rollout } = await until("the rollout to complete", 2 * MINUTE, async () => {
@@ -173,8 +189,11 @@ describe("a qemu device, end to end", () => {
       files: { "usr/etc/apt-ostree/health.d/required/50-e2e-broken": { content: "#!/bin/sh\necho 'e2e-v3: required check failed' > /dev/kmsg\necho 'this release is broken on purpose' >&2\nexit 1\n", mode: 0o755 } },
     });
     const boots = await bootCount();
+    const started = Date.now();
     const id = await rollOut("3");
     const report = await rolledBackReport(v3.commit);
+    timings.v3RolloutToRolledBackSeconds = (Date.now() - started) / 1000;
+    timings.v3DownloadBytes = await downloadedBytes(id);
     expect(report.booted.version).toBe("2");
     expect(report.staged).toBeNull();
     expect(report.pending).toBeNull();
@@ -200,8 +219,11 @@ describe("a qemu device, end to end", () => {
     });
     const panics = await bootCount(PANIC);
     const boots = await bootCount();
-    await rollOut("4");
+    const started = Date.now();
+    const id = await rollOut("4");
     const report = await rolledBackReport(v4.commit);
+    timings.v4RolloutToRolledBackSeconds = (Date.now() - started) / 1000;
+    timings.v4DownloadBytes = await downloadedBytes(id);
     expect(report.booted.commit).toBe(v2);
     expect(report.rolledBack.to.commit).toBe(v2);
     expect(report.rolledBack.reason).toMatch(/boot/i);

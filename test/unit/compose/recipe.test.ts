@@ -29,7 +29,8 @@ describe("the shipped recipes", () => {
     const recipe = await loadRecipe(DEFAULT_RECIPES_DIR, "appliance-minimal", machine);
     expect(recipe).toMatchObject({ ref: `debian/bookworm/${machine}/appliance-minimal`, architecture: arch, kernelPackage: kernel, suite: "bookworm", distro: "debian" });
     expect(recipe.bootloaderPackages).toContain(bootloader);
-    expect(recipe.packages).toEqual(expect.arrayContaining(["systemd", "ostree-boot", "dracut"]));
+    expect(recipe.packages).toEqual(expect.arrayContaining(["systemd", "ostree-boot", "dracut", "nodejs"]));
+    expect(recipe.agent).toBe(true);
     expect(recipe.files).toEqual(["conf/distro/debian-bookworm.yaml", `conf/machine/${machine}.yaml`, "images/appliance-minimal.yaml"]);
     expect(recipe.kernelArgs.some((k) => k.startsWith("console="))).toBe(true);
     expect(recipe.digest).toMatch(/^[0-9a-f]{64}$/);
@@ -67,6 +68,7 @@ describe("recipe layering", () => {
     ["a missing add-files source", { "images/i.yaml": "include: ../conf/distro/d.yaml\nadd-files: [[gone.txt, /etc/gone]]\n" }, /^images\/i\.yaml: add-files\.0: source 'gone\.txt' does not exist/],
     ["a remove-files path escaping the image", { "images/i.yaml": "include: ../conf/distro/d.yaml\nremove-files: [usr/../../etc]\n" }, /remove-files\.0: a path must not contain '\.\.'/],
     ["invalid YAML", { "images/i.yaml": "packages: [a\n" }, /^images\/i\.yaml: invalid YAML/],
+    ["the agent without nodejs", { "images/i.yaml": "include: ../conf/distro/d.yaml\napt-ostree-agent: true\n" }, /apt-ostree-agent: the agent runs on Debian's nodejs: add nodejs to packages/],
     ["no architecture anywhere", { "conf/machine/m.yaml": "machine: m\n", "images/i.yaml": "include: ../conf/distro/d.yaml\n" }, /architecture: is not set by any of these files; set it in the machine recipe/],
   ])("rejects %s, naming the file and the key", async (_what, tree, message) => {
     await files({ "conf/distro/d.yaml": DISTRO, "conf/machine/m.yaml": MACHINE, ...tree });
