@@ -9,7 +9,7 @@
  * Every loop device, partition node and mount is undone in `finally`, also when a step fails
  * half-way; a failed build removes its half-written image.
  */
-import { mkdir, mkdtemp, readdir, readFile, rm, stat, symlink, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readdir, readFile, rename, rm, stat, symlink, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { execa } from "execa";
 import { AptOstreeError } from "../shared/errors.ts";
@@ -128,7 +128,7 @@ export async function buildDisk(options: BuildDiskOptions): Promise<BuiltDisk> {
     throw error;
   }
   await undoAll(undo);
-  await run("mv", ["-f", partial, options.out], "moving the image into place");
+  await rename(partial, options.out);
   return { out: options.out, commit, version: info.version, kernelArgs };
 }
 

@@ -1,14 +1,22 @@
 /**
- * The demo: compose the example appliance, publish it, compose its next release (one package
- * added), publish that, and show what an operator and a device would see: refs, commits,
- * versions, sizes, delta sizes per upgrade path and the package diff. Everything lives under
- * $APT_OSTREE_CACHE/demo (default /var/cache/apt-ostree/demo), recreated on each run.
+ * The demo, the whole story on embedded defaults: compose the example appliance and publish it;
+ * start the server (HTTP, embedded MQTT broker, dashboard) on loopback; build a disk from the
+ * release and boot it in qemu, where the agent enrolls; compose and publish the next release
+ * (one package added) and roll it out: the VM downloads the delta, stages, reboots and reports
+ * healthy. Prints refs, versions, sizes, deltas, the package diff, timings and the dashboard URL.
+ * Everything lives under $APT_OSTREE_CACHE/demo (default /var/cache/apt-ostree/demo), recreated
+ * on each run. `--keep-running` leaves the server and the VM up for the dashboard (Ctrl-C ends).
  */
-import { mkdir, rm } from "node:fs/promises";
+import { randomBytes } from "node:crypto";
+import { mkdir, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
+import { stringify as toYaml } from "yaml";
 import { createLogger } from "../shared/log.ts";
 import { diffPackages, renderPackageDiff } from "../shared/image/package-diff.ts";
 import { generateKeyPair, keyId } from "../shared/sign/ed25519.ts";
+import { formatPublicKey, formatSecretKey } from "../shared/sign/keys.ts";
+import { buildDisk } from "../qemu/disk.ts";
+import { HOST_FROM_GUEST, Vm, accelFromEnv } from "../qemu/vm.ts";
 import { formatBytes } from "./cli/compose.ts";
 import { DEFAULT_RECIPES_DIR } from "./cli/defaults.ts";
 import { defaultCacheDir } from "./compose/cache.ts";
@@ -16,10 +24,15 @@ import { compose, type ComposeResult } from "./compose/compose.ts";
 import { createComposeProgress } from "./compose/progress.ts";
 import { resolveRevision } from "./db/revision.ts";
 import { publish, type PublishResult } from "./publish/publish.ts";
+import { startServer } from "./serve.ts";
 
 const MACHINE = "qemu-amd64";
+const HTTP_PORT = 8080;
+const MQTT_PORT = 1883;
+const MINUTE = 60_000;
 
 async function main(): Promise<void> {
+  const keepRunning = process.argv.includes("--keep-running");
   const cache = defaultCacheDir();
   const demoDir = join(cache, "demo");
   const repo = join(demoDir, "repo");
@@ -27,9 +40,12 @@ async function main(): Promise<void> {
   await mkdir(demoDir, { recursive: true });
   const log = createLogger({ name: "demo", level: process.env.APT_OSTREE_LOG_LEVEL ?? "warn" });
   const key = generateKeyPair();
+  await writeFile(join(demoDir, "ed25519.secret"), formatSecretKey(key), { mode: 0o600 });
+  const token = randomBytes(18).toString("base64url");
   const say = (line: string) => process.stdout.write(`${line}\n`);
+  const demoStarted = Date.now();
 
-  const step = async (image: string, label: string): Promise<[ComposeResult, PublishResult]> => {
+  const step = async (image: string, label: string, scratchDelta: boolean): Promise<[ComposeResult, PublishResult]> => {
     say(`\n== ${label}: compose ${image} for ${MACHINE}`);
     const started = Date.now();
     const composed = await compose({
@@ -40,27 +56,105 @@ async function main(): Promise<void> {
     say(`   ${composed.packages} packages, kernel ${composed.kernel}; ${formatBytes(composed.sizes!.unpacked)} unpacked, ${formatBytes(composed.sizes!.compressed)} in the repo`);
     say(`== ${label}: sign, generate static deltas, update the summary, write the channel manifest`);
     const publishStarted = Date.now();
-    const published = await publish({ repo, ref: composed.ref, key, channel: "stable", deltaDepth: 3, expiresInSeconds: 30 * 86400, log });
+    const published = await publish({ repo, ref: composed.ref, key, channel: "stable", deltaDepth: 3, scratchDelta, expiresInSeconds: 30 * 86400, log });
     say(`   published in ${seconds(publishStarted)}`);
     return [composed, published];
   };
 
-  const [v1] = await step("appliance-minimal", "Release 1");
-  const [v2, published] = await step("appliance-minimal-next", "Release 2 (adds curl)");
+  // A disk-built device never needs the delta from scratch: only release 2 gets one, to show its size.
+  const [v1] = await step("appliance-minimal", "Release 1", false);
 
-  const from = await resolveRevision(repo, v1.commit);
-  const to = await resolveRevision(repo, v2.commit);
-  say("\n== Result");
-  say(`Repo:      ${repo}`);
-  say(`Ref:       ${published.ref}`);
-  say(`Signed by: ed25519 key ${keyId(key.publicKey)}`);
-  say(`Manifest:  ${join(repo, published.manifest)}`);
-  say("Versions:");
-  for (const v of [v1, v2]) say(`  ${v.version.padEnd(3)} ${v.commit}  ${formatBytes(v.sizes!.unpacked)} unpacked, ${formatBytes(v.sizes!.compressed)} compressed`);
-  say(`Static deltas to version ${published.version}:`);
-  for (const d of published.deltas) say(`  from ${(d.fromVersion ?? "scratch").padEnd(8)} ${formatBytes(d.size).padStart(10)} in ${d.files.length} file(s)`);
-  say(`Package changes ${v1.version} -> ${v2.version}:`);
-  say(renderPackageDiff(diffPackages(from.info.packages, to.info.packages)).trimEnd().replace(/^/gm, "  "));
+  say("\n== Server: HTTP repo, API and dashboard, embedded MQTT broker (loopback)");
+  const server = await startServer(
+    { repo, data: join(demoDir, "server"), httpPort: HTTP_PORT, mqttPort: MQTT_PORT, mqttWsPort: null, mqttUrl: null, host: "127.0.0.1", autoAccept: true, adminToken: token, signingKey: join(demoDir, "ed25519.secret") },
+    log,
+  );
+  const base = `http://127.0.0.1:${server.httpPort}`;
+  const api = async (path: string, body?: unknown): Promise<any> => {
+    const res = await fetch(`${base}/api/v1/${path}`, { method: body === undefined ? "GET" : "POST", headers: { authorization: `Bearer ${token}`, "content-type": "application/json" }, body: body === undefined ? undefined : JSON.stringify(body) });
+    const json = await res.json();
+    if (!res.ok) throw new Error(`${path}: ${json.error?.message ?? res.status}`);
+    return json;
+  };
+  say(`   ${base}/ (MQTT on port ${server.mqttPort})`);
+
+  say("\n== Device: build a disk from release 1 and boot it in qemu");
+  const disk = join(demoDir, "device.img");
+  await buildDisk({
+    repo, ref: v1.ref, out: disk, sizeBytes: 4 * 1024 ** 3, osname: "debian", workDir: demoDir, log,
+    etcFiles: {
+      "apt-ostree/agent.yaml": toYaml({ server: `http://${HOST_FROM_GUEST}:${server.httpPort}`, mqtt: `mqtt://${HOST_FROM_GUEST}:${server.mqttPort}`, keysDir: "/etc/apt-ostree/keys.d", deviceId: "demo-vm-1", groups: ["demo"] }),
+      "apt-ostree/keys.d/server.pub": formatPublicKey(key.publicKey),
+    },
+  });
+  const vm = new Vm({ disk, serialLog: join(demoDir, "serial.log"), accel: accelFromEnv() });
+  const stopAll = async () => {
+    await vm.stop();
+    await server.close();
+  };
+  try {
+    const bootStarted = Date.now();
+    await vm.start();
+    say(`   booting (serial console: ${join(demoDir, "serial.log")})`);
+    // The VM boots while release 2 composes.
+    const [[v2, published], enrolled] = await Promise.all([
+      step("appliance-minimal-next", "Release 2 (adds curl)", true),
+      waitFor(10 * MINUTE, async () => {
+        const { devices } = await api("devices");
+        return devices.find((d: any) => d.id === "demo-vm-1" && d.online) ?? null;
+      }),
+    ]);
+    say(`\n== Device demo-vm-1 enrolled and online, version ${enrolled.booted.version}, ${seconds(bootStarted)} after power-on`);
+
+    say(`== Rollout of version ${v2.version} to group demo`);
+    const rolloutStarted = Date.now();
+    const { rollout } = await api("rollouts", { ref: v2.ref, select: { groups: ["demo"] }, waves: "100%", waveDelay: "0s", waveTimeout: "30m" });
+    let last = "";
+    const healthy = await waitFor(15 * MINUTE, async () => {
+      const { device } = await api("devices/demo-vm-1");
+      if (device.state !== last) say(`   ${seconds(rolloutStarted).padStart(5)}  ${(last = device.state)}`);
+      return device.state === "healthy" && device.booted.commit === v2.commit ? device : null;
+    });
+    const { rollout: done } = await api(`rollouts/${rollout.id}`);
+    say(`   device healthy on version ${healthy.booted.version} ${seconds(rolloutStarted)} after the rollout was created; rollout ${done.progress.state}`);
+
+    const from = await resolveRevision(repo, v1.commit);
+    const to = await resolveRevision(repo, v2.commit);
+    say("\n== Result");
+    say(`Repo:      ${repo}`);
+    say(`Ref:       ${published.ref}`);
+    say(`Signed by: ed25519 key ${keyId(key.publicKey)}`);
+    say(`Manifest:  ${join(repo, published.manifest)}`);
+    say("Versions:");
+    for (const v of [v1, v2]) say(`  ${v.version.padEnd(3)} ${v.commit}  ${formatBytes(v.sizes!.unpacked)} unpacked, ${formatBytes(v.sizes!.compressed)} compressed`);
+    say(`Static deltas to version ${published.version}:`);
+    for (const d of published.deltas) say(`  from ${(d.fromVersion ?? "scratch").padEnd(8)} ${formatBytes(d.size).padStart(10)} in ${d.files.length} file(s)`);
+    say(`Package changes ${v1.version} -> ${v2.version}:`);
+    say(renderPackageDiff(diffPackages(from.info.packages, to.info.packages)).trimEnd().replace(/^/gm, "  "));
+    say(`Dashboard: ${base}/  (sign in with the admin token ${token})`);
+    say(`Whole demo: ${seconds(demoStarted)}`);
+    if (keepRunning) {
+      say("\nServer and VM keep running; Ctrl-C stops both.");
+      await new Promise<void>((resolve) => {
+        process.once("SIGINT", resolve);
+        process.once("SIGTERM", resolve);
+      });
+    } else {
+      say("(run with --keep-running to keep the server and the VM up and browse the dashboard)");
+    }
+  } finally {
+    await stopAll();
+  }
+}
+
+async function waitFor<T>(timeoutMs: number, probe: () => Promise<T | null>): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await probe().catch(() => null);
+    if (value) return value;
+    if (Date.now() > deadline) throw new Error(`the demo device did not get there within ${Math.round(timeoutMs / MINUTE)} minutes; see the serial console log`);
+    await new Promise((resolve) => setTimeout(resolve, 2000));
+  }
 }
 
 function seconds(since: number): string {
