@@ -81,6 +81,13 @@ describe("compose from Debian's packages", () => {
     expect(listing).toMatch(/\/initramfs\.img\n/);
     expect(listing).not.toMatch(/kernel\/sound/);
     expect(await ostreeCat(repo, first.commit, "/usr/etc/hostname")).toBe("appliance");
+    // The bootable pieces: the machine's kernel args, the agent with its unit enabled, GRUB's counter.
+    expect(info.kernelArgs).toEqual(expect.arrayContaining(["console=ttyS0,115200", "panic=5"]));
+    expect(await ostreeCat(repo, first.commit, "/usr/lib/apt-ostree/agent.yaml")).toContain("ref: debian/bookworm/qemu-amd64/appliance-minimal");
+    expect(await ostreeCat(repo, first.commit, "/usr/lib/apt-ostree/apt-ostreed.mjs")).toMatch(/^#!\/usr\/bin\/env node/);
+    expect(await ostreeCat(repo, first.commit, "/usr/lib/systemd/system/apt-ostreed.service")).toContain("ExecStart=/usr/bin/node /usr/lib/apt-ostree/apt-ostreed.mjs");
+    expect((await execa("ostree", ["ls", `--repo=${repo}`, first.commit, "/usr/etc/systemd/system/multi-user.target.wants/apt-ostreed.service"])).stdout).toMatch(/-> (\/usr)?\/lib\/systemd\/system\/apt-ostreed\.service$/);
+    expect(await ostreeCat(repo, first.commit, "/usr/etc/grub.d/08_apt-ostree-counter")).toContain("set default=1");
     expect(await ostreeCat(repo, first.commit, "/usr/share/dpkg/database/status")).toMatch(/Package: systemd\n/);
     expect(await ostreeCat(repo, first.commit, "/usr/lib/tmpfiles.d/zz-apt-ostree-autovar.conf")).toMatch(/^L \/var\/lib\/dpkg - - - - \.\.\/\.\.\/usr\/share\/dpkg\/database$/m);
     expect((await execa("ostree", ["ls", `--repo=${repo}`, first.commit, "/var"])).stdout.trim().split("\n")).toHaveLength(1);
