@@ -101,7 +101,8 @@ async function main(): Promise<void> {
       step("appliance-minimal-next", "Release 2 (adds curl)", true),
       waitFor(10 * MINUTE, async () => {
         const { devices } = await api("devices");
-        return devices.find((d: any) => d.id === "demo-vm-1" && d.online) ?? null;
+        // Online comes with the MQTT connection; the booted deployment with the first report.
+        return devices.find((d: any) => d.id === "demo-vm-1" && d.online && d.booted) ?? null;
       }),
     ]);
     say(`\n== Device demo-vm-1 enrolled and online, version ${enrolled.booted.version}, ${seconds(bootStarted)} after power-on`);

@@ -151,7 +151,8 @@ describe("a qemu device, end to end", () => {
     await vm.waitForSerial(LOGIN, 5 * MINUTE);
     const enrolled = await until("the device to enroll", 3 * MINUTE, async () => {
       const { devices } = await api("devices");
-      return devices.length === 1 && devices[0].online ? devices[0] : null;
+      // Online comes with the MQTT connection; the booted deployment with the first report.
+      return devices.length === 1 && devices[0].online && devices[0].booted ? devices[0] : null;
     });
     deviceId = enrolled.id;
     timings.bootToOnlineSeconds = (Date.now() - timings.vmStartedAt!) / 1000;
