@@ -35,7 +35,7 @@ const build = defineCommand({
     "boot-tries": { type: "string", valueName: "N", default: "3", description: "Boots a new deployment gets before GRUB falls back" },
     json: { type: "boolean", description: "Print {out, commit, version, kernelArgs} as the last line of stdout" },
   },
-  notes: ["Needs root, sgdisk, partx, mkfs.ext4 and grub-install (bash scripts/setup.sh installs them).", "Leaves no loop device or mount behind, also when it fails."],
+  notes: ["Needs root, sgdisk, partx, mkfs.ext4, grub-mkimage and grub-editenv (bash scripts/setup.sh installs them).", "Leaves no loop device or mount behind, also when it fails."],
   async run({ options, io }) {
     const bootTries = Number(options["boot-tries"]);
     if (!Number.isInteger(bootTries) || bootTries < 1 || bootTries > 9) throw new UsageError(`--boot-tries: '${options["boot-tries"]}' must be 1..9`);
