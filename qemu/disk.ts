@@ -1,8 +1,9 @@
 /**
  * Builds a bootable disk image from a published commit (DESIGN.md 5.5): GPT with a BIOS-boot
- * partition, /boot ext4 and root ext4; `ostree admin init-fs`/`os-init`/`deploy` of the commit
+ * partition (amd64) or an EFI system partition (arm64), /boot ext4 and root ext4; `ostree admin init-fs`/`os-init`/`deploy` of the commit
  * with its machine's kernel arguments; the device's own files (agent config, pinned keys)
- * written into the deployment's /etc; GRUB for BIOS (qemu/grub-bios.ts) with a first grub.cfg rendered from
+ * written into the deployment's /etc; GRUB for BIOS (qemu/grub-bios.ts) or UEFI
+ * (qemu/grub-efi.ts), from the image's own GRUB modules, with a first grub.cfg rendered from
  * ostree's boot entries. The device's ostree then owns grub.cfg (`sysroot.bootloader=grub2`,
  * /boot/grub/grub.cfg -> ../loader/grub.cfg, inside ostree's atomic /boot/loader swap).
  *
@@ -12,6 +13,7 @@
 import { mkdir, mkdtemp, readdir, readFile, rename, rm, stat, symlink, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { execa } from "execa";
+import { stringify as toYaml } from "yaml";
 import { AptOstreeError } from "../shared/errors.ts";
 import { readImageCommitInfo } from "../shared/image/commit-metadata.ts";
 import type { Logger } from "../shared/log.ts";
@@ -19,7 +21,9 @@ import { adminInitFs, adminOsInit } from "../shared/ostree/admin.ts";
 import { parseCommitObject } from "../shared/ostree/commit-object.ts";
 import { runOstree } from "../shared/ostree/exec.ts";
 import { readCommitObject, resolveRef } from "../shared/ostree/repo.ts";
+import { formatPublicKey } from "../shared/sign/keys.ts";
 import { installGrubBios } from "./grub-bios.ts";
+import { installGrubEfi } from "./grub-efi.ts";
 import { renderGrubConfig } from "./grub-config.ts";
 
 export interface BuildDiskOptions {
@@ -42,6 +46,7 @@ export interface BuiltDisk {
   out: string;
   commit: string;
   version: string;
+  architecture: DiskArchitecture;
   kernelArgs: string[];
 }
 
@@ -55,8 +60,22 @@ export class DiskBuildError extends AptOstreeError {
 export const ROOT_LABEL = "root";
 export const BOOT_LABEL = "boot";
 const BOOT_PARTITION_MIB = 512;
-const BIOS_BOOT_START = 2048;
+const FIRST_PARTITION_START = 2048;
 const BIOS_BOOT_SECTORS = 2048;
+const ESP_MIB = 64;
+/** GRUB's name of partition 2, /boot, on the only disk. */
+const GRUB_BOOT_PARTITION = "hd0,gpt2";
+
+/** How each architecture's disk boots: partition 1 and the GRUB platform on it. */
+export const FIRMWARE = {
+  amd64: { kind: "bios", partition: `+${(BIOS_BOOT_SECTORS * 512) / 1024}K`, type: "ef02", name: "bios-boot", grubPlatform: "i386-pc", serialConsole: true },
+  arm64: { kind: "efi", partition: `+${ESP_MIB}M`, type: "ef00", name: "efi", grubPlatform: "arm64-efi", serialConsole: false },
+} as const;
+export type DiskArchitecture = keyof typeof FIRMWARE;
+
+export function isDiskArchitecture(value: string): value is DiskArchitecture {
+  return Object.hasOwn(FIRMWARE, value);
+}
 
 async function run(file: string, args: string[], what: string): Promise<string> {
   const result = await execa(file, args, { reject: false, all: true });
@@ -73,7 +92,9 @@ export async function buildDisk(options: BuildDiskOptions): Promise<BuiltDisk> {
   const commit = options.commit ?? (await resolveRef(options.repo, options.ref));
   if (!commit) throw new DiskBuildError(`${options.repo} has no ref '${options.ref}': compose and publish it first`);
   const info = readImageCommitInfo(parseCommitObject(await readCommitObject(options.repo, commit)), `commit ${commit.slice(0, 12)}`);
-  if (info.architecture !== "amd64") throw new DiskBuildError(`commit ${commit.slice(0, 12)} is for ${info.architecture}; this builder makes BIOS-boot amd64 disks`);
+  const architecture = info.architecture;
+  if (!isDiskArchitecture(architecture)) throw new DiskBuildError(`commit ${commit.slice(0, 12)} is for ${architecture}; disks can be built for ${Object.keys(FIRMWARE).join(" and ")}`);
+  const firmware = FIRMWARE[architecture];
   const kernelArgs = [`root=LABEL=${ROOT_LABEL}`, "rw", ...info.kernelArgs];
 
   await mkdir(dirname(options.out), { recursive: true });
@@ -84,11 +105,12 @@ export async function buildDisk(options: BuildDiskOptions): Promise<BuiltDisk> {
     await rm(partial, { force: true });
     await writeFile(partial, "");
     await run("truncate", ["-s", String(options.sizeBytes), partial], "allocating the image");
-    await run("sgdisk", ["--zap-all", "-n", `1:${BIOS_BOOT_START}:+${BIOS_BOOT_SECTORS * 512 / 1024}K`, "-t", "1:ef02", "-c", "1:bios-boot", "-n", `2:0:+${BOOT_PARTITION_MIB}M`, "-t", "2:8300", "-c", `2:${BOOT_LABEL}`, "-n", "3:0:0", "-t", "3:8300", "-c", `3:${ROOT_LABEL}`, partial], "partitioning (sgdisk)");
+    await run("sgdisk", ["--zap-all", "-n", `1:${FIRST_PARTITION_START}:${firmware.partition}`, "-t", `1:${firmware.type}`, "-c", `1:${firmware.name}`, "-n", `2:0:+${BOOT_PARTITION_MIB}M`, "-t", "2:8300", "-c", `2:${BOOT_LABEL}`, "-n", "3:0:0", "-t", "3:8300", "-c", `3:${ROOT_LABEL}`, partial], "partitioning (sgdisk)");
 
     const loop = (await run("losetup", ["--find", "--show", partial], "attaching a loop device")).trim();
     undo.push(() => execa("losetup", ["-d", loop], { reject: false }));
-    const [bootPart, rootPart] = await partitionNodes(loop, undo, [2, 3]);
+    const [firstPart, bootPart, rootPart] = await partitionNodes(loop, undo, [1, 2, 3]);
+    if (firmware.kind === "efi") await run("mkfs.vfat", ["-F", "32", "-n", "EFI", firstPart!], "formatting the EFI system partition");
     await run("mkfs.ext4", ["-q", "-L", BOOT_LABEL, bootPart!], "formatting /boot");
     await run("mkfs.ext4", ["-q", "-L", ROOT_LABEL, rootPart!], "formatting the root");
 
@@ -115,8 +137,11 @@ export async function buildDisk(options: BuildDiskOptions): Promise<BuiltDisk> {
     log.info({ event: "disk.bootloader" }, "installing GRUB");
     const counter = await counterSnippet(deployment);
     const entries = await readBootEntries(join(mnt, "boot/loader/entries"));
-    await writeFile(join(mnt, "boot/loader/grub.cfg"), renderGrubConfig(entries, counter));
-    await installGrubBios({ disk: loop, biosBootStart: BIOS_BOOT_START, biosBootSectors: BIOS_BOOT_SECTORS, bootPartition: "hd0,gpt2", bootDir: join(mnt, "boot"), workDir: options.workDir });
+    await writeFile(join(mnt, "boot/loader/grub.cfg"), renderGrubConfig(entries, counter, { serialConsole: firmware.serialConsole }));
+    const grub = { moduleDir: join(deployment, "usr/lib/grub", firmware.grubPlatform), bootPartition: GRUB_BOOT_PARTITION, bootDir: join(mnt, "boot"), workDir: options.workDir };
+    if (!(await stat(grub.moduleDir).catch(() => null))) throw new DiskBuildError(`the image has no GRUB for ${firmware.grubPlatform} (${grub.moduleDir.slice(deployment.length)} is missing): add the machine's GRUB package to bootloader-packages`);
+    if (firmware.kind === "bios") await installGrubBios({ ...grub, disk: loop, biosBootStart: FIRST_PARTITION_START, biosBootSectors: BIOS_BOOT_SECTORS });
+    else await installGrubEfi({ ...grub, esp: firstPart! });
     await rm(join(mnt, "boot/grub/grub.cfg"), { force: true });
     await symlink("../loader/grub.cfg", join(mnt, "boot/grub/grub.cfg"));
     // From here on the device's ostree regenerates grub.cfg on every deploy (grub-mkconfig + 15_ostree).
@@ -129,7 +154,33 @@ export async function buildDisk(options: BuildDiskOptions): Promise<BuiltDisk> {
   }
   await undoAll(undo);
   await rename(partial, options.out);
-  return { out: options.out, commit, version: info.version, kernelArgs };
+  return { out: options.out, commit, version: info.version, architecture, kernelArgs };
+}
+
+export interface DeviceSettings {
+  server: string;
+  mqtt: string;
+  /** The server's keys, pinned on the device. */
+  publicKeys: Uint8Array[];
+  deviceId?: string;
+  groups?: string[];
+  bootTries?: number;
+}
+
+/** The device's own /etc files on a built disk: its agent.yaml and the pinned server keys. */
+export function deviceEtcFiles(settings: DeviceSettings): Record<string, string> {
+  const config = {
+    server: settings.server,
+    mqtt: settings.mqtt,
+    ...(settings.deviceId ? { deviceId: settings.deviceId } : {}),
+    ...(settings.groups?.length ? { groups: settings.groups } : {}),
+    keysDir: "/etc/apt-ostree/keys.d",
+    ...(settings.bootTries ? { bootTries: settings.bootTries } : {}),
+  };
+  return {
+    "apt-ostree/agent.yaml": `# Written by apt-ostree-server image build.\n${toYaml(config)}`,
+    "apt-ostree/keys.d/server.pub": settings.publicKeys.map(formatPublicKey).join(""),
+  };
 }
 
 async function undoAll(undo: Array<() => Promise<unknown>>): Promise<void> {

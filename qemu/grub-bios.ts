@@ -8,10 +8,9 @@
  *
  * Offsets are GRUB 2.06's (include/grub/i386/pc/boot.h, kernel.h).
  */
-import { cp, mkdir, open, readFile, rm } from "node:fs/promises";
+import { open, readFile, rm } from "node:fs/promises";
 import { join } from "node:path";
-import { execa } from "execa";
-import { AptOstreeError } from "../shared/errors.ts";
+import { grubMkimage, GrubInstallError, installGrubModulesAndEnv } from "./grub-files.ts";
 
 const SECTOR = 512;
 const KERNEL_SECTOR_OFFSET = 0x5c;
@@ -23,14 +22,6 @@ const NT_MAGIC_OFFSET = 0x1b8;
 const BLOCKLIST_OFFSET = SECTOR - 12;
 const CORE_MODULES = ["biosdisk", "part_gpt", "ext2"];
 
-export const GRUB_PC_DIR = "/usr/lib/grub/i386-pc";
-
-export class GrubInstallError extends AptOstreeError {
-  constructor(message: string) {
-    super("E_GRUB_INSTALL", message);
-  }
-}
-
 export interface GrubBiosOptions {
   /** The whole disk (a loop device or an image file). */
   disk: string;
@@ -39,6 +30,8 @@ export interface GrubBiosOptions {
   biosBootSectors: number;
   /** GRUB's name of the /boot partition, e.g. `hd0,gpt2`. */
   bootPartition: string;
+  /** GRUB's i386-pc modules and boot.img: the image's own (`<deployment>/usr/lib/grub/i386-pc`). */
+  moduleDir: string;
   /** The mounted /boot: modules go to grub/i386-pc there. */
   bootDir: string;
   /** Scratch directory for core.img. */
@@ -47,8 +40,7 @@ export interface GrubBiosOptions {
 
 export async function installGrubBios(options: GrubBiosOptions): Promise<void> {
   const coreFile = join(options.workDir, "core.img");
-  const made = await execa("grub-mkimage", ["-O", "i386-pc", "-o", coreFile, "-p", `(${options.bootPartition})/grub`, ...CORE_MODULES], { reject: false, all: true });
-  if (made.failed) throw new GrubInstallError(`grub-mkimage failed: ${made.code === "ENOENT" ? "not installed (apt-get install grub-pc-bin grub2-common)" : made.all}`);
+  await grubMkimage("i386-pc", options.moduleDir, `(${options.bootPartition})/grub`, coreFile, CORE_MODULES);
   const core = await readFile(coreFile);
   await rm(coreFile, { force: true });
   const coreSectors = Math.ceil(core.length / SECTOR);
@@ -58,7 +50,7 @@ export async function installGrubBios(options: GrubBiosOptions): Promise<void> {
   padded.writeBigUInt64LE(BigInt(options.biosBootStart + 1), BLOCKLIST_OFFSET);
   padded.writeUInt16LE(coreSectors - 1, BLOCKLIST_OFFSET + 8);
 
-  const bootImg = await readFile(join(GRUB_PC_DIR, "boot.img"));
+  const bootImg = await readFile(join(options.moduleDir, "boot.img"));
   const handle = await open(options.disk, "r+");
   try {
     const mbr = Buffer.alloc(SECTOR);
@@ -76,9 +68,5 @@ export async function installGrubBios(options: GrubBiosOptions): Promise<void> {
     await handle.close();
   }
 
-  const modules = join(options.bootDir, "grub/i386-pc");
-  await mkdir(modules, { recursive: true });
-  await cp(GRUB_PC_DIR, modules, { recursive: true, filter: (source) => !/\.(img|image|exec|module)$/.test(source) || source === GRUB_PC_DIR });
-  const env = await execa("grub-editenv", [join(options.bootDir, "grub/grubenv"), "create"], { reject: false, all: true });
-  if (env.failed) throw new GrubInstallError(`grub-editenv failed: ${env.all}`);
+  await installGrubModulesAndEnv(options.moduleDir, "i386-pc", options.bootDir);
 }

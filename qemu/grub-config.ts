@@ -6,13 +6,17 @@
  */
 import type { BootEntry } from "./disk.ts";
 
-export function renderGrubConfig(entries: BootEntry[], counterSnippet: string): string {
+export interface GrubConfigOptions {
+  /** GRUB drives the serial port itself (BIOS). Under UEFI the firmware's console already reaches it. */
+  serialConsole: boolean;
+}
+
+export function renderGrubConfig(entries: BootEntry[], counterSnippet: string, options: GrubConfigOptions): string {
   const quote = (text: string) => `'${text.replace(/'/g, "'\\''")}'`;
+  const terminal = options.serialConsole ? ["serial --unit=0 --speed=115200", "terminal_input serial console", "terminal_output serial console"] : [];
   const lines = [
     "# Written by apt-ostree's disk builder; ostree's grub2 backend replaces it on the first deploy.",
-    "serial --unit=0 --speed=115200",
-    "terminal_input serial console",
-    "terminal_output serial console",
+    ...terminal,
     "set timeout=1",
     "set default=0",
     counterSnippet.trimEnd(),

@@ -1,5 +1,6 @@
 /**
- * Runs a disk image in qemu: serial console to a log file, user-mode networking (the guest
+ * Runs a disk image in qemu: qemu-system-x86_64 (BIOS) for amd64 disks, qemu-system-aarch64
+ * `-M virt` with Debian's UEFI firmware (qemu-efi-aarch64) for arm64 ones; serial console to a log file, user-mode networking (the guest
  * reaches the host's loopback services at 10.0.2.2), an i6300esb watchdog that resets a hung
  * guest, KVM where it runs stock kernels, TCG otherwise (DESIGN.md 5.5: this host's KVM does
  * not). A guest reboot stays inside the same qemu process, so one VM object spans an update's
@@ -13,9 +14,21 @@ import { AptOstreeError } from "../shared/errors.ts";
 export const HOST_FROM_GUEST = "10.0.2.2";
 
 export type Accel = "tcg" | "kvm";
+export type VmArchitecture = "amd64" | "arm64";
+
+/** Debian's qemu-efi-aarch64 firmware; `-bios` keeps its variables in memory, so it boots EFI/BOOT/BOOTAA64.EFI. */
+export const AARCH64_FIRMWARE = "/usr/share/qemu-efi-aarch64/QEMU_EFI.fd";
+
+const MACHINES = {
+  amd64: { qemu: "qemu-system-x86_64", package: "qemu-system-x86", machine: ["-machine", "pc"], tcgCpu: "max", firmware: [] as string[] },
+  // pauth-impdef: TCG's architected pointer-authentication algorithm is slow to emulate.
+  arm64: { qemu: "qemu-system-aarch64", package: "qemu-system-arm and qemu-efi-aarch64", machine: ["-machine", "virt"], tcgCpu: "max,pauth-impdef=on", firmware: ["-bios", AARCH64_FIRMWARE] },
+} as const;
 
 export interface VmOptions {
   disk: string;
+  /** The disk's architecture (default amd64). */
+  arch?: VmArchitecture;
   serialLog: string;
   memoryMiB?: number;
   cpus?: number;
@@ -30,9 +43,11 @@ export class VmError extends AptOstreeError {
 
 export function qemuArgs(options: VmOptions): string[] {
   const accel = options.accel ?? "tcg";
+  const machine = MACHINES[options.arch ?? "amd64"];
+  if (accel === "kvm" && options.arch === "arm64") throw new VmError("KVM cannot run an arm64 guest on this x86_64 host: use APT_OSTREE_QEMU_ACCEL=tcg");
   return [
     "-nodefaults", "-no-user-config", "-display", "none",
-    "-machine", "pc", "-accel", accel === "kvm" ? "kvm" : "tcg,thread=multi", "-cpu", accel === "kvm" ? "host" : "max",
+    ...machine.machine, ...machine.firmware, "-accel", accel === "kvm" ? "kvm" : "tcg,thread=multi", "-cpu", accel === "kvm" ? "host" : machine.tcgCpu,
     "-smp", String(options.cpus ?? 2), "-m", String(options.memoryMiB ?? 1536),
     "-drive", `file=${options.disk},format=raw,if=virtio,cache=unsafe`,
     "-nic", "user,model=virtio-net-pci",
@@ -57,10 +72,12 @@ export class Vm {
   async start(): Promise<void> {
     if (this.child) throw new VmError("the VM is already running");
     await (await open(this.options.serialLog, "w")).close();
-    const child = spawn("qemu-system-x86_64", qemuArgs(this.options), { stdio: ["ignore", "ignore", "pipe"] });
+    const args = qemuArgs(this.options);
+    const machine = MACHINES[this.options.arch ?? "amd64"];
+    const child = spawn(machine.qemu, args, { stdio: ["ignore", "ignore", "pipe"] });
     child.stderr!.on("data", (chunk: Buffer) => (this.stderr += chunk.toString()));
     this.exited = new Promise((resolve, reject) => {
-      child.once("error", (error: NodeJS.ErrnoException) => reject(new VmError(error.code === "ENOENT" ? "qemu-system-x86_64 is not installed (bash scripts/setup.sh installs qemu-system-x86)" : error.message)));
+      child.once("error", (error: NodeJS.ErrnoException) => reject(new VmError(error.code === "ENOENT" ? `${machine.qemu} is not installed (bash scripts/setup.sh installs ${machine.package})` : error.message)));
       child.once("exit", (code) => resolve(code));
     });
     this.child = child;

@@ -10,12 +10,11 @@
 import { randomBytes } from "node:crypto";
 import { mkdir, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { stringify as toYaml } from "yaml";
 import { createLogger } from "../shared/log.ts";
 import { diffPackages, renderPackageDiff } from "../shared/image/package-diff.ts";
 import { generateKeyPair, keyId } from "../shared/sign/ed25519.ts";
-import { formatPublicKey, formatSecretKey } from "../shared/sign/keys.ts";
-import { buildDisk } from "../qemu/disk.ts";
+import { formatSecretKey } from "../shared/sign/keys.ts";
+import { buildDisk, deviceEtcFiles } from "../qemu/disk.ts";
 import { HOST_FROM_GUEST, Vm, accelFromEnv } from "../qemu/vm.ts";
 import { formatBytes } from "./cli/compose.ts";
 import { DEFAULT_RECIPES_DIR } from "./cli/defaults.ts";
@@ -82,10 +81,7 @@ async function main(): Promise<void> {
   const disk = join(demoDir, "device.img");
   await buildDisk({
     repo, ref: v1.ref, out: disk, sizeBytes: 4 * 1024 ** 3, osname: "debian", workDir: demoDir, log,
-    etcFiles: {
-      "apt-ostree/agent.yaml": toYaml({ server: `http://${HOST_FROM_GUEST}:${server.httpPort}`, mqtt: `mqtt://${HOST_FROM_GUEST}:${server.mqttPort}`, keysDir: "/etc/apt-ostree/keys.d", deviceId: "demo-vm-1", groups: ["demo"] }),
-      "apt-ostree/keys.d/server.pub": formatPublicKey(key.publicKey),
-    },
+    etcFiles: deviceEtcFiles({ server: `http://${HOST_FROM_GUEST}:${server.httpPort}`, mqtt: `mqtt://${HOST_FROM_GUEST}:${server.mqttPort}`, publicKeys: [key.publicKey], deviceId: "demo-vm-1", groups: ["demo"] }),
   });
   const vm = new Vm({ disk, serialLog: join(demoDir, "serial.log"), accel: accelFromEnv() });
   const stopAll = async () => {

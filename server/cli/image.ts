@@ -1,12 +1,11 @@
 import { mkdir } from "node:fs/promises";
 import { resolve } from "node:path";
-import { stringify as toYaml } from "yaml";
 import { defineCommand, printResult } from "../../shared/cli/command.ts";
 import { UsageError } from "../../shared/errors.ts";
 import { createLogger } from "../../shared/log.ts";
-import { formatPublicKey, readPublicKeyFile } from "../../shared/sign/keys.ts";
-import { buildDisk } from "../../qemu/disk.ts";
-import { HOST_FROM_GUEST, Vm, accelFromEnv } from "../../qemu/vm.ts";
+import { readPublicKeyFile } from "../../shared/sign/keys.ts";
+import { buildDisk, deviceEtcFiles } from "../../qemu/disk.ts";
+import { HOST_FROM_GUEST, Vm, accelFromEnv, type VmArchitecture } from "../../qemu/vm.ts";
 import { defaultCacheDir, workDir } from "../compose/cache.ts";
 import { defaultRepo } from "./defaults.ts";
 
@@ -20,7 +19,7 @@ export function parseSize(text: string, option: string): number {
 
 const build = defineCommand({
   name: "build",
-  description: "Build a bootable disk image (GPT, /boot and root ext4, GRUB with the boot counter) from a published commit, with the device's agent settings and pinned key in its /etc.",
+  description: "Build a bootable disk image (GPT, /boot and root ext4, GRUB with the boot counter: BIOS for amd64 commits, UEFI for arm64 ones) from a published commit, with the device's agent settings and pinned key in its /etc.",
   options: {
     repo: { type: "string", valueName: "DIR", description: "Archive repo (default: $APT_OSTREE_REPO or /var/lib/apt-ostree-server/repo)" },
     ref: { type: "string", valueName: "REF", required: true, description: "Ref to deploy, e.g. debian/bookworm/qemu-amd64/appliance-minimal" },
@@ -33,21 +32,13 @@ const build = defineCommand({
     "device-id": { type: "string", valueName: "ID", description: "Device id (default: generated on first boot)" },
     groups: { type: "string", valueName: "A,B", description: "Rollout groups of the device" },
     "boot-tries": { type: "string", valueName: "N", default: "3", description: "Boots a new deployment gets before GRUB falls back" },
-    json: { type: "boolean", description: "Print {out, commit, version, kernelArgs} as the last line of stdout" },
+    json: { type: "boolean", description: "Print {out, commit, version, architecture, kernelArgs} as the last line of stdout" },
   },
-  notes: ["Needs root, sgdisk, partx, mkfs.ext4, grub-mkimage and grub-editenv (bash scripts/setup.sh installs them).", "Leaves no loop device or mount behind, also when it fails."],
+  notes: ["Needs root, sgdisk, partx, mkfs.ext4, grub-mkimage and grub-editenv; arm64 disks also mkfs.vfat and mtools (bash scripts/setup.sh installs them). GRUB's modules come from the image itself.", "Leaves no loop device or mount behind, also when it fails."],
   async run({ options, io }) {
     const bootTries = Number(options["boot-tries"]);
     if (!Number.isInteger(bootTries) || bootTries < 1 || bootTries > 9) throw new UsageError(`--boot-tries: '${options["boot-tries"]}' must be 1..9`);
-    const keys = await readPublicKeyFile(resolve(options.key));
-    const settings = {
-      server: options.server,
-      mqtt: options.mqtt,
-      ...(options["device-id"] ? { deviceId: options["device-id"] } : {}),
-      ...(options.groups ? { groups: options.groups.split(",").filter(Boolean) } : {}),
-      keysDir: "/etc/apt-ostree/keys.d",
-      bootTries,
-    };
+    const publicKeys = await readPublicKeyFile(resolve(options.key));
     const cache = defaultCacheDir(io.env);
     await mkdir(workDir(cache), { recursive: true });
     const result = await buildDisk({
@@ -57,10 +48,7 @@ const build = defineCommand({
       out: resolve(options.out),
       sizeBytes: parseSize(options.size, "size"),
       osname: "debian",
-      etcFiles: {
-        "apt-ostree/agent.yaml": `# Written by apt-ostree-server image build.\n${toYaml(settings)}`,
-        "apt-ostree/keys.d/server.pub": keys.map(formatPublicKey).join(""),
-      },
+      etcFiles: deviceEtcFiles({ server: options.server, mqtt: options.mqtt, publicKeys, deviceId: options["device-id"], groups: options.groups?.split(",").filter(Boolean), bootTries }),
       workDir: workDir(cache),
       log: createLogger({ name: "image" }),
     });
@@ -75,10 +63,15 @@ const run = defineCommand({
     disk: { type: "string", valueName: "FILE", required: true, description: "Disk image from 'image build'" },
     "serial-log": { type: "string", valueName: "FILE", required: true, description: "File the serial console is written to" },
     memory: { type: "string", valueName: "MIB", default: "1536", description: "Guest memory in MiB" },
+    arch: { type: "string", valueName: "ARCH", default: "amd64", description: "The disk's architecture: amd64 (qemu-system-x86_64, BIOS) or arm64 (qemu-system-aarch64 -M virt, UEFI)" },
   },
-  notes: ["Uses TCG; set APT_OSTREE_QEMU_ACCEL=kvm where KVM runs stock kernels."],
+  notes: ["Uses TCG; set APT_OSTREE_QEMU_ACCEL=kvm where KVM runs stock kernels (amd64 only)."],
   async run({ options, io }) {
-    const vm = new Vm({ disk: resolve(options.disk), serialLog: resolve(options["serial-log"]), memoryMiB: Number(options.memory), accel: accelFromEnv(io.env) });
+    const arch = options.arch;
+    if (arch !== "amd64" && arch !== "arm64") throw new UsageError(`--arch: '${arch}' must be amd64 or arm64`);
+    const memoryMiB = Number(options.memory);
+    if (!Number.isInteger(memoryMiB) || memoryMiB < 256) throw new UsageError(`--memory: '${options.memory}' must be a whole number of MiB, at least 256`);
+    const vm = new Vm({ disk: resolve(options.disk), arch: arch satisfies VmArchitecture, serialLog: resolve(options["serial-log"]), memoryMiB, accel: accelFromEnv(io.env) });
     await vm.start();
     io.stdout.write(`VM running; serial console in ${options["serial-log"]}\n`);
     const stop = () => void vm.stop();

@@ -1,4 +1,4 @@
-import { readFile, stat } from "node:fs/promises";
+import { readdir, readFile, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { execa } from "execa";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -12,6 +12,8 @@ import { makeTempDir, removeTree } from "../../helpers/tmp.ts";
 const REF = "debian/bookworm/test/disk";
 const COUNTER = new URL("../../../yocto-like-recipes/files/grub/08_apt-ostree-counter", import.meta.url);
 const SECTOR = 512;
+/** The host's GRUB for BIOS (scripts/setup.sh installs grub-pc-bin): a composed image carries the same files. */
+const HOST_GRUB_PC = "/usr/lib/grub/i386-pc";
 let dir: string;
 let repo: string;
 let loopsBefore: string;
@@ -35,7 +37,9 @@ beforeAll(async () => {
   dir = await makeTempDir("disk");
   const key = generateKeyPair();
   repo = await initServerRepo(dir, key);
-  await commitSyntheticImage(repo, REF, dir, { version: "1", sequence: 1, files: { "usr/etc/grub.d/08_apt-ostree-counter": await readFile(COUNTER, "utf8") } });
+  const grubFiles: Record<string, Buffer> = {};
+  for (const name of await readdir(HOST_GRUB_PC)) grubFiles[`usr/lib/grub/i386-pc/${name}`] = await readFile(join(HOST_GRUB_PC, name));
+  await commitSyntheticImage(repo, REF, dir, { version: "1", sequence: 1, files: { "usr/etc/grub.d/08_apt-ostree-counter": await readFile(COUNTER, "utf8"), ...grubFiles } });
   await publish({ repo, ref: REF, key, channel: "stable", deltaDepth: 0, scratchDelta: false, expiresInSeconds: 3600, log: silentLogger() });
   loopsBefore = await loops();
 });
@@ -87,6 +91,15 @@ describe("image build (qemu/disk.ts)", () => {
     expect(await mounts()).toBe("");
     expect(await stat(out).catch(() => null)).toBeNull();
     expect(await stat(`${out}.partial`).catch(() => null)).toBeNull();
+  }, 120_000);
+
+  it("names the missing package when the image has no GRUB for its firmware", async () => {
+    const bare = "debian/bookworm/test/no-grub";
+    await commitSyntheticImage(repo, bare, join(dir, "no-grub"), { version: "1", sequence: 1 });
+    const out = join(dir, "no-grub.img");
+    await expect(buildDisk({ repo, ref: bare, out, sizeBytes: 1024 ** 3, osname: "debian", etcFiles: {}, workDir: dir, log: silentLogger() })).rejects.toThrow("the image has no GRUB for i386-pc (/usr/lib/grub/i386-pc is missing): add the machine's GRUB package to bootloader-packages");
+    expect(await loops()).toBe(loopsBefore);
+    expect(await stat(out).catch(() => null)).toBeNull();
   }, 120_000);
 
   it("refuses a ref the repo does not have, before touching anything", async () => {

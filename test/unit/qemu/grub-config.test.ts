@@ -22,15 +22,22 @@ describe("the first grub.cfg", () => {
     await writeFile(join(dir, "entries/ostree-2-debian.conf"), entry(2, "bbb"));
     const entries = await readBootEntries(join(dir, "entries"));
     expect(entries.map((e) => e.version)).toEqual([2, 1]);
-    const cfg = renderGrubConfig(entries, "### counter ###\nset x=1\n");
+    const cfg = renderGrubConfig(entries, "### counter ###\nset x=1\n", { serialConsole: true });
     expect(cfg.indexOf("### counter ###")).toBeLessThan(cfg.indexOf("menuentry"));
     expect(cfg.indexOf("debian-bbb")).toBeLessThan(cfg.indexOf("debian-aaa"));
     expect(cfg).toContain("  linux /ostree/debian-bbb/vmlinuz-6.1.0 root=LABEL=root rw ostree=/ostree/boot.1/debian/bbb/0\n  initrd /ostree/debian-bbb/initramfs-6.1.0.img\n}");
     expect(cfg).toContain("menuentry 'Debian GNU/Linux 12 (bookworm) 2 (ostree:0)' {");
+    expect(cfg).toContain("terminal_output serial console\n");
+  });
+
+  it("leaves the console to the firmware under UEFI", () => {
+    const cfg = renderGrubConfig([{ title: "t", version: 1, linux: "/k", initrd: null, options: "" }], "", { serialConsole: false });
+    expect(cfg).not.toContain("serial");
+    expect(cfg).toContain("menuentry 't' {");
   });
 
   it("quotes titles for GRUB and refuses an entry without a kernel", async () => {
-    expect(renderGrubConfig([{ title: "it's", version: 1, linux: "/k", initrd: null, options: "" }], "")).toContain(`menuentry 'it'\\''s' {`);
+    expect(renderGrubConfig([{ title: "it's", version: 1, linux: "/k", initrd: null, options: "" }], "", { serialConsole: true })).toContain(`menuentry 'it'\\''s' {`);
     await mkdir(join(dir, "bad"));
     await writeFile(join(dir, "bad/ostree-1-debian.conf"), "title x\nversion 1\n");
     await expect(readBootEntries(join(dir, "bad"))).rejects.toThrow("boot entry ostree-1-debian.conf has no 'linux' line");

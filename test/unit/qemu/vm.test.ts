@@ -1,0 +1,27 @@
+import { describe, expect, it } from "vitest";
+import { AARCH64_FIRMWARE, accelFromEnv, qemuArgs } from "../../../qemu/vm.ts";
+
+const option = (args: string[], name: string) => args[args.indexOf(name) + 1];
+
+describe("qemu command line", () => {
+  it("boots amd64 disks on a pc machine with BIOS, and arm64 ones on virt with Debian's UEFI firmware", () => {
+    const amd64 = qemuArgs({ disk: "/d.img", serialLog: "/s.log" });
+    expect(option(amd64, "-machine")).toBe("pc");
+    expect(amd64).not.toContain("-bios");
+    const arm64 = qemuArgs({ disk: "/d.img", serialLog: "/s.log", arch: "arm64" });
+    expect(option(arm64, "-machine")).toBe("virt");
+    expect(option(arm64, "-bios")).toBe(AARCH64_FIRMWARE);
+    expect(option(arm64, "-cpu")).toBe("max,pauth-impdef=on");
+    for (const args of [amd64, arm64]) {
+      expect(option(args, "-serial")).toBe("file:/s.log");
+      expect(option(args, "-drive")).toBe("file=/d.img,format=raw,if=virtio,cache=unsafe");
+      expect(option(args, "-device")).toBe("i6300esb");
+    }
+  });
+
+  it("refuses KVM for an arm64 guest and a bad APT_OSTREE_QEMU_ACCEL", () => {
+    expect(() => qemuArgs({ disk: "/d.img", serialLog: "/s.log", arch: "arm64", accel: "kvm" })).toThrow("KVM cannot run an arm64 guest on this x86_64 host");
+    expect(option(qemuArgs({ disk: "/d.img", serialLog: "/s.log", accel: "kvm" }), "-cpu")).toBe("host");
+    expect(() => accelFromEnv({ APT_OSTREE_QEMU_ACCEL: "hvf" })).toThrow("APT_OSTREE_QEMU_ACCEL must be tcg or kvm, not 'hvf'");
+  });
+});
