@@ -1,5 +1,6 @@
 import { defineCommand } from "../shared/cli/command.ts";
 import { runProcess } from "../shared/cli/main.ts";
+import { bootCheckCommand } from "./cli/boot-check.ts";
 import { dbCommand } from "./cli/db.ts";
 import { cleanupCommand, kargsCommand, rollbackCommand } from "./cli/deployments.ts";
 import { statusCommand } from "./cli/status.ts";
@@ -13,7 +14,7 @@ export const deviceCommand = defineCommand({
     "control socket when apt-ostreed runs, so they never race with an update the server started; without it they run here.",
     "Exit status: 0 on success, 1 when the operation failed, 2 on a usage error, 77 from upgrade --check when nothing is new.",
   ],
-  subcommands: [statusCommand, upgradeCommand, deployCommand, rollbackCommand, rebaseCommand, kargsCommand, cleanupCommand, dbCommand, cancelCommand],
+  subcommands: [statusCommand, upgradeCommand, deployCommand, rollbackCommand, rebaseCommand, kargsCommand, cleanupCommand, dbCommand, cancelCommand, bootCheckCommand],
 });
 
 await runProcess(deviceCommand);

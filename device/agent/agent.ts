@@ -20,7 +20,7 @@ import type { Deployment } from "../sysroot/deployments.ts";
 import { stageUpdate, StageError } from "../update/stage.ts";
 import { repoUrl } from "../update/channel.ts";
 import type { DeviceIdentity } from "./identity.ts";
-import { step, type AgentEffect, type AgentEvent, type AgentState, type UpdateTarget } from "./machine.ts";
+import { bootVerdict, step, type AgentEffect, type AgentEvent, type AgentState, type BootVerdict, type UpdateTarget } from "./machine.ts";
 import { readAgentRecord, writeAgentRecord, type AgentRecord } from "./state-file.ts";
 import { buildReport, reportBase } from "./report.ts";
 import { Reporter } from "./reporter.ts";
@@ -51,6 +51,8 @@ export class Agent {
   private progress: { bytes: number; total: number } | null = null;
   private lastProgressSent = 0;
   private lastHealth: Report["health"];
+  /** A round of health checks finished in this process (so in this boot). */
+  private checkedThisRun = false;
   private readonly timers = new Set<NodeJS.Timeout>();
   private stopped = false;
   private stageAbort: AbortController | null = null;
@@ -202,6 +204,13 @@ export class Agent {
     return this.state;
   }
 
+  /** This boot's verdict for the health-check unit, once the agent knows it. */
+  async waitForBootVerdict(timeoutMs: number): Promise<BootVerdict> {
+    await this.idle();
+    const state = await this.waitFor((s) => bootVerdict(s, this.checkedThisRun) !== null, timeoutMs);
+    return bootVerdict(state, this.checkedThisRun)!;
+  }
+
   /** Re-sends the report that could not be published while the link was down. */
   async onConnected(): Promise<void> {
     // Otherwise say where we stand (the server marks us online and learns our deployments).
@@ -263,6 +272,7 @@ export class Agent {
           if (settings.checkSystemdUnits) builtins.push(systemdUnitsCheck);
           const results = await runHealthChecks({ dir: settings.healthDir, timeoutMs: settings.healthTimeoutSeconds * 1000, builtins });
           this.lastHealth = results;
+          this.checkedThisRun = true;
           await this.dispatch({ type: "health-checked", results });
         });
         return;

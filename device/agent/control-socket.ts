@@ -19,6 +19,8 @@ export const ControlRequestSchema = z.discriminatedUnion("op", [
   z.object({ op: z.literal("upgrade"), ref: z.optional(z.string()), version: z.optional(z.string()), check: z.optional(z.boolean()), reboot: z.optional(z.boolean()) }),
   z.object({ op: z.literal("reboot") }),
   z.object({ op: z.literal("cancel") }),
+  /** The health-check unit: wait up to `timeoutSeconds` for this boot's verdict. Not queued: it waits. */
+  z.object({ op: z.literal("boot-verdict"), timeoutSeconds: z.number().check(z.positive()) }),
   /** The CLI changed the deployments: the agent checks its staged update still exists. */
   z.object({ op: z.literal("deployments-changed") }),
 ]);
@@ -35,6 +37,8 @@ export async function handleControl(agent: Agent, settings: AgentSettings, trust
       return { rebooting: await agent.rebootNow(), state: agent.state.name };
     case "cancel":
       return { cancelled: await agent.cancel(), state: agent.state.name };
+    case "boot-verdict":
+      return agent.waitForBootVerdict(request.timeoutSeconds * 1000);
     case "deployments-changed":
       await agent.reconcile();
       return { state: agent.state.name };
@@ -65,9 +69,9 @@ export async function serveControlSocket(path: string, handle: (request: Control
         }
         if (!parsed.success) return { ok: false, code: "E_BAD_REQUEST", error: `bad control request: ${describeIssue(parsed.error.issues[0]!)}` };
         const request: ControlRequest = parsed.data;
-        // One operation at a time, in arrival order.
-        const run = busy.then(() => handle(request));
-        busy = run.catch(() => undefined);
+        // One operation at a time, in arrival order; a verdict only waits, so it holds no one up.
+        const run = request.op === "boot-verdict" ? handle(request) : busy.then(() => handle(request));
+        if (request.op !== "boot-verdict") busy = run.catch(() => undefined);
         try {
           return { ok: true, result: await run };
         } catch (error) {

@@ -154,6 +154,37 @@ function onCommand(state: AgentState, target: UpdateTarget): Transition {
   return { state: { name: "downloading", target, attempt: 1 }, effects: [{ kind: "report" }, { kind: "stage", target, attempt: 1, delayMs: 0 }] };
 }
 
+/**
+ * What this boot's health check (apt-ostree-healthcheck.service, before boot-complete.target)
+ * reports, or null while the agent does not know yet. `checkedThisRun`: this agent process
+ * finished a round of health checks (a verifying state may still hold the previous try's
+ * failures while this boot's checks run).
+ */
+export type BootVerdict =
+  /** The new deployment passed its checks. */
+  | { verdict: "healthy"; version: string }
+  /** A required check failed: the boot must not be blessed (a reboot spends a try). */
+  | { verdict: "failed"; version: string; failed: HealthResult[] }
+  /** The bootloader fell back and the rollback was made permanent: this boot is the good one. */
+  | { verdict: "rolled-back"; version: string; reason: string }
+  /** No update is on trial in this boot. */
+  | { verdict: "not-on-trial"; state: StateName };
+
+export function bootVerdict(state: AgentState, checkedThisRun: boolean): BootVerdict | null {
+  switch (state.name) {
+    case "verifying":
+      return checkedThisRun && state.failedChecks.length > 0 ? { verdict: "failed", version: state.target.version, failed: state.failedChecks } : null;
+    case "rebooting":
+      return null;
+    case "healthy":
+      return { verdict: "healthy", version: state.target.version };
+    case "rolled-back":
+      return { verdict: "rolled-back", version: state.target.from.version, reason: state.reason };
+    default:
+      return { verdict: "not-on-trial", state: state.name };
+  }
+}
+
 /** After a (re)start: where did the boot land, and what was the agent doing? */
 function onStarted(state: AgentState, booted: string, bootId: string): Transition {
   switch (state.name) {

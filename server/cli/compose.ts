@@ -2,10 +2,11 @@ import { resolve } from "node:path";
 import { defineCommand, printResult } from "../../shared/cli/command.ts";
 import { UsageError } from "../../shared/errors.ts";
 import { createLogger } from "../../shared/log.ts";
+import { parseDurationSeconds } from "../../shared/duration.ts";
 import { defaultCacheDir } from "../compose/cache.ts";
 import { compose } from "../compose/compose.ts";
 import { createComposeProgress } from "../compose/progress.ts";
-import { DEFAULT_RECIPES_DIR, defaultRepo, parseDurationSeconds } from "./defaults.ts";
+import { DEFAULT_RECIPES_DIR, defaultRepo } from "./defaults.ts";
 
 const VERSION_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._+~-]{0,63}$/;
 

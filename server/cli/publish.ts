@@ -3,9 +3,10 @@ import { defineCommand, printResult } from "../../shared/cli/command.ts";
 import { UsageError } from "../../shared/errors.ts";
 import { createLogger } from "../../shared/log.ts";
 import { readSecretKeyFile } from "../../shared/sign/keys.ts";
+import { parseDurationSeconds } from "../../shared/duration.ts";
 import { publish } from "../publish/publish.ts";
 import { formatBytes } from "./compose.ts";
-import { defaultRepo, parseDurationSeconds } from "./defaults.ts";
+import { defaultRepo } from "./defaults.ts";
 
 export const publishCommand = defineCommand({
   name: "publish",

@@ -1,10 +1,11 @@
 /**
  * Installs the apt-ostree device agent into an image (recipe key `apt-ostree-agent: true`):
- * the esbuild bundle under /usr/lib/apt-ostree/, the systemd unit, `apt-ostree` on PATH and
- * the image's agent defaults (the ref it follows, its architecture). The image runs it with
+ * the esbuild bundle under /usr/lib/apt-ostree/, the systemd units (the agent, and the boot
+ * health check, bless and reboot-on-failure units with their shell helpers in
+ * /usr/lib/apt-ostree/boot/; docs/boot.md), `apt-ostree` on PATH and the image's agent defaults (the ref it follows, its architecture). The image runs it with
  * Debian's nodejs, which the recipe must list.
  */
-import { chmod, copyFile, cp, mkdir, readdir, symlink, writeFile } from "node:fs/promises";
+import { chmod, copyFile, cp, mkdir, readdir, readFile, symlink, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { stringify as toYaml } from "yaml";
@@ -14,6 +15,7 @@ import type { ComposeProgress } from "./progress.ts";
 import type { Recipe } from "./recipe.ts";
 
 const UNITS_DIR = fileURLToPath(new URL("../../device/units/", import.meta.url));
+const BOOT_HELPERS_DIR = fileURLToPath(new URL("../../device/boot/", import.meta.url));
 
 export async function installAgent(root: string, recipe: Recipe, bundleDir: string, progress: ComposeProgress): Promise<void> {
   progress.phase("agent", "bundling apt-ostreed and apt-ostree for the image");
@@ -32,5 +34,13 @@ export async function installAgent(root: string, recipe: Recipe, bundleDir: stri
   const unitDir = join(root, "usr/lib/systemd/system");
   await mkdir(unitDir, { recursive: true });
   for (const unit of units) await copyFile(join(UNITS_DIR, unit), join(unitDir, unit));
-  await runInChroot(root, ["systemctl", "enable", ...units], { what: `enabling ${units.join(", ")}` });
+  await mkdir(join(lib, "boot"), { recursive: true });
+  for (const helper of await readdir(BOOT_HELPERS_DIR)) {
+    await copyFile(join(BOOT_HELPERS_DIR, helper), join(lib, "boot", helper));
+    await chmod(join(lib, "boot", helper), 0o755);
+  }
+  // Units started only by another (OnFailure=) have no [Install] section: nothing to enable.
+  const enabled: string[] = [];
+  for (const unit of units) if (/^\[Install\]/m.test(await readFile(join(UNITS_DIR, unit), "utf8"))) enabled.push(unit);
+  await runInChroot(root, ["systemctl", "enable", ...enabled], { what: `enabling ${enabled.join(", ")}` });
 }

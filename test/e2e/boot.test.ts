@@ -1,6 +1,7 @@
 /**
  * The mission, end to end with nothing simulated: a qemu VM boots a disk built from a composed
- * qemu-amd64 image, enrolls with the real server over MQTT, and then
+ * qemu-amd64 image (qemu-arm64 with APT_OSTREE_E2E_ARCH=arm64, which `npm run test:e2e -- --arch
+ * arm64` sets), enrolls with the real server over MQTT, and then
  *   1. v2 is rolled out: pulled over HTTP, staged, rebooted into, reported healthy;
  *   2. v3 fails a required health check: the GRUB counter runs out, GRUB boots v2, the agent
  *      makes the rollback permanent and reports it with the check's output; the rollout pauses;
@@ -25,18 +26,25 @@ import { compose } from "../../server/compose/compose.ts";
 import { createComposeProgress } from "../../server/compose/progress.ts";
 import { publish } from "../../server/publish/publish.ts";
 import { HOST_FROM_GUEST, Vm, accelFromEnv } from "../../qemu/vm.ts";
+import { adminApi } from "../helpers/admin-api.ts";
 import { SERVER_CLI } from "../helpers/cli.ts";
 import { publishDerivedRelease } from "../helpers/derived-release.ts";
 import { TEST_ADMIN_TOKEN } from "../helpers/server-settings.ts";
+import { until } from "../helpers/wait.ts";
 
-const MINUTE = 60_000;
-const REF = "debian/bookworm/qemu-amd64/appliance-minimal";
+const ARCH = process.env.APT_OSTREE_E2E_ARCH ?? "amd64";
+if (ARCH !== "amd64" && ARCH !== "arm64") throw new Error(`APT_OSTREE_E2E_ARCH must be amd64 or arm64, not '${ARCH}'`);
+const MACHINE = `qemu-${ARCH}`;
+/** arm64 runs under full emulation on this x86_64 host: its compose and boots take about three times as long. */
+const MINUTE = 60_000 * (ARCH === "arm64" ? 3 : 1);
+const REF = `debian/bookworm/${MACHINE}/appliance-minimal`;
 const BOOT_TRIES = 2;
 const ARTIFACTS = new URL("../artifacts/", import.meta.url).pathname;
 const log = createLogger({ name: "e2e", level: process.env.APT_OSTREE_LOG_LEVEL ?? "warn" });
 
 const cache = defaultCacheDir();
-const dir = join(cache, "e2e");
+const dir = join(cache, ARCH === "amd64" ? "e2e" : `e2e-${ARCH}`);
+const SUFFIX = ARCH === "amd64" ? "" : `-${ARCH}`;
 const repo = join(dir, "repo");
 const key = generateKeyPair();
 let server: ChildProcess;
@@ -59,28 +67,19 @@ const BOOT = /Linux version \d/;
 const LOGIN = /login: /;
 const PANIC = /Kernel panic - not syncing/;
 
+const callApi = adminApi(() => `http://127.0.0.1:${httpPort}`);
 async function api(path: string, body?: unknown): Promise<any> {
-  const res = await fetch(`http://127.0.0.1:${httpPort}/api/v1/${path}`, {
-    method: body === undefined ? "GET" : "POST",
-    headers: { authorization: `Bearer ${TEST_ADMIN_TOKEN}`, ...(body === undefined ? {} : { "content-type": "application/json" }) },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  const json = await res.json();
-  if (!res.ok) throw new Error(`${path}: ${res.status} ${JSON.stringify(json)}`);
+  const { status, json } = await callApi(path, body);
+  if (status >= 400) throw new Error(`${path}: ${status} ${JSON.stringify(json)}`);
   return json;
 }
 
-async function until<T>(what: string, timeoutMs: number, probe: () => Promise<T | null | undefined | false>): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe().catch(() => null);
-    if (value) return value;
-    if (Date.now() > deadline) {
-      const serial = (await vm?.serial()) ?? "";
-      throw new Error(`timed out waiting for ${what}; device: ${JSON.stringify(await device().catch(() => null))}\nserial tail:\n${serial.trimEnd().split("\n").slice(-20).join("\n")}`);
-    }
-    await new Promise((resolve) => setTimeout(resolve, 2000));
-  }
+/** Polls every 2 s; a timeout shows the device's record and the serial console's tail. */
+function untilDevice<T>(what: string, timeoutMs: number, probe: () => Promise<T | null | undefined | false>): Promise<T> {
+  return until(probe, what, timeoutMs, {
+    intervalMs: 2000,
+    detail: async () => `device: ${JSON.stringify(await device().catch(() => null))}\nserial tail:\n${((await vm?.serial()) ?? "").trimEnd().split("\n").slice(-20).join("\n")}`,
+  });
 }
 
 async function device(): Promise<any> {
@@ -89,7 +88,7 @@ async function device(): Promise<any> {
 
 /** The device's `rolled-back` report about `commit`, from its event history. */
 async function rolledBackReport(commit: string): Promise<any> {
-  return until(`the rolled-back report about ${commit.slice(0, 12)}`, 20 * MINUTE, async () => {
+  return untilDevice(`the rolled-back report about ${commit.slice(0, 12)}`, 20 * MINUTE, async () => {
     const { events } = await api(`devices/${deviceId}`);
     return events.find((e: any) => e.kind === "report" && e.report.state === "rolled-back" && e.report.rolledBack?.from.commit === commit)?.report;
   });
@@ -113,7 +112,7 @@ beforeAll(async () => {
   await writeFile(join(dir, "ed25519.secret"), formatSecretKey(key), { mode: 0o600 });
   await writeFile(join(dir, "ed25519.pub"), formatPublicKey(key.publicKey));
 
-  await compose({ recipesDir: DEFAULT_RECIPES_DIR, image: "appliance-minimal", machine: "qemu-amd64", repo, cacheDir: cache, indexMaxAgeSeconds: 7 * 86400, log, progress: createComposeProgress(log) });
+  await compose({ recipesDir: DEFAULT_RECIPES_DIR, image: "appliance-minimal", machine: MACHINE, repo, cacheDir: cache, indexMaxAgeSeconds: 7 * 86400, log, progress: createComposeProgress(log) });
   await publish({ repo, ref: REF, key, channel: "stable", deltaDepth: 3, scratchDelta: false, expiresInSeconds: 86400, log });
 
   server = spawn(process.execPath, [SERVER_CLI, "serve", "--repo", repo, "--data", join(dir, "data"), "--host", "127.0.0.1", "--http-port", "0", "--mqtt-port", "0", "--mqtt-ws-port", "off", "--auto-accept", "--key", join(dir, "ed25519.secret")], {
@@ -134,13 +133,13 @@ beforeAll(async () => {
   expect(JSON.parse(built.stdout.trim().split("\n").at(-1)!).version).toBe("1");
   expect((await execa("losetup", ["-a"])).stdout).toBe(loopsBefore);
 
-  vm = new Vm({ disk, serialLog: join(ARTIFACTS, "e2e-serial.log"), accel: accelFromEnv() });
+  vm = new Vm({ disk, arch: ARCH, serialLog: join(ARTIFACTS, `e2e-serial${SUFFIX}.log`), accel: accelFromEnv() });
   await vm.start();
   timings.vmStartedAt = Date.now();
 }, 40 * MINUTE);
 
 afterAll(async () => {
-  await writeFile(join(ARTIFACTS, "e2e-timings.json"), `${JSON.stringify(timings, null, 2)}\n`);
+  await writeFile(join(ARTIFACTS, `e2e-timings${SUFFIX}.json`), `${JSON.stringify(timings, null, 2)}\n`);
   await vm?.stop();
   server?.kill("SIGTERM");
   await rm(join(dir, "disk.img"), { force: true });
@@ -149,7 +148,7 @@ afterAll(async () => {
 describe("a qemu device, end to end", () => {
   it("boots v1 from the built disk, enrolls over MQTT and reports itself", async () => {
     await vm.waitForSerial(LOGIN, 5 * MINUTE);
-    const enrolled = await until("the device to enroll", 3 * MINUTE, async () => {
+    const enrolled = await untilDevice("the device to enroll", 3 * MINUTE, async () => {
       const { devices } = await api("devices");
       // Online comes with the MQTT connection; the booted deployment with the first report.
       return devices.length === 1 && devices[0].online && devices[0].booted ? devices[0] : null;
@@ -158,7 +157,7 @@ describe("a qemu device, end to end", () => {
     timings.bootToOnlineSeconds = (Date.now() - timings.vmStartedAt!) / 1000;
     expect(enrolled.enrollment).toBe("accepted");
     expect(enrolled.booted.version).toBe("1");
-    expect(enrolled.architecture).toBe("amd64");
+    expect(enrolled.architecture).toBe(ARCH);
     expect(await vm.serial()).toMatch(/Started .*apt-ostreed\.service/);
   }, 10 * MINUTE);
 
@@ -167,8 +166,8 @@ describe("a qemu device, end to end", () => {
     const boots = await bootCount();
     const started = Date.now();
     const id = await rollOut("2");
-    await until("v2 to be staged", 5 * MINUTE, async () => (await device()).staged?.version === "2");
-    const healthy = await until("v2 healthy", 10 * MINUTE, async () => {
+    await untilDevice("v2 to be staged", 5 * MINUTE, async () => (await device()).staged?.version === "2");
+    const healthy = await untilDevice("v2 healthy", 10 * MINUTE, async () => {
       const d = await device();
       return d.state === "healthy" && d.booted.commit === v2.commit ? d : null;
     });
@@ -177,7 +176,7 @@ describe("a qemu device, end to end", () => {
     expect(timings.v2DownloadBytes).toBeGreaterThan(0);
     expect(healthy.rollback.version).toBe("1");
     expect(await bootCount()).toBe(boots + 1);
-    const { rollout } = await until("the rollout to complete", 2 * MINUTE, async () => {
+    const { rollout } = await untilDevice("the rollout to complete", 2 * MINUTE, async () => {
       const r = await api(`rollouts/${id}`);
       return r.rollout.progress.state === "completed" ? r : null;
     });
@@ -204,7 +203,7 @@ describe("a qemu device, end to end", () => {
     // Every try booted v3 and ran the failing check; then GRUB fell back to v2.
     expect(await bootCount(/e2e-v3: required check failed/)).toBe(BOOT_TRIES);
     expect(await bootCount()).toBe(boots + BOOT_TRIES + 1);
-    const { rollout } = await until("the rollout to pause", 2 * MINUTE, async () => {
+    const { rollout } = await untilDevice("the rollout to pause", 2 * MINUTE, async () => {
       const r = await api(`rollouts/${id}`);
       return r.rollout.progress.state === "paused" ? r : null;
     });

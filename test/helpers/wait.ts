@@ -1,12 +1,20 @@
+export interface UntilOptions {
+  /** Pause between probes (default 50 ms). */
+  intervalMs?: number;
+  /** Extra context for the timeout error, e.g. the device's state or a serial console's tail. */
+  detail?: () => Promise<string> | string;
+}
+
 /** Polls `probe` until it returns something truthy; fails naming what it waited for. */
-export async function until<T>(probe: () => Promise<T | null | undefined | false> | T | null | undefined | false, what: string, ms = 15_000): Promise<T> {
+export async function until<T>(probe: () => Promise<T | null | undefined | false> | T | null | undefined | false, what: string, ms = 15_000, options: UntilOptions = {}): Promise<T> {
   const deadline = Date.now() + ms;
   while (Date.now() < deadline) {
     const value = await Promise.resolve()
       .then(probe)
       .catch(() => null);
     if (value) return value;
-    await new Promise((resolve) => setTimeout(resolve, 50));
+    await new Promise((resolve) => setTimeout(resolve, options.intervalMs ?? 50));
   }
-  throw new Error(`timed out waiting for ${what}`);
+  const detail = options.detail ? await Promise.resolve().then(options.detail).catch((error: Error) => `(no detail: ${error.message})`) : "";
+  throw new Error(`timed out waiting for ${what}${detail ? `; ${detail}` : ""}`);
 }

@@ -90,6 +90,18 @@ describe("apt-ostree", () => {
     expect((await cli(["cleanup"])).exitCode).toBe(2);
   });
 
+  it("boot-check fails when no agent answers, and passes with the agent's verdict when no update is on trial", async () => {
+    const alone = await cli(["boot-check", "--timeout", "2s"]);
+    expect(alone.exitCode).toBe(1);
+    expect(alone.stderr).toMatch(/apt-ostreed did not answer on \S+agent\.sock within 2 s/);
+    expect((await cli(["boot-check", "--timeout", "soon"])).stderr).toContain("--timeout: 'soon' is not a duration");
+    await fixture.startAgent();
+    const answered = await cli(["boot-check", "--timeout", "30s"]);
+    expect(answered.exitCode, answered.stderr).toBe(0);
+    expect(answered.stdout).toMatch(/^Boot healthy: no update on trial \(agent \w+\)\.$/m);
+    await fixture.stopAgent();
+  });
+
   it("upgrades through the running agent's socket, which reports to the server", async () => {
     await fixture.startAgent();
     await until(async () => (await fixture.device())?.booted?.version === "1", "the agent to report");

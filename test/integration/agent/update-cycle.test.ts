@@ -7,9 +7,11 @@
  */
 import { chmod, mkdir, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
+import { execa } from "execa";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { readDeployments } from "../../../device/sysroot/deployments.ts";
 import { AgentFixture, REF } from "../../helpers/agent-fixture.ts";
+import { DEVICE_CLI } from "../../helpers/cli.ts";
 import { until } from "../../helpers/wait.ts";
 
 const fixture = new AgentFixture();
@@ -23,6 +25,12 @@ beforeAll(async () => {
 
 afterAll(() => fixture.tearDown());
 
+/** What apt-ostree-healthcheck.service runs: the running agent's verdict on this boot. */
+async function bootCheck(): Promise<{ exitCode: number; verdict: any }> {
+  const result = await execa(process.execPath, [DEVICE_CLI, "boot-check", "--config", await fixture.writeConfig(), "--timeout", "60s", "--json"], { reject: false });
+  return { exitCode: result.exitCode ?? -1, verdict: JSON.parse(result.stdout.trim().split("\n").at(-1) ?? "null") };
+}
+
 describe("the agent's update cycle on a simulated boot", () => {
   it("takes v2 from a rollout: downloads the delta, deploys, reboots into it, reports healthy", async () => {
     const v2 = await fixture.publishVersion(2);
@@ -34,6 +42,7 @@ describe("the agent's update cycle on a simulated boot", () => {
     // Blessed: the counter is cleared, so the next boot needs no fallback.
     expect(await fixture.disk.readEnv()).toMatchObject({ boot_success: "1" });
     expect((await fixture.disk.readEnv()).boot_counter).toBeUndefined();
+    expect(await bootCheck()).toEqual({ exitCode: 0, verdict: { verdict: "healthy", version: "2" } });
     const events = (await api("devices/dev-1")).json.events.map((e: { report: { state: string } | null }) => e.report?.state).filter(Boolean).reverse();
     expect(events).toEqual(expect.arrayContaining(["downloading", "staged", "rebooting", "verifying", "healthy"]));
     const downloading = (await api("devices/dev-1")).json.events.find((e: { report: { progress?: { bytes: number; total: number } } | null }) => e.report?.progress?.bytes);
@@ -48,6 +57,10 @@ describe("the agent's update cycle on a simulated boot", () => {
     const v3 = await fixture.publishVersion(3);
     const { json } = await api("rollouts", { ref: REF, select: { devices: ["dev-1"] }, waves: "100%", waveDelay: "0s", waveTimeout: "5m", maxFailures: "0%" });
     await fixture.rebootWhenAsked(); // into v3, try 1: check fails
+    // The boot health check unit's view: not blessed, with the check's output.
+    const failed = await bootCheck();
+    expect(failed.exitCode).toBe(1);
+    expect(failed.verdict).toMatchObject({ verdict: "failed", version: "3", failed: [{ name: "app.sh", kind: "required", ok: false, output: expect.stringContaining("port 8080 not answering") }] });
     await fixture.rebootWhenAsked(); // v3, try 2: check fails
     await fixture.rebootWhenAsked(); // counter out: the bootloader falls back to v2
     expect(fixture.disk.bootLog.slice(-3)).toEqual([expect.stringMatching(/ 2$/), expect.stringMatching(/ 1$/), expect.stringMatching(/ 0$/)]);
@@ -56,6 +69,7 @@ describe("the agent's update cycle on a simulated boot", () => {
       return d.state === "rolled-back" ? d : null;
     }, "the rolled-back report", 60_000);
     expect(rolledBack.booted.version).toBe("2");
+    expect(await bootCheck()).toEqual({ exitCode: 0, verdict: { verdict: "rolled-back", version: "2", reason: expect.stringContaining("app.sh failed") } });
     const report = (await api("devices/dev-1")).json.events.find((e: { report: { state: string } | null }) => e.report?.state === "rolled-back").report;
     expect(report.rolledBack).toEqual({ from: { commit: v3, version: "3" }, to: expect.objectContaining({ version: "2" }), reason: "required health check app.sh failed: app: port 8080 not answering\n(exit code 1)" });
     // Permanent: v3's deployment is gone, v2 is the default again.

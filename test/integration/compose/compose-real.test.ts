@@ -87,6 +87,12 @@ describe("compose from Debian's packages", () => {
     expect(await ostreeCat(repo, first.commit, "/usr/lib/apt-ostree/apt-ostreed.mjs")).toMatch(/^#!\/usr\/bin\/env node/);
     expect(await ostreeCat(repo, first.commit, "/usr/lib/systemd/system/apt-ostreed.service")).toContain("ExecStart=/usr/bin/node /usr/lib/apt-ostree/apt-ostreed.mjs");
     expect((await execa("ostree", ["ls", `--repo=${repo}`, first.commit, "/usr/etc/systemd/system/multi-user.target.wants/apt-ostreed.service"])).stdout).toMatch(/-> (\/usr)?\/lib\/systemd\/system\/apt-ostreed\.service$/);
+    // The boot units: the health check gates boot-complete.target, bless follows it, the reboot unit only runs on failure.
+    const links = async (dir: string) => (await execa("ostree", ["ls", `--repo=${repo}`, first.commit, dir])).stdout;
+    expect(await links("/usr/etc/systemd/system/boot-complete.target.requires")).toMatch(/apt-ostree-healthcheck\.service ->/);
+    expect(await links("/usr/etc/systemd/system/multi-user.target.wants")).toMatch(/apt-ostree-bless\.service ->/);
+    expect(await ostreeCat(repo, first.commit, "/usr/lib/systemd/system/apt-ostree-healthcheck.service")).toContain("OnFailure=apt-ostree-reboot-on-failure.service");
+    expect(await links("/usr/lib/apt-ostree/boot")).toMatch(/^-007\d+ .* \/usr\/lib\/apt-ostree\/boot\/reboot-on-failure$/m);
     expect(await ostreeCat(repo, first.commit, "/usr/etc/grub.d/08_apt-ostree-counter")).toContain("set default=1");
     expect(await ostreeCat(repo, first.commit, "/usr/share/dpkg/database/status")).toMatch(/Package: systemd\n/);
     expect(await ostreeCat(repo, first.commit, "/usr/lib/tmpfiles.d/zz-apt-ostree-autovar.conf")).toMatch(/^L \/var\/lib\/dpkg - - - - \.\.\/\.\.\/usr\/share\/dpkg\/database$/m);

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { IllegalTransitionError, MAX_STAGE_ATTEMPTS, stageBackoffMs, step, type AgentState, type UpdateTarget } from "../../../device/agent/machine.ts";
+import { bootVerdict, IllegalTransitionError, MAX_STAGE_ATTEMPTS, stageBackoffMs, step, type AgentState, type UpdateTarget } from "../../../device/agent/machine.ts";
 
 const V1 = { commit: "1".repeat(64), version: "1" };
 const target: UpdateTarget = { command: "r-1", ref: "r", commit: "2".repeat(64), version: "2", sequence: 2, from: V1, manifest: {} };
@@ -121,5 +121,26 @@ describe("agent state machine", () => {
     expect(() => step({ name: "idle" }, { type: "stage-succeeded" })).toThrow(IllegalTransitionError);
     expect(() => step({ name: "idle" }, { type: "reboot-allowed", bootId: "boot-1" })).toThrow("the agent cannot take 'reboot-allowed' while idle");
     expect(() => step({ name: "staged", target }, { type: "health-checked", results: [] })).toThrow(IllegalTransitionError);
+  });
+});
+
+describe("the boot verdict (apt-ostree boot-check)", () => {
+  const verifying = (failedChecks: typeof failedCheck[]): AgentState => ({ name: "verifying", target, bootId: "b", failedChecks });
+
+  it("waits while the checks of this boot have not finished, even with the previous try's failures on record", () => {
+    expect(bootVerdict(verifying([]), false)).toBeNull();
+    expect(bootVerdict(verifying([failedCheck]), false)).toBeNull();
+    expect(bootVerdict({ name: "rebooting", target, bootId: "b" }, true)).toBeNull();
+  });
+
+  it("fails a boot whose required check failed in this run, naming the check", () => {
+    expect(bootVerdict(verifying([failedCheck]), true)).toEqual({ verdict: "failed", version: "2", failed: [failedCheck] });
+  });
+
+  it("passes a healthy update, a permanent rollback (naming the version it fell back to) and a boot with nothing on trial", () => {
+    expect(bootVerdict({ name: "healthy", target, health: [] }, true)).toEqual({ verdict: "healthy", version: "2" });
+    expect(bootVerdict({ name: "rolled-back", target, reason: "2 did not boot", health: [] }, false)).toEqual({ verdict: "rolled-back", version: "1", reason: "2 did not boot" });
+    expect(bootVerdict({ name: "idle" }, false)).toEqual({ verdict: "not-on-trial", state: "idle" });
+    expect(bootVerdict({ name: "staged", target }, false)).toEqual({ verdict: "not-on-trial", state: "staged" });
   });
 });

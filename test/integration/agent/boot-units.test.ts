@@ -1,0 +1,62 @@
+/**
+ * The shell helpers behind apt-ostree-bless.service and apt-ostree-reboot-on-failure.service,
+ * run as they are shipped, against a real grubenv with the real grub-editenv. Only `systemctl`
+ * is a stand-in on PATH that records the reboot it was asked for.
+ */
+import { chmod, mkdir, readFile, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { execa } from "execa";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { makeTempDir, removeTree } from "../../helpers/tmp.ts";
+
+const BOOT_HELPERS = fileURLToPath(new URL("../../../device/boot/", import.meta.url));
+let dir: string;
+let grubenv: string;
+let env: NodeJS.ProcessEnv;
+
+const editenv = (...args: string[]) => execa("grub-editenv", [grubenv, ...args]);
+const listEnv = async () => (await editenv("list")).stdout;
+const reboots = async () => (await readFile(join(dir, "systemctl.log"), "utf8").catch(() => "")).trim();
+const helper = (name: string) => execa(join(BOOT_HELPERS, name), [], { env, reject: false });
+
+beforeAll(async () => {
+  dir = await makeTempDir("boot-units");
+  grubenv = join(dir, "grubenv");
+  await mkdir(join(dir, "bin"));
+  await writeFile(join(dir, "bin/systemctl"), `#!/bin/sh\necho "$@" >> ${join(dir, "systemctl.log")}\n`);
+  await chmod(join(dir, "bin/systemctl"), 0o755);
+  // Not this host's kernel log: a file stands in for /dev/kmsg.
+  env = { ...process.env, PATH: `${join(dir, "bin")}:${process.env.PATH}`, APT_OSTREE_GRUBENV: grubenv, APT_OSTREE_KMSG: join(dir, "kmsg") };
+});
+afterAll(() => removeTree(dir));
+
+describe("boot unit helpers", () => {
+  it("bless clears an armed counter and marks the boot good", async () => {
+    await editenv("create");
+    await editenv("set", "boot_counter=1", "boot_success=0");
+    const result = await helper("bless");
+    expect(result.exitCode, result.stderr).toBe(0);
+    expect(await listEnv()).toBe("boot_success=1");
+  });
+
+  it("reboot-on-failure reboots while an update is on trial, the last try included", async () => {
+    for (const counter of ["1", "0"]) {
+      await editenv("set", `boot_counter=${counter}`);
+      const result = await helper("reboot-on-failure");
+      expect(result.exitCode, result.stderr).toBe(0);
+      expect(result.stdout).toContain(`rebooting (boot_counter=${counter})`);
+    }
+    expect(await reboots()).toBe("reboot\nreboot");
+    expect(await readFile(join(dir, "kmsg"), "utf8")).toContain("apt-ostree: boot health check failed; rebooting (boot_counter=0)");
+  });
+
+  it("reboot-on-failure does not reboot the fallback or a boot with nothing on trial (no reboot loop)", async () => {
+    const before = await reboots();
+    await editenv("set", "boot_counter=-1");
+    expect((await helper("reboot-on-failure")).stdout).toContain("not rebooting (no update on trial, boot_counter='-1')");
+    await editenv("unset", "boot_counter");
+    expect((await helper("reboot-on-failure")).stdout).toContain("not rebooting (no update on trial, boot_counter='')");
+    expect(await reboots()).toBe(before);
+  });
+});
