@@ -260,6 +260,10 @@ export class Agent {
         return;
       }
       case "reboot": {
+        if (!effect.arm && !settings.rebootOnFailedCheck) {
+          log.warn({ event: "agent.reboot.left-to-unit" }, "a required health check failed; apt-ostree-reboot-on-failure.service reboots");
+          return;
+        }
         if (effect.arm) await this.options.bootCounter.arm(settings.bootTries);
         log.warn({ event: "agent.reboot", command: settings.rebootCommand }, "rebooting");
         const result = await runProgram(settings.rebootCommand[0]!, settings.rebootCommand.slice(1));

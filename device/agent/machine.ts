@@ -209,7 +209,9 @@ function onStarted(state: AgentState, booted: string, bootId: string): Transitio
         const failed = state.name === "verifying" ? state.failedChecks : [];
         const why = failed.length > 0
           ? `required health check ${failed.map((r) => `${r.name} failed: ${r.output.trim() || "(no output)"}`).join("; ")}`
-          : `${target.version} did not boot; the bootloader fell back to ${target.from.version}`;
+          : state.name === "verifying"
+            ? `${target.version} booted but stopped before its health checks finished (a hang the watchdog reset, or a power loss); the bootloader fell back to ${target.from.version}`
+            : `${target.version} did not boot; the bootloader fell back to ${target.from.version}`;
         return { state: { name: "rolled-back", target, reason: why, health: failed }, effects: [{ kind: "make-rollback-permanent", badCommit: target.commit }, { kind: "bless" }, { kind: "report" }] };
       }
       return { state: { name: "failed", target, error: `booted ${booted.slice(0, 12)}, which is neither ${target.version} nor ${target.from.version}` }, effects: [{ kind: "report" }] };

@@ -51,6 +51,8 @@ export const AgentConfigSchema = z.partial(
     /** The agent must reach the server within this long after boot for the boot to count healthy. */
     serverReachTimeoutSeconds: positive,
     checkSystemdUnits: z.boolean(),
+    /** After a failed required check the agent reboots itself; false where apt-ostree-reboot-on-failure.service does (the image). */
+    rebootOnFailedCheck: z.boolean(),
     downloadStallSeconds: positive,
     /** Poll the channel manifest over HTTP this often while MQTT is unreachable. */
     pollSeconds: positive,
@@ -86,6 +88,7 @@ export const AGENT_DEFAULTS: AgentSettings = {
   healthTimeoutSeconds: 300,
   serverReachTimeoutSeconds: 300,
   checkSystemdUnits: true,
+  rebootOnFailedCheck: true,
   downloadStallSeconds: 60,
   pollSeconds: 3600,
 };

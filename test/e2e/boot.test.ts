@@ -6,7 +6,9 @@
  *   2. v3 fails a required health check: the GRUB counter runs out, GRUB boots v2, the agent
  *      makes the rollback permanent and reports it with the check's output; the rollout pauses;
  *   3. v4 cannot boot (its init exits, the kernel panics, panic=5 reboots): the counter runs
- *      out and the same rollback follows.
+ *      out and the same rollback follows;
+ *   4. v5 hangs during its health check (PID 1 frozen): the i6300esb watchdog resets the VM
+ *      on each try, and the same rollback follows.
  * Each step is asserted from the server's API and from the VM's serial console.
  * v1 is a real compose; v2-v4 are v1's tree with a file added (test/helpers/derived-release.ts),
  * so the scenario composes once. Boot tries are 2, the fewest that show the counter counting.
@@ -176,6 +178,11 @@ describe("a qemu device, end to end", () => {
     expect(timings.v2DownloadBytes).toBeGreaterThan(0);
     expect(healthy.rollback.version).toBe("1");
     expect(await bootCount()).toBe(boots + 1);
+    // systemd's own view: the health check gated boot-complete.target, then the bless unit ran.
+    const serial = await vm.serial();
+    expect(serial.lastIndexOf("apt-ostree-bless.service")).toBeGreaterThan(serial.lastIndexOf("Linux version"));
+    expect(serial).toMatch(/Finished apt-ostree-healthcheck\.service/);
+    expect(serial).toMatch(/Finished apt-ostree-bless\.service/);
     const { rollout } = await untilDevice("the rollout to complete", 2 * MINUTE, async () => {
       const r = await api(`rollouts/${id}`);
       return r.rollout.progress.state === "completed" ? r : null;
@@ -202,6 +209,8 @@ describe("a qemu device, end to end", () => {
     expect(report.rolledBack.reason).toContain("this release is broken on purpose");
     // Every try booted v3 and ran the failing check; then GRUB fell back to v2.
     expect(await bootCount(/e2e-v3: required check failed/)).toBe(BOOT_TRIES);
+    // The reboot after each failed check came from apt-ostree-reboot-on-failure.service (the image's agent leaves it to the unit).
+    expect(await bootCount(/apt-ostree: boot health check failed; rebooting \(boot_counter=\d\)/)).toBe(BOOT_TRIES);
     expect(await bootCount()).toBe(boots + BOOT_TRIES + 1);
     const { rollout } = await untilDevice("the rollout to pause", 2 * MINUTE, async () => {
       const r = await api(`rollouts/${id}`);
@@ -229,6 +238,32 @@ describe("a qemu device, end to end", () => {
     expect(report.rolledBack.reason).toMatch(/boot/i);
     expect(await bootCount(PANIC)).toBe(panics + BOOT_TRIES);
     expect(await bootCount()).toBe(boots + BOOT_TRIES + 1);
+    await untilDevice("the rollout to pause", 2 * MINUTE, async () => (await api(`rollouts/${id}`)).rollout.progress.state === "paused");
+    await api(`rollouts/${id}/abort`, {});
+  }, 30 * MINUTE);
+
+  it("v5 hangs during its health check (init frozen): the watchdog resets it, GRUB falls back after the tries and the rollback is reported", async () => {
+    const v2 = (await device()).booted.commit as string;
+    const v5 = await publishDerivedRelease({
+      repo, ref: REF, key, workDir: dir, log, base: v2,
+      // Freezing PID 1's cgroup stops systemd petting the watchdog: a real hang, as a wedged driver would cause.
+      files: { "usr/etc/apt-ostree/health.d/required/50-e2e-hang": { content: "#!/bin/sh\necho 'e2e-v5: freezing init' > /dev/kmsg\necho 1 > /sys/fs/cgroup/init.scope/cgroup.freeze\nsleep 600\n", mode: 0o755 } },
+    });
+    const boots = await bootCount();
+    const started = Date.now();
+    const id = await rollOut("5");
+    const report = await rolledBackReport(v5.commit);
+    timings.v5RolloutToRolledBackSeconds = (Date.now() - started) / 1000;
+    expect(report.booted.commit).toBe(v2);
+    expect(report.rolledBack.reason).toContain("5 booted but stopped before its health checks finished");
+    expect(await bootCount(/e2e-v5: freezing init/)).toBe(BOOT_TRIES);
+    // No panic and no reboot command: each try ended in the watchdog's reset.
+    expect(await bootCount()).toBe(boots + BOOT_TRIES + 1);
+    const tail = (await vm.serial()).slice((await vm.serial()).indexOf("e2e-v5: freezing init"));
+    expect(tail).not.toMatch(PANIC);
+    expect(tail).not.toMatch(/apt-ostree: boot health check failed; rebooting/);
+    await untilDevice("the rollout to pause", 2 * MINUTE, async () => (await api(`rollouts/${id}`)).rollout.progress.state === "paused");
+    await api(`rollouts/${id}/abort`, {});
   }, 30 * MINUTE);
 
   it("leaves no loop device behind", async () => {

@@ -5,7 +5,7 @@
  * health check fails, the counter runs out, the bootloader falls back to v2 and the agent makes
  * the rollback permanent and reports it with the check's output.
  */
-import { chmod, mkdir, rm, writeFile } from "node:fs/promises";
+import { access, chmod, mkdir, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { execa } from "execa";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -56,11 +56,18 @@ describe("the agent's update cycle on a simulated boot", () => {
     await chmod(check, 0o755);
     const v3 = await fixture.publishVersion(3);
     const { json } = await api("rollouts", { ref: REF, select: { devices: ["dev-1"] }, waves: "100%", waveDelay: "0s", waveTimeout: "5m", maxFailures: "0%" });
+    // As in the image: the agent leaves the reboot after a failed check to apt-ostree-reboot-on-failure.service.
+    fixture.settings.rebootOnFailedCheck = false;
     await fixture.rebootWhenAsked(); // into v3, try 1: check fails
     // The boot health check unit's view: not blessed, with the check's output.
     const failed = await bootCheck();
     expect(failed.exitCode).toBe(1);
     expect(failed.verdict).toMatchObject({ verdict: "failed", version: "3", failed: [{ name: "app.sh", kind: "required", ok: false, output: expect.stringContaining("port 8080 not answering") }] });
+    await fixture.agent!.agent.idle();
+    expect(await access(fixture.rebootFlag).then(() => "asked", () => "not asked")).toBe("not asked");
+    // The unit's reboot (the shell helper calls `systemctl reboot`; here, the fixture's reboot command).
+    await writeFile(fixture.rebootFlag, "");
+    fixture.settings.rebootOnFailedCheck = true;
     await fixture.rebootWhenAsked(); // v3, try 2: check fails
     await fixture.rebootWhenAsked(); // counter out: the bootloader falls back to v2
     expect(fixture.disk.bootLog.slice(-3)).toEqual([expect.stringMatching(/ 2$/), expect.stringMatching(/ 1$/), expect.stringMatching(/ 0$/)]);

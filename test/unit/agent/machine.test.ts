@@ -41,6 +41,11 @@ describe("agent state machine", () => {
     expect(t.state).toMatchObject({ name: "rolled-back", reason: "2 did not boot; the bootloader fell back to 1" });
   });
 
+  it("says the new version stopped during its checks when it fell back from verifying with no failed check (a hang the watchdog reset)", () => {
+    const t = step({ name: "verifying", target, bootId: "boot-2", failedChecks: [] }, { type: "started", bootedCommit: V1.commit, bootId: "boot-3" });
+    expect(t.state).toMatchObject({ name: "rolled-back", reason: "2 booted but stopped before its health checks finished (a hang the watchdog reset, or a power loss); the bootloader fell back to 1" });
+  });
+
   it("fails when the system booted something it neither staged nor came from", () => {
     const t = step({ name: "rebooting", target, bootId: "boot-1" }, { type: "started", bootedCommit: "9".repeat(64), bootId: "boot-2" });
     expect(t.state).toMatchObject({ name: "failed", error: expect.stringContaining("neither 2 nor 1") });
