@@ -56,12 +56,20 @@ let deviceId = "";
 let loopsBefore = "";
 /** Measured while the scenario runs (not asserted): docs/BENCHMARKS.md quotes them. */
 const timings: Record<string, number> = {};
+const runStarted = Date.now();
 
 /** Bytes the device reported downloading for a rollout's command. */
 async function downloadedBytes(commandId: string): Promise<number> {
   const { events } = await api(`devices/${deviceId}`);
   const totals = events.filter((e: any) => e.kind === "report" && e.report.command === commandId && e.report.progress).map((e: any) => e.report.progress.total as number);
   return totals.length > 0 ? Math.max(...totals) : 0;
+}
+
+/** Seconds from the device's `from` report to its `to` report for a rollout's command (server receive times). */
+async function secondsBetweenReports(commandId: string, from: string, to: string): Promise<number> {
+  const { events } = await api(`devices/${deviceId}`);
+  const at = (state: string) => events.filter((e: any) => e.kind === "report" && e.report.command === commandId && e.report.state === state).map((e: any) => Date.parse(e.at)).sort()[0];
+  return (at(to) - at(from)) / 1000;
 }
 
 /** Kernel starts on the serial console: one per boot, panicked ones included. */
@@ -141,6 +149,7 @@ beforeAll(async () => {
 }, 40 * MINUTE);
 
 afterAll(async () => {
+  timings.wholeRunSeconds = (Date.now() - runStarted) / 1000;
   await writeFile(join(ARTIFACTS, `e2e-timings${SUFFIX}.json`), `${JSON.stringify(timings, null, 2)}\n`);
   await vm?.stop();
   server?.kill("SIGTERM");
@@ -175,6 +184,8 @@ describe("a qemu device, end to end", () => {
     });
     timings.v2RolloutToHealthySeconds = (Date.now() - started) / 1000;
     timings.v2DownloadBytes = await downloadedBytes(id);
+    timings.v2RebootToHealthySeconds = await secondsBetweenReports(id, "rebooting", "healthy");
+    expect(timings.v2RebootToHealthySeconds).toBeGreaterThan(0);
     expect(timings.v2DownloadBytes).toBeGreaterThan(0);
     expect(healthy.rollback.version).toBe("1");
     expect(await bootCount()).toBe(boots + 1);
@@ -254,6 +265,7 @@ describe("a qemu device, end to end", () => {
     const id = await rollOut("5");
     const report = await rolledBackReport(v5.commit);
     timings.v5RolloutToRolledBackSeconds = (Date.now() - started) / 1000;
+    timings.v5DownloadBytes = await downloadedBytes(id);
     expect(report.booted.commit).toBe(v2);
     expect(report.rolledBack.reason).toContain("5 booted but stopped before its health checks finished");
     expect(await bootCount(/e2e-v5: freezing init/)).toBe(BOOT_TRIES);
