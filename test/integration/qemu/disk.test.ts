@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { generateKeyPair } from "../../../shared/sign/ed25519.ts";
 import { publish } from "../../../server/publish/publish.ts";
 import { buildDisk } from "../../../qemu/disk.ts";
+import { ensureGrubArm64Efi } from "../../helpers/debian-grub.ts";
 import { commitSyntheticImage, initServerRepo } from "../../helpers/synthetic-image.ts";
 import { silentLogger } from "../../../shared/log.ts";
 import { makeTempDir, removeTree } from "../../helpers/tmp.ts";
@@ -17,6 +18,15 @@ const HOST_GRUB_PC = "/usr/lib/grub/i386-pc";
 let dir: string;
 let repo: string;
 let loopsBefore: string;
+
+async function filesUnder(from: string, to: string): Promise<Record<string, Buffer>> {
+  const files: Record<string, Buffer> = {};
+  for (const name of await readdir(from)) {
+    const info = await stat(join(from, name));
+    if (info.isFile()) files[`${to}/${name}`] = await readFile(join(from, name));
+  }
+  return files;
+}
 
 const loops = async () => (await execa("losetup", ["-a"])).stdout;
 const mounts = async () => (await readFile("/proc/self/mounts", "utf8")).split("\n").filter((line) => line.includes(dir)).join("\n");
@@ -37,8 +47,7 @@ beforeAll(async () => {
   dir = await makeTempDir("disk");
   const key = generateKeyPair();
   repo = await initServerRepo(dir, key);
-  const grubFiles: Record<string, Buffer> = {};
-  for (const name of await readdir(HOST_GRUB_PC)) grubFiles[`usr/lib/grub/i386-pc/${name}`] = await readFile(join(HOST_GRUB_PC, name));
+  const grubFiles = await filesUnder(HOST_GRUB_PC, "usr/lib/grub/i386-pc");
   await commitSyntheticImage(repo, REF, dir, { version: "1", sequence: 1, files: { "usr/etc/grub.d/08_apt-ostree-counter": await readFile(COUNTER, "utf8"), ...grubFiles } });
   await publish({ repo, ref: REF, key, channel: "stable", deltaDepth: 0, scratchDelta: false, expiresInSeconds: 3600, log: silentLogger() });
   loopsBefore = await loops();
@@ -82,6 +91,35 @@ describe("image build (qemu/disk.ts)", () => {
     expect(await loops()).toBe(loopsBefore);
     expect(await mounts()).toBe("");
   }, 120_000);
+
+  it("writes an arm64 disk with an EFI system partition holding GRUB's removable-media loader, everything else on /boot", async () => {
+    const ref = "debian/bookworm/test/disk-arm64";
+    const counter = await readFile(COUNTER, "utf8");
+    await commitSyntheticImage(repo, ref, join(dir, "arm64"), { version: "1", sequence: 1, architecture: "arm64", files: { "usr/etc/grub.d/08_apt-ostree-counter": counter, ...(await filesUnder(await ensureGrubArm64Efi(), "usr/lib/grub/arm64-efi")) } });
+    const out = join(dir, "disk-arm64.img");
+    const built = await buildDisk({ repo, ref, out, sizeBytes: 1024 ** 3, osname: "debian", etcFiles: {}, workDir: dir, log: silentLogger() });
+    expect(built.architecture).toBe("arm64");
+
+    const parts = await partitions(out);
+    expect(parts.map((p) => [p.number, p.code, p.name])).toEqual([[1, "EF00", "efi"], [2, "8300", "boot"], [3, "8300", "root"]]);
+    const esp = `${out}@@${parts[0]!.start * SECTOR}`;
+    const listing = await execa("mdir", ["-i", esp, "-b", "::/EFI/BOOT"], { env: { MTOOLS_SKIP_CHECK: "1" } });
+    expect(listing.stdout.trim()).toBe("::/EFI/BOOT/BOOTAA64.EFI");
+    const loader = Buffer.from((await execa("mtype", ["-i", esp, "::/EFI/BOOT/BOOTAA64.EFI"], { encoding: "buffer", env: { MTOOLS_SKIP_CHECK: "1" } })).stdout);
+    // A PE image for arm64 (machine 0xaa64) whose embedded prefix names /boot.
+    expect(loader.subarray(0, 2).toString()).toBe("MZ");
+    expect(loader.readUInt16LE(loader.readUInt32LE(0x3c) + 4)).toBe(0xaa64);
+    expect(loader.includes(Buffer.from("(hd0,gpt2)/grub"))).toBe(true);
+
+    const boot = parts[1]!.start;
+    const grubCfg = await readFromPartition(out, boot, "/loader/grub.cfg");
+    expect(grubCfg).toContain("### apt-ostree boot counter ###");
+    expect(grubCfg).not.toContain("serial");
+    expect((await readFromPartition(out, boot, "/grub/arm64-efi/normal.mod")).length).toBeGreaterThan(0);
+    expect(await readFromPartition(out, boot, "/grub/grubenv")).toContain("# GRUB Environment Block");
+    expect(await loops()).toBe(loopsBefore);
+    expect(await mounts()).toBe("");
+  }, 300_000);
 
   it("fails half-way without leaving a loop device, a mount or a partial image", async () => {
     const out = join(dir, "broken.img");
