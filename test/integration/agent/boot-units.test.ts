@@ -60,3 +60,13 @@ describe("boot unit helpers", () => {
     expect(await reboots()).toBe(before);
   });
 });
+
+describe("the shipped units", () => {
+  it("pass systemd-analyze verify (only the image's own executables are missing on this host)", async () => {
+    const units = fileURLToPath(new URL("../../../device/units/", import.meta.url));
+    const names = ["apt-ostreed.service", "apt-ostree-healthcheck.service", "apt-ostree-bless.service", "apt-ostree-reboot-on-failure.service"];
+    const result = await execa("systemd-analyze", ["verify", ...names.map((n) => join(units, n))], { reject: false, all: true });
+    const complaints = result.all.split("\n").filter(Boolean).filter((line) => !/Command \/usr\/(bin\/apt-ostree|bin\/node|lib\/apt-ostree\/\S+) is not executable/.test(line));
+    expect(complaints).toEqual([]);
+  });
+});
