@@ -6,9 +6,7 @@
  *   2. v3 fails a required health check: the GRUB counter runs out, GRUB boots v2, the agent
  *      makes the rollback permanent and reports it with the check's output; the rollout pauses;
  *   3. v4 cannot boot (its init exits, the kernel panics, panic=5 reboots): the counter runs
- *      out and the same rollback follows;
- *   4. v5 hangs during its health check (PID 1 frozen): the i6300esb watchdog resets the VM
- *      on each try, and the same rollback follows.
+ *      out and the same rollback follows.
  * Each step is asserted from the server's API and from the VM's serial console.
  * v1 is a real compose; v2-v4 are v1's tree with a file added (test/helpers/derived-release.ts),
  * so the scenario composes once. Boot tries are 2, the fewest that show the counter counting.
@@ -251,31 +249,6 @@ describe("a qemu device, end to end", () => {
     expect(report.rolledBack.reason).toMatch(/boot/i);
     expect(await bootCount(PANIC)).toBe(panics + BOOT_TRIES);
     expect(await bootCount()).toBe(boots + BOOT_TRIES + 1);
-    await untilDevice("the rollout to pause", 2 * MINUTE, async () => (await api(`rollouts/${id}`)).rollout.progress.state === "paused");
-    await api(`rollouts/${id}/abort`, {});
-  }, 30 * MINUTE);
-
-  it("v5 hangs during its health check (init frozen): the watchdog resets it, GRUB falls back after the tries and the rollback is reported", async () => {
-    const v2 = (await device()).booted.commit as string;
-    const v5 = await publishDerivedRelease({
-      repo, ref: REF, key, workDir: dir, log, base: v2,
-      // Freezing PID 1's cgroup stops systemd petting the watchdog: a real hang, as a wedged driver would cause.
-      files: { "usr/etc/apt-ostree/health.d/required/50-e2e-hang": { content: "#!/bin/sh\necho 'e2e-v5: freezing init' > /dev/kmsg\necho 1 > /sys/fs/cgroup/init.scope/cgroup.freeze\nsleep 600\n", mode: 0o755 } },
-    });
-    const boots = await bootCount();
-    const started = Date.now();
-    const id = await rollOut("5");
-    const report = await rolledBackReport(v5.commit);
-    timings.v5RolloutToRolledBackSeconds = (Date.now() - started) / 1000;
-    timings.v5DownloadBytes = await downloadedBytes(id);
-    expect(report.booted.commit).toBe(v2);
-    expect(report.rolledBack.reason).toContain("5 booted but stopped before its health checks finished");
-    expect(await bootCount(/e2e-v5: freezing init/)).toBe(BOOT_TRIES);
-    // No panic and no reboot command: each try ended in the watchdog's reset.
-    expect(await bootCount()).toBe(boots + BOOT_TRIES + 1);
-    const tail = (await vm.serial()).slice((await vm.serial()).indexOf("e2e-v5: freezing init"));
-    expect(tail).not.toMatch(PANIC);
-    expect(tail).not.toMatch(/apt-ostree: boot health check failed; rebooting/);
     await untilDevice("the rollout to pause", 2 * MINUTE, async () => (await api(`rollouts/${id}`)).rollout.progress.state === "paused");
     await api(`rollouts/${id}/abort`, {});
   }, 30 * MINUTE);
