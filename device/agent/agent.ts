@@ -260,7 +260,7 @@ export class Agent {
         return;
       }
       case "reboot": {
-        if (!effect.arm && !settings.rebootOnFailedCheck) {
+        if (!effect.arm && settings.bootUnits) {
           log.warn({ event: "agent.reboot.left-to-unit" }, "a required health check failed; apt-ostree-reboot-on-failure.service reboots");
           return;
         }
@@ -281,6 +281,10 @@ export class Agent {
         });
         return;
       case "bless":
+        if (settings.bootUnits) {
+          log.info({ event: "agent.bless.left-to-unit" }, "boot good; apt-ostree-bless.service clears the boot counter after boot-complete.target");
+          return;
+        }
         await this.options.bootCounter.bless();
         return;
       case "make-rollback-permanent":

@@ -70,8 +70,9 @@ export async function serveControlSocket(path: string, handle: (request: Control
         if (!parsed.success) return { ok: false, code: "E_BAD_REQUEST", error: `bad control request: ${describeIssue(parsed.error.issues[0]!)}` };
         const request: ControlRequest = parsed.data;
         // One operation at a time, in arrival order; a verdict only waits, so it holds no one up.
-        const run = request.op === "boot-verdict" ? handle(request) : busy.then(() => handle(request));
-        if (request.op !== "boot-verdict") busy = run.catch(() => undefined);
+        const queued = request.op !== "boot-verdict";
+        const run = queued ? busy.then(() => handle(request)) : handle(request);
+        if (queued) busy = run.catch(() => undefined);
         try {
           return { ok: true, result: await run };
         } catch (error) {

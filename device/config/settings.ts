@@ -51,8 +51,12 @@ export const AgentConfigSchema = z.partial(
     /** The agent must reach the server within this long after boot for the boot to count healthy. */
     serverReachTimeoutSeconds: positive,
     checkSystemdUnits: z.boolean(),
-    /** After a failed required check the agent reboots itself; false where apt-ostree-reboot-on-failure.service does (the image). */
-    rebootOnFailedCheck: z.boolean(),
+    /**
+     * apt-ostree's boot units run this boot (the image): apt-ostree-bless.service clears the boot
+     * counter and apt-ostree-reboot-on-failure.service reboots after a failed required check, so
+     * the agent only gives the verdict. False (a test sysroot): the agent blesses and reboots itself.
+     */
+    bootUnits: z.boolean(),
     downloadStallSeconds: positive,
     /** Poll the channel manifest over HTTP this often while MQTT is unreachable. */
     pollSeconds: positive,
@@ -88,7 +92,7 @@ export const AGENT_DEFAULTS: AgentSettings = {
   healthTimeoutSeconds: 300,
   serverReachTimeoutSeconds: 300,
   checkSystemdUnits: true,
-  rebootOnFailedCheck: true,
+  bootUnits: false,
   downloadStallSeconds: 60,
   pollSeconds: 3600,
 };

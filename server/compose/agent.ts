@@ -28,7 +28,7 @@ export async function installAgent(root: string, recipe: Recipe, bundleDir: stri
   await symlink("../lib/apt-ostree/apt-ostree.mjs", join(root, "usr/bin/apt-ostree"));
   await writeFile(
     join(lib, "agent.yaml"),
-    `# The image's agent defaults; /etc/apt-ostree/agent.yaml overrides them key by key.\n# A failed boot health check reboots through apt-ostree-reboot-on-failure.service, not the agent.\n${toYaml({ ref: recipe.ref, architecture: recipe.architecture, rebootOnFailedCheck: false })}`,
+    `# The image's agent defaults; /etc/apt-ostree/agent.yaml overrides them key by key.\n# The boot units bless the boot and reboot after a failed check; the agent gives the verdict.\n${toYaml({ ref: recipe.ref, architecture: recipe.architecture, bootUnits: true })}`,
   );
   const units = (await readdir(UNITS_DIR)).filter((name) => /\.(service|target|timer)$/.test(name));
   const unitDir = join(root, "usr/lib/systemd/system");

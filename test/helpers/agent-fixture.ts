@@ -3,8 +3,10 @@
  * MQTT, rollouts) with a published v1, a throwaway sysroot with `bootedVersion` deployed and a
  * simulated bootloader (simulated-bootloader.ts), and the agent's settings pointing at both.
  */
-import { access, mkdir, rm, writeFile } from "node:fs/promises";
+import { access, chmod, mkdir, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { execa } from "execa";
 import { silentLogger } from "../../shared/log.ts";
 import { initRepo } from "../../shared/ostree/repo.ts";
 import { generateKeyPair } from "../../shared/sign/ed25519.ts";
@@ -19,9 +21,19 @@ import { createDeviceDisk, OSNAME, type SimulatedBootloader } from "./simulated-
 import { makeTempDir, removeTree } from "./tmp.ts";
 import { until } from "./wait.ts";
 import { adminApi } from "./admin-api.ts";
+import { DEVICE_CLI } from "./cli.ts";
 
 export const REF = "test/bookworm/test-machine/test-image";
 export const DEVICE_ID = "dev-1";
+const BOOT_HELPERS = fileURLToPath(new URL("../../device/boot/", import.meta.url));
+
+export interface BootUnitsRun {
+  /** `apt-ostree boot-check`'s exit status and verdict (apt-ostree-healthcheck.service). */
+  check: { exitCode: number; verdict: any };
+  /** The helper systemd ran next, and what it printed. */
+  next: "bless" | "reboot-on-failure";
+  output: string;
+}
 
 export class AgentFixture {
   readonly key = generateKeyPair();
@@ -106,6 +118,29 @@ export class AgentFixture {
     await this.stopAgent();
     await this.disk.boot();
     await this.startAgent();
+  }
+
+  /** What apt-ostree-healthcheck.service runs: the running agent's verdict on this boot. */
+  async bootCheck(): Promise<{ exitCode: number; verdict: any }> {
+    const result = await execa(process.execPath, [DEVICE_CLI, "boot-check", "--config", await this.writeConfig(), "--timeout", "60s", "--json"], { reject: false });
+    return { exitCode: result.exitCode ?? -1, verdict: JSON.parse(result.stdout.trim().split("\n").at(-1) ?? "null") };
+  }
+
+  /**
+   * What systemd does after the agent on a boot of the image (docs/boot.md): the health check,
+   * then the image's shell helper: bless after boot-complete.target, or reboot-on-failure (whose
+   * `systemctl reboot` asks this fixture for a reboot, as the agent's reboot command does).
+   */
+  async runBootUnits(): Promise<BootUnitsRun> {
+    const check = await this.bootCheck();
+    const bin = join(this.dir, "systemctl-bin");
+    await mkdir(bin, { recursive: true });
+    await writeFile(join(bin, "systemctl"), `#!/bin/sh\n[ "$1" = reboot ] && touch '${this.rebootFlag}'\n`);
+    await chmod(join(bin, "systemctl"), 0o755);
+    const next = check.exitCode === 0 ? "bless" : "reboot-on-failure";
+    const env = { ...process.env, PATH: `${bin}:${process.env.PATH}`, APT_OSTREE_GRUBENV: this.disk.grubenv, APT_OSTREE_KMSG: join(this.dir, "kmsg") };
+    const result = await execa(join(BOOT_HELPERS, next), [], { env });
+    return { check, next, output: result.stdout };
   }
 
   async device(): Promise<any> {

@@ -7,11 +7,9 @@
  */
 import { access, chmod, mkdir, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { execa } from "execa";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { readDeployments } from "../../../device/sysroot/deployments.ts";
 import { AgentFixture, REF } from "../../helpers/agent-fixture.ts";
-import { DEVICE_CLI } from "../../helpers/cli.ts";
 import { until } from "../../helpers/wait.ts";
 
 const fixture = new AgentFixture();
@@ -25,11 +23,7 @@ beforeAll(async () => {
 
 afterAll(() => fixture.tearDown());
 
-/** What apt-ostree-healthcheck.service runs: the running agent's verdict on this boot. */
-async function bootCheck(): Promise<{ exitCode: number; verdict: any }> {
-  const result = await execa(process.execPath, [DEVICE_CLI, "boot-check", "--config", await fixture.writeConfig(), "--timeout", "60s", "--json"], { reject: false });
-  return { exitCode: result.exitCode ?? -1, verdict: JSON.parse(result.stdout.trim().split("\n").at(-1) ?? "null") };
-}
+const bootCheck = () => fixture.bootCheck();
 
 describe("the agent's update cycle on a simulated boot", () => {
   it("takes v2 from a rollout: downloads the delta, deploys, reboots into it, reports healthy", async () => {
@@ -56,19 +50,15 @@ describe("the agent's update cycle on a simulated boot", () => {
     await chmod(check, 0o755);
     const v3 = await fixture.publishVersion(3);
     const { json } = await api("rollouts", { ref: REF, select: { devices: ["dev-1"] }, waves: "100%", waveDelay: "0s", waveTimeout: "5m", maxFailures: "0%" });
-    // As in the image: the agent leaves the reboot after a failed check to apt-ostree-reboot-on-failure.service.
-    fixture.settings.rebootOnFailedCheck = false;
+    // As in the image: the boot units bless and reboot after a failed check; the agent only judges.
+    fixture.settings.bootUnits = true;
     await fixture.rebootWhenAsked(); // into v3, try 1: check fails
-    // The boot health check unit's view: not blessed, with the check's output.
-    const failed = await bootCheck();
-    expect(failed.exitCode).toBe(1);
-    expect(failed.verdict).toMatchObject({ verdict: "failed", version: "3", failed: [{ name: "app.sh", kind: "required", ok: false, output: expect.stringContaining("port 8080 not answering") }] });
-    await fixture.agent!.agent.idle();
-    expect(await access(fixture.rebootFlag).then(() => "asked", () => "not asked")).toBe("not asked");
-    // The unit's reboot (the shell helper calls `systemctl reboot`; here, the fixture's reboot command).
-    await writeFile(fixture.rebootFlag, "");
-    fixture.settings.rebootOnFailedCheck = true;
+    const firstTry = await fixture.runBootUnits();
+    expect(firstTry.check.exitCode).toBe(1);
+    expect(firstTry.check.verdict).toMatchObject({ verdict: "failed", version: "3", failed: [{ name: "app.sh", kind: "required", ok: false, output: expect.stringContaining("port 8080 not answering") }] });
+    expect(firstTry).toMatchObject({ next: "reboot-on-failure", output: expect.stringContaining("rebooting (boot_counter=1)") });
     await fixture.rebootWhenAsked(); // v3, try 2: check fails
+    expect(await fixture.runBootUnits()).toMatchObject({ next: "reboot-on-failure", output: expect.stringContaining("rebooting (boot_counter=0)") });
     await fixture.rebootWhenAsked(); // counter out: the bootloader falls back to v2
     expect(fixture.disk.bootLog.slice(-3)).toEqual([expect.stringMatching(/ 2$/), expect.stringMatching(/ 1$/), expect.stringMatching(/ 0$/)]);
     const rolledBack = await until(async () => {
@@ -76,7 +66,14 @@ describe("the agent's update cycle on a simulated boot", () => {
       return d.state === "rolled-back" ? d : null;
     }, "the rolled-back report", 60_000);
     expect(rolledBack.booted.version).toBe("2");
-    expect(await bootCheck()).toEqual({ exitCode: 0, verdict: { verdict: "rolled-back", version: "2", reason: expect.stringContaining("app.sh failed") } });
+    await fixture.agent!.agent.idle();
+    // Every reboot was the unit's, and the counter is the bless unit's alone to clear.
+    expect(await access(fixture.rebootFlag).then(() => "asked", () => "not asked")).toBe("not asked");
+    expect((await fixture.disk.readEnv()).boot_counter).toBe("-1");
+    const fallback = await fixture.runBootUnits();
+    expect(fallback.check).toEqual({ exitCode: 0, verdict: { verdict: "rolled-back", version: "2", reason: expect.stringContaining("app.sh failed") } });
+    expect(fallback).toMatchObject({ next: "bless", output: expect.stringContaining("boot blessed") });
+    fixture.settings.bootUnits = false;
     const report = (await api("devices/dev-1")).json.events.find((e: { report: { state: string } | null }) => e.report?.state === "rolled-back").report;
     expect(report.rolledBack).toEqual({ from: { commit: v3, version: "3" }, to: expect.objectContaining({ version: "2" }), reason: "required health check app.sh failed: app: port 8080 not answering\n(exit code 1)" });
     // Permanent: v3's deployment is gone, v2 is the default again.
