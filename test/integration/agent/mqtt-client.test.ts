@@ -2,7 +2,11 @@
  * The agent's own MQTT client against real brokers: mosquitto with apt-ostree's ACL, and aedes
  * (the embedded broker's library) for reconnects and the last will.
  */
+import { readFile } from "node:fs/promises";
 import { createServer, type Server, type Socket } from "node:net";
+import { join } from "node:path";
+import { createServer as createTlsServer } from "node:tls";
+import { execa } from "execa";
 import aedesModule from "aedes";
 import mqtt from "mqtt";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -158,5 +162,21 @@ describe("the agent's MQTT client", () => {
       refusing.close();
     }
     expect(() => client("ws://127.0.0.1:1")).toThrow(/mqtt:\/\/ and mqtts:\/\/ only/);
+  });
+
+  it("speaks TLS to an mqtts:// broker: the handshake checks the broker's certificate", async () => {
+    await execa("openssl", ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1", "-subj", "/CN=broker.test", "-keyout", join(dir, "broker.key"), "-out", join(dir, "broker.crt")]);
+    const broker = createTlsServer({ key: await readFile(join(dir, "broker.key")), cert: await readFile(join(dir, "broker.crt")) }, (socket) => socket.end());
+    await new Promise<void>((resolve) => broker.listen(0, "127.0.0.1", resolve));
+    try {
+      const device = client(`mqtts://127.0.0.1:${(broker.address() as { port: number }).port}`);
+      await until(async () => device.errors.length > 0, "the certificate's refusal");
+      // Self-signed and not in the trust store: refused by the client's TLS, not read as MQTT.
+      expect(device.errors[0]!.message).toMatch(/self[- ]signed certificate/);
+      expect(device.connects()).toBe(0);
+      await device.client.end();
+    } finally {
+      broker.close();
+    }
   });
 });
