@@ -25,7 +25,7 @@ export async function runAgent(settings: AgentSettings, log: Logger): Promise<Ru
   });
   if (trustedKeys.length === 0) throw new AptOstreeError("E_NO_KEYS", `no server key pinned in ${settings.keysDir}: the agent would trust nothing`);
   const identity = await loadIdentity(settings.stateDir, settings.deviceId);
-  const releaseLock = await takeStateLock(settings.stateDir, 60_000);
+  const releaseLock = await takeStateLock(settings, 60_000);
   let link: MqttLink | null = null;
   const agent = new Agent({
     settings,
@@ -66,11 +66,11 @@ export async function runAgent(settings: AgentSettings, log: Logger): Promise<Ru
 }
 
 /** The agent owns the state file; a CLI operation running without it may hold it for a moment: wait. */
-async function takeStateLock(stateDir: string, timeoutMs: number): Promise<() => Promise<void>> {
+async function takeStateLock(settings: AgentSettings, timeoutMs: number): Promise<() => Promise<void>> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     try {
-      return await acquirePidLock(stateLockPath(stateDir), "another apt-ostreed or an apt-ostree command");
+      return await acquirePidLock(stateLockPath(settings.stateDir), "another apt-ostreed or an apt-ostree command", { bootIdFile: settings.bootIdFile });
     } catch (error) {
       if (!(error instanceof LockHeldError) || Date.now() > deadline) throw error;
       await new Promise((resolve) => setTimeout(resolve, 200));

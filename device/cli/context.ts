@@ -52,7 +52,7 @@ export async function viaAgent(settings: AgentSettings, request: ControlRequest)
     }
     try {
       await mkdir(settings.stateDir, { recursive: true, mode: 0o700 });
-      release = await acquirePidLock(stateLockPath(settings.stateDir), "apt-ostreed");
+      release = await acquirePidLock(stateLockPath(settings.stateDir), "apt-ostreed", { bootIdFile: settings.bootIdFile });
     } catch (error) {
       // The agent is starting (it holds the lock before its socket listens): ask it again shortly.
       if (!(error instanceof LockHeldError) || Date.now() > deadline) throw error;

@@ -10,6 +10,7 @@ import * as z from "zod/mini";
 import { describeIssue } from "../../shared/zod.ts";
 import { AptOstreeError } from "../../shared/errors.ts";
 import { NAME_PATTERN } from "../../shared/wire/topics.ts";
+import { KERNEL_BOOT_ID_FILE } from "../../shared/fs/pid-lock.ts";
 
 const nonEmpty = z.string().check(z.minLength(1));
 const positive = z.number().check(z.positive());
@@ -81,7 +82,7 @@ export const AGENT_DEFAULTS: AgentSettings = {
   keysDir: "/usr/lib/apt-ostree/keys.d",
   healthDir: "/etc/apt-ostree/health.d",
   rootDir: "/",
-  bootIdFile: "/proc/sys/kernel/random/boot_id",
+  bootIdFile: KERNEL_BOOT_ID_FILE,
   socket: "/run/apt-ostree/agent.sock",
   grubenv: "/boot/grub/grubenv",
   bootTries: 3,

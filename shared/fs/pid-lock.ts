@@ -10,21 +10,39 @@ export class LockHeldError extends AptOstreeError {
   }
 }
 
+export const KERNEL_BOOT_ID_FILE = "/proc/sys/kernel/random/boot_id";
+
+export interface PidLockOptions {
+  /** Where this boot's id is read (default the kernel's); the simulated devices of the tests have their own. */
+  bootIdFile?: string;
+}
+
+/** "<pid> <boot id>": the pid means nothing in another boot, where it is some other process or none. */
+function parseOwner(text: string): { pid: number; bootId: string | null } {
+  const [pid, bootId] = text.trim().split(/\s+/);
+  return { pid: Number(pid), bootId: bootId ?? null };
+}
+
 /**
- * An exclusive lock file holding the owner's pid. A lock left by a process that no longer
- * exists (killed with -9) is taken over. `what` names the usual holder in the error.
+ * An exclusive lock file holding the owner's pid and the boot it was taken in. A lock left by a
+ * process that no longer exists (killed with -9) is taken over, and so is one left by an earlier
+ * boot (a power loss or a watchdog reset skips the release, and a lock under /var outlives the
+ * boot, while the next boot hands the same pids out again). `what` names the usual holder in
+ * the error.
  */
-export async function acquirePidLock(path: string, what: string): Promise<() => Promise<void>> {
+export async function acquirePidLock(path: string, what: string, options: PidLockOptions = {}): Promise<() => Promise<void>> {
+  const bootId = (await readFile(options.bootIdFile ?? KERNEL_BOOT_ID_FILE, "utf8").catch(() => "")).trim();
   for (let attempt = 0; attempt < 2; attempt++) {
     try {
       const handle = await open(path, "wx", 0o644);
-      await handle.writeFile(`${process.pid}\n`);
+      await handle.writeFile(`${process.pid} ${bootId}\n`);
       await handle.close();
       return () => rm(path, { force: true });
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw error;
-      const owner = Number((await readFile(path, "utf8").catch(() => "")).trim());
-      if (Number.isInteger(owner) && owner > 0 && isProcessAlive(owner)) throw new LockHeldError(path, owner, what);
+      const owner = parseOwner(await readFile(path, "utf8").catch(() => ""));
+      const sameBoot = owner.bootId === null || bootId === "" || owner.bootId === bootId;
+      if (sameBoot && Number.isInteger(owner.pid) && owner.pid > 0 && isProcessAlive(owner.pid)) throw new LockHeldError(path, owner.pid, what);
       await rm(path, { force: true });
     }
   }

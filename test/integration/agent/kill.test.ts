@@ -2,14 +2,15 @@
  * apt-ostreed as a real process, killed with SIGKILL in every state an update passes through
  * (idle, downloading, staged, rebooting, verifying, healthy, failed, rolled-back) and started
  * again: it resumes where it was, the update lands exactly once, the boot counter is armed and
- * blessed once, and the server accepts every report (the counter survives the kills).
+ * blessed once, and the server accepts every report (the counter survives the kills). A lock
+ * file left by an earlier boot, its pid alive again, does not stop the agent starting.
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { access, chmod, mkdir, open, readFile, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { execa } from "execa";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { stateFilePath } from "../../../device/agent/state-file.ts";
+import { stateFilePath, stateLockPath } from "../../../device/agent/state-file.ts";
 import { readDeployments } from "../../../device/sysroot/deployments.ts";
 import { signCommand } from "../../../shared/wire/command.ts";
 import { manifestPath, signManifest } from "../../../shared/wire/manifest.ts";
@@ -88,6 +89,12 @@ describe("apt-ostreed killed with -9 in every state", () => {
     await until(() => access(fixture.rebootFlag).then(() => true, () => false), "the reboot request");
     await rm(fixture.rebootFlag);
     await kill9();
+    // As a power loss leaves it: the lock file stays under the state dir, and the next boot
+    // hands its pid to another process (here, this test's own). It names the earlier boot.
+    const lockFile = stateLockPath(fixture.settings.stateDir);
+    const [, lockBoot] = (await readFile(lockFile, "utf8")).trim().split(" ");
+    expect(lockBoot).toBe((await readFile(fixture.disk.bootIdFile, "utf8")).trim());
+    await writeFile(lockFile, `${process.pid} ${lockBoot}\n`);
     await fixture.disk.boot();
     await startProcess();
     await killIn("verifying");
