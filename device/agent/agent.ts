@@ -18,6 +18,7 @@ import { runHealthChecks, systemdUnitsCheck, type BuiltinCheck } from "../health
 import type { RebootStrategy } from "../strategy/index.ts";
 import type { Deployment } from "../sysroot/deployments.ts";
 import { stageUpdate, StageError } from "../update/stage.ts";
+import { loadHttpClient } from "../update/load-http-client.ts";
 import { repoUrl } from "../update/channel.ts";
 import type { DeviceIdentity } from "./identity.ts";
 import { bootVerdict, step, type AgentEffect, type AgentEvent, type AgentState, type BootVerdict, type UpdateTarget } from "./machine.ts";
@@ -150,6 +151,8 @@ export class Agent {
         manifest: signedManifest,
         ...(options.manual ? { manual: true } : {}),
       };
+      // Overlaps undici's load with persisting and reporting "downloading".
+      void loadHttpClient().catch(() => undefined);
       await this.dispatch({ type: "command", target });
       return;
     } catch (error) {

@@ -1,6 +1,7 @@
 /** The channel manifest a ref's channel publishes (`<server>/repo/channels/<channel>/<ref>.json`), fetched with undici. */
 import { AptOstreeError } from "../../shared/errors.ts";
 import { manifestPath } from "../../shared/wire/manifest.ts";
+import { loadHttpClient } from "./load-http-client.ts";
 
 export class ChannelFetchError extends AptOstreeError {
   constructor(message: string, cause?: unknown) {
@@ -15,8 +16,7 @@ export function repoUrl(server: string): string {
 /** The signed manifest as JSON (not yet verified: the caller verifies it against the pinned keys). */
 export async function fetchChannelManifest(server: string, channel: string, ref: string): Promise<unknown> {
   const url = `${repoUrl(server)}/${manifestPath(channel, ref)}`;
-  // Loaded on first use: an idle agent does not carry an HTTP client (~11 MB resident).
-  const { request } = await import("./http-client.ts");
+  const { request } = await loadHttpClient();
   let response;
   try {
     response = await request(url, { method: "GET", headersTimeout: 30_000, bodyTimeout: 60_000 });

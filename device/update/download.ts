@@ -11,6 +11,7 @@ import type { Dispatcher } from "undici";
 import { AptOstreeError } from "../../shared/errors.ts";
 import { verifyDeltaFile } from "../../shared/verify/delta-file.ts";
 import type { DeltaFile } from "../../shared/wire/manifest.ts";
+import { loadHttpClient } from "./load-http-client.ts";
 
 export class DownloadError extends AptOstreeError {
   /** Worth another attempt (network trouble, a stall) rather than a refusal. */
@@ -76,8 +77,7 @@ async function fetchInto(url: string, part: string, have: number, options: Downl
     watchdog = setTimeout(onStall, options.stallMs);
   };
   try {
-    // Loaded on first use: an idle agent does not carry an HTTP client (~11 MB resident).
-    const { request } = await import("./http-client.ts");
+    const { request } = await loadHttpClient();
     const response = await request(url, { method: "GET", headers: have > 0 ? { range: `bytes=${have}-` } : {}, signal, dispatcher: options.dispatcher });
     if (response.statusCode !== 200 && response.statusCode !== 206) {
       await response.body.dump();
