@@ -51,7 +51,11 @@ export async function startBroker(options: BrokerOptions): Promise<RunningBroker
   const connections = options.metrics.gauge("aptostree_mqtt_connections", "Devices connected to the embedded broker");
   const refused = options.metrics.counter("aptostree_mqtt_connections_refused_total", "MQTT connections refused, by reason code");
   const denied = options.metrics.counter("aptostree_mqtt_denied_total", "Publishes and subscriptions the ACL refused");
-  const deviceOf = new Map<string, string>();
+  // Per connection, not per client id: a device that reconnects before its old connection closed
+  // (a reset leaves the TCP session half-open) takes the id over. The superseded connection's
+  // close and last will then say nothing about the device, which is online on the new one.
+  const deviceOf = new WeakMap<object, string>();
+  const connectionOf = new Map<string, object>();
   const ingest = createIngest({ store, prefix, log, metrics: options.metrics, autoAccept: options.autoAccept, now, onReport: options.onReport, onOnline: options.onOnline });
 
   const broker: Aedes = aedesModule.createBroker({
@@ -59,7 +63,7 @@ export async function startBroker(options: BrokerOptions): Promise<RunningBroker
       try {
         const decision = authenticateDevice(store, { clientId: client.id, username, password }, now(), options.autoAccept);
         if (decision.ok) {
-          deviceOf.set(client.id, decision.deviceId);
+          deviceOf.set(client, decision.deviceId);
           return done(null, true);
         }
         refused(1, { code: String(decision.returnCode) });
@@ -73,14 +77,14 @@ export async function startBroker(options: BrokerOptions): Promise<RunningBroker
     authorizePublish(client, packet, callback) {
       // The server's own publishes (client null) are trusted; a device only under its own topics.
       if (client === null) return callback(null);
-      const deviceId = deviceOf.get(client.id);
+      const deviceId = deviceOf.get(client);
       if (deviceId && mayPublish(prefix, deviceId, packet.topic)) return callback(null);
       denied(1, { action: "publish" });
       log.warn({ event: "mqtt.publish.denied", clientId: client.id, topic: packet.topic }, `denied publish to ${packet.topic}`);
       return callback(new Error(`not allowed to publish to ${packet.topic}`));
     },
     authorizeSubscribe(client, subscription, callback) {
-      const deviceId = deviceOf.get(client.id);
+      const deviceId = deviceOf.get(client);
       const device = deviceId ? store.getDevice(deviceId) : null;
       if (device && maySubscribe(prefix, device, subscription.topic)) return callback(null, subscription);
       denied(1, { action: "subscribe" });
@@ -90,21 +94,25 @@ export async function startBroker(options: BrokerOptions): Promise<RunningBroker
   });
 
   broker.on("client", (client) => {
-    const deviceId = deviceOf.get(client.id);
+    const deviceId = deviceOf.get(client);
     if (deviceId) {
+      connectionOf.set(deviceId, client);
       store.setOnline(deviceId, true, now());
       options.onOnline?.(deviceId);
     }
     connections(broker.connectedClients);
   });
   broker.on("clientDisconnect", (client) => {
-    const deviceId = deviceOf.get(client.id);
-    deviceOf.delete(client.id);
-    if (deviceId) store.setOnline(deviceId, false, now());
+    const deviceId = deviceOf.get(client);
+    if (deviceId && connectionOf.get(deviceId) === client) {
+      connectionOf.delete(deviceId);
+      store.setOnline(deviceId, false, now());
+    }
     connections(broker.connectedClients);
   });
   broker.on("publish", (packet, client) => {
-    if (client) ingest(packet.topic, packet.payload as Buffer, deviceOf.get(client.id) ?? null);
+    const deviceId = client ? deviceOf.get(client) : undefined;
+    if (deviceId && connectionOf.get(deviceId) === client) ingest(packet.topic, packet.payload as Buffer, deviceId);
   });
 
   const server: Server = createServer(broker.handle);

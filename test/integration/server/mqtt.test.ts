@@ -126,6 +126,22 @@ describe("device reports", () => {
     expect(server.store.getDevice("dev-b")).toMatchObject({ lastCounter: 3, state: "healthy" });
   });
 
+  it("serves a device that reconnects while its old connection is still open (after a reset)", async () => {
+    const deniedPublishes = async () => Number(/aptostree_mqtt_denied_total\{action="publish"\} (\d+)/.exec(await (await fetch(`http://127.0.0.1:${server.httpPort}/metrics`)).text())?.[1] ?? 0);
+    const deniedBefore = await deniedPublishes();
+    const old = clients.find((c) => c.options.clientId === "dev-b" && c.connected)!;
+    const closed = new Promise((resolve) => old.once("close", () => resolve(undefined)));
+    // The same client id again: the broker closes the old connection and the new one takes over.
+    const fresh = await connect("dev-b");
+    await closed;
+    old.end(true);
+    expect(server.store.getDevice("dev-b")!.online).toBe(true);
+    await fresh.publishAsync(deviceTopic(P, "dev-b", "state"), signReport(report("dev-b", 4, { state: "verifying" }), keys["dev-b"]!), { qos: 1 });
+    await until(() => server.store.getDevice("dev-b")!.lastCounter === 4, "the new connection's report stored");
+    expect(server.store.getDevice("dev-b")).toMatchObject({ online: true, state: "verifying" });
+    expect(await deniedPublishes()).toBe(deniedBefore);
+  });
+
   it("marks a device offline when its connection dies", async () => {
     const b = clients.find((c) => c.options.clientId === "dev-b" && c.connected)!;
     (b.stream as unknown as { destroy(): void }).destroy();
