@@ -6,7 +6,9 @@
  *   2. v3 fails a required health check: the GRUB counter runs out, GRUB boots v2, the agent
  *      makes the rollback permanent and reports it with the check's output; the rollout pauses;
  *   3. v4 cannot boot (its init exits, the kernel panics, panic=5 reboots): the counter runs
- *      out and the same rollback follows.
+ *      out and the same rollback follows;
+ *   4. v5 hangs during its health check (PID 1 frozen, so systemd stops petting the watchdog):
+ *      the i6300esb watchdog resets the VM on each try, and the same rollback follows.
  * Each step is asserted from the server's API and from the VM's serial console.
  * v1 is a real compose; v2-v4 are v1's tree with a file added (test/helpers/derived-release.ts),
  * so the scenario composes once. Boot tries are 2, the fewest that show the counter counting.
@@ -249,6 +251,32 @@ describe("a qemu device, end to end", () => {
     expect(report.rolledBack.reason).toMatch(/boot/i);
     expect(await bootCount(PANIC)).toBe(panics + BOOT_TRIES);
     expect(await bootCount()).toBe(boots + BOOT_TRIES + 1);
+    await untilDevice("the rollout to pause", 2 * MINUTE, async () => (await api(`rollouts/${id}`)).rollout.progress.state === "paused");
+    await api(`rollouts/${id}/abort`, {});
+  }, 30 * MINUTE);
+
+  it("v5 hangs during its health check (init frozen): the watchdog resets it, GRUB falls back after the tries and the rollback is reported", async () => {
+    const base = (await device()).booted as { commit: string; version: string };
+    const v5 = await publishDerivedRelease({
+      repo, ref: REF, key, workDir: dir, log, base: base.commit,
+      // Freezing PID 1's cgroup stops systemd petting the watchdog: a real hang, as a wedged driver would cause.
+      files: { "usr/etc/apt-ostree/health.d/required/50-e2e-hang": { content: "#!/bin/sh\necho 'e2e-v5: freezing init' > /dev/kmsg\necho 1 > /sys/fs/cgroup/init.scope/cgroup.freeze\nsleep 600\n", mode: 0o755 } },
+    });
+    const freezes = await bootCount(/e2e-v5: freezing init/);
+    const boots = await bootCount();
+    const started = Date.now();
+    const id = await rollOut(v5.version);
+    const report = await rolledBackReport(v5.commit);
+    timings.v5RolloutToRolledBackSeconds = (Date.now() - started) / 1000;
+    expect(report.booted.commit).toBe(base.commit);
+    expect(report.rolledBack.reason).toContain(`${v5.version} booted but stopped before its health checks finished`);
+    expect(await bootCount(/e2e-v5: freezing init/)).toBe(freezes + BOOT_TRIES);
+    // Each try ended in the watchdog's reset: no panic, and no reboot by a unit or the agent.
+    expect(await bootCount()).toBe(boots + BOOT_TRIES + 1);
+    const serial = await vm.serial();
+    const tail = serial.slice(serial.indexOf("e2e-v5: freezing init"));
+    expect(tail).not.toMatch(PANIC);
+    expect(tail).not.toMatch(/apt-ostree: boot health check failed/);
     await untilDevice("the rollout to pause", 2 * MINUTE, async () => (await api(`rollouts/${id}`)).rollout.progress.state === "paused");
     await api(`rollouts/${id}/abort`, {});
   }, 30 * MINUTE);
