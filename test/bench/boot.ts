@@ -1,6 +1,6 @@
 /**
  * `npm run bench -- boot`: the real-boot figures (docs/BENCHMARKS.md, "Real boot in qemu"). Runs
- * the qemu end-to-end scenario (test/e2e/boot.test.ts: one compose, a VM, four releases) for
+ * the qemu end-to-end scenario (test/e2e/boot.test.ts: one compose, a VM, five releases) for
  * APT_OSTREE_BENCH_ARCH (amd64 by default, or arm64), then prints what it measured on the way:
  * power-on to the first report, reboot to healthy, rollout to healthy or rolled back, and the
  * bytes each update step downloaded.
@@ -29,6 +29,7 @@ export async function benchBoot(say: (line?: string) => void, arch = process.env
   say(`| v2: rebooting report to healthy report (boot to healthy) | ${secs(t.v2RebootToHealthySeconds)} | |`);
   say(`| v3 (failing check, 2 tries): rollout to rolled back | ${secs(t.v3RolloutToRolledBackSeconds)} | ${kib(t.v3DownloadBytes)} |`);
   say(`| v4 (kernel panic, 2 tries): rollout to rolled back | ${secs(t.v4RolloutToRolledBackSeconds)} | ${kib(t.v4DownloadBytes)} |`);
+  say(`| v5 (hang, watchdog reset, 2 tries): rollout to rolled back | ${secs(t.v5RolloutToRolledBackSeconds)} | ${kib(t.v5DownloadBytes)} |`);
   say(`| whole scenario, compose included | ${secs(t.wholeRunSeconds ?? (Date.now() - started) / 1000)} | |`);
   say();
 }

@@ -268,6 +268,7 @@ describe("a qemu device, end to end", () => {
     const id = await rollOut(v5.version);
     const report = await rolledBackReport(v5.commit);
     timings.v5RolloutToRolledBackSeconds = (Date.now() - started) / 1000;
+    timings.v5DownloadBytes = await downloadedBytes(id);
     expect(report.booted.commit).toBe(base.commit);
     expect(report.rolledBack.reason).toContain(`${v5.version} booted but stopped before its health checks finished`);
     expect(await bootCount(/e2e-v5: freezing init/)).toBe(freezes + BOOT_TRIES);
