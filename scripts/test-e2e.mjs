@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // `npm run test:e2e [-- --arch amd64|arm64] [vitest options]`: the qemu end-to-end test
-// (test/e2e) for one architecture. CI runs amd64; arm64 runs under full emulation (about an hour).
+// (test/e2e) for one architecture. CI runs amd64; arm64 runs under full emulation (about half an hour here).
 import { spawnSync } from "node:child_process";
 import { fileURLToPath } from "node:url";
 
