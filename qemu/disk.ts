@@ -128,6 +128,9 @@ export async function buildDisk(options: BuildDiskOptions): Promise<BuiltDisk> {
     await runOstree(["refs", `--repo=${deviceRepo}`, "--create", options.ref, commit]);
     await runOstree(["admin", "deploy", `--sysroot=${mnt}`, `--os=${options.osname}`, ...kernelArgs.map((k) => `--karg=${k}`), options.ref]);
     const deployment = await onlyDeployment(mnt, options.osname);
+    // journald keeps a boot's log only when /var/log/journal exists as it starts; systemd-tmpfiles
+    // makes it later in the first boot, which would leave that boot's log in /run only.
+    await mkdir(join(mnt, "ostree/deploy", options.osname, "var/log/journal"), { recursive: true });
     for (const [path, content] of Object.entries(options.etcFiles)) {
       const target = join(deployment, "etc", path);
       await mkdir(dirname(target), { recursive: true });

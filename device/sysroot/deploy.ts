@@ -4,7 +4,9 @@
  * sysroot it did not boot (an image being built, a test) it would drop the deployment we know
  * is running, so we deploy with --retain and prune by our own classification.
  */
+import { AptOstreeError } from "../../shared/errors.ts";
 import { runOstree } from "../../shared/ostree/exec.ts";
+import { runProgram } from "../../shared/process/run.ts";
 import { readDeployments, type Deployment, type SysrootFacts } from "./deployments.ts";
 
 export interface DeployOptions extends SysrootFacts {
@@ -22,6 +24,7 @@ export async function deployRetaining(options: DeployOptions): Promise<void> {
   const argv = ["admin", "deploy", `--sysroot=${options.sysroot}`, `--os=${options.osname}`, ...(options.args ?? [])];
   if (options.stage) {
     await runOstree([...argv, "--stage", options.revision]);
+    await startFinalizeUnit();
     return;
   }
   await runOstree([...argv, "--retain", options.revision]);
@@ -36,4 +39,21 @@ export async function pruneDeployments(facts: SysrootFacts, known?: Array<Pick<D
   const keep = new Set(booted < 0 ? [0, 1] : [0, booted, booted + 1]);
   const doomed = deployments.map((_, i) => i).filter((i) => !keep.has(i)).reverse();
   for (const index of doomed) await runOstree(["admin", "undeploy", `--sysroot=${facts.sysroot}`, String(index)]);
+}
+
+/** ostree's unit whose stop, at shutdown, writes the staged deployment into the bootloader. */
+export const FINALIZE_UNIT = "ostree-finalize-staged.service";
+
+/**
+ * Starts the finalize unit and waits for it. Debian's ostree (2022.7) leaves that to a .path
+ * unit, asynchronously: a reboot that follows the staging within a second or so can isolate to
+ * reboot.target before the unit started, and the staged deployment is then silently dropped.
+ * Seen in our demo: one update in four rebooted into the old deployment, GRUB listing only it.
+ * Upstream ostree now starts the unit from the staging itself (ostreedev/ostree#3389, 2025).
+ */
+async function startFinalizeUnit(): Promise<void> {
+  const result = await runProgram("systemctl", ["start", FINALIZE_UNIT]).catch((error: Error) => ({ exitCode: null, stderr: error.message }));
+  if (result.exitCode !== 0) {
+    throw new AptOstreeError("E_FINALIZE_UNIT", `staged, but 'systemctl start ${FINALIZE_UNIT}' failed (${result.stderr.trim() || `exit ${result.exitCode}`}): the staged deployment would not be written at shutdown`);
+  }
 }

@@ -4,12 +4,13 @@
  * size and sha256 against the signed manifest before the file is used. Debian's ostree never
  * sends Range and restarts interrupted files from zero (DESIGN.md 5.2); this does not.
  */
+import { createHash } from "node:crypto";
 import { createWriteStream } from "node:fs";
 import { mkdir, rename, rm, stat } from "node:fs/promises";
 import { dirname } from "node:path";
 import type { Dispatcher } from "undici";
 import { AptOstreeError } from "../../shared/errors.ts";
-import { verifyDeltaFile } from "../../shared/verify/delta-file.ts";
+import { checkDeltaFileDigest, checkDeltaFileSize, DeltaFileMismatchError, hashFileInto, sha256OfFile, verifyDeltaFile } from "../../shared/verify/delta-file.ts";
 import type { DeltaFile } from "../../shared/wire/manifest.ts";
 import { loadHttpClient } from "./load-http-client.ts";
 
@@ -33,7 +34,8 @@ export interface DownloadOptions {
 
 /**
  * Fetches `url` into `dest` (complete files are checked and kept: a second call costs a hash).
- * Partial content lives in `dest.part` until it verifies.
+ * Partial content lives in `dest.part` until it verifies; the sha256 is computed as the bytes
+ * arrive, so a verified file is read from disk only when a download resumes.
  */
 export async function downloadVerified(url: string, dest: string, expected: DeltaFile, options: DownloadOptions): Promise<void> {
   if ((await stat(dest).catch(() => null))?.size === expected.size) {
@@ -50,17 +52,20 @@ export async function downloadVerified(url: string, dest: string, expected: Delt
     await rm(part, { force: true });
     have = 0;
   }
-  if (have < expected.size) await fetchInto(url, part, have, options);
   try {
-    await verifyDeltaFile(part, expected);
+    const got = have < expected.size ? await fetchInto(url, part, have, options) : { size: have, sha256: await sha256OfFile(part) };
+    checkDeltaFileSize(expected, got.size);
+    checkDeltaFileDigest(expected, got.sha256);
   } catch (error) {
-    await rm(part, { force: true });
+    // A mismatch means the part is bad; anything else (a stall, the network) leaves it to resume.
+    if (error instanceof DeltaFileMismatchError) await rm(part, { force: true });
     throw error;
   }
   await rename(part, dest);
 }
 
-async function fetchInto(url: string, part: string, have: number, options: DownloadOptions): Promise<void> {
+/** Appends the rest of the file to `part` (or rewrites it when the server ignores the Range); returns its size and sha256. */
+async function fetchInto(url: string, part: string, have: number, options: DownloadOptions): Promise<{ size: number; sha256: string }> {
   // One controller for both causes (AbortSignal.any needs Node 20; the device runs Node 18).
   const abort = new AbortController();
   let stalled = false;
@@ -84,11 +89,14 @@ async function fetchInto(url: string, part: string, have: number, options: Downl
       throw new DownloadError("E_DOWNLOAD_HTTP", `GET ${url}: HTTP ${response.statusCode}`, response.statusCode >= 500 || response.statusCode === 429 || response.statusCode === 416);
     }
     // 200 to a Range request: the server sent the whole file; start over.
-    let written = response.statusCode === 206 ? have : 0;
-    const out = createWriteStream(part, { flags: response.statusCode === 206 ? "a" : "w" });
+    const resumed = response.statusCode === 206;
+    let written = resumed ? have : 0;
+    const hash = resumed ? await hashFileInto(createHash("sha256"), part) : createHash("sha256");
+    const out = createWriteStream(part, { flags: resumed ? "a" : "w" });
     try {
       for await (const chunk of response.body) {
         kick();
+        hash.update(chunk as Buffer);
         if (!out.write(chunk)) await new Promise<void>((resolve) => out.once("drain", () => resolve()));
         written += (chunk as Buffer).length;
         options.onBytes?.(written);
@@ -96,6 +104,7 @@ async function fetchInto(url: string, part: string, have: number, options: Downl
     } finally {
       await new Promise<void>((resolve, reject) => out.end((error?: Error | null) => (error ? reject(error) : resolve())));
     }
+    return { size: written, sha256: hash.digest("hex") };
   } catch (error) {
     if (error instanceof DownloadError) throw error;
     if (stalled) throw new DownloadError("E_DOWNLOAD_STALLED", `GET ${url}: no progress for ${options.stallMs / 1000} s; will resume`, true, error);

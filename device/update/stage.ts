@@ -8,6 +8,7 @@
  */
 import { rm } from "node:fs/promises";
 import { join } from "node:path";
+import { mapConcurrent } from "../../shared/concurrency.ts";
 import { AptOstreeError, errorChain } from "../../shared/errors.ts";
 import type { Logger } from "../../shared/log.ts";
 import { runOstree } from "../../shared/ostree/exec.ts";
@@ -92,23 +93,43 @@ export async function stageUpdate(request: StageRequest): Promise<{ via: "delta"
   return { via: delta ? "delta" : "pull", bytes };
 }
 
+/** Delta files fetched at once: a few connections hide each request's latency, as ostree's fetcher does. */
+const DOWNLOADS_IN_FLIGHT = 4;
+
 async function fetchDelta(request: StageRequest, delta: Delta): Promise<number> {
   const superblock = delta.files.find((f) => f.path.endsWith("/superblock"));
   if (!superblock) throw new StageError("the manifest's delta lists no superblock", false);
   const done = new Map<string, number>();
   const report = () => request.onProgress([...done.values()].reduce((a, b) => a + b, 0), delta.size);
-  for (const file of delta.files) {
-    await downloadVerified(`${request.repoUrl}/${file.path}`, join(request.downloadDir, file.path), file, {
-      stallMs: request.stallMs,
-      signal: request.signal,
-      onBytes: (n) => {
-        done.set(file.path, n);
+  // The first failure stops the other downloads, and they settle before it is thrown: a retry
+  // must not find a download from this attempt still writing to a part file.
+  const abort = new AbortController();
+  const onCancel = () => abort.abort();
+  request.signal?.addEventListener("abort", onCancel, { once: true });
+  let failure: { error: unknown } | null = null;
+  try {
+    await mapConcurrent(delta.files, DOWNLOADS_IN_FLIGHT, async (file) => {
+      if (failure) return;
+      try {
+        await downloadVerified(`${request.repoUrl}/${file.path}`, join(request.downloadDir, file.path), file, {
+          stallMs: request.stallMs,
+          signal: abort.signal,
+          onBytes: (n) => {
+            done.set(file.path, n);
+            report();
+          },
+        });
+        done.set(file.path, file.size);
         report();
-      },
+      } catch (error) {
+        failure ??= { error };
+        abort.abort();
+      }
     });
-    done.set(file.path, file.size);
-    report();
+  } finally {
+    request.signal?.removeEventListener("abort", onCancel);
   }
+  if (failure) throw (failure as { error: unknown }).error;
   await runOstree(["static-delta", "apply-offline", `--repo=${sysrootRepo(request.sysroot)}`, join(request.downloadDir, superblock.path)]);
   await rm(join(request.downloadDir, "deltas"), { recursive: true, force: true });
   return delta.size;

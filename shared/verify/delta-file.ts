@@ -1,4 +1,4 @@
-import { createHash } from "node:crypto";
+import { createHash, type Hash } from "node:crypto";
 import { createReadStream } from "node:fs";
 import { stat } from "node:fs/promises";
 import { AptOstreeError } from "../errors.ts";
@@ -11,15 +11,26 @@ export class DeltaFileMismatchError extends AptOstreeError {
 }
 
 export async function sha256OfFile(path: string): Promise<string> {
-  const hash = createHash("sha256");
+  return (await hashFileInto(createHash("sha256"), path)).digest("hex");
+}
+
+/** Feeds a file's bytes to `hash` (a download that resumes hashes what it already has). */
+export async function hashFileInto(hash: Hash, path: string): Promise<Hash> {
   for await (const chunk of createReadStream(path)) hash.update(chunk as Buffer);
-  return hash.digest("hex");
+  return hash;
 }
 
 /** Checks a downloaded delta file against its manifest entry: size first (cheap), then sha256. */
 export async function verifyDeltaFile(localPath: string, expected: DeltaFile): Promise<void> {
   const { size } = await stat(localPath);
+  checkDeltaFileSize(expected, size);
+  checkDeltaFileDigest(expected, await sha256OfFile(localPath));
+}
+
+export function checkDeltaFileSize(expected: DeltaFile, size: number): void {
   if (size !== expected.size) throw new DeltaFileMismatchError(expected.path, "the size", expected.size, size);
-  const digest = await sha256OfFile(localPath);
-  if (digest !== expected.sha256) throw new DeltaFileMismatchError(expected.path, "the sha256", expected.sha256, digest);
+}
+
+export function checkDeltaFileDigest(expected: DeltaFile, sha256: string): void {
+  if (sha256 !== expected.sha256) throw new DeltaFileMismatchError(expected.path, "the sha256", expected.sha256, sha256);
 }
