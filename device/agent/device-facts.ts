@@ -2,8 +2,8 @@
  * What the agent reads about the device: its deployments (cached between changes: progress
  * reports must not run `ostree admin status`), the booted commit's sequence, and the boot id.
  */
-import { readFile } from "node:fs/promises";
 import { META } from "../../shared/image/commit-metadata.ts";
+import { readBootId } from "../../shared/process-alive.ts";
 import { metadataString, parseCommitObject } from "../../shared/ostree/commit-object.ts";
 import { readCommitObject } from "../../shared/ostree/repo.ts";
 import type { AgentSettings } from "../config/settings.ts";
@@ -40,6 +40,6 @@ export class DeviceFacts {
 
   /** Changes on every boot: tells a restart from a reboot. */
   async bootId(): Promise<string> {
-    return (await readFile(this.settings.bootIdFile, "utf8").catch(() => "")).trim();
+    return readBootId(this.settings.bootIdFile);
   }
 }

@@ -151,7 +151,9 @@ function onCommand(state: AgentState, target: UpdateTarget): Transition {
   if (target.commit === target.from.commit) {
     return { state: { name: "healthy", target, health: [] }, effects: [{ kind: "log", level: "info", message: `${target.version} is already booted` }, { kind: "report" }] };
   }
-  return { state: { name: "downloading", target, attempt: 1 }, effects: [{ kind: "report" }, { kind: "stage", target, attempt: 1, delayMs: 0 }] };
+  // The stage effect only schedules the download, so listing it first lets it start while the
+  // "downloading" report is still being built and sent.
+  return { state: { name: "downloading", target, attempt: 1 }, effects: [{ kind: "stage", target, attempt: 1, delayMs: 0 }, { kind: "report" }] };
 }
 
 /**
@@ -190,7 +192,7 @@ function onStarted(state: AgentState, booted: string, bootId: string): Transitio
   switch (state.name) {
     case "downloading":
       // Resume: the download continues where its files stopped.
-      return { state, effects: [{ kind: "report" }, { kind: "stage", target: state.target, attempt: state.attempt, delayMs: 0 }] };
+      return { state, effects: [{ kind: "stage", target: state.target, attempt: state.attempt, delayMs: 0 }, { kind: "report" }] };
     case "staged":
       // Restarted before the reboot: the strategy decides again. (A staged deployment is also
       // finalized by a clean shutdown for another reason: then it booted, and is checked.)

@@ -10,7 +10,7 @@ import * as z from "zod/mini";
 import { describeIssue } from "../../shared/zod.ts";
 import { AptOstreeError } from "../../shared/errors.ts";
 import { NAME_PATTERN } from "../../shared/wire/topics.ts";
-import { KERNEL_BOOT_ID_FILE } from "../../shared/fs/pid-lock.ts";
+import { KERNEL_BOOT_ID_FILE } from "../../shared/process-alive.ts";
 
 const nonEmpty = z.string().check(z.minLength(1));
 const positive = z.number().check(z.positive());

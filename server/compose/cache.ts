@@ -1,5 +1,5 @@
 import { mkdir, mkdtemp, readdir, rm } from "node:fs/promises";
-import { isProcessAlive } from "../../shared/process-alive.ts";
+import { isOwnerAlive, readBootId } from "../../shared/process-alive.ts";
 import { join } from "node:path";
 
 /** Big artifacts live here, never in the checkout: `APT_OSTREE_CACHE` or /var/cache/apt-ostree. */
@@ -32,15 +32,21 @@ export function workDir(cacheDir: string): string {
 }
 
 /**
- * Scratch space for one compose, named by pid; the scratch of composes whose process is gone
- * (killed mid-way) is removed first, so a crash does not leave a rootfs behind for good.
+ * Scratch space for one compose, named by pid and boot id; the scratch of composes whose process
+ * is gone (killed mid-way, or a host that went down since) is removed first, so a crash does not
+ * leave a rootfs behind for good.
  */
 export async function createWorkDir(cacheDir: string): Promise<string> {
   const base = workDir(cacheDir);
   await mkdir(base, { recursive: true });
+  const bootId = (await readBootId()).replaceAll("-", "");
   for (const name of await readdir(base)) {
-    const pid = /^compose-(\d+)-/.exec(name)?.[1];
-    if (pid && Number(pid) !== process.pid && !isProcessAlive(Number(pid))) await rm(join(base, name), { recursive: true, force: true });
+    // compose-<pid>-<boot id>-XXXXXX; folders from before the boot id have none.
+    const match = /^compose-(\d+)-(?:([0-9a-f]{32})-)?/.exec(name);
+    if (!match) continue;
+    const owner = { pid: Number(match[1]), bootId: match[2] ?? null };
+    if (owner.pid === process.pid && owner.bootId === bootId) continue;
+    if (!isOwnerAlive(owner, bootId)) await rm(join(base, name), { recursive: true, force: true });
   }
-  return mkdtemp(join(base, `compose-${process.pid}-`));
+  return mkdtemp(join(base, `compose-${process.pid}-${bootId ? `${bootId}-` : ""}`));
 }

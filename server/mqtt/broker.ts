@@ -88,7 +88,10 @@ export async function startBroker(options: BrokerOptions): Promise<RunningBroker
       const device = deviceId ? store.getDevice(deviceId) : null;
       if (device && maySubscribe(prefix, device, subscription.topic)) return callback(null, subscription);
       denied(1, { action: "subscribe" });
-      log.warn({ event: "mqtt.subscribe.denied", clientId: client.id, topic: subscription.topic }, `denied subscription to ${subscription.topic}`);
+      // A device learns its group topics are open only once its first report told the server its
+      // groups; until then a refusal is the expected order of things, and the agent tries again.
+      const beforeFirstReport = device !== null && device.state === null;
+      log[beforeFirstReport ? "info" : "warn"]({ event: "mqtt.subscribe.denied", clientId: client.id, topic: subscription.topic }, `denied subscription to ${subscription.topic}${beforeFirstReport ? " (before the device's first report; it retries)" : ""}`);
       return callback(null, null);
     },
   });

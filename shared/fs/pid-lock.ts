@@ -1,6 +1,6 @@
 import { open, readFile, rm } from "node:fs/promises";
 import { AptOstreeError } from "../errors.ts";
-import { isProcessAlive } from "../process-alive.ts";
+import { isOwnerAlive, readBootId } from "../process-alive.ts";
 
 export class LockHeldError extends AptOstreeError {
   readonly pid: number;
@@ -9,8 +9,6 @@ export class LockHeldError extends AptOstreeError {
     this.pid = pid;
   }
 }
-
-export const KERNEL_BOOT_ID_FILE = "/proc/sys/kernel/random/boot_id";
 
 export interface PidLockOptions {
   /** Where this boot's id is read (default the kernel's); the simulated devices of the tests have their own. */
@@ -31,7 +29,7 @@ function parseOwner(text: string): { pid: number; bootId: string | null } {
  * the error.
  */
 export async function acquirePidLock(path: string, what: string, options: PidLockOptions = {}): Promise<() => Promise<void>> {
-  const bootId = (await readFile(options.bootIdFile ?? KERNEL_BOOT_ID_FILE, "utf8").catch(() => "")).trim();
+  const bootId = await readBootId(options.bootIdFile);
   for (let attempt = 0; attempt < 2; attempt++) {
     try {
       const handle = await open(path, "wx", 0o644);
@@ -41,8 +39,7 @@ export async function acquirePidLock(path: string, what: string, options: PidLoc
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw error;
       const owner = parseOwner(await readFile(path, "utf8").catch(() => ""));
-      const sameBoot = owner.bootId === null || bootId === "" || owner.bootId === bootId;
-      if (sameBoot && Number.isInteger(owner.pid) && owner.pid > 0 && isProcessAlive(owner.pid)) throw new LockHeldError(path, owner.pid, what);
+      if (isOwnerAlive(owner, bootId)) throw new LockHeldError(path, owner.pid, what);
       await rm(path, { force: true });
     }
   }

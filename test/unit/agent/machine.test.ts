@@ -9,7 +9,7 @@ describe("agent state machine", () => {
   it("walks an update: command -> downloading -> staged -> rebooting -> verifying -> healthy", () => {
     let t = step({ name: "idle" }, { type: "command", target });
     expect(t.state).toEqual({ name: "downloading", target, attempt: 1 });
-    expect(t.effects).toEqual([{ kind: "report" }, { kind: "stage", target, attempt: 1, delayMs: 0 }]);
+    expect(t.effects).toEqual([{ kind: "stage", target, attempt: 1, delayMs: 0 }, { kind: "report" }]);
     t = step(t.state, { type: "stage-succeeded" });
     expect(t.state.name).toBe("staged");
     expect(t.effects.map((e) => e.kind)).toEqual(["report", "ask-reboot-strategy"]);
