@@ -304,7 +304,7 @@ export class Agent {
       // Verified again: the kept copy comes from the state file on disk.
       const verified = verifySignedManifest(target.manifest, { trustedKeys: this.options.trustedKeys, now: this.now(), architecture: settings.architecture, ref: target.ref });
       if (verified.commit !== target.commit) throw new StageError("the kept manifest names another commit than the update", false);
-      await stageUpdate({
+      const staged = await stageUpdate({
         sysroot: settings.sysroot,
         rootDir: settings.rootDir,
         osname: settings.osname,
@@ -320,8 +320,9 @@ export class Agent {
         log,
       });
       this.progress = null;
-      this.facts.forget();
+      this.facts.assume(staged.deployments);
       await this.dispatch({ type: "stage-succeeded" });
+      this.later(0, () => this.confirmDeployments(staged.deployments));
     } catch (error) {
       this.progress = null;
       this.facts.forget();
@@ -329,6 +330,15 @@ export class Agent {
       const retryable = error instanceof StageError ? error.retryable : false;
       await this.dispatch({ type: "stage-failed", error: errorChain(error), retryable });
     }
+  }
+
+  /** Reads the list ostree has after a deploy; if it is not the one the "staged" report assumed, reports again. */
+  private async confirmDeployments(assumed: Deployment[]): Promise<void> {
+    this.facts.forget();
+    const actual = await this.facts.deployments();
+    if (JSON.stringify(actual) === JSON.stringify(assumed)) return;
+    this.options.log.warn({ event: "agent.deployments.differ", assumed: assumed.map((d) => d.id), actual: actual.map((d) => d.id) }, "ostree lists other deployments than the deploy implied; reporting them again");
+    await this.enqueueEffect({ kind: "report" });
   }
 
   private onProgress(bytes: number, total: number): void {

@@ -22,6 +22,11 @@ export class DeviceFacts {
     return this.cache;
   }
 
+  /** After the agent deployed and knows the new list without asking ostree (see deploymentsAfterDeploy). */
+  assume(deployments: Deployment[]): void {
+    this.cache = Promise.resolve(deployments);
+  }
+
   /** After the agent or the CLI changed the deployment list. */
   forget(): void {
     this.cache = null;

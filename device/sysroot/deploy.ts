@@ -7,7 +7,7 @@
 import { AptOstreeError } from "../../shared/errors.ts";
 import { runOstree } from "../../shared/ostree/exec.ts";
 import { runProgram } from "../../shared/process/run.ts";
-import { readDeployments, type Deployment, type SysrootFacts } from "./deployments.ts";
+import { prunableIndices, readDeployments, type Deployment, type SysrootFacts } from "./deployments.ts";
 
 export interface DeployOptions extends SysrootFacts {
   osname: string;
@@ -34,11 +34,7 @@ export async function deployRetaining(options: DeployOptions): Promise<void> {
 
 /** Undeploys everything but index 0, the booted deployment and the first one after it (highest index first). */
 export async function pruneDeployments(facts: SysrootFacts, known?: Array<Pick<Deployment, "booted">>): Promise<void> {
-  const deployments = known ?? (await readDeployments(facts));
-  const booted = deployments.findIndex((d) => d.booted);
-  const keep = new Set(booted < 0 ? [0, 1] : [0, booted, booted + 1]);
-  const doomed = deployments.map((_, i) => i).filter((i) => !keep.has(i)).reverse();
-  for (const index of doomed) await runOstree(["admin", "undeploy", `--sysroot=${facts.sysroot}`, String(index)]);
+  for (const index of prunableIndices(known ?? (await readDeployments(facts)))) await runOstree(["admin", "undeploy", `--sysroot=${facts.sysroot}`, String(index)]);
 }
 
 /** ostree's unit whose stop, at shutdown, writes the staged deployment into the bootloader. */

@@ -74,6 +74,47 @@ export function classifyDeployments(entries: AdminStatusEntry[], bootedName: str
   }));
 }
 
+/** Pure: which deployments `deployRetaining` undeploys: all but the default (index 0), the booted one and the one after it; highest index first. */
+export function prunableIndices(deployments: Array<Pick<Deployment, "booted">>): number[] {
+  const booted = deployments.findIndex((d) => d.booted);
+  const keep = new Set(booted < 0 ? [0, 1] : [0, booted, booted + 1]);
+  return deployments.map((_, i) => i).filter((i) => !keep.has(i)).reverse();
+}
+
+/** The deployment an `ostree admin deploy` of a commit just added. */
+export interface AddedDeployment {
+  osname: string;
+  checksum: string;
+  version: string | null;
+  origin: string | null;
+  timestamp: number | null;
+  staged: boolean;
+}
+
+/**
+ * Pure: the list `ostree admin status` shows once a deploy put `added` first, from the list
+ * before it: ostree's serial (one past the highest of the same commit), a staged deployment
+ * replacing an earlier staged one, a plain deploy pruned as deployRetaining prunes, then
+ * rpm-ostree's flags as classifyDeployments gives them. It spares the agent's "staged" report a
+ * run of `ostree admin status` (~50 ms); the agent reads the real list right after and reports
+ * again if they differ.
+ */
+export function deploymentsAfterDeploy(before: Deployment[], added: AddedDeployment): Deployment[] {
+  const serial = Math.max(-1, ...before.filter((d) => d.osname === added.osname && d.checksum === added.checksum).map((d) => d.serial)) + 1;
+  const toEntry = (d: Deployment): AdminStatusEntry => ({ osname: d.osname, checksum: d.checksum, serial: d.serial, booted: d.booted, marker: d.staged ? "staged" : null, version: d.version, refspec: d.origin, pinned: d.pinned });
+  let entries: AdminStatusEntry[] = [
+    { osname: added.osname, checksum: added.checksum, serial, booted: false, marker: added.staged ? "staged" : null, version: added.version, refspec: added.origin, pinned: false },
+    ...before.filter((d) => !d.staged).map(toEntry),
+  ];
+  if (!added.staged) {
+    const doomed = new Set(prunableIndices(entries));
+    entries = entries.filter((_, i) => !doomed.has(i));
+  }
+  const timestamps = new Map<string, number | null>([...before.map((d) => [d.checksum, d.timestamp] as const), [added.checksum, added.timestamp]]);
+  const booted = before.find((d) => d.booted);
+  return classifyDeployments(entries, booted ? `${booted.checksum}.${booted.serial}` : null, timestamps);
+}
+
 export async function readDeployments(facts: SysrootFacts): Promise<Deployment[]> {
   const entries = parseAdminStatus(await runOstree(["admin", "status", `--sysroot=${facts.sysroot}`]));
   const timestamps = new Map<string, number | null>();

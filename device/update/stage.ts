@@ -12,10 +12,11 @@ import { mapConcurrent } from "../../shared/concurrency.ts";
 import { AptOstreeError, errorChain } from "../../shared/errors.ts";
 import type { Logger } from "../../shared/log.ts";
 import { runOstree } from "../../shared/ostree/exec.ts";
+import { parseCommitObject } from "../../shared/ostree/commit-object.ts";
 import { readCommitObject, readDetachedMetadata, setRef } from "../../shared/ostree/repo.ts";
 import { verifyCommit } from "../../shared/verify/commit.ts";
 import type { Delta, Manifest } from "../../shared/wire/manifest.ts";
-import { sysrootRepo, type Deployment } from "../sysroot/deployments.ts";
+import { deploymentsAfterDeploy, sysrootRepo, type Deployment } from "../sysroot/deployments.ts";
 import { deployRetaining } from "../sysroot/deploy.ts";
 import { DownloadError, downloadVerified } from "./download.ts";
 
@@ -51,20 +52,28 @@ export interface StageRequest {
 
 export const REMOTE_NAME = "apt-ostree";
 
-/** A commit in a local repo: it is the commit named and carries a valid OSTree ed25519 signature by a pinned key. */
-export async function verifyCommitInRepo(repo: string, checksum: string, trustedKeys: Uint8Array[]): Promise<void> {
+/** A commit in a local repo: it is the commit named and carries a valid OSTree ed25519 signature by a pinned key. Returns the commit object. */
+export async function verifyCommitInRepo(repo: string, checksum: string, trustedKeys: Uint8Array[]): Promise<Uint8Array> {
   const commitObject = await readCommitObject(repo, checksum).catch((error: NodeJS.ErrnoException) => {
     if (error.code === "ENOENT") throw new AptOstreeError("E_UNKNOWN_COMMIT", `commit ${checksum} is not in ${repo}`, { cause: error });
     throw error;
   });
   verifyCommit({ checksum, commitObject, detachedMetadata: await readDetachedMetadata(repo, checksum) }, trustedKeys);
+  return commitObject;
 }
 
 export function deltaFor(manifest: Manifest, bootedCommit: string | null): Delta | null {
   return bootedCommit === null ? null : (manifest.deltas.find((d) => d.from === bootedCommit) ?? null);
 }
 
-export async function stageUpdate(request: StageRequest): Promise<{ via: "delta" | "pull"; bytes: number }> {
+export interface StageResult {
+  via: "delta" | "pull";
+  bytes: number;
+  /** The sysroot's deployments as ostree now lists them (deploymentsAfterDeploy; not read back). */
+  deployments: Deployment[];
+}
+
+export async function stageUpdate(request: StageRequest): Promise<StageResult> {
   const { manifest, log } = request;
   const repo = sysrootRepo(request.sysroot);
   const delta = deltaFor(manifest, request.deployments.find((d) => d.booted)?.checksum ?? null);
@@ -77,8 +86,9 @@ export async function stageUpdate(request: StageRequest): Promise<{ via: "delta"
     if (error instanceof AptOstreeError && error.code === "E_DELTA_FILE_MISMATCH") throw new StageError(error.message, true, error);
     throw new StageError(`cannot fetch ${manifest.version}: ${errorChain(error)}`, true, error);
   }
+  let commitObject: Uint8Array;
   try {
-    await verifyCommitInRepo(repo, manifest.commit, request.trustedKeys);
+    commitObject = await verifyCommitInRepo(repo, manifest.commit, request.trustedKeys);
   } catch (error) {
     await runOstree(["prune", `--repo=${repo}`, "--refs-only"]).catch((pruneError: Error) => log.warn({ event: "stage.prune.failed", err: pruneError }, "could not prune the refused commit"));
     throw new StageError(`refusing ${manifest.version} (${manifest.commit.slice(0, 12)}): ${errorChain(error)}`, false, error);
@@ -90,7 +100,15 @@ export async function stageUpdate(request: StageRequest): Promise<{ via: "delta"
     throw new StageError(`cannot deploy ${manifest.version}: ${errorChain(error)}`, false, error);
   }
   log.info({ event: "stage.deployed", commit: manifest.commit, version: manifest.version, via: delta ? "delta" : "pull", bytes }, `${request.stage ? "staged" : "deployed"} ${manifest.version}`);
-  return { via: delta ? "delta" : "pull", bytes };
+  const deployments = deploymentsAfterDeploy(request.deployments, {
+    osname: request.osname,
+    checksum: manifest.commit,
+    version: manifest.version,
+    origin: manifest.ref,
+    timestamp: parseCommitObject(commitObject).timestamp,
+    staged: request.stage,
+  });
+  return { via: delta ? "delta" : "pull", bytes, deployments };
 }
 
 /** Delta files fetched at once: a few connections hide each request's latency, as ostree's fetcher does. */
