@@ -1,39 +1,68 @@
 /**
- * `npm run build:device`: bundles apt-ostreed and apt-ostree with esbuild into one entry file
- * each (dist/apt-ostreed.mjs, dist/apt-ostree.mjs) plus shared chunks under dist/lib/, that run
- * on Node 18, Debian bookworm's nodejs, with no node_modules beside them: the image installs the
- * whole folder with the systemd units. Code reached only through `import()` (undici, on the
- * first download) is its own chunk, so the idle agent never parses it (docs/agent.md).
+ * `npm run build:device`: bundles apt-ostreed and apt-ostree with esbuild for Node 18, Debian
+ * bookworm's nodejs, with no node_modules beside them (the image installs the whole folder with
+ * the systemd units):
+ *  - dist/apt-ostreed.cjs, the agent, one CommonJS file: an ES module entry would make Node load
+ *    its ESM loader (~1.9 MiB resident on an idle agent, docs/agent.md "Memory"); undici, reached
+ *    only through `import()` on the first download, is dist/lib/http-client.cjs, `require`d then;
+ *  - dist/apt-ostree.mjs, the CLI, an ES module with its shared chunks under dist/lib/.
  */
 import { mkdir, rm } from "node:fs/promises";
 import { fileURLToPath } from "node:url";
-import { build } from "esbuild";
+import { build, type BuildOptions, type Plugin } from "esbuild";
 
 const root = fileURLToPath(new URL("..", import.meta.url));
 export const DIST = `${root}dist`;
+export const AGENT_BUNDLE = "apt-ostreed.cjs";
+export const CLI_BUNDLE = "apt-ostree.mjs";
+const HTTP_CLIENT = "lib/http-client.cjs";
+
+const common: BuildOptions = {
+  bundle: true,
+  platform: "node",
+  target: "node18",
+  minify: true,
+  legalComments: "linked",
+  logLevel: "warning",
+  metafile: true,
+};
+
+/** The agent's `import("./http-client.ts")` becomes `require("./lib/http-client.cjs")`, the separately bundled file. */
+const httpClientApart: Plugin = {
+  name: "http-client-apart",
+  setup(plugin) {
+    plugin.onResolve({ filter: /\/http-client\.ts$/ }, () => ({ path: `./${HTTP_CLIENT}`, external: true }));
+  },
+};
 
 export async function bundleDevice(outdir = DIST): Promise<string[]> {
   await rm(`${outdir}/lib`, { recursive: true, force: true });
   await mkdir(outdir, { recursive: true });
-  const entries = { "apt-ostreed": `${root}device/agent/main.ts`, "apt-ostree": `${root}device/cli.ts` };
-  const result = await build({
-    entryPoints: entries,
-    outdir,
-    outExtension: { ".js": ".mjs" },
-    bundle: true,
-    platform: "node",
-    target: "node18",
-    format: "esm",
-    minify: true,
-    legalComments: "linked",
-    logLevel: "warning",
-    // CommonJS dependencies (mqtt, pino) call require(): give the ESM bundle one.
-    banner: { js: "#!/usr/bin/env node\nimport { createRequire as __aptOstreeRequire } from 'node:module'; const require = __aptOstreeRequire(import.meta.url);" },
-    metafile: true,
-    splitting: true,
-    chunkNames: "lib/[name]-[hash]",
-  });
-  return Object.keys(result.metafile.outputs).filter((f) => f.endsWith(".mjs"));
+  const results = await Promise.all([
+    build({
+      ...common,
+      entryPoints: [`${root}device/agent/main.ts`],
+      outfile: `${outdir}/${AGENT_BUNDLE}`,
+      format: "cjs",
+      // import() of the external client and of node:tls as require(): no ESM loader in the agent.
+      supported: { "dynamic-import": false },
+      banner: { js: "#!/usr/bin/env node" },
+      plugins: [httpClientApart],
+    }),
+    build({ ...common, entryPoints: [`${root}device/update/http-client.ts`], outfile: `${outdir}/${HTTP_CLIENT}`, format: "cjs" }),
+    build({
+      ...common,
+      entryPoints: { "apt-ostree": `${root}device/cli.ts` },
+      outdir,
+      outExtension: { ".js": ".mjs" },
+      format: "esm",
+      // CommonJS dependencies (pino) call require(): give the ESM bundle one.
+      banner: { js: "#!/usr/bin/env node\nimport { createRequire as __aptOstreeRequire } from 'node:module'; const require = __aptOstreeRequire(import.meta.url);" },
+      splitting: true,
+      chunkNames: "lib/[name]-[hash]",
+    }),
+  ]);
+  return results.flatMap((result) => Object.keys(result.metafile!.outputs)).filter((f) => /\.(c|m)js$/.test(f));
 }
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {

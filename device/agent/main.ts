@@ -29,4 +29,5 @@ export const agentCommand = defineCommand({
   },
 });
 
-await runProcess(agentCommand);
+// No top-level await: the bundle is CommonJS (device/bundle.ts).
+void runProcess(agentCommand);

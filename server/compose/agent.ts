@@ -9,7 +9,7 @@ import { chmod, copyFile, cp, mkdir, readdir, readFile, symlink, writeFile } fro
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { stringify as toYaml } from "yaml";
-import { bundleDevice } from "../../device/bundle.ts";
+import { AGENT_BUNDLE, bundleDevice, CLI_BUNDLE } from "../../device/bundle.ts";
 import { runInChroot } from "./chroot.ts";
 import type { ComposeProgress } from "./progress.ts";
 import type { Recipe } from "./recipe.ts";
@@ -23,9 +23,9 @@ export async function installAgent(root: string, recipe: Recipe, bundleDir: stri
   const lib = join(root, "usr/lib/apt-ostree");
   await mkdir(lib, { recursive: true });
   await cp(bundleDir, lib, { recursive: true });
-  for (const entry of ["apt-ostreed.mjs", "apt-ostree.mjs"]) await chmod(join(lib, entry), 0o755);
+  for (const entry of [AGENT_BUNDLE, CLI_BUNDLE]) await chmod(join(lib, entry), 0o755);
   await mkdir(join(root, "usr/bin"), { recursive: true });
-  await symlink("../lib/apt-ostree/apt-ostree.mjs", join(root, "usr/bin/apt-ostree"));
+  await symlink(`../lib/apt-ostree/${CLI_BUNDLE}`, join(root, "usr/bin/apt-ostree"));
   await writeFile(
     join(lib, "agent.yaml"),
     `# The image's agent defaults; /etc/apt-ostree/agent.yaml overrides them key by key.\n# The boot units bless the boot and reboot after a failed check; the agent gives the verdict.\n${toYaml({ ref: recipe.ref, architecture: recipe.architecture, bootUnits: true })}`,

@@ -16,6 +16,7 @@ import { adminApi } from "../helpers/admin-api.ts";
 import { TEST_ADMIN_TOKEN } from "../helpers/server-settings.ts";
 import { startFarm } from "./device-farm.ts";
 import { procUsage } from "./proc-usage.ts";
+import { percentile } from "./stats.ts";
 
 const REF = "bench/bookworm/bench-machine/bench-image";
 const GROUP = "bench";
@@ -32,10 +33,6 @@ export interface FleetRun {
   p50Ms: number;
   p99Ms: number;
   maxMs: number;
-}
-
-function percentile(sorted: number[], p: number): number {
-  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!;
 }
 
 async function api(httpPort: number, path: string, body?: unknown): Promise<any> {

@@ -85,8 +85,8 @@ describe("compose from Debian's packages", () => {
     expect(info.kernelArgs).toEqual(expect.arrayContaining(["console=ttyS0,115200", "panic=5"]));
     expect(await ostreeCat(repo, first.commit, "/usr/lib/apt-ostree/agent.yaml")).toContain("ref: debian/bookworm/qemu-amd64/appliance-minimal");
     expect(await ostreeCat(repo, first.commit, "/usr/lib/apt-ostree/agent.yaml")).toMatch(/^bootUnits: true$/m);
-    expect(await ostreeCat(repo, first.commit, "/usr/lib/apt-ostree/apt-ostreed.mjs")).toMatch(/^#!\/usr\/bin\/env node/);
-    expect(await ostreeCat(repo, first.commit, "/usr/lib/systemd/system/apt-ostreed.service")).toContain("ExecStart=/usr/bin/node /usr/lib/apt-ostree/apt-ostreed.mjs");
+    expect(await ostreeCat(repo, first.commit, "/usr/lib/apt-ostree/apt-ostreed.cjs")).toMatch(/^#!\/usr\/bin\/env node/);
+    expect(await ostreeCat(repo, first.commit, "/usr/lib/systemd/system/apt-ostreed.service")).toContain("ExecStart=/usr/bin/node /usr/lib/apt-ostree/apt-ostreed.cjs");
     expect((await execa("ostree", ["ls", `--repo=${repo}`, first.commit, "/usr/etc/systemd/system/multi-user.target.wants/apt-ostreed.service"])).stdout).toMatch(/-> (\/usr)?\/lib\/systemd\/system\/apt-ostreed\.service$/);
     // The boot units: the health check gates boot-complete.target, bless follows it, the reboot unit only runs on failure.
     const links = async (dir: string) => (await execa("ostree", ["ls", `--repo=${repo}`, first.commit, dir])).stdout;
