@@ -45,7 +45,6 @@ export async function createWorkDir(cacheDir: string): Promise<string> {
     const match = /^compose-(\d+)-(?:([0-9a-f]{32})-)?/.exec(name);
     if (!match) continue;
     const owner = { pid: Number(match[1]), bootId: match[2] ?? null };
-    if (owner.pid === process.pid && owner.bootId === bootId) continue;
     if (!isOwnerAlive(owner, bootId)) await rm(join(base, name), { recursive: true, force: true });
   }
   return mkdtemp(join(base, `compose-${process.pid}-${bootId ? `${bootId}-` : ""}`));
