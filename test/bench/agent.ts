@@ -27,7 +27,7 @@ import { timed } from "./timed.ts";
 
 const PAYLOADS = [2_000_000, 30_000_000];
 /** These 2 cores move a single run by 10-20 %: each case runs this often and the medians count. */
-const ROUNDS = 3;
+const ROUNDS = 5;
 
 const median = (values: number[]) => percentile([...values].sort((a, b) => a - b), 50);
 
@@ -139,10 +139,10 @@ export async function idle(runtime: Runtime): Promise<Record<Program, ProcUsage 
   try {
     const config = await fixture.writeConfig();
     await bundleDevice(join(fixture.dir, "dist"));
-    const bare = join(fixture.dir, "bare.mjs");
-    const floor = join(fixture.dir, "node-floor.mjs");
+    const bare = join(fixture.dir, "bare.cjs");
+    const floor = join(fixture.dir, "node-floor.cjs");
     await writeFile(bare, "setInterval(() => undefined, 1e6);\n");
-    await copyFile(new URL("./node-floor.mjs", import.meta.url), floor);
+    await copyFile(new URL("./node-floor.cjs", import.meta.url), floor);
     const argv: Record<Program, string[]> = {
       bare: [bare],
       floor: [floor, fixture.dir, String(fixture.server.mqttPort)],
@@ -196,7 +196,7 @@ export async function benchAgent(say: (line?: string) => void): Promise<void> {
   say();
   say(`### Agent: idle, connected (bundle; RSS after ${SETTLE_SECONDS} s, CPU over the next ${CPU_WINDOW_SECONDS} s)`);
   say();
-  say("Bare: a bundled `setInterval`. Floor: test/bench/node-floor.mjs, the same kinds of work with Node's built-ins only.");
+  say("Bare: a `setInterval` in a CommonJS file, like the agent's bundle. Floor: test/bench/node-floor.cjs, the same kinds of work with Node's built-ins only.");
   say();
   say("| runtime | bare Node RSS | built-ins floor RSS | apt-ostreed RSS (target < 45 MB) | apt-ostreed private (RssAnon) vs bare | CPU |");
   say("| --- | --- | --- | --- | --- | --- |");
