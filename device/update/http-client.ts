@@ -8,6 +8,7 @@
  * ~40 ms bundled, docs/agent.md). undici 6 has no exports map, so these paths are its published
  * files; the package is pinned, and every download test goes through them.
  */
+import "./wasm-baseline-only.ts";
 import type { Dispatcher } from "undici";
 import Agent from "undici/lib/dispatcher/agent.js";
 import dispatchRequest from "undici/lib/api/api-request.js";
