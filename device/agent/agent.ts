@@ -18,7 +18,7 @@ import { runHealthChecks, systemdUnitsCheck, type BuiltinCheck } from "../health
 import type { RebootStrategy } from "../strategy/index.ts";
 import type { Deployment } from "../sysroot/deployments.ts";
 import { stageUpdate, StageError } from "../update/stage.ts";
-import { loadHttpClient } from "../update/load-http-client.ts";
+import { httpClientCodeCache, loadHttpClient } from "../update/load-http-client.ts";
 import { repoUrl } from "../update/channel.ts";
 import type { DeviceIdentity } from "./identity.ts";
 import { bootVerdict, step, type AgentEffect, type AgentEvent, type AgentState, type BootVerdict, type UpdateTarget } from "./machine.ts";
@@ -152,7 +152,10 @@ export class Agent {
         ...(options.manual ? { manual: true } : {}),
       };
       // Overlaps undici's load with persisting and reporting "downloading".
-      void loadHttpClient().catch(() => undefined);
+      void loadHttpClient().then(
+        () => log.info({ event: "agent.http-client.loaded", codeCache: httpClientCodeCache() }, "HTTP client loaded"),
+        () => undefined,
+      );
       await this.dispatch({ type: "command", target });
       return;
     } catch (error) {
@@ -300,6 +303,8 @@ export class Agent {
     const { settings, log } = this.options;
     const abort = new AbortController();
     this.stageAbort = abort;
+    // The "downloading" report just went out: the first progress report waits its second too.
+    this.lastProgressSent = Date.now();
     try {
       // Verified again: the kept copy comes from the state file on disk.
       const verified = verifySignedManifest(target.manifest, { trustedKeys: this.options.trustedKeys, now: this.now(), architecture: settings.architecture, ref: target.ref });

@@ -2,13 +2,14 @@ import { defineCommand } from "../../shared/cli/command.ts";
 import { runProcess } from "../../shared/cli/main.ts";
 import { createLogger } from "../../shared/log.ts";
 import { CONFIG_FILES, loadAgentSettings } from "../config/settings.ts";
-import { runAgent } from "./run.ts";
+import { runAgent, writeHttpClientCodeCache } from "./run.ts";
 
 export const agentCommand = defineCommand({
   name: "apt-ostreed",
   description: "The apt-ostree device agent: receives updates over MQTT, verifies, stages, boots, checks health and rolls back.",
   options: {
     config: { type: "string", multiple: true, valueName: "FILE", description: `Config fragment, later ones win (default ${CONFIG_FILES.join(" then ")})` },
+    "write-code-cache": { type: "string", valueName: "DIR", description: "Write the V8 code cache of the bundled HTTP client into DIR and exit (the agent runs this itself when its cache is missing)" },
   },
   notes: [
     "Settings (YAML, camelCase): server, mqtt, mqttAuth, deviceId, groups, ref, channel, architecture, osname,",
@@ -18,6 +19,10 @@ export const agentCommand = defineCommand({
     "Exit status: 0 after SIGTERM, 1 when it cannot start (bad config, no pinned keys), 2 on a usage error.",
   ],
   async run({ options }) {
+    if (options["write-code-cache"] !== undefined) {
+      await writeHttpClientCodeCache(options["write-code-cache"]);
+      return;
+    }
     const settings = await loadAgentSettings(options.config && options.config.length > 0 ? options.config : CONFIG_FILES);
     const log = createLogger({ name: "agent" });
     const running = await runAgent(settings, log);

@@ -12,6 +12,11 @@ import { acquirePidLock, LockHeldError } from "../../shared/fs/pid-lock.ts";
 import { stateLockPath } from "./state-file.ts";
 import { handleControl, serveControlSocket } from "./control-socket.ts";
 import { startPoller } from "./poll.ts";
+import { mkdir } from "node:fs/promises";
+import { join } from "node:path";
+import { runProgram } from "../../shared/process/run.ts";
+import { writeCodeCache } from "../update/code-cache.ts";
+import { bundledHttpClient, useHttpClientCodeCache } from "../update/load-http-client.ts";
 
 export interface RunningAgent {
   agent: Agent;
@@ -51,6 +56,7 @@ export async function runAgent(settings: AgentSettings, log: Logger): Promise<Ru
   const stopPolling = startPoller({ agent, settings, connected: () => link?.connected() ?? false, log });
   const control = await serveControlSocket(settings.socket, (request) => handleControl(agent, settings, trustedKeys, request), log);
   log.info({ event: "agent.started", deviceId: identity.deviceId, state: agent.state.name }, `apt-ostreed ${identity.deviceId}: ${agent.state.name}`);
+  void prepareHttpClientCodeCache(settings, log);
   return {
     agent,
     deviceId: identity.deviceId,
@@ -76,4 +82,30 @@ async function takeStateLock(settings: AgentSettings, timeoutMs: number): Promis
       await new Promise((resolve) => setTimeout(resolve, 200));
     }
   }
+}
+
+/**
+ * Points the bundled HTTP client at its code cache under the state dir and, when this build has
+ * none there yet, has `apt-ostreed --write-code-cache` write it in a process of its own: the idle
+ * agent does not compile the client (device/update/code-cache.ts).
+ */
+async function prepareHttpClientCodeCache(settings: AgentSettings, log: Logger): Promise<void> {
+  const dir = join(settings.stateDir, "code-cache");
+  try {
+    await mkdir(dir, { recursive: true, mode: 0o700 });
+    if (!(await useHttpClientCodeCache(dir))) return;
+    const result = await runProgram(process.execPath, [...process.execArgv, process.argv[1]!, "--write-code-cache", dir]);
+    if (result.exitCode !== 0) throw new Error(result.stderr.trim() || `exit ${result.exitCode ?? result.signal}`);
+    log.info({ event: "agent.code-cache.written", dir }, `wrote the HTTP client's code cache in ${dir}`);
+  } catch (error) {
+    log.warn({ event: "agent.code-cache.failed", dir, err: error }, `no code cache for the HTTP client: ${(error as Error).message}`);
+  }
+}
+
+/** `apt-ostreed --write-code-cache DIR`. */
+export async function writeHttpClientCodeCache(dir: string): Promise<void> {
+  const file = bundledHttpClient();
+  if (file === null) throw new AptOstreeError("E_NOT_BUNDLED", "--write-code-cache works in the bundled agent (dist/apt-ostreed.cjs) only");
+  await mkdir(dir, { recursive: true, mode: 0o700 });
+  await writeCodeCache(file, dir);
 }

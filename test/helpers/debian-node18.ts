@@ -36,7 +36,7 @@ export function runInRoot(root: string, argv: string[]): ResultPromise<{ reject:
   return execa("unshare", inRootArgs(argv), { reject: false, extendEnv: false, env: rootEnv(root) });
 }
 
-/** Starts `argv` inside the root in the background (a daemon); kill the returned process to stop it. */
-export function spawnInRoot(root: string, argv: string[]): ChildProcess {
-  return spawn("unshare", inRootArgs(argv), { env: rootEnv(root), stdio: "ignore" });
+/** Starts `argv` inside the root in the background (a daemon); kill the returned process to stop it. `output` pipes its stdout and stderr. */
+export function spawnInRoot(root: string, argv: string[], options: { output?: boolean } = {}): ChildProcess {
+  return spawn("unshare", inRootArgs(argv), { env: rootEnv(root), stdio: options.output ? ["ignore", "pipe", "pipe"] : "ignore" });
 }

@@ -3,6 +3,7 @@
  * node_modules beside them: the bundled apt-ostreed enrolls, reports and stages an update from
  * the real server; the bundled apt-ostree reads the result.
  */
+import { readdir } from "node:fs/promises";
 import { join, relative } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { AGENT_BUNDLE, bundleDevice, CLI_BUNDLE } from "../../../device/bundle.ts";
@@ -49,14 +50,23 @@ describe("the device bundles on Debian's Node.js 18", () => {
   });
 
   it("enrolls, reports and stages an update; the CLI bundle shows it", async () => {
-    const child = spawnInRoot(root, ["node", agentBundle, "--config", config]);
+    const child = spawnInRoot(root, ["node", agentBundle, "--config", config], { output: true });
+    let log = "";
+    child.stderr!.on("data", (chunk: Buffer) => (log += chunk.toString()));
+    child.stdout!.resume();
     stopAgent = () => child.kill("SIGKILL");
     await until(async () => (await fixture.device())?.booted?.version === "1", "the bundled agent to report v1", 60_000);
+    // At start the agent has its HTTP client's code cache written (device/update/code-cache.ts).
+    const cacheDir = join(fixture.settings.stateDir, "code-cache");
+    const cached = await until(async () => (await readdir(cacheDir).catch(() => [])).find((f) => /^http-client\.cjs\.[0-9a-f]{32}\.v8cache$/.test(f)) ?? null, "the code cache", 60_000);
     const v2 = await fixture.publishVersion(2);
     await fixture.api("rollouts", { ref: REF, select: { devices: ["dev-1"] }, waves: "100%", waveDelay: "0s", waveTimeout: "5m" });
     await until(async () => ((await fixture.device()).state === "staged" ? true : null), "the bundled agent to stage v2", 60_000);
     const status = await runInRoot(root, ["node", cliBundle, "status", "--json", "--config", config]);
     expect(status.exitCode, status.stderr).toBe(0);
     expect(JSON.parse(status.stdout)).toMatchObject({ state: "staged", deployments: [{ checksum: v2, pending: true }, { version: "1", booted: true }] });
+    // The download loaded the client from that cache (one V8 refused would have been removed).
+    expect(log).toMatch(/"event":"agent\.http-client\.loaded","codeCache":"hit"/);
+    expect(await readdir(cacheDir)).toEqual([cached]);
   }, 120_000);
 });
