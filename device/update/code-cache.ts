@@ -71,8 +71,10 @@ export async function writeCodeCache(file: string, cacheDir: string): Promise<st
   await run(file, script);
   const cacheFile = cacheFileName(file, cacheDir, keyHash().update(bytes).digest("hex"));
   await writeFileAtomic(cacheFile, script.createCachedData(), 0o600);
+  // Earlier builds' caches, and temporaries of a writer killed mid-write (writeFileAtomic's ".NAME.tmp-...").
+  const stale = (name: string) => (name.startsWith(`${basename(file)}.`) && name.endsWith(SUFFIX)) || (name.startsWith(`.${basename(file)}.`) && name.includes(".tmp-"));
   for (const name of await readdir(cacheDir)) {
-    if (name.startsWith(`${basename(file)}.`) && name.endsWith(SUFFIX) && join(cacheDir, name) !== cacheFile) await rm(join(cacheDir, name), { force: true });
+    if (stale(name) && join(cacheDir, name) !== cacheFile) await rm(join(cacheDir, name), { force: true });
   }
   return cacheFile;
 }

@@ -90,8 +90,9 @@ describe("code cache", () => {
     expect(await readdir(cacheDir)).toEqual([]);
   });
 
-  it("keeps one cache per file: a new build's replaces the old", async () => {
+  it("keeps one cache per file: a new build's replaces the old, and a killed writer's temporary goes", async () => {
     const first = await writeCodeCache(file, cacheDir);
+    await writeFile(join(cacheDir, ".client.cjs.0123.v8cache.tmp-99-abcd"), "partial");
     await writeFile(file, moduleSource("CCCC"));
     const second = await writeCodeCache(file, cacheDir);
     expect(second).not.toBe(first);
