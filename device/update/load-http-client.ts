@@ -41,17 +41,22 @@ export async function useHttpClientCodeCache(dir: string): Promise<boolean> {
 }
 
 export function loadHttpClient(): Promise<HttpClient> {
-  const file = bundledHttpClient();
-  // A cache that cannot be used (an unreadable file) leaves the plain import.
-  loading ??= (file !== null && codeCacheDir !== null ? requireWithCodeCache<HttpClient>(file, codeCacheDir).then(
-          (loaded) => {
-            codeCacheUse = loaded.cache;
-            return loaded.exports;
-          },
-          () => import("./http-client.ts"),
-        ) : import("./http-client.ts")).catch((error: unknown) => {
+  loading ??= load().catch((error: unknown) => {
     loading = null;
     throw error;
   });
   return loading;
+}
+
+async function load(): Promise<HttpClient> {
+  const file = bundledHttpClient();
+  if (file === null || codeCacheDir === null) return import("./http-client.ts");
+  try {
+    const loaded = await requireWithCodeCache<HttpClient>(file, codeCacheDir);
+    codeCacheUse = loaded.cache;
+    return loaded.exports;
+  } catch {
+    // A cache that cannot be used (an unreadable file) leaves the plain import.
+    return import("./http-client.ts");
+  }
 }
