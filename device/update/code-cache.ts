@@ -8,20 +8,21 @@
  * damage) costs a normal compile and is removed. The cache is written by a separate process
  * (`apt-ostreed --write-code-cache`), so the idle agent never compiles what it does not run.
  */
-import { createHash } from "node:crypto";
+import { createHash, type Hash } from "node:crypto";
 import { access, readdir, readFile, rm } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
-import { writeFileAtomic } from "../../shared/fs/atomic-write.ts";
+import { atomicWriteTarget, writeFileAtomic } from "../../shared/fs/atomic-write.ts";
 import { hashFileInto } from "../../shared/verify/delta-file.ts";
 
 const SUFFIX = ".v8cache";
 
-function keyHash() {
-  return createHash("sha256").update(`${process.version}\0${process.arch}\0`);
+/** The cache's path for `file` whose bytes were fed to `keyHash()`'s hash. */
+function cacheFileFor(file: string, cacheDir: string, keyed: Hash): string {
+  return join(cacheDir, `${basename(file)}.${keyed.digest("hex").slice(0, 32)}${SUFFIX}`);
 }
 
-function cacheFileName(file: string, cacheDir: string, key: string): string {
-  return join(cacheDir, `${basename(file)}.${key.slice(0, 32)}${SUFFIX}`);
+function keyHash(): Hash {
+  return createHash("sha256").update(`${process.version}\0${process.arch}\0`);
 }
 
 /** Compiles `source` as Node wraps a CommonJS module, with `cachedData` when there is one. */
@@ -47,7 +48,7 @@ export interface CodeCacheLoad<T> {
 
 export async function requireWithCodeCache<T>(file: string, cacheDir: string): Promise<CodeCacheLoad<T>> {
   const bytes = await readFile(file);
-  const cacheFile = cacheFileName(file, cacheDir, keyHash().update(bytes).digest("hex"));
+  const cacheFile = cacheFileFor(file, cacheDir, keyHash().update(bytes));
   const cachedData = await readFile(cacheFile).catch(() => undefined);
   const script = await compile(file, bytes.toString("utf8"), cachedData);
   const rejected = cachedData !== undefined && script.cachedDataRejected === true;
@@ -57,7 +58,7 @@ export async function requireWithCodeCache<T>(file: string, cacheDir: string): P
 
 /** Whether `file` has a cache in `cacheDir` (by name: V8 still checks it when it is used). Streams the file: the idle agent keeps no copy. */
 export async function hasCodeCache(file: string, cacheDir: string): Promise<boolean> {
-  const cacheFile = cacheFileName(file, cacheDir, (await hashFileInto(keyHash(), file)).digest("hex"));
+  const cacheFile = cacheFileFor(file, cacheDir, await hashFileInto(keyHash(), file));
   return access(cacheFile).then(() => true, () => false);
 }
 
@@ -69,12 +70,14 @@ export async function writeCodeCache(file: string, cacheDir: string): Promise<st
   const bytes = await readFile(file);
   const script = await compile(file, bytes.toString("utf8"));
   await run(file, script);
-  const cacheFile = cacheFileName(file, cacheDir, keyHash().update(bytes).digest("hex"));
+  const cacheFile = cacheFileFor(file, cacheDir, keyHash().update(bytes));
   await writeFileAtomic(cacheFile, script.createCachedData(), 0o600);
-  // Earlier builds' caches, and temporaries of a writer killed mid-write (writeFileAtomic's ".NAME.tmp-...").
-  const stale = (name: string) => (name.startsWith(`${basename(file)}.`) && name.endsWith(SUFFIX)) || (name.startsWith(`.${basename(file)}.`) && name.includes(".tmp-"));
+  // Earlier builds' caches, and any cache's temporary that a writer killed mid-write left.
+  const isCache = (name: string) => name.startsWith(`${basename(file)}.`) && name.endsWith(SUFFIX);
   for (const name of await readdir(cacheDir)) {
-    if (stale(name) && join(cacheDir, name) !== cacheFile) await rm(join(cacheDir, name), { force: true });
+    const target = atomicWriteTarget(name);
+    const stale = target !== null ? isCache(target) : isCache(name) && join(cacheDir, name) !== cacheFile;
+    if (stale) await rm(join(cacheDir, name), { force: true });
   }
   return cacheFile;
 }

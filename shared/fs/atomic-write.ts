@@ -2,12 +2,23 @@ import { randomBytes } from "node:crypto";
 import { open, rename, rm } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 
+const TEMPORARY_MARK = ".tmp-";
+
+/**
+ * The name of the file a temporary in the same directory was for (a writer killed between write
+ * and rename leaves it), or null when `name` is not one of writeFileAtomic's temporaries.
+ */
+export function atomicWriteTarget(name: string): string | null {
+  const mark = name.lastIndexOf(TEMPORARY_MARK);
+  return name.startsWith(".") && mark > 1 ? name.slice(1, mark) : null;
+}
+
 /**
  * Replaces `path` with `data` so a reader (or a crash) sees the old file or the new one, never
  * a mix: write a temporary file beside it, fsync, rename over, fsync the directory.
  */
 export async function writeFileAtomic(path: string, data: string | Uint8Array, mode = 0o644): Promise<void> {
-  const temporary = join(dirname(path), `.${basename(path)}.tmp-${process.pid}-${randomBytes(4).toString("hex")}`);
+  const temporary = join(dirname(path), `.${basename(path)}${TEMPORARY_MARK}${process.pid}-${randomBytes(4).toString("hex")}`);
   try {
     const handle = await open(temporary, "w", mode);
     try {
