@@ -3,7 +3,7 @@
  * node_modules beside them: the bundled apt-ostreed enrolls, reports and stages an update from
  * the real server; the bundled apt-ostree reads the result.
  */
-import { readdir } from "node:fs/promises";
+import { readdir, readFile } from "node:fs/promises";
 import { join, relative } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { AGENT_BUNDLE, bundleDevice, CLI_BUNDLE } from "../../../device/bundle.ts";
@@ -31,6 +31,10 @@ beforeAll(async () => {
   // undici loads on the first download, from its own file (the agent's) or chunk (the CLI's).
   expect(names).toContain("lib/http-client.cjs");
   expect(names.some((f) => /^lib\/http-client-[A-Z0-9]+\.mjs$/.test(f))).toBe(true);
+  // pino without its worker-thread transports, sonic-boom without node:assert (bundle.ts).
+  const agentSource = await readFile(agentBundle, "utf8");
+  expect(agentSource).toContain("isMainThread");
+  expect(agentSource).not.toMatch(/require\("(node:)?(worker_threads|assert)"\)/);
 }, 300_000);
 
 afterAll(async () => {
