@@ -8,6 +8,7 @@ import { rebootStrategy } from "../strategy/index.ts";
 import { Agent } from "./agent.ts";
 import { loadIdentity } from "./identity.ts";
 import { connectMqtt, type MqttLink } from "./mqtt-link.ts";
+import { removeAtomicWriteLeftovers } from "../../shared/fs/atomic-write.ts";
 import { acquirePidLock, LockHeldError } from "../../shared/fs/pid-lock.ts";
 import { stateLockPath } from "./state-file.ts";
 import { handleControl, serveControlSocket } from "./control-socket.ts";
@@ -29,8 +30,12 @@ export async function runAgent(settings: AgentSettings, log: Logger): Promise<Ru
     throw new AptOstreeError("E_NO_KEYS", `cannot read the pinned server keys in ${settings.keysDir}: ${error.message}`, { cause: error });
   });
   if (trustedKeys.length === 0) throw new AptOstreeError("E_NO_KEYS", `no server key pinned in ${settings.keysDir}: the agent would trust nothing`);
-  const identity = await loadIdentity(settings.stateDir, settings.deviceId);
+  await mkdir(settings.stateDir, { recursive: true, mode: 0o700 });
   const releaseLock = await takeStateLock(settings, 60_000);
+  // Holding the lock, nothing else writes here: what a kill -9 left between write and rename goes.
+  const leftovers = await removeAtomicWriteLeftovers(settings.stateDir);
+  if (leftovers.length > 0) log.info({ event: "agent.leftovers.removed", files: leftovers }, `removed ${leftovers.join(", ")} left by an interrupted write`);
+  const identity = await loadIdentity(settings.stateDir, settings.deviceId);
   let link: MqttLink | null = null;
   const agent = new Agent({
     settings,

@@ -11,7 +11,7 @@
 import { createHash, type Hash } from "node:crypto";
 import { access, readdir, readFile, rm } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
-import { atomicWriteTarget, writeFileAtomic } from "../../shared/fs/atomic-write.ts";
+import { removeAtomicWriteLeftovers, writeFileAtomic } from "../../shared/fs/atomic-write.ts";
 import { hashFileInto } from "../../shared/verify/delta-file.ts";
 
 const SUFFIX = ".v8cache";
@@ -74,10 +74,9 @@ export async function writeCodeCache(file: string, cacheDir: string): Promise<st
   await writeFileAtomic(cacheFile, script.createCachedData(), 0o600);
   // Earlier builds' caches, and any cache's temporary that a writer killed mid-write left.
   const isCache = (name: string) => name.startsWith(`${basename(file)}.`) && name.endsWith(SUFFIX);
+  await removeAtomicWriteLeftovers(cacheDir, isCache);
   for (const name of await readdir(cacheDir)) {
-    const target = atomicWriteTarget(name);
-    const stale = target !== null ? isCache(target) : isCache(name) && join(cacheDir, name) !== cacheFile;
-    if (stale) await rm(join(cacheDir, name), { force: true });
+    if (isCache(name) && join(cacheDir, name) !== cacheFile) await rm(join(cacheDir, name), { force: true });
   }
   return cacheFile;
 }

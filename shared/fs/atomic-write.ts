@@ -1,5 +1,5 @@
 import { randomBytes } from "node:crypto";
-import { open, rename, rm } from "node:fs/promises";
+import { open, readdir, rename, rm } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 
 const TEMPORARY_MARK = ".tmp-";
@@ -11,6 +11,22 @@ const TEMPORARY_MARK = ".tmp-";
 export function atomicWriteTarget(name: string): string | null {
   const mark = name.lastIndexOf(TEMPORARY_MARK);
   return name.startsWith(".") && mark > 1 ? name.slice(1, mark) : null;
+}
+
+/**
+ * Removes from `dir` the temporaries that writers killed between write and rename left, those
+ * whose target `wanted` accepts (default: all), and returns their names. Only while no writer of
+ * those files runs: the caller holds their lock, or a writer of its own kind owns them.
+ */
+export async function removeAtomicWriteLeftovers(dir: string, wanted: (target: string) => boolean = () => true): Promise<string[]> {
+  const removed: string[] = [];
+  for (const name of await readdir(dir)) {
+    const target = atomicWriteTarget(name);
+    if (target === null || !wanted(target)) continue;
+    await rm(join(dir, name), { force: true });
+    removed.push(name);
+  }
+  return removed;
 }
 
 /**

@@ -3,7 +3,8 @@
  * (idle, downloading, staged, rebooting, verifying, healthy, failed, rolled-back) and started
  * again: it resumes where it was, the update lands exactly once, the boot counter is armed and
  * blessed once, and the server accepts every report (the counter survives the kills). A lock
- * file left by an earlier boot, its pid alive again, does not stop the agent starting.
+ * file left by an earlier boot, its pid alive again, does not stop the agent starting, and a
+ * temporary that an interrupted write left in the state dir is removed.
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { access, chmod, mkdir, open, readFile, rm, writeFile } from "node:fs/promises";
@@ -95,8 +96,12 @@ describe("apt-ostreed killed with -9 in every state", () => {
     const [, lockBoot] = (await readFile(lockFile, "utf8")).trim().split(" ");
     expect(lockBoot).toBe((await readFile(fixture.disk.bootIdFile, "utf8")).trim());
     await writeFile(lockFile, `${process.pid} ${lockBoot}\n`);
+    // ...and a state file's temporary, as a power loss between write and rename leaves it.
+    const leftover = join(fixture.settings.stateDir, ".state.json.tmp-4242-0badc0de");
+    await writeFile(leftover, '{"state":');
     await fixture.disk.boot();
     await startProcess();
+    await until(() => access(leftover).then(() => false, () => true), "the leftover temporary to be removed");
     await killIn("verifying");
     await killIn("healthy", 60_000);
     await until(async () => ((await fixture.api(`rollouts/${json.rollout.id}`)).json.rollout.progress.state === "completed" ? true : null), "the rollout to complete", 30_000);

@@ -1,5 +1,8 @@
-import { describe, expect, it } from "vitest";
-import { atomicWriteTarget } from "../../../shared/fs/atomic-write.ts";
+import { mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterEach, describe, expect, it } from "vitest";
+import { atomicWriteTarget, removeAtomicWriteLeftovers, writeFileAtomic } from "../../../shared/fs/atomic-write.ts";
 
 describe("atomicWriteTarget", () => {
   it("names the file a temporary was for, and nothing for other names", () => {
@@ -8,5 +11,23 @@ describe("atomicWriteTarget", () => {
     expect(atomicWriteTarget("state.json")).toBeNull();
     expect(atomicWriteTarget(".hidden")).toBeNull();
     expect(atomicWriteTarget(".tmp-1-ab")).toBeNull();
+  });
+});
+
+describe("removeAtomicWriteLeftovers", () => {
+  let dir: string | null = null;
+  afterEach(async () => {
+    if (dir) await rm(dir, { recursive: true, force: true });
+  });
+
+  it("removes the temporaries it is asked for and leaves every other file", async () => {
+    dir = await mkdtemp(join(tmpdir(), "apt-ostree-atomic-"));
+    await writeFileAtomic(join(dir, "state.json"), "{}\n");
+    const names = [".state.json.tmp-7-0badc0de", ".device-id.tmp-8-00ff00ff", ".hidden", "notes.tmp-1-ab"];
+    for (const name of names) await writeFile(join(dir, name), "partial");
+    expect(await removeAtomicWriteLeftovers(dir, (target) => target === "state.json")).toEqual([".state.json.tmp-7-0badc0de"]);
+    expect(await removeAtomicWriteLeftovers(dir)).toEqual([".device-id.tmp-8-00ff00ff"]);
+    expect((await readdir(dir)).sort()).toEqual([".hidden", "notes.tmp-1-ab", "state.json"]);
+    expect(await readFile(join(dir, "state.json"), "utf8")).toBe("{}\n");
   });
 });
