@@ -2,7 +2,8 @@ import type { Command, OptionSpec } from "./command.ts";
 
 const HELP: OptionSpec = { type: "boolean", short: "h", description: "Show this help and exit" };
 
-export const EXIT_CODES = ["Exit status: 0 on success, 1 when the operation failed, 2 on a usage error."];
+const EXIT_STATUS = "Exit status:";
+const EXIT_CODES = [`${EXIT_STATUS} 0 on success, 1 when the operation failed, 2 on a usage error.`];
 
 /** Pure: the --help text of a command reached through `path` (e.g. ["apt-ostree-server", "compose"]). */
 export function renderUsage(command: Command<any>, path: string[]): string {
@@ -32,6 +33,8 @@ export function renderUsage(command: Command<any>, path: string[]): string {
       .join(", ");
     lines.push(`  ${flag.padEnd(26)}  ${spec.description}${extra ? ` (${extra})` : ""}`);
   }
-  lines.push("", ...(command.notes ?? []), ...EXIT_CODES);
+  // A command that documents its own exit codes (upgrade's 77, the agent's) replaces the general line.
+  const notes = command.notes ?? [];
+  lines.push("", ...notes, ...(notes.some((note) => note.startsWith(EXIT_STATUS)) ? [] : EXIT_CODES));
   return `${lines.join("\n")}\n`;
 }

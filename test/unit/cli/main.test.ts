@@ -73,4 +73,12 @@ describe("command-line runner", () => {
     expect(t.out()).toMatch(/--loud\s+shout/);
     expect(t.out()).toMatch(/Exit status: 0 on success, 1 when the operation failed, 2 on a usage error/);
   });
+
+  it("prints a command's own exit codes instead of the general line, once", async () => {
+    const own = defineCommand({ name: "own", description: "Has its own codes.", notes: ["Exit status: 0 done, 77 nothing new, 1 failed, 2 usage."], async run() {} });
+    const t = io();
+    expect(await runMain(own, ["--help"], t.io)).toBe(0);
+    expect(t.out().match(/Exit status:/g)).toHaveLength(1);
+    expect(t.out()).toMatch(/Exit status: 0 done, 77 nothing new/);
+  });
 });
