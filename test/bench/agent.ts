@@ -173,6 +173,11 @@ export async function idle(runtime: Runtime): Promise<Record<Program, ProcUsage 
 }
 
 export async function benchAgent(say: (line?: string) => void): Promise<void> {
+  await benchAgentOverhead(say);
+  await benchAgentIdle(say);
+}
+
+export async function benchAgentOverhead(say: (line?: string) => void): Promise<void> {
   say("### Agent: command to staged, against bare ostree pull + admin deploy");
   say();
   say(`The bundled agent in its own process; the time runs from the server publishing the command until its store holds the "staged" report. Median of ${ROUNDS} runs each (the runs in brackets); the ratio is of the medians.`);
@@ -194,6 +199,9 @@ export async function benchAgent(say: (line?: string) => void): Promise<void> {
     await removeTree(bundleDir);
   }
   say();
+}
+
+export async function benchAgentIdle(say: (line?: string) => void): Promise<void> {
   say(`### Agent: idle, connected (bundle; RSS after ${SETTLE_SECONDS} s, CPU over the next ${CPU_WINDOW_SECONDS} s)`);
   say();
   say("Bare: a `setInterval` in a CommonJS file, like the agent's bundle. Floor: test/bench/node-floor.cjs, the same kinds of work with Node's built-ins only.");

@@ -4,6 +4,7 @@
  *   image  compose overhead, update size, publish time (test/bench/image.ts; ~25 min)
  *   fleet  1k and 10k devices on one server, embedded aedes and mosquitto (test/bench/fleet.ts)
  *   agent  update overhead against bare ostree, idle RSS and CPU of the bundle (test/bench/agent.ts)
+ *   agent-idle  only the idle RSS and CPU (~2 min)
  *   boot   the qemu scenario's boot, rollout and rollback times and bytes per step (test/bench/boot.ts;
  *          ~25 min for amd64, ~1 h with APT_OSTREE_BENCH_ARCH=arm64)
  */
@@ -11,10 +12,10 @@ import { mkdir, writeFile } from "node:fs/promises";
 import { availableParallelism } from "node:os";
 import { benchFleet, fleetTable, type FleetRun } from "./fleet.ts";
 import { benchImage } from "./image.ts";
-import { benchAgent } from "./agent.ts";
+import { benchAgent, benchAgentIdle } from "./agent.ts";
 import { benchBoot } from "./boot.ts";
 
-const BENCHES = ["image", "fleet", "agent", "boot"] as const;
+const BENCHES = ["image", "fleet", "agent", "agent-idle", "boot"] as const;
 type Bench = (typeof BENCHES)[number];
 
 const lines: string[] = [];
@@ -54,6 +55,7 @@ async function main(): Promise<void> {
   if (chosen.includes("image")) await benchImage(say);
   if (chosen.includes("fleet")) await fleet();
   if (chosen.includes("agent")) await benchAgent(say);
+  else if (chosen.includes("agent-idle")) await benchAgentIdle(say);
   if (chosen.includes("boot")) await benchBoot(say);
   await mkdir(new URL("../artifacts/", import.meta.url), { recursive: true });
   await writeFile(new URL("../artifacts/bench.md", import.meta.url), `${lines.join("\n")}\n`);
