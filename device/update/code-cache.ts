@@ -12,7 +12,6 @@ import { createHash, type Hash } from "node:crypto";
 import { access, readdir, readFile, rm } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import { removeAtomicWriteLeftovers, writeFileAtomic } from "../../shared/fs/atomic-write.ts";
-import { hashFileInto } from "../../shared/verify/delta-file.ts";
 
 const SUFFIX = ".v8cache";
 
@@ -58,7 +57,7 @@ export async function requireWithCodeCache<T>(file: string, cacheDir: string): P
 
 /** Whether `file` has a cache in `cacheDir` (by name: V8 still checks it when it is used). Streams the file: the idle agent keeps no copy. */
 export async function hasCodeCache(file: string, cacheDir: string): Promise<boolean> {
-  const cacheFile = cacheFileFor(file, cacheDir, await hashFileInto(keyHash(), file));
+  const cacheFile = cacheFileFor(file, cacheDir, keyHash().update(await readFile(file)));
   return access(cacheFile).then(() => true, () => false);
 }
 
