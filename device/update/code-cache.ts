@@ -55,7 +55,7 @@ export async function requireWithCodeCache<T>(file: string, cacheDir: string): P
   return { exports: await run<T>(file, script), cache: cachedData === undefined ? "miss" : rejected ? "rejected" : "hit" };
 }
 
-/** Whether `file` has a cache in `cacheDir` (by name: V8 still checks it when it is used). Streams the file: the idle agent keeps no copy. */
+/** Whether `file` has a cache in `cacheDir` (by name: V8 still checks it when it is used). Reads the file whole, as the load does; nothing keeps the copy. */
 export async function hasCodeCache(file: string, cacheDir: string): Promise<boolean> {
   const cacheFile = cacheFileFor(file, cacheDir, keyHash().update(await readFile(file)));
   return access(cacheFile).then(() => true, () => false);
