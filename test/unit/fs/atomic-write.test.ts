@@ -1,8 +1,8 @@
-import { mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { readdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { atomicWriteTarget, removeAtomicWriteLeftovers, writeFileAtomic } from "../../../shared/fs/atomic-write.ts";
+import { makeTempDir, removeTree } from "../../helpers/tmp.ts";
 
 describe("atomicWriteTarget", () => {
   it("names the file a temporary was for, and nothing for other names", () => {
@@ -17,11 +17,11 @@ describe("atomicWriteTarget", () => {
 describe("removeAtomicWriteLeftovers", () => {
   let dir: string | null = null;
   afterEach(async () => {
-    if (dir) await rm(dir, { recursive: true, force: true });
+    if (dir) await removeTree(dir);
   });
 
   it("removes the temporaries it is asked for and leaves every other file", async () => {
-    dir = await mkdtemp(join(tmpdir(), "apt-ostree-atomic-"));
+    dir = await makeTempDir("atomic-write");
     await writeFileAtomic(join(dir, "state.json"), "{}\n");
     const names = [".state.json.tmp-7-0badc0de", ".device-id.tmp-8-00ff00ff", ".hidden", "notes.tmp-1-ab"];
     for (const name of names) await writeFile(join(dir, name), "partial");
