@@ -3,11 +3,12 @@
  * request line and reads one JSON answer line, so operations run inside the agent, one at a time,
  * and never race with an update the server started.
  */
-import { chmod, mkdir, rm } from "node:fs/promises";
+import { chmod, mkdir } from "node:fs/promises";
 import { createConnection, createServer, type Server } from "node:net";
 import { dirname } from "node:path";
 import * as z from "zod/mini";
 import { describeIssue } from "../../shared/zod.ts";
+import { removeFile } from "../../shared/fs/remove-file.ts";
 import { errorChain } from "../../shared/errors.ts";
 import type { Logger } from "../../shared/log.ts";
 import { upgrade } from "../ops/upgrade.ts";
@@ -47,7 +48,7 @@ export async function handleControl(agent: Agent, settings: AgentSettings, trust
 
 export async function serveControlSocket(path: string, handle: (request: ControlRequest) => Promise<unknown>, log: Logger): Promise<Server> {
   await mkdir(dirname(path), { recursive: true, mode: 0o755 });
-  await rm(path, { force: true });
+  await removeFile(path);
   let busy: Promise<unknown> = Promise.resolve();
   const server = createServer((socket) => {
     let buffer = "";

@@ -9,9 +9,10 @@
  * (`apt-ostreed --write-code-cache`), so the idle agent never compiles what it does not run.
  */
 import { createHash, type Hash } from "node:crypto";
-import { access, readdir, readFile, rm } from "node:fs/promises";
+import { access, readdir, readFile } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import { removeAtomicWriteLeftovers, writeFileAtomic } from "../../shared/fs/atomic-write.ts";
+import { removeFile } from "../../shared/fs/remove-file.ts";
 
 const SUFFIX = ".v8cache";
 
@@ -51,7 +52,7 @@ export async function requireWithCodeCache<T>(file: string, cacheDir: string): P
   const cachedData = await readFile(cacheFile).catch(() => undefined);
   const script = await compile(file, bytes.toString("utf8"), cachedData);
   const rejected = cachedData !== undefined && script.cachedDataRejected === true;
-  if (rejected) await rm(cacheFile, { force: true });
+  if (rejected) await removeFile(cacheFile);
   return { exports: await run<T>(file, script), cache: cachedData === undefined ? "miss" : rejected ? "rejected" : "hit" };
 }
 
@@ -75,7 +76,7 @@ export async function writeCodeCache(file: string, cacheDir: string): Promise<st
   const isCache = (name: string) => name.startsWith(`${basename(file)}.`) && name.endsWith(SUFFIX);
   await removeAtomicWriteLeftovers(cacheDir, isCache);
   for (const name of await readdir(cacheDir)) {
-    if (isCache(name) && join(cacheDir, name) !== cacheFile) await rm(join(cacheDir, name), { force: true });
+    if (isCache(name) && join(cacheDir, name) !== cacheFile) await removeFile(join(cacheDir, name));
   }
   return cacheFile;
 }

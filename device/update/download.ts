@@ -6,10 +6,11 @@
  */
 import { createHash } from "node:crypto";
 import { createWriteStream } from "node:fs";
-import { mkdir, rename, rm, stat } from "node:fs/promises";
+import { mkdir, rename, stat } from "node:fs/promises";
 import { dirname } from "node:path";
 import type { Dispatcher } from "undici";
 import { AptOstreeError } from "../../shared/errors.ts";
+import { removeFile } from "../../shared/fs/remove-file.ts";
 import { checkDeltaFileDigest, checkDeltaFileSize, DeltaFileMismatchError, hashFileInto, sha256OfFile, verifyDeltaFile } from "../../shared/verify/delta-file.ts";
 import type { DeltaFile } from "../../shared/wire/manifest.ts";
 import { loadHttpClient } from "./load-http-client.ts";
@@ -42,14 +43,14 @@ export async function downloadVerified(url: string, dest: string, expected: Delt
     try {
       return await verifyDeltaFile(dest, expected);
     } catch {
-      await rm(dest, { force: true });
+      await removeFile(dest);
     }
   }
   await mkdir(dirname(dest), { recursive: true });
   const part = `${dest}.part`;
   let have = (await stat(part).catch(() => null))?.size ?? 0;
   if (have > expected.size) {
-    await rm(part, { force: true });
+    await removeFile(part);
     have = 0;
   }
   try {
@@ -58,7 +59,7 @@ export async function downloadVerified(url: string, dest: string, expected: Delt
     checkDeltaFileDigest(expected, got.sha256);
   } catch (error) {
     // A mismatch means the part is bad; anything else (a stall, the network) leaves it to resume.
-    if (error instanceof DeltaFileMismatchError) await rm(part, { force: true });
+    if (error instanceof DeltaFileMismatchError) await removeFile(part);
     throw error;
   }
   await rename(part, dest);

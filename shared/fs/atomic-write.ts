@@ -1,5 +1,6 @@
 import { randomBytes } from "node:crypto";
-import { open, readdir, rename, rm } from "node:fs/promises";
+import { open, readdir, rename } from "node:fs/promises";
+import { removeFile } from "./remove-file.ts";
 import { basename, dirname, join } from "node:path";
 
 const TEMPORARY_MARK = ".tmp-";
@@ -23,7 +24,7 @@ export async function removeAtomicWriteLeftovers(dir: string, wanted: (target: s
   for (const name of await readdir(dir)) {
     const target = atomicWriteTarget(name);
     if (target === null || !wanted(target)) continue;
-    await rm(join(dir, name), { force: true });
+    await removeFile(join(dir, name));
     removed.push(name);
   }
   return removed;
@@ -45,7 +46,7 @@ export async function writeFileAtomic(path: string, data: string | Uint8Array, m
     }
     await rename(temporary, path);
   } catch (error) {
-    await rm(temporary, { force: true });
+    await removeFile(temporary);
     throw error;
   }
   await fsyncPath(dirname(path));

@@ -1,4 +1,5 @@
-import { open, readFile, rm } from "node:fs/promises";
+import { open, readFile } from "node:fs/promises";
+import { removeFile } from "./remove-file.ts";
 import { AptOstreeError } from "../errors.ts";
 import { isOwnerAlive, readBootId } from "../process-alive.ts";
 
@@ -35,12 +36,12 @@ export async function acquirePidLock(path: string, what: string, options: PidLoc
       const handle = await open(path, "wx", 0o644);
       await handle.writeFile(`${process.pid} ${bootId}\n`);
       await handle.close();
-      return () => rm(path, { force: true });
+      return () => removeFile(path);
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw error;
       const owner = parseOwner(await readFile(path, "utf8").catch(() => ""));
       if (isOwnerAlive(owner, bootId)) throw new LockHeldError(path, owner.pid, what);
-      await rm(path, { force: true });
+      await removeFile(path);
     }
   }
   throw new AptOstreeError("E_LOCKED", `cannot take the lock ${path}`);
