@@ -6,6 +6,7 @@
 import { lstat, mkdir, readdir, readlink, rename, rm, stat, symlink, writeFile } from "node:fs/promises";
 import { dirname, join, relative } from "node:path";
 import { AptOstreeError } from "../../shared/errors.ts";
+import { removeFile } from "../../shared/fs/remove-file.ts";
 import { renderTmpfiles, type VarEntry } from "./tmpfiles.ts";
 
 export const DPKG_DATABASE = "usr/share/dpkg/database";
@@ -59,7 +60,7 @@ export async function convertToOstreeLayout(root: string): Promise<LayoutSummary
     await mkdir(dirname(target), { recursive: true });
     if (info?.isDirectory()) await rename(source, target);
     else {
-      if (info) await rm(source, { force: true });
+      if (info) await removeFile(source);
       await mkdir(target, { mode: path === "root" ? 0o700 : 0o755 });
     }
     await symlink(relative(dirname(source), target), source);

@@ -1,7 +1,7 @@
 import { randomBytes } from "node:crypto";
 import { open, readdir, rename } from "node:fs/promises";
-import { removeFile } from "./remove-file.ts";
 import { basename, dirname, join } from "node:path";
+import { removeFile } from "./remove-file.ts";
 
 const TEMPORARY_MARK = ".tmp-";
 

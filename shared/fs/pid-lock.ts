@@ -1,7 +1,7 @@
 import { open, readFile } from "node:fs/promises";
-import { removeFile } from "./remove-file.ts";
 import { AptOstreeError } from "../errors.ts";
 import { isOwnerAlive, readBootId } from "../process-alive.ts";
+import { removeFile } from "./remove-file.ts";
 
 export class LockHeldError extends AptOstreeError {
   readonly pid: number;

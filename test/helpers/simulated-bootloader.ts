@@ -7,9 +7,10 @@
  * (resolved at boot, as ostree-prepare-root does), where the agent reads them.
  */
 import { randomUUID } from "node:crypto";
-import { readdir, readFile, realpath, rm, stat, symlink, writeFile } from "node:fs/promises";
+import { readdir, readFile, realpath, stat, symlink, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { execa } from "execa";
+import { removeFile } from "../../shared/fs/remove-file.ts";
 import { adminDeploy, adminInitFs, adminOsInit, pullLocal } from "../../shared/ostree/admin.ts";
 import { setRef } from "../../shared/ostree/repo.ts";
 
@@ -75,7 +76,7 @@ export class SimulatedBootloader {
     await writeFile(this.cmdlineFile, `${entry.options}\n`);
     // What ostree-prepare-root does with ostree=: resolve it now, at boot, and make that the root.
     const deployment = await realpath(join(this.sysroot, /ostree=(\S+)/.exec(entry.options)![1]!));
-    await rm(this.rootDir, { force: true });
+    await removeFile(this.rootDir);
     await symlink(deployment, this.rootDir);
     await writeFile(this.bootIdFile, `${randomUUID()}\n`);
     return entry;

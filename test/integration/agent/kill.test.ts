@@ -59,7 +59,10 @@ async function killIn(name: string, ms = 60_000): Promise<void> {
 
 beforeAll(async () => {
   await fixture.setUp("agent-kill");
-  fixture.settings = { ...fixture.settings, rebootStrategy: "command", serverReachTimeoutSeconds: 30 };
+  // The reboot command writes the pid of the agent that ran it: a request left by an agent killed
+  // just after asking is told apart from one its restarted successor makes.
+  const rebootCommand = ["sh", "-c", 'echo "$PPID" > "$0"', fixture.rebootFlag];
+  fixture.settings = { ...fixture.settings, rebootStrategy: "command", serverReachTimeoutSeconds: 30, rebootCommand };
   config = await fixture.writeConfig();
   await mkdir(join(fixture.settings.healthDir, "required"), { recursive: true });
   const slowCheck = join(fixture.settings.healthDir, "required", "slow.sh");
@@ -87,7 +90,8 @@ describe("apt-ostreed killed with -9 in every state", () => {
     expect(reboot.exitCode, reboot.stderr).toBe(0);
     await killIn("rebooting");
     // Restarted in the same boot, it asks for the reboot again instead of calling it a fallback.
-    await until(() => access(fixture.rebootFlag).then(() => true, () => false), "the reboot request");
+    const restarted = String(agent!.pid);
+    await until(async () => (await readFile(fixture.rebootFlag, "utf8").catch(() => "")).trim() === restarted, "the restarted agent to ask for the reboot");
     await rm(fixture.rebootFlag);
     await kill9();
     // As a power loss leaves it: the lock file stays under the state dir, and the next boot
