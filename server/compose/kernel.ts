@@ -5,6 +5,7 @@
 import { readdir, rename, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { AptOstreeError } from "../../shared/errors.ts";
+import { removeFile } from "../../shared/fs/remove-file.ts";
 import { runInChroot } from "./chroot.ts";
 import type { ComposeProgress } from "./progress.ts";
 import type { Recipe } from "./recipe.ts";
@@ -42,7 +43,7 @@ export async function installKernel(root: string, recipe: Recipe, progress: Comp
     await rename(join(boot, `initrd.img-${kver}`), join(modules, "initramfs.img"));
   }
   for (const name of await readdir(boot)) await rm(join(boot, name), { recursive: true, force: true });
-  for (const link of ["vmlinuz", "vmlinuz.old", "initrd.img", "initrd.img.old"]) await rm(join(root, link), { force: true });
+  for (const link of ["vmlinuz", "vmlinuz.old", "initrd.img", "initrd.img.old"]) await removeFile(join(root, link));
   return kver;
 }
 

@@ -19,6 +19,7 @@ import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { execa } from "execa";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { removeFile } from "../../shared/fs/remove-file.ts";
 import { createLogger } from "../../shared/log.ts";
 import { generateKeyPair } from "../../shared/sign/ed25519.ts";
 import { formatPublicKey, formatSecretKey } from "../../shared/sign/keys.ts";
@@ -153,7 +154,7 @@ afterAll(async () => {
   await writeFile(join(ARTIFACTS, `e2e-timings${SUFFIX}.json`), `${JSON.stringify(timings, null, 2)}\n`);
   await vm?.stop();
   server?.kill("SIGTERM");
-  await rm(join(dir, "disk.img"), { force: true });
+  await removeFile(join(dir, "disk.img"));
 });
 
 describe("a qemu device, end to end", () => {

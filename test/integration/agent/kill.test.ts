@@ -59,8 +59,8 @@ async function killIn(name: string, ms = 60_000): Promise<void> {
 
 beforeAll(async () => {
   await fixture.setUp("agent-kill");
-  // The reboot command writes the pid of the agent that ran it: a request left by an agent killed
-  // just after asking is told apart from one its restarted successor makes.
+  // The reboot command writes the pid of the process that ran it (the agent, or the CLI working
+  // while no agent answers), so the restarted agent's own request is told apart from an earlier one.
   const rebootCommand = ["sh", "-c", 'echo "$PPID" > "$0"', fixture.rebootFlag];
   fixture.settings = { ...fixture.settings, rebootStrategy: "command", serverReachTimeoutSeconds: 30, rebootCommand };
   config = await fixture.writeConfig();
