@@ -5,7 +5,7 @@
  * be published (broker away) is kept and sent again on reconnect.
  */
 import type { Ed25519KeyPair } from "../../shared/sign/ed25519.ts";
-import { signReport, type Report } from "../../shared/wire/report.ts";
+import { fitReport, signReport, type Report } from "../../shared/wire/report.ts";
 
 /** Report counters reserved per write of the state file. */
 export const COUNTER_BLOCK = 64;
@@ -30,7 +30,7 @@ export class Reporter {
     this.last ??= this.options.ceiling();
     if (this.last >= this.options.ceiling()) await this.options.raiseCeiling(this.last + COUNTER_BLOCK);
     const counter = ++this.last;
-    const payload = signReport({ ...report, counter, sent: this.options.now().toISOString() }, this.options.key);
+    const payload = signReport(fitReport({ ...report, counter, sent: this.options.now().toISOString() }), this.options.key);
     try {
       await this.options.publish(payload);
       this.unsent = null;

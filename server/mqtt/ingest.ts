@@ -21,7 +21,16 @@ export interface IngestOptions {
   onOnline?: (deviceId: string) => void;
 }
 
+/** Never throws: whatever a message holds, it is taken, or refused with a logged and counted reason. */
 export type Ingest = (topic: string, payload: Buffer, authenticatedDeviceId: string | null) => void;
+
+/** `aptostree_mqtt_reports_total`'s outcome for each refusal code. */
+const REPORT_OUTCOME: Readonly<Record<string, string>> = {
+  E_REPORT_MALFORMED: "malformed",
+  E_REPORT_SIGNATURE: "bad-signature",
+  E_REPORT_REPLAY: "replay",
+  E_REPORT_WRONG_DEVICE: "wrong-device",
+};
 
 export function createIngest(options: IngestOptions): Ingest {
   const { store, log, now } = options;
@@ -44,7 +53,9 @@ export function createIngest(options: IngestOptions): Ingest {
     }
   };
 
-  return (topicText, payload, authenticatedDeviceId) => {
+  const failures = options.metrics.counter("aptostree_mqtt_ingest_errors_total", "Device messages whose handling failed on the server's side (see the log), by topic kind");
+
+  const ingest = (topicText: string, payload: Buffer, authenticatedDeviceId: string | null): void => {
     const topic = parseTopic(options.prefix, topicText);
     if (!topic || topic.scope !== "device") return;
     const { deviceId } = topic;
@@ -69,8 +80,18 @@ export function createIngest(options: IngestOptions): Ingest {
       options.onReport?.(report);
     } catch (error) {
       if (!(error instanceof ReportRejectedError)) throw error;
-      reports(1, { outcome: error.code });
+      reports(1, { outcome: REPORT_OUTCOME[error.code] ?? error.code });
       log.warn({ event: "mqtt.report.rejected", deviceId, code: error.code, reason: error.message }, `rejected a report from ${deviceId}: ${error.message}`);
+    }
+  };
+
+  return (topicText, payload, authenticatedDeviceId) => {
+    try {
+      ingest(topicText, payload, authenticatedDeviceId);
+    } catch (error) {
+      const kind = parseTopic(options.prefix, topicText)?.kind ?? "other";
+      failures(1, { kind });
+      log.error({ event: "mqtt.ingest.error", err: error, topic: topicText.slice(0, 256), deviceId: authenticatedDeviceId }, `could not handle a message on ${topicText.slice(0, 256)}; it was dropped`);
     }
   };
 }

@@ -7,6 +7,10 @@ import { AptOstreeError } from "../errors.ts";
 import { verifyCanonical } from "../sign/canonical-signature.ts";
 import { ManifestSchema, SignedManifestSchema, type Manifest } from "../wire/manifest.ts";
 import { describeIssues } from "../zod.ts";
+import { parseBoundedJson, type JsonLimits } from "../wire/bounded-json.ts";
+
+/** A channel manifest: deltas from a few versions, each a superblock and its parts. */
+export const MANIFEST_JSON_LIMITS: JsonLimits = { maxBytes: 1024 * 1024, maxDepth: 10, maxNodes: 50_000 };
 
 export abstract class ManifestRejectedError extends AptOstreeError {}
 
@@ -79,8 +83,8 @@ export function verifySignedManifest(input: unknown, expect: ManifestExpectation
 
 function parseJson(text: string): unknown {
   try {
-    return JSON.parse(text);
+    return parseBoundedJson(text, MANIFEST_JSON_LIMITS);
   } catch (error) {
-    throw new MalformedManifestError(`not JSON (${(error as Error).message})`);
+    throw new MalformedManifestError((error as Error).message);
   }
 }

@@ -8,7 +8,11 @@ import { describeIssue, describeIssues } from "../zod.ts";
 import { AptOstreeError } from "../errors.ts";
 import { signCanonical, verifyCanonical, type SignatureEntry } from "../sign/canonical-signature.ts";
 import type { Ed25519KeyPair } from "../sign/ed25519.ts";
+import { JsonRefusedError, parseBoundedJson, type JsonLimits } from "./bounded-json.ts";
 import { SignatureEntrySchema, SignedManifestSchema } from "./manifest.ts";
+
+/** A command's JSON, manifest included: it fits a device's 64 KiB MQTT packet. */
+export const COMMAND_JSON_LIMITS: JsonLimits = { maxBytes: 64 * 1024, maxDepth: 12, maxNodes: 5000 };
 
 const commandId = z.string().check(z.minLength(1));
 const issued = z.iso.datetime({ offset: true });
@@ -38,9 +42,9 @@ export function signCommand(command: Command, keys: Ed25519KeyPair[]): string {
 export function verifyCommand(payload: string | Uint8Array, trustedKeys: Uint8Array[]): Command {
   let document: unknown;
   try {
-    document = JSON.parse(Buffer.from(payload).toString("utf8"));
-  } catch {
-    throw new CommandRejectedError("command is not JSON");
+    document = parseBoundedJson(payload, COMMAND_JSON_LIMITS);
+  } catch (error) {
+    throw new CommandRejectedError(`command refused: ${(error as JsonRefusedError).message}`);
   }
   const envelope = SignedCommandSchema.safeParse(document);
   if (!envelope.success) throw new CommandRejectedError(`malformed command envelope: ${describeIssue(envelope.error.issues[0]!)}`);

@@ -9,7 +9,11 @@ import { describeIssues } from "../zod.ts";
 import { AptOstreeError } from "../errors.ts";
 import { sign, verify, type Ed25519KeyPair } from "../sign/ed25519.ts";
 import { canonicalBytes } from "../sign/canonical-signature.ts";
+import { parseBoundedJson } from "./bounded-json.ts";
 import { NAME_PATTERN } from "./topics.ts";
+
+/** A token is four short fields: anything longer is not one. */
+export const MAX_TOKEN_LENGTH = 1024;
 
 export const DeviceTokenSchema = z.strictObject({
   deviceId: z.string().check(z.regex(NAME_PATTERN, "is not a valid device id")),
@@ -44,11 +48,12 @@ export function createDeviceToken(deviceId: string, key: Ed25519KeyPair, now: Da
 
 /** Checks shape, signature (by the key inside) and validity window; returns the token and its key. */
 export function verifyDeviceToken(text: string, now: Date): { token: DeviceToken; publicKey: Uint8Array } {
+  if (text.length > MAX_TOKEN_LENGTH) throw new DeviceTokenError(`longer than ${MAX_TOKEN_LENGTH} characters`);
   const [body, signature, extra] = text.split(".");
   if (!body || !signature || extra !== undefined) throw new DeviceTokenError("not '<payload>.<signature>'");
   let parsed: unknown;
   try {
-    parsed = JSON.parse(Buffer.from(body, "base64url").toString("utf8"));
+    parsed = parseBoundedJson(Buffer.from(body, "base64url"), { maxBytes: MAX_TOKEN_LENGTH, maxDepth: 1, maxNodes: 5 });
   } catch {
     throw new DeviceTokenError("the payload is not base64url JSON");
   }

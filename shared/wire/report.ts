@@ -8,14 +8,33 @@ import { describeIssue, describeIssues } from "../zod.ts";
 import { AptOstreeError } from "../errors.ts";
 import { signCanonical, verifyCanonical } from "../sign/canonical-signature.ts";
 import { keyId, type Ed25519KeyPair } from "../sign/ed25519.ts";
+import { JsonRefusedError, parseBoundedJson, type JsonLimits } from "./bounded-json.ts";
 import { NAME_PATTERN } from "./topics.ts";
+
+/**
+ * Bounds of a report, so every string the server stores from a device is bounded. The agent
+ * fits its reports to them (`fitReport`) before signing; the server refuses what exceeds them.
+ */
+export const REPORT_LIMITS = {
+  /** Versions, agent version, architecture, command ids, check names. */
+  shortText: 256,
+  /** A health check's output (its tail), an error, a rollback's reason. */
+  longText: 2048,
+  healthChecks: 16,
+  groups: 32,
+} as const;
+
+/** A signed report's JSON: 16 checks of 2 KiB each and the rest fit with room to spare. */
+export const REPORT_JSON_LIMITS: JsonLimits = { maxBytes: 60 * 1024, maxDepth: 8, maxNodes: 2000 };
 
 const sha256Hex = z.string().check(z.regex(/^[0-9a-f]{64}$/));
 const count = z.int().check(z.nonnegative());
+const shortText = z.string().check(z.maxLength(REPORT_LIMITS.shortText));
+const longText = z.string().check(z.maxLength(REPORT_LIMITS.longText));
 
 export const DEVICE_STATES = ["idle", "downloading", "staged", "rebooting", "verifying", "healthy", "rolled-back", "failed"] as const;
 
-const Deployment = z.strictObject({ commit: sha256Hex, version: z.string() });
+const Deployment = z.strictObject({ commit: sha256Hex, version: shortText });
 
 export const ReportSchema = z.strictObject({
   deviceId: z.string().check(z.regex(NAME_PATTERN)),
@@ -23,9 +42,9 @@ export const ReportSchema = z.strictObject({
   counter: count,
   sent: z.iso.datetime({ offset: true }),
   state: z.enum(DEVICE_STATES),
-  agentVersion: z.optional(z.string()),
-  architecture: z.optional(z.string()),
-  groups: z.optional(z.array(z.string().check(z.regex(NAME_PATTERN)))),
+  agentVersion: z.optional(shortText),
+  architecture: z.optional(shortText),
+  groups: z.optional(z.array(z.string().check(z.regex(NAME_PATTERN))).check(z.maxLength(REPORT_LIMITS.groups))),
   booted: z.optional(Deployment),
   /** Finalized at the next shutdown (`ostree admin deploy --stage`). */
   staged: z.optional(z.nullable(Deployment)),
@@ -34,14 +53,14 @@ export const ReportSchema = z.strictObject({
   /** What a rollback (or a bootloader fallback) would boot. */
   rollback: z.optional(z.nullable(Deployment)),
   /** The rollout (or command) this report answers. */
-  command: z.optional(z.string()),
+  command: z.optional(shortText),
   progress: z.optional(z.strictObject({ bytes: count, total: count })),
   health: z.optional(
-    z.array(z.strictObject({ name: z.string(), kind: z.enum(["required", "wanted"]), ok: z.boolean(), output: z.string().check(z.maxLength(16_384)) })),
+    z.array(z.strictObject({ name: shortText, kind: z.enum(["required", "wanted"]), ok: z.boolean(), output: longText })).check(z.maxLength(REPORT_LIMITS.healthChecks)),
   ),
   bootCounter: z.optional(z.int()),
-  rolledBack: z.optional(z.strictObject({ from: Deployment, to: Deployment, reason: z.string() })),
-  error: z.optional(z.string()),
+  rolledBack: z.optional(z.strictObject({ from: Deployment, to: Deployment, reason: longText })),
+  error: z.optional(longText),
 });
 
 export type Report = z.infer<typeof ReportSchema>;
@@ -59,15 +78,42 @@ export function signReport(report: Report, key: Ed25519KeyPair): string {
 }
 
 /**
+ * The report cut to REPORT_LIMITS: long texts keep their end (where an error or a check's
+ * output says what happened), failed checks are kept before passed ones.
+ */
+export function fitReport(report: Report): Report {
+  const short = (text: string) => text.slice(0, REPORT_LIMITS.shortText);
+  const long = (text: string) => (text.length > REPORT_LIMITS.longText ? `…${text.slice(-(REPORT_LIMITS.longText - 1))}` : text);
+  const deployment = <D extends { commit: string; version: string } | null | undefined>(d: D): D => (d ? { ...d, version: short(d.version) } : d);
+  const fitted: Report = { ...report };
+  if (fitted.agentVersion !== undefined) fitted.agentVersion = short(fitted.agentVersion);
+  if (fitted.architecture !== undefined) fitted.architecture = short(fitted.architecture);
+  if (fitted.command !== undefined) fitted.command = short(fitted.command);
+  if (fitted.groups) fitted.groups = fitted.groups.slice(0, REPORT_LIMITS.groups);
+  fitted.booted = deployment(fitted.booted);
+  fitted.staged = deployment(fitted.staged);
+  fitted.pending = deployment(fitted.pending);
+  fitted.rollback = deployment(fitted.rollback);
+  if (fitted.health) {
+    const failedFirst = [...fitted.health.filter((c) => !c.ok), ...fitted.health.filter((c) => c.ok)];
+    fitted.health = failedFirst.slice(0, REPORT_LIMITS.healthChecks).map((c) => ({ ...c, name: short(c.name), output: long(c.output) }));
+  }
+  if (fitted.rolledBack) fitted.rolledBack = { from: deployment(fitted.rolledBack.from), to: deployment(fitted.rolledBack.to), reason: long(fitted.rolledBack.reason) };
+  if (fitted.error !== undefined) fitted.error = long(fitted.error);
+  for (const key of Object.keys(fitted) as (keyof Report)[]) if (fitted[key] === undefined) delete fitted[key];
+  return fitted;
+}
+
+/**
  * Server side: parses, checks the signature with the device's registered key, that the report
  * is from the device whose topic carried it, and that its counter is above the last one stored.
  */
 export function verifyReport(payload: string | Uint8Array, expect: { deviceId: string; publicKey: Uint8Array; lastCounter: number | null }): Report {
   let document: unknown;
   try {
-    document = JSON.parse(Buffer.from(payload).toString("utf8"));
-  } catch {
-    throw new ReportRejectedError("E_REPORT_MALFORMED", "report is not JSON");
+    document = parseBoundedJson(payload, REPORT_JSON_LIMITS);
+  } catch (error) {
+    throw new ReportRejectedError("E_REPORT_MALFORMED", `report refused: ${(error as JsonRefusedError).message}`);
   }
   const envelope = SignedReportSchema.safeParse(document);
   if (!envelope.success) throw new ReportRejectedError("E_REPORT_MALFORMED", `report envelope: ${describeIssue(envelope.error.issues[0]!)}`);

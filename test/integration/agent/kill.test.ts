@@ -116,7 +116,7 @@ describe("apt-ostreed killed with -9 in every state", () => {
     expect(fixture.disk.bootLog.filter((line) => line.startsWith("3 ") || line.endsWith(" 2"))).toHaveLength(1);
     expect((await fixture.disk.readEnv()).boot_counter).toBeUndefined();
     expect(await fixture.device()).toMatchObject({ state: "healthy", booted: { version: "2" } });
-    const rejected = (await (await fetch(`http://127.0.0.1:${fixture.server.httpPort}/metrics`)).text()).match(/aptostree_mqtt_reports_total\{outcome="E_REPORT_REPLAY"\} (\d+)/);
+    const rejected = (await (await fetch(`http://127.0.0.1:${fixture.server.httpPort}/metrics`)).text()).match(/aptostree_mqtt_reports_total\{outcome="replay"\} (\d+)/);
     expect(rejected).toBeNull();
   }, 300_000);
 

@@ -120,9 +120,9 @@ describe("device reports", () => {
     await b.publishAsync(deviceTopic(P, "dev-b", "state"), signReport(report("dev-b", 9, { state: "failed" }), generateKeyPair()), { qos: 1 });
     const metrics = await until(async () => {
       const text = await (await fetch(`http://127.0.0.1:${server.httpPort}/metrics`)).text();
-      return /outcome="E_REPORT_SIGNATURE"/.test(text) ? text : null;
+      return /outcome="bad-signature"/.test(text) ? text : null;
     }, "both rejections counted");
-    expect(await metrics).toMatch(/aptostree_mqtt_reports_total\{outcome="E_REPORT_REPLAY"\} 1/);
+    expect(await metrics).toMatch(/aptostree_mqtt_reports_total\{outcome="replay"\} 1/);
     expect(server.store.getDevice("dev-b")).toMatchObject({ lastCounter: 3, state: "healthy" });
   });
 
