@@ -68,7 +68,7 @@ export function createHttpHandler(options: HttpAppOptions): HttpHandler {
       });
     }
     if (head === "repo" && rest.length > 0) {
-      return only(method, ["GET", "HEAD"], () => serveRepoFile(req, res, `/${rest.join("/")}`, { repo: options.repo, onBytes: (n) => bytesServed(n) }));
+      return only(method, ["GET", "HEAD"], () => serveRepoFile(req, res, `/${rest.join("/")}`, { repo: options.repo, log: options.log, onBytes: (n) => bytesServed(n) }));
     }
     if (head === "api" && rest[0] === "v1") {
       const resource = rest.slice(1);
