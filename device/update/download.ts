@@ -3,6 +3,10 @@
  * aborts a transfer that makes no progress for `stallMs` (the zero-progress watchdog), and checks
  * size and sha256 against the signed manifest before the file is used. Debian's ostree never
  * sends Range and restarts interrupted files from zero (DESIGN.md 5.2); this does not.
+ *
+ * The signed size is a bound while the bytes arrive, not only a check at the end: a mirror (or
+ * anyone on the plain-HTTP path) that sends more is cut off before the byte past it is written,
+ * so an endless body cannot fill /var. What is refused or fails verification is removed.
  */
 import { createHash } from "node:crypto";
 import { createWriteStream } from "node:fs";
@@ -15,12 +19,25 @@ import { checkDeltaFileDigest, checkDeltaFileSize, DeltaFileMismatchError, hashF
 import type { DeltaFile } from "../../shared/wire/manifest.ts";
 import { loadHttpClient } from "./load-http-client.ts";
 
+export type DownloadErrorCode =
+  | "E_DOWNLOAD_STALLED"
+  | "E_DOWNLOAD_HTTP"
+  | "E_DOWNLOAD_NETWORK"
+  /** More bytes than the signed manifest allows (announced or sent): refused, not retried. */
+  | "E_DOWNLOAD_TOO_LARGE"
+  /** A 206 that does not start where the Range asked. */
+  | "E_DOWNLOAD_BAD_RANGE";
+
 export class DownloadError extends AptOstreeError {
+  declare readonly code: DownloadErrorCode;
   /** Worth another attempt (network trouble, a stall) rather than a refusal. */
   readonly retryable: boolean;
-  constructor(code: "E_DOWNLOAD_STALLED" | "E_DOWNLOAD_HTTP" | "E_DOWNLOAD_NETWORK", message: string, retryable: boolean, cause?: unknown) {
-    super(code, message, { cause });
-    this.retryable = retryable;
+  /** The part file is no use to a resume (refused bytes, a Range the server cannot serve) and is removed. */
+  readonly discardPart: boolean;
+  constructor(code: DownloadErrorCode, message: string, options: { retryable: boolean; discardPart?: boolean; cause?: unknown }) {
+    super(code, message, { cause: options.cause });
+    this.retryable = options.retryable;
+    this.discardPart = options.discardPart ?? false;
   }
 }
 
@@ -54,19 +71,23 @@ export async function downloadVerified(url: string, dest: string, expected: Delt
     have = 0;
   }
   try {
-    const got = have < expected.size ? await fetchInto(url, part, have, options) : { size: have, sha256: await sha256OfFile(part) };
+    const got = have < expected.size ? await fetchInto(url, part, have, expected, options) : { size: have, sha256: await sha256OfFile(part) };
     checkDeltaFileSize(expected, got.size);
     checkDeltaFileDigest(expected, got.sha256);
   } catch (error) {
-    // A mismatch means the part is bad; anything else (a stall, the network) leaves it to resume.
-    if (error instanceof DeltaFileMismatchError) await removeFile(part);
+    // A mismatch or a refusal means the part is bad; anything else (a stall, the network, a
+    // cancel) leaves it to resume.
+    if (error instanceof DeltaFileMismatchError || (error instanceof DownloadError && error.discardPart)) await removeFile(part);
     throw error;
   }
   await rename(part, dest);
 }
 
-/** Appends the rest of the file to `part` (or rewrites it when the server ignores the Range); returns its size and sha256. */
-async function fetchInto(url: string, part: string, have: number, options: DownloadOptions): Promise<{ size: number; sha256: string }> {
+/**
+ * Appends the rest of the file to `part` (or rewrites it when the server ignores the Range);
+ * returns its size and sha256. Never writes past `expected.size`.
+ */
+async function fetchInto(url: string, part: string, have: number, expected: DeltaFile, options: DownloadOptions): Promise<{ size: number; sha256: string }> {
   // One controller for both causes (AbortSignal.any needs Node 20; the device runs Node 18).
   const abort = new AbortController();
   let stalled = false;
@@ -85,21 +106,37 @@ async function fetchInto(url: string, part: string, have: number, options: Downl
   try {
     const { request } = await loadHttpClient();
     const response = await request(url, { method: "GET", headers: have > 0 ? { range: `bytes=${have}-` } : {}, signal, dispatcher: options.dispatcher });
+    // The loop below gets the body's errors; this keeps the abort of a refused body from being
+    // thrown as uncaught when nothing reads it.
+    response.body.on("error", () => undefined);
     if (response.statusCode !== 200 && response.statusCode !== 206) {
       await response.body.dump();
-      throw new DownloadError("E_DOWNLOAD_HTTP", `GET ${url}: HTTP ${response.statusCode}`, response.statusCode >= 500 || response.statusCode === 429 || response.statusCode === 416);
+      const { statusCode } = response;
+      // 416: the server has nothing past what the part holds, so the part is not a prefix of its file.
+      throw new DownloadError("E_DOWNLOAD_HTTP", `GET ${url}: HTTP ${statusCode}`, { retryable: statusCode >= 500 || statusCode === 429 || statusCode === 416, discardPart: statusCode === 416 });
     }
     // 200 to a Range request: the server sent the whole file; start over.
-    const resumed = response.statusCode === 206;
-    let written = resumed ? have : 0;
-    const hash = resumed ? await hashFileInto(createHash("sha256"), part) : createHash("sha256");
-    const out = createWriteStream(part, { flags: resumed ? "a" : "w" });
+    const from = response.statusCode === 206 ? have : 0;
+    const refusal = refuseHeaders(url, response, have, from, expected);
+    if (refusal) {
+      abort.abort();
+      throw refusal;
+    }
+    let written = from;
+    const hash = from > 0 ? await hashFileInto(createHash("sha256"), part) : createHash("sha256");
+    const out = createWriteStream(part, { flags: from > 0 ? "a" : "w" });
     try {
       for await (const chunk of response.body) {
         kick();
-        hash.update(chunk as Buffer);
-        if (!out.write(chunk)) await new Promise<void>((resolve) => out.once("drain", () => resolve()));
-        written += (chunk as Buffer).length;
+        const bytes = chunk as Buffer;
+        if (written + bytes.length > expected.size) {
+          // Not even this chunk is written: the part never exceeds the signed size.
+          abort.abort();
+          throw new DownloadError("E_DOWNLOAD_TOO_LARGE", `GET ${url}: the body goes on past the ${expected.size} bytes the signed manifest allows for ${expected.path}; refusing it`, { retryable: false, discardPart: true });
+        }
+        hash.update(bytes);
+        if (!out.write(bytes)) await new Promise<void>((resolve) => out.once("drain", () => resolve()));
+        written += bytes.length;
         options.onBytes?.(written);
       }
     } finally {
@@ -108,11 +145,35 @@ async function fetchInto(url: string, part: string, have: number, options: Downl
     return { size: written, sha256: hash.digest("hex") };
   } catch (error) {
     if (error instanceof DownloadError) throw error;
-    if (stalled) throw new DownloadError("E_DOWNLOAD_STALLED", `GET ${url}: no progress for ${options.stallMs / 1000} s; will resume`, true, error);
+    if (stalled) throw new DownloadError("E_DOWNLOAD_STALLED", `GET ${url}: no progress for ${options.stallMs / 1000} s; will resume`, { retryable: true, cause: error });
     if (options.signal?.aborted) throw error;
-    throw new DownloadError("E_DOWNLOAD_NETWORK", `GET ${url}: ${(error as Error).message}`, true, error);
+    throw new DownloadError("E_DOWNLOAD_NETWORK", `GET ${url}: ${(error as Error).message}`, { retryable: true, cause: error });
   } finally {
     clearTimeout(watchdog);
     options.signal?.removeEventListener("abort", onCancel);
   }
+}
+
+/**
+ * What the headers alone refuse, before a byte of the body is read: a 206 that does not start at
+ * `have` (the Range asked for), or a Content-Length beyond what the signed size leaves from `from`.
+ */
+function refuseHeaders(url: string, response: Dispatcher.ResponseData, have: number, from: number, expected: DeltaFile): DownloadError | null {
+  if (response.statusCode === 206) {
+    const range = response.headers["content-range"];
+    const start = typeof range === "string" ? /^bytes (\d+)-\d+\/(?:\d+|\*)$/.exec(range.trim())?.[1] : undefined;
+    if (start === undefined || Number(start) !== have) {
+      // Retried from byte 0: without a part there is no Range to answer wrongly.
+      return new DownloadError("E_DOWNLOAD_BAD_RANGE", `GET ${url}: asked for bytes=${have}-, the server answered 206 with Content-Range ${typeof range === "string" ? range : "(none)"}; refusing it and starting over`, { retryable: true, discardPart: true });
+    }
+  }
+  const length = response.headers["content-length"];
+  if (typeof length === "string" && /^\d+$/.test(length) && Number(length) > expected.size - from) {
+    return new DownloadError(
+      "E_DOWNLOAD_TOO_LARGE",
+      `GET ${url}: Content-Length ${length} from byte ${from} is more than the ${expected.size} bytes the signed manifest allows for ${expected.path}; refusing it`,
+      { retryable: false, discardPart: true },
+    );
+  }
+  return null;
 }
