@@ -7,6 +7,7 @@
  * Everything lives under $APT_OSTREE_CACHE/demo (default /var/cache/apt-ostree/demo), recreated
  * on each run. `--keep-running` leaves the server and the VM up for the dashboard (Ctrl-C ends).
  */
+import { DEFAULT_LIMITS } from "./config/limits.ts";
 import { randomBytes } from "node:crypto";
 import { mkdir, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
@@ -65,7 +66,7 @@ async function main(): Promise<void> {
 
   say("\n== Server: HTTP repo, API and dashboard, embedded MQTT broker (loopback)");
   const server = await startServer(
-    { repo, data: join(demoDir, "server"), httpPort: HTTP_PORT, mqttPort: MQTT_PORT, mqttWsPort: null, mqttUrl: null, host: "127.0.0.1", autoAccept: true, adminToken: token, signingKey: join(demoDir, "ed25519.secret") },
+    { repo, data: join(demoDir, "server"), httpPort: HTTP_PORT, mqttPort: MQTT_PORT, mqttWsPort: null, mqttUrl: null, host: "127.0.0.1", autoAccept: true, adminToken: token, signingKey: join(demoDir, "ed25519.secret"), limits: DEFAULT_LIMITS },
     log,
   );
   const base = `http://127.0.0.1:${server.httpPort}`;

@@ -59,7 +59,7 @@ export async function startServer(settings: ServeSettings & { tickMilliseconds?:
           url: settings.mqttUrl, prefix: DEFAULT_TOPIC_PREFIX, log, metrics,
           ingest: createIngest({ store, prefix: DEFAULT_TOPIC_PREFIX, log, metrics, autoAccept: settings.autoAccept, now: () => new Date(), ...events }),
         })
-      : await startBroker({ port: settings.mqttPort, wsPort: settings.mqttWsPort, host: settings.host, prefix: DEFAULT_TOPIC_PREFIX, store, log, metrics, autoAccept: settings.autoAccept, ...events });
+      : await startBroker({ port: settings.mqttPort, wsPort: settings.mqttWsPort, host: settings.host, prefix: DEFAULT_TOPIC_PREFIX, store, log, metrics, autoAccept: settings.autoAccept, limits: settings.limits, ...events });
   } catch (error) {
     store.close();
     const where = settings.mqttUrl ? `connect to the broker ${redactUrl(settings.mqttUrl)}` : `start MQTT on ${settings.host}:${settings.mqttPort}`;

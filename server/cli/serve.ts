@@ -18,7 +18,7 @@ export const serveCommand = defineCommand({
     "auto-accept": { type: "boolean", description: "Accept unknown devices at their first connection (env APT_OSTREE_AUTO_ACCEPT=1)" },
     key: { type: "string", valueName: "FILE", description: "ed25519 secret key that signs rollout commands (env APT_OSTREE_SIGNING_KEY)" },
     host: { type: "string", valueName: "ADDR", description: `Address to listen on (env APT_OSTREE_HOST; default ${SERVE_DEFAULTS.host})` },
-    config: { type: "string", valueName: "FILE", description: "YAML/JSON config file: repo, data, httpPort, mqttPort, mqttWsPort, mqttUrl, host, autoAccept, adminToken, signingKey (env APT_OSTREE_SERVER_CONFIG)" },
+    config: { type: "string", valueName: "FILE", description: "YAML/JSON config file: repo, data, httpPort, mqttPort, mqttWsPort, mqttUrl, host, autoAccept, adminToken, signingKey, limits (docs/server.md; env APT_OSTREE_SERVER_CONFIG)" },
   },
   notes: [
     "Precedence: flags, then environment, then the config file, then defaults.",

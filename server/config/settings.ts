@@ -6,6 +6,7 @@ import { readFile } from "node:fs/promises";
 import { parse as parseYaml } from "yaml";
 import { z } from "zod";
 import { AptOstreeError } from "../../shared/errors.ts";
+import { DEFAULT_LIMITS, LimitsSchema, type ServerLimits } from "./limits.ts";
 
 export const ConfigFileSchema = z
   .object({
@@ -19,6 +20,7 @@ export const ConfigFileSchema = z
     host: z.string().min(1),
     adminToken: z.string().min(16, "adminToken must be at least 16 characters"),
     signingKey: z.string().min(1),
+    limits: LimitsSchema.partial(),
   })
   .partial()
   .strict();
@@ -41,6 +43,8 @@ export interface ServeSettings {
   adminToken: string | null;
   /** ed25519 secret key file that signs commands; null: rollouts cannot be created. */
   signingKey: string | null;
+  /** Bounds on what clients may send and hold (config file `limits:`; docs/server.md). */
+  limits: ServerLimits;
 }
 
 export interface ServeFlags {
@@ -113,5 +117,6 @@ export function resolveServeSettings(flags: ServeFlags, env: NodeJS.ProcessEnv, 
     host: flags.host ?? env.APT_OSTREE_HOST ?? file.host ?? SERVE_DEFAULTS.host,
     adminToken: token,
     signingKey: flags.signingKey ?? env.APT_OSTREE_SIGNING_KEY ?? file.signingKey ?? null,
+    limits: { ...DEFAULT_LIMITS, ...file.limits },
   };
 }

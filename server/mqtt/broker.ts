@@ -2,7 +2,8 @@
  * The embedded broker (aedes on TCP) with apt-ostree's policy as its hooks, default deny, and
  * the ingestion of device reports and online flags into the store.
  */
-import { createServer, type Server } from "node:net";
+import { createServer, type Server, type Socket } from "node:net";
+import type { Duplex } from "node:stream";
 import { createServer as createHttpServer } from "node:http";
 import { WebSocketServer, createWebSocketStream } from "ws";
 import type { AddressInfo } from "node:net";
@@ -14,6 +15,9 @@ import type { FleetStore } from "../fleet/store.ts";
 import type { Metrics } from "../http/metrics.ts";
 import { mayPublish, maySubscribe } from "./acl.ts";
 import { authenticateDevice } from "./auth.ts";
+import { ConnectionLimiter, type Admission } from "./connection-limits.ts";
+import { guardConnection, PacketTooLargeError } from "./frame-guard.ts";
+import type { ServerLimits } from "../config/limits.ts";
 
 export interface BrokerOptions {
   port: number;
@@ -26,6 +30,7 @@ export interface BrokerOptions {
   metrics: Metrics;
   /** Accept unknown devices at their first connection instead of leaving them pending. */
   autoAccept: boolean;
+  limits: ServerLimits;
   now?: () => Date;
   /** Called after a report is verified and stored. */
   onReport?: (report: Report) => void;
@@ -56,9 +61,27 @@ export async function startBroker(options: BrokerOptions): Promise<RunningBroker
   // close and last will then say nothing about the device, which is online on the new one.
   const deviceOf = new WeakMap<object, string>();
   const connectionOf = new Map<string, object>();
+  const dropped = options.metrics.counter("aptostree_mqtt_dropped_total", "Connections the broker cut for breaking a limit, by reason");
+  const handlerErrors = options.metrics.counter("aptostree_mqtt_handler_errors_total", "Broker events whose handling failed (see the log), by event");
+  const limiter = new ConnectionLimiter({
+    maxConnections: options.limits.mqttMaxConnections,
+    maxConnectionsPerAddress: options.limits.mqttMaxConnectionsPerAddress,
+    maxUnauthenticatedPerAddress: options.limits.mqttMaxUnauthenticatedPerAddress,
+  });
+  const admissionOf = new WeakMap<object, Admission>();
+  /** A throw inside a broker event would end the process: every handler goes through this. */
+  const guarded = <A extends unknown[]>(event: string, handler: (...args: A) => void) => (...args: A): void => {
+    try {
+      handler(...args);
+    } catch (error) {
+      handlerErrors(1, { event });
+      log.error({ event: "mqtt.handler.error", on: event, err: error }, `handling the broker's ${event} event failed; the message was dropped`);
+    }
+  };
   const ingest = createIngest({ store, prefix, log, metrics: options.metrics, autoAccept: options.autoAccept, now, onReport: options.onReport, onOnline: options.onOnline });
 
   const broker: Aedes = aedesModule.createBroker({
+    connectTimeout: options.limits.mqttConnectTimeoutSeconds * 1000,
     authenticate(client, username, password, done) {
       try {
         const decision = authenticateDevice(store, { clientId: client.id, username, password }, now(), options.autoAccept);
@@ -96,7 +119,8 @@ export async function startBroker(options: BrokerOptions): Promise<RunningBroker
     },
   });
 
-  broker.on("client", (client) => {
+  broker.on("client", guarded("client", (client) => {
+    admissionOf.get(client.conn)?.authenticated();
     const deviceId = deviceOf.get(client);
     if (deviceId) {
       connectionOf.set(deviceId, client);
@@ -104,21 +128,43 @@ export async function startBroker(options: BrokerOptions): Promise<RunningBroker
       options.onOnline?.(deviceId);
     }
     connections(broker.connectedClients);
-  });
-  broker.on("clientDisconnect", (client) => {
+  }));
+  broker.on("clientDisconnect", guarded("clientDisconnect", (client) => {
     const deviceId = deviceOf.get(client);
     if (deviceId && connectionOf.get(deviceId) === client) {
       connectionOf.delete(deviceId);
       store.setOnline(deviceId, false, now());
     }
     connections(broker.connectedClients);
-  });
-  broker.on("publish", (packet, client) => {
+  }));
+  broker.on("publish", guarded("publish", (packet, client) => {
     const deviceId = client ? deviceOf.get(client) : undefined;
     if (deviceId && connectionOf.get(deviceId) === client) ingest(packet.topic, packet.payload as Buffer, deviceId);
-  });
+  }));
+  broker.on("connectionError", (_client, error) => log.debug({ event: "mqtt.connection.error", reason: error.message }, `connection closed before CONNECT: ${error.message}`));
+  broker.on("clientError", (client, error) => log.debug({ event: "mqtt.client.error", clientId: client.id, reason: error.message }, `client ${client.id}: ${error.message}`));
 
-  const server: Server = createServer(broker.handle);
+  /** Admits a connection under the limits and hands it to the broker behind the packet-size guard. */
+  const accept = (connection: Duplex, address: string, close: () => void): void => {
+    const admission = limiter.admit(address);
+    if (typeof admission === "string") {
+      dropped(1, { reason: admission });
+      log.warn({ event: "mqtt.connection.dropped", address, reason: admission }, `dropped a connection from ${address}: ${admission}`);
+      return close();
+    }
+    const guardedConnection = guardConnection(connection, {
+      maxPacketBytes: options.limits.mqttMaxPacketBytes,
+      onViolation: (error) => {
+        dropped(1, { reason: error instanceof PacketTooLargeError ? "packet-too-large" : "malformed-length" });
+        log.warn({ event: "mqtt.connection.dropped", address, reason: error.message }, `dropped a connection from ${address}: ${error.message}`);
+      },
+    });
+    guardedConnection.once("close", () => admission.release());
+    admissionOf.set(guardedConnection, admission);
+    broker.handle(guardedConnection);
+  };
+
+  const server: Server = createServer((socket: Socket) => accept(socket, socket.remoteAddress ?? "unknown", () => socket.destroy()));
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
     server.listen(options.port, options.host, () => resolve());
@@ -127,8 +173,9 @@ export async function startBroker(options: BrokerOptions): Promise<RunningBroker
   // A dedicated HTTP server: ws answers 400 to any other upgrade, which must not reach the repo's
   // HTTP server (curl, under ostree, asks to upgrade plain HTTP to h2c).
   const wsServer = options.wsPort === null ? null : createHttpServer((_req, res) => res.writeHead(426, { upgrade: "websocket" }).end("MQTT over WebSocket: connect to /mqtt\n"));
-  const webSockets = wsServer ? new WebSocketServer({ server: wsServer, path: "/mqtt" }) : null;
-  webSockets?.on("connection", (socket) => broker.handle(createWebSocketStream(socket)));
+  // One MQTT packet per WebSocket message at most, and ws's own default is 100 MiB.
+  const webSockets = wsServer ? new WebSocketServer({ server: wsServer, path: "/mqtt", maxPayload: options.limits.mqttMaxPacketBytes }) : null;
+  webSockets?.on("connection", (socket, request) => accept(createWebSocketStream(socket), request.socket.remoteAddress ?? "unknown", () => socket.terminate()));
   if (wsServer) {
     await new Promise<void>((resolve, reject) => {
       wsServer.once("error", reject);

@@ -1,6 +1,7 @@
 import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { DEFAULT_LIMITS } from "../../../server/config/limits.ts";
 import { ConfigError, SERVE_DEFAULTS, readConfigFile, resolveServeSettings } from "../../../server/config/settings.ts";
 import { makeTempDir, removeTree } from "../../helpers/tmp.ts";
 
@@ -15,14 +16,14 @@ describe("serve settings", () => {
     const file = { repo: "/file/repo", data: "/file/data", httpPort: 1111, host: "::1", adminToken: "file-token-0123456789" };
     const env = { APT_OSTREE_REPO: "/env/repo", APT_OSTREE_HTTP_PORT: "2222", APT_OSTREE_ADMIN_TOKEN: "env-token-0123456789" };
     expect(resolveServeSettings({ repo: "/flag/repo" }, env, file)).toEqual({
-      repo: "/flag/repo", data: "/file/data", httpPort: 2222, mqttPort: 1883, mqttWsPort: 8083, host: "::1", mqttUrl: null, autoAccept: false, adminToken: "env-token-0123456789", signingKey: null,
+      repo: "/flag/repo", data: "/file/data", httpPort: 2222, mqttPort: 1883, mqttWsPort: 8083, host: "::1", mqttUrl: null, autoAccept: false, adminToken: "env-token-0123456789", signingKey: null, limits: DEFAULT_LIMITS,
     });
     expect(resolveServeSettings({ mqttPort: "1884" }, { APT_OSTREE_AUTO_ACCEPT: "1" }, { mqttPort: 1999 })).toMatchObject({ mqttPort: 1884, autoAccept: true });
     expect(resolveServeSettings({}, {}, { mqttPort: 1999, autoAccept: true })).toMatchObject({ mqttPort: 1999, autoAccept: true });
     expect(resolveServeSettings({ mqttWsPort: "off" }, {}, { mqttWsPort: 9001 }).mqttWsPort).toBeNull();
     expect(resolveServeSettings({}, {}, { mqttWsPort: 9001 }).mqttWsPort).toBe(9001);
     expect(resolveServeSettings({ httpPort: "3333" }, env, file).httpPort).toBe(3333);
-    expect(resolveServeSettings({}, {}, {})).toEqual({ ...SERVE_DEFAULTS, mqttUrl: null, adminToken: null, signingKey: null });
+    expect(resolveServeSettings({}, {}, {})).toEqual({ ...SERVE_DEFAULTS, mqttUrl: null, adminToken: null, signingKey: null, limits: DEFAULT_LIMITS });
   });
 
   it.each([

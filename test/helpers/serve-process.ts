@@ -1,0 +1,87 @@
+/**
+ * The real `apt-ostree-server serve` in its own process, as an operator runs it: hostile-input
+ * tests attack it from outside and check that it stays alive, answers and stays within memory.
+ */
+import { spawn, type ChildProcess } from "node:child_process";
+import { readFile, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { initRepo } from "../../shared/ostree/repo.ts";
+import type { ServerLimits } from "../../server/config/limits.ts";
+import { SERVER_CLI } from "./cli.ts";
+import { freePort } from "./mosquitto.ts";
+import { TEST_ADMIN_TOKEN } from "./server-settings.ts";
+import { until } from "./wait.ts";
+
+export interface ServeProcessOptions {
+  dir: string;
+  autoAccept?: boolean;
+  limits?: Partial<ServerLimits>;
+  /** A repo to serve; an empty archive repo under `dir` when omitted. */
+  repo?: string;
+  signingKey?: string;
+}
+
+export interface ServeProcess {
+  httpPort: number;
+  mqttPort: number;
+  mqttWsPort: number;
+  child: ChildProcess;
+  /** Exit code or signal once the process ended; null while it runs. */
+  exited(): string | null;
+  /** Resident memory of the process, from /proc, in bytes. */
+  rss(): Promise<number>;
+  /** The process's stderr so far (pino lines). */
+  log(): string;
+  api(path: string, init?: RequestInit): Promise<Response>;
+  metric(name: string, labels?: Record<string, string>): Promise<number>;
+  stop(): Promise<void>;
+}
+
+export async function startServeProcess(options: ServeProcessOptions): Promise<ServeProcess> {
+  const repo = options.repo ?? join(options.dir, "repo");
+  if (!options.repo) await initRepo(repo, "archive");
+  const [httpPort, mqttPort, mqttWsPort] = [await freePort(), await freePort(), await freePort()];
+  const config = join(options.dir, "serve.json");
+  await writeFile(config, JSON.stringify({ limits: options.limits ?? {} }));
+  const args = [SERVER_CLI, "serve", "--config", config, "--data", join(options.dir, "data"), "--repo", repo, "--host", "127.0.0.1", "--http-port", String(httpPort), "--mqtt-port", String(mqttPort), "--mqtt-ws-port", String(mqttWsPort)];
+  if (options.autoAccept) args.push("--auto-accept");
+  if (options.signingKey) args.push("--key", options.signingKey);
+  const child = spawn(process.execPath, args, { env: { ...process.env, APT_OSTREE_ADMIN_TOKEN: TEST_ADMIN_TOKEN, APT_OSTREE_LOG_LEVEL: "info" }, stdio: ["ignore", "ignore", "pipe"] });
+  let stderr = "";
+  child.stderr!.setEncoding("utf8").on("data", (text: string) => {
+    stderr = (stderr + text).slice(-2_000_000);
+  });
+  let exit: string | null = null;
+  child.once("exit", (code, signal) => (exit = signal ?? String(code)));
+  const base = `http://127.0.0.1:${httpPort}`;
+  const api = (path: string, init: RequestInit = {}) => fetch(`${base}${path}`, { ...init, headers: { authorization: `Bearer ${TEST_ADMIN_TOKEN}`, ...(init.headers as Record<string, string> | undefined) } });
+  await until(async () => exit === null && (await fetch(`${base}/healthz`)).ok, "the server to start", 60_000, { detail: () => `exit ${exit}; stderr: ${stderr.slice(-2000)}` });
+  return {
+    httpPort,
+    mqttPort,
+    mqttWsPort,
+    child,
+    exited: () => exit,
+    rss: async () => Number(/VmRSS:\s+(\d+) kB/.exec(await readFile(`/proc/${child.pid}/status`, "utf8"))![1]) * 1024,
+    log: () => stderr,
+    api,
+    metric: async (name, labels = {}) => {
+      const text = await (await fetch(`${base}/metrics`)).text();
+      const wanted = Object.entries(labels).map(([k, v]) => `${k}="${v}"`);
+      let total = 0;
+      for (const line of text.split("\n")) {
+        const match = /^(\w+)(\{[^}]*\})? (\S+)$/.exec(line);
+        if (!match || match[1] !== name) continue;
+        if (wanted.every((pair) => (match[2] ?? "").includes(pair))) total += Number(match[3]);
+      }
+      return total;
+    },
+    stop: async () => {
+      if (exit !== null) return;
+      const done = new Promise((resolve) => child.once("exit", resolve));
+      child.kill("SIGTERM");
+      await Promise.race([done, new Promise((resolve) => setTimeout(resolve, 10_000))]);
+      if (exit === null) child.kill("SIGKILL");
+    },
+  };
+}
