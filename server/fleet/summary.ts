@@ -10,10 +10,11 @@ export interface FleetSummary {
   rollouts: Array<{ id: string; ref: string; version: string; state: string; devices: number; healthy: number; failed: number; rolledBack: number }>;
 }
 
+/** Counts keyed by data (a device's version may be `constructor` or `__proto__`): a Map, then own properties. */
 function countBy<T>(items: T[], key: (item: T) => string): Record<string, number> {
-  const counts: Record<string, number> = {};
-  for (const item of items) counts[key(item)] = (counts[key(item)] ?? 0) + 1;
-  return counts;
+  const counts = new Map<string, number>();
+  for (const item of items) counts.set(key(item), (counts.get(key(item)) ?? 0) + 1);
+  return Object.fromEntries(counts);
 }
 
 export function summarizeFleet(devices: DeviceRecord[], rollouts: Array<{ rollout: RolloutRecord; members: RolloutDeviceRecord[] }>): FleetSummary {
