@@ -13,6 +13,10 @@ const isoTime = z.iso.datetime({ offset: true });
 const nonEmpty = z.string().check(z.minLength(1));
 const byteCount = z.int().check(z.nonnegative());
 
+/** OSTree's ref grammar (`ostree_validate_rev`): slash-separated segments, none starting with `.` or `-`. */
+export const REF_PATTERN = /^[A-Za-z0-9_][-._A-Za-z0-9]*(\/[A-Za-z0-9_][-._A-Za-z0-9]*)*$/;
+export const CHANNEL_PATTERN = /^[a-z0-9][a-z0-9._-]{0,62}$/;
+
 export const DeltaFileSchema = z.strictObject({
   /** Path relative to the repo root, e.g. `deltas/Ab/cd…/superblock`. */
   path: z.string().check(z.regex(/^deltas\/[A-Za-z0-9_+\-/]+$/, "must be a path under deltas/")),
@@ -31,13 +35,13 @@ export const DeltaSchema = z.strictObject({
 
 export const ManifestSchema = z.strictObject({
   schema: z.literal(1),
-  ref: nonEmpty,
+  ref: z.string().check(z.regex(REF_PATTERN, "is not an OSTree ref"), z.maxLength(255)),
   commit: sha256Hex,
   version: nonEmpty,
   /** Grows by one per composed commit on a ref; anti-rollback compares it. */
   sequence: z.int().check(z.positive()),
   architecture: nonEmpty,
-  channel: z.string().check(z.regex(/^[a-z0-9][a-z0-9._-]*$/)),
+  channel: z.string().check(z.regex(CHANNEL_PATTERN)),
   issued: isoTime,
   expires: isoTime,
   /** A signed permission to install a lower sequence than the booted one. */
@@ -70,7 +74,9 @@ export function serializeSignedManifest(signed: SignedManifest): string {
   return `${canonicalJson(signed)}\n`;
 }
 
-/** Where a channel's manifest lives, relative to the repo root. */
+/** Where a channel's manifest lives, relative to the repo root; refuses names that could leave `channels/`. */
 export function manifestPath(channel: string, ref: string): string {
+  if (!CHANNEL_PATTERN.test(channel)) throw new RangeError(`'${channel.slice(0, 80)}' is not a channel name (lowercase letters, digits, '.', '_', '-')`);
+  if (!REF_PATTERN.test(ref) || ref.length > 255) throw new RangeError(`'${ref.slice(0, 80)}' is not an OSTree ref`);
   return `channels/${channel}/${ref}.json`;
 }

@@ -1,6 +1,7 @@
 /** /api/v1/rollouts: create, list, show (with per-wave progress), pause, resume, abort. */
 import { z } from "zod";
 import { NAME_PATTERN } from "../../../shared/wire/topics.ts";
+import { CHANNEL_PATTERN, REF_PATTERN } from "../../../shared/wire/manifest.ts";
 import { parseDuration } from "../../../shared/duration.ts";
 import { RolloutError, type RolloutEngine } from "../../fleet/rollouts.ts";
 import type { FleetStore, RolloutRecord } from "../../fleet/store.ts";
@@ -9,9 +10,9 @@ import { HttpError } from "../http-error.ts";
 
 export const CreateRolloutSchema = z
   .object({
-    ref: z.string().min(1),
-    channel: z.string().default("stable"),
-    version: z.string().optional(),
+    ref: z.string().max(255).regex(REF_PATTERN, "is not an OSTree ref"),
+    channel: z.string().regex(CHANNEL_PATTERN, "is not a channel name (lowercase letters, digits, '.', '_', '-')").default("stable"),
+    version: z.string().min(1).max(256).optional(),
     select: z
       .object({ groups: z.array(z.string().regex(NAME_PATTERN)).default([]), tags: z.array(z.string()).default([]), devices: z.array(z.string().regex(NAME_PATTERN)).default([]) })
       .strict(),
