@@ -8,6 +8,7 @@ import { AptOstreeError } from "../shared/errors.ts";
 import type { Logger } from "../shared/log.ts";
 import type { ServeSettings } from "./config/settings.ts";
 import { createHttpHandler } from "./http/app.ts";
+import { DashboardSessions } from "./http/sessions.ts";
 import { FleetChanges, notifyingStore } from "./fleet/changes.ts";
 import { Metrics } from "./http/metrics.ts";
 import { SqliteFleetStore } from "./fleet/store-sqlite.ts";
@@ -69,7 +70,8 @@ export async function startServer(settings: ServeSettings & { tickMilliseconds?:
   await engine.resume();
   const timer = setInterval(() => void engine!.tick(), settings.tickMilliseconds ?? 1000);
   timer.unref();
-  const server = createServer({ requestTimeout: 60_000, headersTimeout: 15_000 }, createHttpHandler({ repo: settings.repo, adminToken: token, store, engine, log, metrics, changes }));
+  const sessions = await DashboardSessions.open({ keyFile: join(settings.data, "session-key"), lifetimeSeconds: settings.limits.dashboardSessionHours * 3600 });
+  const server = createServer({ requestTimeout: 60_000, headersTimeout: 15_000 }, createHttpHandler({ repo: settings.repo, adminToken: token, store, engine, log, metrics, changes, sessions }));
   try {
     await listen(server, settings.httpPort, settings.host);
   } catch (error) {

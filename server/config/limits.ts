@@ -17,6 +17,8 @@ export const LimitsSchema = z
     mqttMaxConnectionsPerAddress: positive,
     /** Connections from one address that have not authenticated yet. */
     mqttMaxUnauthenticatedPerAddress: positive,
+    /** How long a dashboard sign-in lasts; `POST /api/v1/sessions/revoke` ends all sooner. */
+    dashboardSessionHours: positive,
   })
   .strict();
 
@@ -28,4 +30,5 @@ export const DEFAULT_LIMITS: ServerLimits = {
   mqttMaxConnections: 50_000,
   mqttMaxConnectionsPerAddress: 20_000,
   mqttMaxUnauthenticatedPerAddress: 128,
+  dashboardSessionHours: 12,
 };

@@ -14,6 +14,7 @@ import { acceptDevice, getDevice, listDevices, setDeviceTags } from "./api/devic
 import { listReleases } from "./api/releases.ts";
 import { OPENAPI } from "./api/openapi.ts";
 import { requireAdmin } from "./auth.ts";
+import type { DashboardSessions } from "./sessions.ts";
 import { handleLogin, handleLogout, serveDashboardAsset, serveDashboardPage, serveEvents, serveLoginPage } from "./dashboard.ts";
 import type { FleetChanges } from "../fleet/changes.ts";
 import { HttpError, sendError, sendJson } from "./http-error.ts";
@@ -29,6 +30,8 @@ export interface HttpAppOptions {
   metrics: Metrics;
   /** Fleet changes, for the dashboard's live event stream. */
   changes: FleetChanges;
+  /** Dashboard session cookies: issued at login, checked on each request, all ended on demand. */
+  sessions: DashboardSessions;
   now?: () => Date;
 }
 
@@ -46,9 +49,9 @@ export function createHttpHandler(options: HttpAppOptions): HttpHandler {
     const segments = pathSegments(req.url ?? "/");
     const method = req.method ?? "GET";
     const [head, ...rest] = segments;
-    if (head === undefined) return only(method, ["GET", "HEAD"], () => serveDashboardPage(req, res, options.adminToken));
+    if (head === undefined) return only(method, ["GET", "HEAD"], () => serveDashboardPage(req, res, options.adminToken, options.sessions));
     if (head === "login" && rest.length === 0) {
-      if (method === "POST") return handleLogin(req, res, options.adminToken);
+      if (method === "POST") return handleLogin(req, res, options.adminToken, options.sessions);
       return only(method, ["GET", "POST"], () => serveLoginPage(req, res));
     }
     if (head === "logout" && rest.length === 0) return only(method, ["POST"], () => handleLogout(res));
@@ -73,7 +76,14 @@ export function createHttpHandler(options: HttpAppOptions): HttpHandler {
     if (head === "api" && rest[0] === "v1") {
       const resource = rest.slice(1);
       if (resource.join("/") === "openapi.json") return only(method, ["GET"], () => sendJson(res, 200, OPENAPI));
-      requireAdmin(req, options.adminToken);
+      requireAdmin(req, options.adminToken, options.sessions);
+      if (resource.join("/") === "sessions/revoke") {
+        return only(method, ["POST"], async () => {
+          await options.sessions.revokeAll();
+          options.log.warn({ event: "http.sessions.revoked" }, "every dashboard session was ended");
+          sendJson(res, 200, { revoked: true });
+        });
+      }
       if (resource.join("/") === "events") return only(method, ["GET"], () => serveEvents(req, res, options.changes));
       if (resource.join("/") === "fleet") return only(method, ["GET"], () => sendJson(res, 200, summary()));
       if (resource.join("/") === "releases") return only(method, ["GET"], async () => sendJson(res, 200, { releases: await listReleases(options.repo) }));

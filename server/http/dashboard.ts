@@ -7,7 +7,8 @@ import { readFile } from "node:fs/promises";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { fileURLToPath } from "node:url";
 import type { FleetChanges } from "../fleet/changes.ts";
-import { hasSession, SESSION_COOKIE, sessionValue, tokenMatches } from "./auth.ts";
+import { hasSession, SESSION_COOKIE, tokenMatches } from "./auth.ts";
+import type { DashboardSessions } from "./sessions.ts";
 import { readFormBody } from "./body.ts";
 import { HttpError } from "./http-error.ts";
 
@@ -25,8 +26,8 @@ const SECURITY_HEADERS = {
   "referrer-policy": "no-referrer",
 };
 
-export async function serveDashboardPage(req: IncomingMessage, res: ServerResponse, adminToken: string): Promise<void> {
-  if (!hasSession(req, adminToken)) return redirect(res, "/login");
+export async function serveDashboardPage(req: IncomingMessage, res: ServerResponse, adminToken: string, sessions: DashboardSessions): Promise<void> {
+  if (!hasSession(req, adminToken, sessions)) return redirect(res, "/login");
   const html = await readFile(`${ASSETS_DIR}index.html`);
   res.writeHead(200, { "content-type": "text/html; charset=utf-8", "content-length": html.length, "cache-control": "no-store", ...SECURITY_HEADERS });
   res.end(req.method === "HEAD" ? undefined : html);
@@ -57,10 +58,11 @@ ${failed ? '<p class="error" role="alert">That is not the admin token (APT_OSTRE
   res.end(html);
 }
 
-export async function handleLogin(req: IncomingMessage, res: ServerResponse, adminToken: string): Promise<void> {
+export async function handleLogin(req: IncomingMessage, res: ServerResponse, adminToken: string, sessions: DashboardSessions): Promise<void> {
   const token = (await readFormBody(req)).get("token") ?? "";
   if (!tokenMatches(token, adminToken)) return redirect(res, "/login?failed");
-  redirect(res, "/", { "set-cookie": `${SESSION_COOKIE}=${sessionValue(adminToken)}; HttpOnly; SameSite=Strict; Path=/` });
+  const session = sessions.issue(adminToken);
+  redirect(res, "/", { "set-cookie": `${SESSION_COOKIE}=${session.value}; HttpOnly; SameSite=Strict; Path=/; Max-Age=${session.maxAgeSeconds}` });
 }
 
 export function handleLogout(res: ServerResponse): void {

@@ -156,6 +156,27 @@ describe("the admin API", () => {
   });
 });
 
+describe("dashboard sessions", () => {
+  const signIn = async (): Promise<{ cookie: string; setCookie: string }> => {
+    const res = await fetch(`${base}/login`, { method: "POST", redirect: "manual", headers: { "content-type": "application/x-www-form-urlencoded" }, body: `token=${TOKEN}` });
+    const setCookie = res.headers.get("set-cookie") ?? "";
+    return { cookie: setCookie.split(";")[0]!, setCookie };
+  };
+
+  it("gives the cookie a lifetime, and ends every session on POST /api/v1/sessions/revoke", async () => {
+    const { cookie, setCookie } = await signIn();
+    expect(setCookie).toMatch(/Max-Age=43200/);
+    expect(setCookie).toMatch(/HttpOnly/);
+    expect((await fetch(`${base}/api/v1/fleet`, { headers: { cookie } })).status).toBe(200);
+    const revoked = await fetch(`${base}/api/v1/sessions/revoke`, { method: "POST", headers: { authorization: `Bearer ${TOKEN}` } });
+    expect(revoked.status).toBe(200);
+    expect((await fetch(`${base}/api/v1/fleet`, { headers: { cookie } })).status).toBe(401);
+    expect((await fetch(`${base}/`, { headers: { cookie }, redirect: "manual" })).headers.get("location")).toBe("/login");
+    const { cookie: fresh } = await signIn();
+    expect((await fetch(`${base}/api/v1/fleet`, { headers: { cookie: fresh } })).status).toBe(200);
+  });
+});
+
 describe("metrics", () => {
   it("counts requests by status and the repo bytes served, in Prometheus text", async () => {
     const before = await (await fetch(`${base}/metrics`)).text();
