@@ -23,6 +23,7 @@ import { repoUrl } from "../update/channel.ts";
 import type { DeviceIdentity } from "./identity.ts";
 import { bootVerdict, step, type AgentEffect, type AgentEvent, type AgentState, type BootVerdict, type UpdateTarget } from "./machine.ts";
 import { readAgentRecord, writeAgentRecord, type AgentRecord } from "./state-file.ts";
+import { acceptedAfter, checkFresh, withdrawalCancels, type AcceptedCommand, type WithdrawCommand } from "./command-check.ts";
 import { buildReport, reportBase } from "./report.ts";
 import { Reporter } from "./reporter.ts";
 import { DeviceFacts } from "./device-facts.ts";
@@ -49,6 +50,10 @@ export class Agent {
   /** waitFor()'s checks, run after every persisted state change. */
   private readonly stateWatchers = new Set<() => void>();
   private queue: Promise<void> = Promise.resolve();
+  /** Commands are checked and taken one at a time, in the order they arrived. */
+  private commands: Promise<void> = Promise.resolve();
+  /** Writes of the state file, one at a time: the last one to land holds the newest record. */
+  private writing: Promise<void> = Promise.resolve();
   private progress: { bytes: number; total: number } | null = null;
   private lastProgressSent = 0;
   private lastHealth: Report["health"];
@@ -70,7 +75,7 @@ export class Agent {
       ceiling: () => this.record.reportCounter,
       raiseCeiling: async (to) => {
         this.record = { ...this.record, reportCounter: to };
-        await writeAgentRecord(options.settings.stateDir, this.record);
+        await this.persist();
       },
       now: this.now,
     });
@@ -112,22 +117,54 @@ export class Agent {
     return this.queue;
   }
 
-  /** A message on the command topic: verified here, then fed to the machine. */
-  async onCommand(payload: Buffer | string): Promise<void> {
+  /** A message on the command topic: verified and checked here, one at a time, then acted on. */
+  onCommand(payload: Buffer | string): Promise<void> {
+    const taken = this.commands.then(() => this.takeCommand(payload));
+    this.commands = taken.catch(() => undefined);
+    return taken;
+  }
+
+  private async takeCommand(payload: Buffer | string): Promise<void> {
     const { trustedKeys, log } = this.options;
     let command: Command;
     try {
       command = verifyCommand(payload, trustedKeys);
+      checkFresh(command, this.record.lastCommand);
     } catch (error) {
-      log.warn({ event: "agent.command.rejected", reason: (error as Error).message }, `refused a command: ${(error as Error).message}`);
+      log.warn({ event: "agent.command.rejected", code: (error as AptOstreeError).code, reason: (error as Error).message }, `refused a command: ${(error as Error).message}`);
       return;
     }
-    if (command.type === "reboot") {
-      await this.rebootNow();
-      return;
+    // Persisted before anything is done for it: after a power cut an older command stays refused.
+    await this.rememberCommand(acceptedAfter(command, this.record.lastCommand));
+    switch (command.type) {
+      case "withdraw":
+        return this.withdraw(command);
+      case "reboot":
+        await this.rebootNow();
+        return;
+      case "update":
+        await this.acceptManifest(command.id, command.manifest).catch(() => undefined);
+        return;
+      default:
+        return;
     }
-    if (command.type !== "update") return;
-    await this.acceptManifest(command.id, command.manifest).catch(() => undefined);
+  }
+
+  private async rememberCommand(accepted: AcceptedCommand | undefined): Promise<void> {
+    if (accepted === this.record.lastCommand) return;
+    this.record = { ...this.record, lastCommand: accepted };
+    await this.persist();
+  }
+
+  /** The server withdrew update command `id` (its rollout was paused or aborted). */
+  private async withdraw(command: WithdrawCommand): Promise<void> {
+    const state = this.state;
+    const cancels = withdrawalCancels(state, command);
+    this.options.log.info(
+      { event: "agent.command.withdrawn", command: command.id, reason: command.reason, state: state.name, cancels },
+      `the server withdrew update ${command.id} (rollout ${command.reason})${cancels ? "; stopping its download" : ""}`,
+    );
+    if (cancels) await this.cancel();
   }
 
   /**
@@ -223,6 +260,13 @@ export class Agent {
     if (!(await this.reporter.flush())) await this.enqueueEffect({ kind: "report" });
   }
 
+  /** Writes the record as it is when the write starts; one write at a time. */
+  private persist(): Promise<void> {
+    const write = this.writing.then(() => writeAgentRecord(this.options.settings.stateDir, this.record));
+    this.writing = write.catch(() => undefined);
+    return write;
+  }
+
   /** Runs an effect in the event queue, after what is already queued (no state change). */
   private enqueueEffect(effect: AgentEffect): Promise<void> {
     this.queue = this.queue.then(() => this.effect(effect)).catch((error: unknown) => {
@@ -235,7 +279,7 @@ export class Agent {
     const transition = step(this.record.state, event);
     if (transition.state !== this.record.state) {
       this.record = { ...this.record, state: transition.state };
-      await writeAgentRecord(this.options.settings.stateDir, this.record);
+      await this.persist();
       for (const watcher of this.stateWatchers) watcher();
       this.options.log.info({ event: "agent.state", state: transition.state.name, on: event.type }, `${event.type} -> ${transition.state.name}`);
     }

@@ -1,12 +1,13 @@
 /**
- * The agent's persistent record, `<stateDir>/state.json`: the machine's state and the report
- * counter, replaced atomically (write, fsync, rename, fsync the directory) so a crash or power
- * loss leaves either the old record or the new one.
+ * The agent's persistent record, `<stateDir>/state.json`: the machine's state, the report
+ * counter and the newest command accepted, replaced atomically (write, fsync, rename, fsync the
+ * directory) so a crash or power loss leaves either the old record or the new one.
  */
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { AptOstreeError } from "../../shared/errors.ts";
 import { writeFileAtomic } from "../../shared/fs/atomic-write.ts";
+import type { AcceptedCommand } from "./command-check.ts";
 import type { AgentState } from "./machine.ts";
 
 export interface AgentRecord {
@@ -17,6 +18,11 @@ export interface AgentRecord {
    * counting resumes at the ceiling, above anything sent (the server refuses replays).
    */
   reportCounter: number;
+  /**
+   * The newest command accepted from the server (command-check.ts): written before the agent acts
+   * on it, so after a crash or a power cut an older command is still refused.
+   */
+  lastCommand?: AcceptedCommand;
 }
 
 const STATE_NAMES = new Set(["idle", "downloading", "staged", "rebooting", "verifying", "healthy", "rolled-back", "failed"]);
@@ -51,6 +57,10 @@ export async function readAgentRecord(stateDir: string): Promise<AgentRecord> {
   }
   if (!STATE_NAMES.has(record?.state?.name) || !Number.isInteger(record.reportCounter)) {
     throw new StateFileError(`${path} does not hold an agent state; move it away to start over from idle`);
+  }
+  const last = record.lastCommand;
+  if (last !== undefined && (typeof last?.id !== "string" || typeof last.type !== "string" || typeof last.issued !== "string" || Number.isNaN(Date.parse(last.issued)))) {
+    throw new StateFileError(`${path} holds a malformed lastCommand; move it away to start over from idle`);
   }
   return record;
 }

@@ -3,6 +3,8 @@
  * it says wait. All state is in the store, so a restarted server continues where it was. A
  * device's command is retained on its own command topic with the rollout id as command id: it
  * reaches devices that subscribe late, and a re-publish after a restart is the same command.
+ * Pause and abort replace it with a signed withdrawal, so a device that connects later does not
+ * start what was stopped.
  */
 import { randomBytes } from "node:crypto";
 import { readFile } from "node:fs/promises";
@@ -48,6 +50,7 @@ export interface RolloutEngineOptions {
 export class RolloutEngine {
   private readonly now: () => Date;
   private ticking: Promise<void> = Promise.resolve();
+  private lastIssued = 0;
 
   constructor(private readonly options: RolloutEngineOptions) {
     this.now = options.now ?? (() => new Date());
@@ -98,10 +101,26 @@ export class RolloutEngine {
 
   /** Serialised: one tick at a time, whoever asks (timer, report, reconnect, API). */
   tick(): Promise<void> {
-    this.ticking = this.ticking.then(() => this.tickOnce()).catch((error: unknown) => {
+    return this.serialised(() => this.tickOnce()).catch((error: unknown) => {
       this.options.log.error({ event: "rollout.tick.error", err: error }, "rollout tick failed");
     });
-    return this.ticking;
+  }
+
+  /** Runs `task` after every tick and state change already queued, so publishes never cross. */
+  private serialised<T>(task: () => Promise<T>): Promise<T> {
+    const run = this.ticking.then(task);
+    this.ticking = run.then(
+      () => undefined,
+      () => undefined,
+    );
+    return run;
+  }
+
+  /** A command's `issued`: later than any this engine signed before, so devices can order them. */
+  private issuedNow(): string {
+    const now = Math.max(this.now().getTime(), this.lastIssued + 1);
+    this.lastIssued = now;
+    return new Date(now).toISOString();
   }
 
   /**
@@ -130,17 +149,30 @@ export class RolloutEngine {
     await this.tick();
   }
 
+  /**
+   * Pause, resume, abort; serialised with the ticks, so no command goes out after the withdrawal
+   * that follows a pause or an abort. Pause withdraws the command of the devices that have not
+   * started (still `sent`) and resume sends it to them again; abort withdraws it from every
+   * device that has it and is not final (one still downloading stops).
+   */
   async setState(id: string, action: "pause" | "resume" | "abort"): Promise<RolloutRecord> {
     const { store } = this.options;
-    const rollout = store.getRollout(id);
-    if (!rollout) throw new RolloutError(404, "E_ROLLOUT_NOT_FOUND", `no rollout '${id}'`);
-    const from = rollout.progress.state;
-    const allowed = { pause: ["running"], resume: ["paused"], abort: ["running", "paused"] }[action];
-    if (!allowed.includes(from)) throw new RolloutError(409, "E_ROLLOUT_STATE", `cannot ${action} rollout ${id}: it is ${from}`);
-    const state = action === "pause" ? "paused" : action === "resume" ? "running" : "aborted";
-    const reason = action === "pause" ? "paused by the operator" : action === "abort" ? "aborted by the operator" : null;
-    store.updateRollout(id, { ...rollout.progress, state }, reason, this.now());
-    this.options.log.info({ event: `rollout.${action}`, rollout: id }, `rollout ${id}: ${action}`);
+    await this.serialised(async () => {
+      const rollout = store.getRollout(id);
+      if (!rollout) throw new RolloutError(404, "E_ROLLOUT_NOT_FOUND", `no rollout '${id}'`);
+      const from = rollout.progress.state;
+      const allowed = { pause: ["running"], resume: ["paused"], abort: ["running", "paused"] }[action];
+      if (!allowed.includes(from)) throw new RolloutError(409, "E_ROLLOUT_STATE", `cannot ${action} rollout ${id}: it is ${from}`);
+      const state = action === "pause" ? "paused" : action === "resume" ? "running" : "aborted";
+      const reason = action === "pause" ? "paused by the operator" : action === "abort" ? "aborted by the operator" : null;
+      store.updateRollout(id, { ...rollout.progress, state }, reason, this.now());
+      this.options.log.info({ event: `rollout.${action}`, rollout: id }, `rollout ${id}: ${action}`);
+      const members = store.rolloutDevices(id);
+      const notStarted = members.filter((m) => m.status === "sent").map((m) => m.deviceId);
+      if (action === "pause") await this.withdrawCommands(rollout, notStarted, "paused");
+      if (action === "resume") await this.publishCommands(rollout, notStarted);
+      if (action === "abort") await this.withdrawCommands(rollout, members.filter((m) => m.status === "sent" || m.status === "in-progress").map((m) => m.deviceId), "aborted");
+    });
     await this.tick();
     return store.getRollout(id)!;
   }
@@ -173,6 +205,7 @@ export class RolloutEngine {
       case "pause":
         store.updateRollout(rollout.id, { ...rollout.progress, state: "paused" }, decision.reason, now);
         log.warn({ event: "rollout.paused", rollout: rollout.id, reason: decision.reason }, `rollout ${rollout.id} paused: ${decision.reason}`);
+        await this.withdrawCommands(rollout, store.rolloutDevices(rollout.id).filter((m) => m.status === "sent").map((m) => m.deviceId), "paused");
         return;
       case "wave-completed":
         store.updateRollout(rollout.id, { ...rollout.progress, waveCompletedAt: now.toISOString() }, null, now);
@@ -198,8 +231,22 @@ export class RolloutEngine {
       }
       return;
     }
-    const payload = signCommand({ type: "update", id: rollout.id, issued: this.now().toISOString(), rollout: rollout.id, manifest }, [this.options.key!]);
+    const payload = signCommand({ type: "update", id: rollout.id, issued: this.issuedNow(), rollout: rollout.id, manifest }, [this.options.key!]);
     for (const deviceId of deviceIds) await this.options.publish(deviceTopic(this.options.prefix, deviceId, "cmd"), payload, true);
+  }
+
+  /**
+   * Replaces the retained update command on each device's topic with a signed withdrawal (a
+   * retained message replaces the one before it, MQTT 3.1.1 §3.3.1.3). Not an empty retained
+   * payload, which clears the topic too: anyone on the broker's side could forge that, while a
+   * signed, newer withdrawal also makes the device refuse the update if a stale copy of it
+   * arrives later. (A hostile broker can still withhold the withdrawal, as it can any message.)
+   */
+  private async withdrawCommands(rollout: RolloutRecord, deviceIds: string[], reason: "paused" | "aborted"): Promise<void> {
+    if (deviceIds.length === 0) return;
+    const payload = signCommand({ type: "withdraw", id: rollout.id, issued: this.issuedNow(), reason }, [this.options.key!]);
+    for (const deviceId of deviceIds) await this.options.publish(deviceTopic(this.options.prefix, deviceId, "cmd"), payload, true);
+    this.options.log.info({ event: "rollout.withdrawn", rollout: rollout.id, reason, devices: deviceIds.length }, `rollout ${rollout.id}: command withdrawn from ${deviceIds.length} device(s) (${reason})`);
   }
 
   private async readManifest(ref: string, channel: string): Promise<SignedManifest> {

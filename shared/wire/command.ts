@@ -21,6 +21,13 @@ export const CommandSchema = z.discriminatedUnion("type", [
   z.strictObject({ type: z.literal("update"), id: commandId, issued, rollout: z.optional(z.string()), manifest: SignedManifestSchema }),
   z.strictObject({ type: z.literal("reboot"), id: commandId, issued }),
   z.strictObject({ type: z.literal("rollback"), id: commandId, issued }),
+  /**
+   * Update command `id` is withdrawn: its rollout was paused (a device that has not started must
+   * not start) or aborted (a download in progress stops too). Retained in the update command's
+   * place, so a device that connects later gets this instead; being signed and newer, it also
+   * makes the device refuse the update command if a stale copy of it arrives afterwards.
+   */
+  z.strictObject({ type: z.literal("withdraw"), id: commandId, issued, reason: z.enum(["paused", "aborted"]) }),
 ]);
 
 export type Command = z.infer<typeof CommandSchema>;

@@ -18,8 +18,10 @@ export class SimulatedDevice {
   behaviour: UpdateBehaviour = "healthy";
   /** Time between "downloading" and the outcome, to keep an update in flight. */
   updateDelayMs = 0;
-  /** Every command received, including repeats of the same id. */
+  /** Every command received, including repeats of the same id (withdrawals apart). */
   readonly commandsReceived: string[] = [];
+  /** The withdrawals received (a paused or aborted rollout's command). */
+  readonly withdrawals: Array<{ id: string; reason: string }> = [];
   booted = { commit: "0".repeat(64), version: "0" };
   private readonly outcomes = new Map<string, Partial<Report> & { state: Report["state"] }>();
   /** Errors while handling a command (e.g. the server went away mid-report). */
@@ -74,6 +76,10 @@ export class SimulatedDevice {
 
   private async onCommand(payload: Buffer): Promise<void> {
     const command = verifyCommand(payload, [this.serverKey]);
+    if (command.type === "withdraw") {
+      this.withdrawals.push({ id: command.id, reason: command.reason });
+      return;
+    }
     this.commandsReceived.push(command.id);
     // The same command again (re-published after a server restart): say where it stands, do not redo it.
     const earlier = this.outcomes.get(command.id);
