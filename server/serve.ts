@@ -20,6 +20,7 @@ import type { Report } from "../shared/wire/report.ts";
 import { DEFAULT_TOPIC_PREFIX } from "../shared/wire/topics.ts";
 import { readSecretKeyFile } from "../shared/sign/keys.ts";
 import { RolloutEngine } from "./fleet/rollouts.ts";
+import { DeviceAdmin } from "./fleet/device-admin.ts";
 
 export interface RunningServer {
   httpPort: number;
@@ -50,7 +51,8 @@ export async function startServer(settings: ServeSettings & { tickMilliseconds?:
   const key = settings.signingKey ? await readSecretKeyFile(settings.signingKey) : null;
   const metrics = new Metrics();
   const changes = new FleetChanges();
-  const store = notifyingStore(new SqliteFleetStore(join(settings.data, "fleet.db")), changes);
+  const retention = { maxEventsPerDevice: settings.limits.historyMaxEventsPerDevice, maxAgeDays: settings.limits.historyMaxAgeDays };
+  const store = notifyingStore(new SqliteFleetStore(join(settings.data, "fleet.db"), { retention }), changes);
   let engine: RolloutEngine | null = null;
   let broker: RunningBroker;
   try {
@@ -58,7 +60,7 @@ export async function startServer(settings: ServeSettings & { tickMilliseconds?:
     broker = settings.mqttUrl
       ? await connectExternalBroker({
           url: settings.mqttUrl, prefix: DEFAULT_TOPIC_PREFIX, log, metrics,
-          ingest: createIngest({ store, prefix: DEFAULT_TOPIC_PREFIX, log, metrics, autoAccept: settings.autoAccept, now: () => new Date(), ...events }),
+          ingest: createIngest({ store, prefix: DEFAULT_TOPIC_PREFIX, log, metrics, autoAccept: settings.autoAccept, limits: settings.limits, now: () => new Date(), ...events }),
         })
       : await startBroker({ port: settings.mqttPort, wsPort: settings.mqttWsPort, host: settings.host, prefix: DEFAULT_TOPIC_PREFIX, store, log, metrics, autoAccept: settings.autoAccept, limits: settings.limits, ...events });
   } catch (error) {
@@ -66,12 +68,12 @@ export async function startServer(settings: ServeSettings & { tickMilliseconds?:
     const where = settings.mqttUrl ? `connect to the broker ${redactUrl(settings.mqttUrl)}` : `start MQTT on ${settings.host}:${settings.mqttPort}`;
     throw new ServeError(`cannot ${where}: ${(error as Error).message}`, error);
   }
-  engine = new RolloutEngine({ store, repo: settings.repo, key, publish: (topic, payload, retain) => broker.publish(topic, payload, retain), prefix: DEFAULT_TOPIC_PREFIX, log });
+  engine = new RolloutEngine({ store, repo: settings.repo, key, publish: (topic, payload, retain) => broker.publish(topic, payload, retain), prefix: DEFAULT_TOPIC_PREFIX, log, metrics });
   await engine.resume();
   const timer = setInterval(() => void engine!.tick(), settings.tickMilliseconds ?? 1000);
   timer.unref();
   const sessions = await DashboardSessions.open({ keyFile: join(settings.data, "session-key"), lifetimeSeconds: settings.limits.dashboardSessionHours * 3600 });
-  const server = createServer({ requestTimeout: 60_000, headersTimeout: 15_000 }, createHttpHandler({ repo: settings.repo, adminToken: token, store, engine, log, metrics, changes, sessions }));
+  const server = createServer({ requestTimeout: 60_000, headersTimeout: 15_000 }, createHttpHandler({ repo: settings.repo, adminToken: token, store, engine, log, metrics, changes, sessions, devices: new DeviceAdmin({ store, broker, prefix: DEFAULT_TOPIC_PREFIX, log }) }));
   try {
     await listen(server, settings.httpPort, settings.host);
   } catch (error) {

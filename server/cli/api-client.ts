@@ -15,7 +15,7 @@ export class ApiRequestError extends AptOstreeError {
 }
 
 export interface ApiClient {
-  call(method: "GET" | "POST", path: string, body?: unknown): Promise<any>;
+  call(method: "GET" | "POST" | "DELETE", path: string, body?: unknown): Promise<any>;
 }
 
 export async function apiClient(options: { server?: string; "token-file"?: string }, env: NodeJS.ProcessEnv): Promise<ApiClient> {

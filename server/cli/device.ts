@@ -50,6 +50,28 @@ const accept = defineCommand({
   },
 });
 
+const reject = defineCommand({
+  name: "reject",
+  description: "Reject a device: it stays listed, with its key, and is refused from now on (its connection is ended); accept undoes it.",
+  positionals: [{ name: "ID", description: "Device id", required: true }],
+  options: { ...API_CLIENT_OPTIONS },
+  async run({ options, positionals, io }) {
+    const { device } = await (await apiClient(options, io.env)).call("POST", `devices/${encodeURIComponent(positionals[0]!)}/reject`, {});
+    printResult(io, options.json, device, `Rejected ${device.id}`);
+  },
+});
+
+const remove = defineCommand({
+  name: "delete",
+  description: "Delete a device: its record, history, rollout memberships and retained messages; if it connects again it enrolls as pending.",
+  positionals: [{ name: "ID", description: "Device id", required: true }],
+  options: { ...API_CLIENT_OPTIONS },
+  async run({ options, positionals, io }) {
+    const { device } = await (await apiClient(options, io.env)).call("DELETE", `devices/${encodeURIComponent(positionals[0]!)}`);
+    printResult(io, options.json, device, `Deleted ${device.id}`);
+  },
+});
+
 const tags = defineCommand({
   name: "tags",
   description: "Replace a device's tags (rollout selectors match them with tag=NAME); no TAG clears them.",
@@ -67,6 +89,6 @@ const tags = defineCommand({
 
 export const deviceCommand = defineCommand({
   name: "device",
-  description: "List, inspect, accept and tag devices (through the server's REST API).",
-  subcommands: [list, show, accept, tags],
+  description: "List, inspect, accept, reject, delete and tag devices (through the server's REST API).",
+  subcommands: [list, show, accept, reject, remove, tags],
 });

@@ -19,6 +19,16 @@ export const LimitsSchema = z
     mqttMaxUnauthenticatedPerAddress: positive,
     /** How long a dashboard sign-in lasts; `POST /api/v1/sessions/revoke` ends all sooner. */
     dashboardSessionHours: positive,
+    /** Devices waiting for enrollment; beyond it an unknown id is refused and nothing is stored. */
+    maxPendingDevices: positive,
+    /** Connections and messages (reports, online flags, hellos) one device may send in a burst... */
+    deviceMessageBurst: positive,
+    /** ...and per minute after it: the rate its budget refills at. */
+    deviceMessagesPerMinute: positive,
+    /** History kept per device: its newest events up to this number... */
+    historyMaxEventsPerDevice: positive,
+    /** ...and none older than this. */
+    historyMaxAgeDays: positive,
   })
   .strict();
 
@@ -31,4 +41,9 @@ export const DEFAULT_LIMITS: ServerLimits = {
   mqttMaxConnectionsPerAddress: 20_000,
   mqttMaxUnauthenticatedPerAddress: 128,
   dashboardSessionHours: 12,
+  maxPendingDevices: 1000,
+  deviceMessageBurst: 60,
+  deviceMessagesPerMinute: 120,
+  historyMaxEventsPerDevice: 1000,
+  historyMaxAgeDays: 90,
 };

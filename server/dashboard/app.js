@@ -68,6 +68,7 @@ async function fleetPage() {
   const [fleet, { devices }] = await Promise.all([api("fleet"), api("devices")]);
   const accepted = devices.filter((d) => d.enrollment === "accepted");
   const pending = devices.filter((d) => d.enrollment === "pending");
+  const rejected = devices.filter((d) => d.enrollment === "rejected");
   const tiles = [["devices", accepted.length], ["online", accepted.filter((d) => d.online).length], ["pending enrollment", pending.length],
     ...STATES.map((s) => [s, fleet.byState[s] ?? 0])];
   const versions = Object.entries(fleet.byVersion).sort((a, b) => b[1] - a[1]);
@@ -78,7 +79,10 @@ async function fleetPage() {
   <div class="bars" role="list" aria-labelledby="versions">${versions.map(([v, n]) => `<span role="listitem">${esc(v)}</span><span class="bar" data-width="${(n / most) * 100}" aria-hidden="true"></span><span>${n}</span>`).join("") || "<span>No devices yet.</span>"}</div>
   ${pending.length ? `<h2>Waiting for enrollment</h2><div class="scroll"><table><thead><tr><th>Device</th><th>Key</th><th>First seen</th><th></th></tr></thead><tbody>
     ${pending.map((d) => `<tr><td>${esc(d.id)}</td><td><code>${esc(d.publicKey)}</code></td><td>${when(d.enrolledAt)}</td>
-    <td><button data-accept="${esc(d.id)}">Accept ${esc(d.id)}</button></td></tr>`).join("")}</tbody></table></div>` : ""}
+    <td><div class="buttons">${enrollmentButtons(d, ["accept", "reject", "delete"])}</div></td></tr>`).join("")}</tbody></table></div>` : ""}
+  ${rejected.length ? `<h2>Rejected</h2><div class="scroll"><table><thead><tr><th>Device</th><th>Key</th><th>First seen</th><th></th></tr></thead><tbody>
+    ${rejected.map((d) => `<tr><td><a href="#/devices/${encodeURIComponent(d.id)}">${esc(d.id)}</a></td><td><code>${esc(d.publicKey)}</code></td><td>${when(d.enrolledAt)}</td>
+    <td><div class="buttons">${enrollmentButtons(d, ["accept", "delete"])}</div></td></tr>`).join("")}</tbody></table></div>` : ""}
   <h2>Devices</h2>
   <div class="filters">
     <label>Search<input data-filter="q" type="search" value="${esc(view.filters.q)}" placeholder="device id"></label>
@@ -95,8 +99,28 @@ async function fleetPage() {
       document.getElementById("device-table").innerHTML = deviceRows(accepted);
     });
   }
-  for (const button of main.querySelectorAll("[data-accept]")) {
-    button.addEventListener("click", () => act(`Accept device ${button.dataset.accept}? It can then report and take updates.`, `devices/${encodeURIComponent(button.dataset.accept)}/accept`));
+  wireEnrollmentButtons();
+}
+
+// Accept, reject and delete: the same buttons on the fleet page and a device's page.
+const ENROLLMENT_ACTIONS = {
+  accept: { label: "Accept", question: (id) => `Accept device ${id}? It can then report and take updates.`, path: (id) => `devices/${encodeURIComponent(id)}/accept`, method: "POST" },
+  reject: { label: "Reject", question: (id) => `Reject device ${id}? Its connection is ended and it is refused from now on.`, path: (id) => `devices/${encodeURIComponent(id)}/reject`, method: "POST" },
+  delete: { label: "Delete", question: (id) => `Delete device ${id} and its history? If it connects again it waits for enrollment as a new device.`, path: (id) => `devices/${encodeURIComponent(id)}`, method: "DELETE" },
+};
+
+function enrollmentButtons(device, actions) {
+  return actions.map((action) => `<button ${action === "accept" ? "" : 'class="danger" '}data-enrollment="${action}" data-id="${esc(device.id)}">${ENROLLMENT_ACTIONS[action].label} ${esc(device.id)}</button>`).join("");
+}
+
+function wireEnrollmentButtons() {
+  for (const button of main.querySelectorAll("[data-enrollment]")) {
+    const { enrollment, id } = button.dataset;
+    const action = ENROLLMENT_ACTIONS[enrollment];
+    button.addEventListener("click", async () => {
+      const done = await act(action.question(id), action.path(id), action.method);
+      if (done && enrollment === "delete" && location.hash.startsWith("#/devices/")) location.hash = "#/";
+    });
   }
 }
 
@@ -116,6 +140,7 @@ async function devicePage(id) {
   const progress = device.state === "downloading" && latest?.progress;
   main.innerHTML = `<p><a href="#/">← Fleet</a></p><h1>${esc(device.id)} ${badge(device.state ?? "unknown")} ${badge(device.online ? "online" : "offline")}</h1>
   ${progress ? `<p>Downloading: <progress max="${progress.total}" value="${progress.bytes}"></progress> ${bytes(progress.bytes)} of ${bytes(progress.total)}</p>` : ""}
+  <p class="buttons">${enrollmentButtons(device, [...(device.enrollment === "accepted" ? [] : ["accept"]), ...(device.enrollment === "rejected" ? [] : ["reject"]), "delete"])}</p>
   <dl class="facts">
     <dt>Enrollment</dt><dd>${badge(device.enrollment)} since ${when(device.enrolledAt)}</dd>
     <dt>Public key</dt><dd><code>${esc(device.publicKey)}</code></dd>
@@ -139,6 +164,7 @@ async function devicePage(id) {
     ${e.report?.rolledBack ? `<p class="reason">rolled back: ${esc(e.report.rolledBack.reason)}</p>` : ""}
     ${healthList(e.report?.health)}</td></tr>`).join("")}
   </tbody></table></div>`;
+  wireEnrollmentButtons();
 }
 
 // ---------------------------------------------------------------- rollouts
@@ -200,14 +226,18 @@ async function releasesPage() {
 
 // ---------------------------------------------------------------- wiring
 
-async function act(question, path) {
-  if (!window.confirm(question)) return;
+/** Asks, calls the API, re-renders; true when the call succeeded. */
+async function act(question, path, method = "POST") {
+  if (!window.confirm(question)) return false;
+  let done = false;
   try {
-    await api(path, { method: "POST" });
+    await api(path, { method });
+    done = true;
   } catch (error) {
     window.alert(error.message);
   }
   await render();
+  return done;
 }
 
 async function render() {

@@ -28,13 +28,18 @@ export function notifyingStore(store: FleetStore, changes: FleetChanges): FleetS
   return {
     createRollout: (record, members) => (store.createRollout(record, members), rollout(record.id)),
     getRollout: (id) => store.getRollout(id),
-    listRollouts: () => store.listRollouts(),
+    listRollouts: (state) => store.listRollouts(state),
     updateRollout: (id, progress, pauseReason, now) => (store.updateRollout(id, progress, pauseReason, now), rollout(id)),
     rolloutDevices: (id) => store.rolloutDevices(id),
+    rolloutDevice: (rolloutId, deviceId) => store.rolloutDevice(rolloutId, deviceId),
+    rolloutMembers: (id) => store.rolloutMembers(id),
+    rolloutStatusCounts: () => store.rolloutStatusCounts(),
     setRolloutDeviceStatus: (rolloutId, deviceId, status, detail, now) => (store.setRolloutDeviceStatus(rolloutId, deviceId, status, detail, now), rollout(rolloutId)),
     markRolloutDevicesSent: (rolloutId, deviceIds, now) => (store.markRolloutDevicesSent(rolloutId, deviceIds, now), rollout(rolloutId)),
     getDevice: (id) => store.getDevice(id),
-    listDevices: () => store.listDevices(),
+    listDevices: (enrollment) => store.listDevices(enrollment),
+    deviceCounts: () => store.deviceCounts(),
+    countDevices: (enrollment) => store.countDevices(enrollment),
     enrollPending: (id, publicKey, now) => {
       const record = store.enrollPending(id, publicKey, now);
       device(id);
@@ -45,13 +50,27 @@ export function notifyingStore(store: FleetStore, changes: FleetChanges): FleetS
       device(id);
       return record;
     },
+    rejectDevice: (id, now) => {
+      const record = store.rejectDevice(id, now);
+      device(id);
+      return record;
+    },
+    deleteDevice: (id) => {
+      const record = store.deleteDevice(id);
+      device(id);
+      return record;
+    },
     setDeviceTags: (id, tags) => {
       const record = store.setDeviceTags(id, tags);
       device(id);
       return record;
     },
     recordReport: (report, now) => (store.recordReport(report, now), device(report.deviceId)),
-    setOnline: (id, online, now) => (store.setOnline(id, online, now), device(id)),
+    setOnline: (id, online, now) => {
+      const changed = store.setOnline(id, online, now);
+      if (changed) device(id);
+      return changed;
+    },
     deviceEvents: (id, limit) => store.deviceEvents(id, limit),
     close: () => store.close(),
   };

@@ -16,6 +16,8 @@ import { signCommand } from "../../shared/wire/command.ts";
 import { ManifestSchema, SignedManifestSchema, manifestPath, type SignedManifest } from "../../shared/wire/manifest.ts";
 import type { Report } from "../../shared/wire/report.ts";
 import { deviceTopic } from "../../shared/wire/topics.ts";
+import type { Metrics } from "../http/metrics.ts";
+import { coalesce } from "./coalesce.ts";
 import type { FleetStore, RolloutRecord, RolloutSelector } from "./store.ts";
 import { FINAL_STATUSES, assignWaves, decide, statusFromReport, type RolloutPlan } from "./waves.ts";
 
@@ -44,6 +46,8 @@ export interface RolloutEngineOptions {
   publish: (topic: string, payload: string, retain: boolean) => Promise<void>;
   prefix: string;
   log: Logger;
+  /** Counts ticks (`aptostree_rollout_ticks_total`) and what asked for them. */
+  metrics?: Metrics;
   now?: () => Date;
 }
 
@@ -51,9 +55,21 @@ export class RolloutEngine {
   private readonly now: () => Date;
   private ticking: Promise<void> = Promise.resolve();
   private lastIssued = 0;
+  private readonly coalescedTick: () => Promise<void>;
+  private readonly tickRequests: (amount?: number) => void;
 
   constructor(private readonly options: RolloutEngineOptions) {
     this.now = options.now ?? (() => new Date());
+    const ticksRun = options.metrics?.counter("aptostree_rollout_ticks_total", "Rollout ticks run (requests coalesced: one running, one waiting)") ?? (() => undefined);
+    this.tickRequests = options.metrics?.counter("aptostree_rollout_tick_requests_total", "Rollout ticks asked for (timer, reports, reconnects, API)") ?? (() => undefined);
+    this.coalescedTick = coalesce(() =>
+      this.serialised(() => {
+        ticksRun(1);
+        return this.tickOnce();
+      }).catch((error: unknown) => {
+        options.log.error({ event: "rollout.tick.error", err: error }, "rollout tick failed");
+      }),
+    );
   }
 
   async create(input: CreateRolloutInput): Promise<RolloutRecord> {
@@ -64,8 +80,7 @@ export class RolloutEngine {
       throw new RolloutError(409, "E_VERSION_NOT_PUBLISHED", `channel ${input.channel} publishes ${input.ref} version ${manifest.manifest.version}, not ${input.version}; publish it first`);
     }
     const selected = store
-      .listDevices()
-      .filter((d) => d.enrollment === "accepted")
+      .listDevices("accepted")
       .filter((d) => input.selector.devices.includes(d.id) || d.groups.some((g) => input.selector.groups.includes(g)) || d.tags.some((t) => input.selector.tags.includes(t)));
     const unknown = input.selector.devices.filter((id) => !selected.some((d) => d.id === id));
     if (unknown.length > 0) throw new RolloutError(400, "E_UNKNOWN_DEVICE", `no accepted device ${unknown.map((id) => `'${id}'`).join(", ")}`);
@@ -99,11 +114,13 @@ export class RolloutEngine {
     return store.getRollout(id)!;
   }
 
-  /** Serialised: one tick at a time, whoever asks (timer, report, reconnect, API). */
+  /**
+   * Serialised and coalesced: one tick at a time, at most one more waiting, however many ask
+   * (timer, reports, reconnects, API); a caller's tick starts after its call, so it sees its change.
+   */
   tick(): Promise<void> {
-    return this.serialised(() => this.tickOnce()).catch((error: unknown) => {
-      this.options.log.error({ event: "rollout.tick.error", err: error }, "rollout tick failed");
-    });
+    this.tickRequests(1);
+    return this.coalescedTick();
   }
 
   /** Runs `task` after every tick and state change already queued, so publishes never cross. */
@@ -129,7 +146,7 @@ export class RolloutEngine {
    * with the old process answers a repeated id by reporting where it stands.
    */
   async resume(): Promise<void> {
-    for (const rollout of this.options.store.listRollouts().filter((r) => r.progress.state === "running")) {
+    for (const rollout of this.options.store.listRollouts("running")) {
       const commanded = this.options.store.rolloutDevices(rollout.id).filter((m) => m.status === "sent" || m.status === "in-progress");
       await this.publishCommands(rollout, commanded.map((m) => m.deviceId));
     }
@@ -140,7 +157,7 @@ export class RolloutEngine {
     if (!report.command) return;
     const rollout = this.options.store.getRollout(report.command);
     if (!rollout) return;
-    const member = this.options.store.rolloutDevices(rollout.id).find((m) => m.deviceId === report.deviceId);
+    const member = this.options.store.rolloutDevice(rollout.id, report.deviceId);
     if (!member || FINAL_STATUSES.has(member.status)) return;
     const status = statusFromReport(report.state, report.booted?.commit, rollout.commit);
     if (status === null || status === member.status) return;
@@ -179,11 +196,11 @@ export class RolloutEngine {
 
   private async tickOnce(): Promise<void> {
     const { store } = this.options;
-    for (const rollout of store.listRollouts().filter((r) => r.progress.state === "running")) {
+    // Reads the running rollouts' members only (one indexed join each), never the whole registry.
+    for (const rollout of store.listRollouts("running")) {
       for (let step = 0; step < 100; step++) {
         const current = store.getRollout(rollout.id)!;
-        const online = new Map(store.listDevices().map((d) => [d.id, d.online]));
-        const members = store.rolloutDevices(rollout.id).map((m) => ({ deviceId: m.deviceId, wave: m.wave, status: m.status, online: online.get(m.deviceId) ?? false }));
+        const members = store.rolloutMembers(rollout.id);
         const now = this.now();
         const decision = decide(current.plan, current.progress, members, now);
         if (decision.kind === "wait") break;

@@ -2,8 +2,10 @@
 import Database from "better-sqlite3";
 import { AptOstreeError } from "../../shared/errors.ts";
 import type { Report } from "../../shared/wire/report.ts";
-import type { DeviceEvent, DeviceRecord, FleetStore, RolloutDeviceRecord, RolloutRecord } from "./store.ts";
-import type { RolloutDeviceStatus, RolloutProgress } from "./waves.ts";
+import { DEFAULT_LIMITS } from "../config/limits.ts";
+import type { DeviceCounts, DeviceEvent, DeviceRecord, EnrollmentState, FleetStore, HistoryRetention, RolloutDeviceRecord, RolloutRecord } from "./store.ts";
+import type { RolloutDeviceStatus, RolloutMember, RolloutProgress, RolloutState } from "./waves.ts";
+import { MIGRATIONS } from "./store-sqlite-schema.ts";
 
 export class DeviceNotFoundError extends AptOstreeError {
   constructor(id: string) {
@@ -11,58 +13,10 @@ export class DeviceNotFoundError extends AptOstreeError {
   }
 }
 
-/** Each entry upgrades the schema by one version (PRAGMA user_version). */
-const MIGRATIONS = [
-  `CREATE TABLE devices (
-     id TEXT PRIMARY KEY,
-     public_key TEXT NOT NULL,
-     enrollment TEXT NOT NULL CHECK (enrollment IN ('pending', 'accepted', 'rejected')),
-     groups_json TEXT NOT NULL DEFAULT '[]',
-     tags_json TEXT NOT NULL DEFAULT '[]',
-     architecture TEXT,
-     state TEXT,
-     booted_json TEXT,
-     staged_json TEXT,
-     agent_version TEXT,
-     online INTEGER NOT NULL DEFAULT 0,
-     last_seen TEXT,
-     last_counter INTEGER,
-     enrolled_at TEXT NOT NULL
-   );
-   CREATE TABLE device_events (
-     id INTEGER PRIMARY KEY AUTOINCREMENT,
-     device_id TEXT NOT NULL REFERENCES devices(id),
-     at TEXT NOT NULL,
-     kind TEXT NOT NULL,
-     report_json TEXT
-   );
-   CREATE INDEX device_events_by_device ON device_events(device_id, id);`,
-  `CREATE TABLE rollouts (
-     id TEXT PRIMARY KEY,
-     ref TEXT NOT NULL,
-     channel TEXT NOT NULL,
-     version TEXT NOT NULL,
-     commit_id TEXT NOT NULL,
-     selector_json TEXT NOT NULL,
-     plan_json TEXT NOT NULL,
-     progress_json TEXT NOT NULL,
-     pause_reason TEXT,
-     created_at TEXT NOT NULL,
-     updated_at TEXT NOT NULL
-   );
-   CREATE TABLE rollout_devices (
-     rollout_id TEXT NOT NULL REFERENCES rollouts(id),
-     device_id TEXT NOT NULL REFERENCES devices(id),
-     wave INTEGER NOT NULL,
-     status TEXT NOT NULL,
-     sent_at TEXT,
-     updated_at TEXT NOT NULL,
-     detail TEXT,
-     PRIMARY KEY (rollout_id, device_id)
-   );`,
-  `ALTER TABLE devices ADD COLUMN pending_json TEXT;
-   ALTER TABLE devices ADD COLUMN rollback_json TEXT;`,
-];
+export const DEFAULT_RETENTION: HistoryRetention = { maxEventsPerDevice: DEFAULT_LIMITS.historyMaxEventsPerDevice, maxAgeDays: DEFAULT_LIMITS.historyMaxAgeDays };
+/** History older than the retention age is removed at most this often, at most this many events at a time. */
+const AGE_PRUNE_INTERVAL_MS = 60_000;
+const AGE_PRUNE_BATCH = 10_000;
 
 interface DeviceRow {
   id: string;
@@ -83,10 +37,18 @@ interface DeviceRow {
   enrolled_at: string;
 }
 
+export interface SqliteFleetStoreOptions {
+  /** How much device history to keep (DEFAULT_RETENTION when omitted). */
+  retention?: HistoryRetention;
+}
+
 export class SqliteFleetStore implements FleetStore {
   private readonly db: Database.Database;
+  private readonly retention: HistoryRetention;
+  private lastAgePrune = Number.NEGATIVE_INFINITY;
 
-  constructor(path: string) {
+  constructor(path: string, options: SqliteFleetStoreOptions = {}) {
+    this.retention = options.retention ?? DEFAULT_RETENTION;
     this.db = new Database(path);
     this.db.pragma("journal_mode = WAL");
     this.db.pragma("synchronous = FULL");
@@ -99,8 +61,34 @@ export class SqliteFleetStore implements FleetStore {
     return row ? toRecord(row) : null;
   }
 
-  listDevices(): DeviceRecord[] {
-    return (this.db.prepare("SELECT * FROM devices ORDER BY id").all() as DeviceRow[]).map(toRecord);
+  listDevices(enrollment?: EnrollmentState): DeviceRecord[] {
+    const rows = enrollment === undefined ? this.db.prepare("SELECT * FROM devices ORDER BY id").all() : this.db.prepare("SELECT * FROM devices WHERE enrollment = ? ORDER BY id").all(enrollment);
+    return (rows as DeviceRow[]).map(toRecord);
+  }
+
+  deviceCounts(): DeviceCounts {
+    const byEnrollment: Record<EnrollmentState, number> = { pending: 0, accepted: 0, rejected: 0 };
+    let devices = 0;
+    let online = 0;
+    const rows = this.db.prepare("SELECT enrollment, COUNT(*) AS n, SUM(online) AS online FROM devices GROUP BY enrollment").all() as Array<{ enrollment: EnrollmentState; n: number; online: number }>;
+    for (const row of rows) {
+      byEnrollment[row.enrollment] = row.n;
+      devices += row.n;
+      online += row.online;
+    }
+    // Keys are data (a version may be called 'constructor'): own properties only.
+    const counted = (sql: string) => Object.fromEntries((this.db.prepare(sql).all() as Array<{ key: string | null; n: number }>).map((r) => [r.key ?? "unknown", r.n]));
+    return {
+      devices,
+      online,
+      byEnrollment,
+      byState: counted("SELECT state AS key, COUNT(*) AS n FROM devices WHERE enrollment = 'accepted' GROUP BY state"),
+      byVersion: counted("SELECT json_extract(booted_json, '$.version') AS key, COUNT(*) AS n FROM devices WHERE enrollment = 'accepted' GROUP BY json_extract(booted_json, '$.version')"),
+    };
+  }
+
+  countDevices(enrollment: EnrollmentState): number {
+    return (this.db.prepare("SELECT COUNT(*) AS n FROM devices WHERE enrollment = ?").get(enrollment) as { n: number }).n;
   }
 
   enrollPending(id: string, publicKey: string, now: Date): DeviceRecord {
@@ -120,6 +108,26 @@ export class SqliteFleetStore implements FleetStore {
       this.addEvent(id, now, "accepted", null);
     })();
     return this.getDevice(id)!;
+  }
+
+  rejectDevice(id: string, now: Date): DeviceRecord {
+    this.db.transaction(() => {
+      const updated = this.db.prepare("UPDATE devices SET enrollment = 'rejected', online = 0 WHERE id = ?").run(id);
+      if (updated.changes === 0) throw new DeviceNotFoundError(id);
+      this.addEvent(id, now, "rejected", null);
+    })();
+    return this.getDevice(id)!;
+  }
+
+  deleteDevice(id: string): DeviceRecord {
+    const device = this.getDevice(id);
+    if (!device) throw new DeviceNotFoundError(id);
+    this.db.transaction(() => {
+      this.db.prepare("DELETE FROM device_events WHERE device_id = ?").run(id);
+      this.db.prepare("DELETE FROM rollout_devices WHERE device_id = ?").run(id);
+      this.db.prepare("DELETE FROM devices WHERE id = ?").run(id);
+    })();
+    return device;
   }
 
   setDeviceTags(id: string, tags: string[]): DeviceRecord {
@@ -162,10 +170,12 @@ export class SqliteFleetStore implements FleetStore {
     })();
   }
 
-  setOnline(id: string, online: boolean, now: Date): void {
-    this.db.transaction(() => {
-      const updated = this.db.prepare("UPDATE devices SET online = ?, last_seen = ? WHERE id = ?").run(online ? 1 : 0, now.toISOString(), id);
+  setOnline(id: string, online: boolean, now: Date): boolean {
+    return this.db.transaction(() => {
+      const flag = online ? 1 : 0;
+      const updated = this.db.prepare("UPDATE devices SET online = ?, last_seen = ? WHERE id = ? AND online != ?").run(flag, now.toISOString(), id, flag);
       if (updated.changes > 0) this.addEvent(id, now, online ? "online" : "offline", null);
+      return updated.changes > 0;
     })();
   }
 
@@ -198,8 +208,11 @@ export class SqliteFleetStore implements FleetStore {
     return row ? toRollout(row) : null;
   }
 
-  listRollouts(): RolloutRecord[] {
-    return (this.db.prepare("SELECT * FROM rollouts ORDER BY created_at, id").all() as RolloutRow[]).map(toRollout);
+  listRollouts(state?: RolloutState): RolloutRecord[] {
+    const rows = state === undefined
+      ? this.db.prepare("SELECT * FROM rollouts ORDER BY created_at, id").all()
+      : this.db.prepare("SELECT * FROM rollouts WHERE json_extract(progress_json, '$.state') = ? ORDER BY created_at, id").all(state);
+    return (rows as RolloutRow[]).map(toRollout);
   }
 
   updateRollout(id: string, progress: RolloutProgress, pauseReason: string | null, now: Date): void {
@@ -208,7 +221,30 @@ export class SqliteFleetStore implements FleetStore {
 
   rolloutDevices(id: string): RolloutDeviceRecord[] {
     const rows = this.db.prepare("SELECT * FROM rollout_devices WHERE rollout_id = ? ORDER BY wave, device_id").all(id) as RolloutDeviceRow[];
-    return rows.map((row) => ({ rolloutId: row.rollout_id, deviceId: row.device_id, wave: row.wave, status: row.status, sentAt: row.sent_at, updatedAt: row.updated_at, detail: row.detail }));
+    return rows.map(toRolloutDevice);
+  }
+
+  rolloutDevice(rolloutId: string, deviceId: string): RolloutDeviceRecord | null {
+    const row = this.db.prepare("SELECT * FROM rollout_devices WHERE rollout_id = ? AND device_id = ?").get(rolloutId, deviceId) as RolloutDeviceRow | undefined;
+    return row ? toRolloutDevice(row) : null;
+  }
+
+  rolloutMembers(id: string): RolloutMember[] {
+    const rows = this.db
+      .prepare("SELECT r.device_id, r.wave, r.status, d.online FROM rollout_devices r JOIN devices d ON d.id = r.device_id WHERE r.rollout_id = ? ORDER BY r.wave, r.device_id")
+      .all(id) as Array<{ device_id: string; wave: number; status: RolloutDeviceStatus; online: number }>;
+    return rows.map((row) => ({ deviceId: row.device_id, wave: row.wave, status: row.status, online: row.online === 1 }));
+  }
+
+  rolloutStatusCounts(): Map<string, Map<RolloutDeviceStatus, number>> {
+    const counts = new Map<string, Map<RolloutDeviceStatus, number>>();
+    const rows = this.db.prepare("SELECT rollout_id, status, COUNT(*) AS n FROM rollout_devices GROUP BY rollout_id, status").all() as Array<{ rollout_id: string; status: RolloutDeviceStatus; n: number }>;
+    for (const row of rows) {
+      const statuses = counts.get(row.rollout_id) ?? new Map<RolloutDeviceStatus, number>();
+      statuses.set(row.status, row.n);
+      counts.set(row.rollout_id, statuses);
+    }
+    return counts;
   }
 
   setRolloutDeviceStatus(rolloutId: string, deviceId: string, status: RolloutDeviceStatus, detail: string | null, now: Date): void {
@@ -226,8 +262,18 @@ export class SqliteFleetStore implements FleetStore {
     this.db.close();
   }
 
+  /** Appends to a device's history and keeps it within the retention: its newest N events, none older than the age. */
   private addEvent(id: string, now: Date, kind: DeviceEvent["kind"], report: Report | null): void {
     this.db.prepare("INSERT INTO device_events (device_id, at, kind, report_json) VALUES (?, ?, ?, ?)").run(id, now.toISOString(), kind, report ? JSON.stringify(report) : null);
+    // One walk of this device's newest N index entries; nothing is deleted until it has more.
+    this.db
+      .prepare("DELETE FROM device_events WHERE device_id = @id AND id <= (SELECT id FROM device_events WHERE device_id = @id ORDER BY id DESC LIMIT 1 OFFSET @keep)")
+      .run({ id, keep: this.retention.maxEventsPerDevice });
+    if (now.getTime() - this.lastAgePrune >= AGE_PRUNE_INTERVAL_MS) {
+      this.lastAgePrune = now.getTime();
+      const cutoff = new Date(now.getTime() - this.retention.maxAgeDays * 86_400_000).toISOString();
+      this.db.prepare("DELETE FROM device_events WHERE id IN (SELECT id FROM device_events WHERE at < ? ORDER BY at LIMIT ?)").run(cutoff, AGE_PRUNE_BATCH);
+    }
   }
 
   private migrate(): void {
@@ -263,6 +309,10 @@ interface RolloutDeviceRow {
   sent_at: string | null;
   updated_at: string;
   detail: string | null;
+}
+
+function toRolloutDevice(row: RolloutDeviceRow): RolloutDeviceRecord {
+  return { rolloutId: row.rollout_id, deviceId: row.device_id, wave: row.wave, status: row.status, sentAt: row.sent_at, updatedAt: row.updated_at, detail: row.detail };
 }
 
 function toRollout(row: RolloutRow): RolloutRecord {

@@ -1,39 +1,42 @@
-/** Pure fleet summaries from store records: devices per version, state and enrollment; outcomes per rollout. */
-import type { DeviceRecord, RolloutDeviceRecord, RolloutRecord } from "./store.ts";
+/**
+ * The fleet summary (`/api/v1/fleet`): devices per version, state and enrollment; outcomes per
+ * rollout. Built from the store's aggregate counts, never from every device record: a registry
+ * flooded with pending devices costs an index count, not a read of each row.
+ */
+import type { DeviceCounts, FleetStore, RolloutRecord } from "./store.ts";
+import type { RolloutDeviceStatus } from "./waves.ts";
 
-export interface FleetSummary {
-  devices: number;
-  online: number;
-  byEnrollment: Record<string, number>;
-  byState: Record<string, number>;
-  byVersion: Record<string, number>;
+export interface FleetSummary extends DeviceCounts {
   rollouts: Array<{ id: string; ref: string; version: string; state: string; devices: number; healthy: number; failed: number; rolledBack: number }>;
 }
 
-/** Counts keyed by data (a device's version may be `constructor` or `__proto__`): a Map, then own properties. */
-function countBy<T>(items: T[], key: (item: T) => string): Record<string, number> {
-  const counts = new Map<string, number>();
-  for (const item of items) counts.set(key(item), (counts.get(key(item)) ?? 0) + 1);
-  return Object.fromEntries(counts);
+export interface RolloutCounts {
+  rollout: RolloutRecord;
+  statuses: ReadonlyMap<RolloutDeviceStatus, number>;
 }
 
-export function summarizeFleet(devices: DeviceRecord[], rollouts: Array<{ rollout: RolloutRecord; members: RolloutDeviceRecord[] }>): FleetSummary {
-  const accepted = devices.filter((d) => d.enrollment === "accepted");
+/** Pure: the summary from counts (count keys are data, kept as own properties by the store). */
+export function summarizeFleet(counts: DeviceCounts, rollouts: RolloutCounts[]): FleetSummary {
   return {
-    devices: devices.length,
-    online: devices.filter((d) => d.online).length,
-    byEnrollment: countBy(devices, (d) => d.enrollment),
-    byState: countBy(accepted, (d) => d.state ?? "unknown"),
-    byVersion: countBy(accepted, (d) => d.booted?.version ?? "unknown"),
-    rollouts: rollouts.map(({ rollout, members }) => ({
+    ...counts,
+    rollouts: rollouts.map(({ rollout, statuses }) => ({
       id: rollout.id,
       ref: rollout.ref,
       version: rollout.version,
       state: rollout.progress.state,
-      devices: members.length,
-      healthy: members.filter((m) => m.status === "healthy").length,
-      failed: members.filter((m) => m.status === "failed").length,
-      rolledBack: members.filter((m) => m.status === "rolled-back").length,
+      devices: [...statuses.values()].reduce((sum, n) => sum + n, 0),
+      healthy: statuses.get("healthy") ?? 0,
+      failed: statuses.get("failed") ?? 0,
+      rolledBack: statuses.get("rolled-back") ?? 0,
     })),
   };
+}
+
+/** Fetches the counts (aggregate queries) and summarises them. */
+export function readFleetSummary(store: FleetStore): FleetSummary {
+  const statuses = store.rolloutStatusCounts();
+  return summarizeFleet(
+    store.deviceCounts(),
+    store.listRollouts().map((rollout) => ({ rollout, statuses: statuses.get(rollout.id) ?? new Map() })),
+  );
 }

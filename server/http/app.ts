@@ -9,8 +9,10 @@ import type { FleetStore } from "../fleet/store.ts";
 import type { RolloutEngine } from "../fleet/rollouts.ts";
 import { createRollout, describeRollout, withRolloutErrors } from "./api/rollouts.ts";
 import { readJsonBody } from "./body.ts";
-import { summarizeFleet } from "../fleet/summary.ts";
-import { acceptDevice, getDevice, listDevices, setDeviceTags } from "./api/devices.ts";
+import { readFleetSummary } from "../fleet/summary.ts";
+import type { DeviceAdmin } from "../fleet/device-admin.ts";
+import { acceptDevice, deleteDevice, getDevice, listDevices, rejectDevice, setDeviceTags } from "./api/devices.ts";
+import { fleetGauges } from "./fleet-metrics.ts";
 import { listReleases } from "./api/releases.ts";
 import { OPENAPI } from "./api/openapi.ts";
 import { requireAdmin } from "./auth.ts";
@@ -32,6 +34,8 @@ export interface HttpAppOptions {
   changes: FleetChanges;
   /** Dashboard session cookies: issued at login, checked on each request, all ended on demand. */
   sessions: DashboardSessions;
+  /** Rejects and deletes devices (ending their connections, clearing their retained messages). */
+  devices: DeviceAdmin;
   now?: () => Date;
 }
 
@@ -40,10 +44,9 @@ export type HttpHandler = (req: IncomingMessage, res: ServerResponse) => void;
 export function createHttpHandler(options: HttpAppOptions): HttpHandler {
   const requests = options.metrics.counter("aptostree_http_requests_total", "HTTP requests answered, by status code");
   const bytesServed = options.metrics.counter("aptostree_http_bytes_served_total", "Bytes of repo files sent (bodies of 200 and 206 answers)");
-  const devicesByState = options.metrics.gauge("aptostree_devices", "Accepted devices, by last reported state");
-  const devicesByEnrollment = options.metrics.gauge("aptostree_devices_enrollment", "Devices, by enrollment state");
-  const rolloutsByState = options.metrics.gauge("aptostree_rollouts", "Rollouts, by state");
-  const summary = () => summarizeFleet(options.store.listDevices(), options.store.listRollouts().map((rollout) => ({ rollout, members: options.store.rolloutDevices(rollout.id) })));
+  // Aggregate queries, not a read of every device (issue 18, finding 3).
+  const updateFleetGauges = fleetGauges(options.metrics, options.store);
+  const summary = () => readFleetSummary(options.store);
 
   const route = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     const segments = pathSegments(req.url ?? "/");
@@ -59,12 +62,7 @@ export function createHttpHandler(options: HttpAppOptions): HttpHandler {
     if (head === "healthz" && rest.length === 0) return only(method, ["GET", "HEAD"], () => sendJson(res, 200, { status: "ok" }));
     if (head === "metrics" && rest.length === 0) {
       return only(method, ["GET"], () => {
-        const fleet = summary();
-        for (const [state, count] of Object.entries(fleet.byState)) devicesByState(count, { state });
-        for (const [enrollment, count] of Object.entries(fleet.byEnrollment)) devicesByEnrollment(count, { enrollment });
-        for (const [state, count] of Object.entries(fleet.rollouts.reduce<Record<string, number>>((acc, r) => ({ ...acc, [r.state]: (acc[r.state] ?? 0) + 1 }), {}))) {
-          rolloutsByState(count, { state });
-        }
+        updateFleetGauges();
         const text = options.metrics.render();
         res.writeHead(200, { "content-type": "text/plain; version=0.0.4; charset=utf-8", "content-length": Buffer.byteLength(text) });
         res.end(text);
@@ -90,7 +88,11 @@ export function createHttpHandler(options: HttpAppOptions): HttpHandler {
       if (resource[0] === "devices") {
         const [, id, action] = resource;
         if (id === undefined) return only(method, ["GET"], () => sendJson(res, 200, listDevices(options.store)));
-        if (action === undefined && resource.length === 2) return only(method, ["GET"], () => sendJson(res, 200, getDevice(options.store, id)));
+        if (action === undefined && resource.length === 2) {
+          if (method === "DELETE") return sendJson(res, 200, await deleteDevice(options.store, options.devices, id));
+          return only(method, ["GET", "DELETE"], () => sendJson(res, 200, getDevice(options.store, id)));
+        }
+        if (action === "reject" && resource.length === 3) return only(method, ["POST"], () => sendJson(res, 200, rejectDevice(options.store, options.devices, id)));
         if (action === "accept" && resource.length === 3) return only(method, ["POST"], () => sendJson(res, 200, acceptDevice(options.store, id, (options.now ?? (() => new Date()))())));
         if (action === "tags" && resource.length === 3) return only(method, ["POST"], async () => sendJson(res, 200, setDeviceTags(options.store, id, await readJsonBody(req))));
       }

@@ -1,14 +1,15 @@
 /**
  * Who may connect: a device whose MQTT client id and username are its id and whose password is
  * a valid token (shared/wire/device-token.ts) signed by the key on record. An unknown id is
- * recorded as pending and refused until an operator accepts it (or auto-accept is on).
+ * enrolled as pending (while there is room: enrollment.ts) and refused until an operator accepts
+ * it (or auto-accept is on); a rejected one stays refused.
  */
 import { verifyDeviceToken } from "../../shared/wire/device-token.ts";
-import type { FleetStore } from "../fleet/store.ts";
+import type { Enroll } from "./enrollment.ts";
 
 export type ConnectDecision =
   | { ok: true; deviceId: string }
-  | { ok: false; returnCode: 4 | 5; reason: string };
+  | { ok: false; returnCode: 3 | 4 | 5; reason: string };
 
 export interface ConnectAttempt {
   clientId: string;
@@ -16,7 +17,7 @@ export interface ConnectAttempt {
   password: Buffer | undefined;
 }
 
-export function authenticateDevice(store: FleetStore, attempt: ConnectAttempt, now: Date, autoAccept: boolean): ConnectDecision {
+export function authenticateDevice(attempt: ConnectAttempt, now: Date, enroll: Enroll): ConnectDecision {
   if (!attempt.username || !attempt.password) return { ok: false, returnCode: 4, reason: "no username or token" };
   if (attempt.username !== attempt.clientId) return { ok: false, returnCode: 4, reason: `client id '${attempt.clientId}' is not the username '${attempt.username}'` };
   let verified;
@@ -27,10 +28,10 @@ export function authenticateDevice(store: FleetStore, attempt: ConnectAttempt, n
   }
   const { token } = verified;
   if (token.deviceId !== attempt.username) return { ok: false, returnCode: 4, reason: `token is for '${token.deviceId}', not '${attempt.username}'` };
-  let device = store.getDevice(token.deviceId);
-  if (device && device.publicKey !== token.publicKey) return { ok: false, returnCode: 4, reason: `token key differs from the key '${token.deviceId}' enrolled with` };
-  if (!device) device = store.enrollPending(token.deviceId, token.publicKey, now);
-  if (device.enrollment === "pending" && autoAccept) device = store.acceptDevice(device.id, now);
-  if (device.enrollment !== "accepted") return { ok: false, returnCode: 5, reason: `device '${device.id}' is ${device.enrollment}; accept it first` };
+  const enrolled = enroll(token.deviceId, token.publicKey, now);
+  // 3, "server unavailable": enrollment is full for now, the device may try again later.
+  if (!enrolled.ok) return { ok: false, returnCode: enrolled.reason === "pending-full" ? 3 : 4, reason: enrolled.message };
+  const { device } = enrolled;
+  if (device.enrollment !== "accepted") return { ok: false, returnCode: 5, reason: `device '${device.id}' is ${device.enrollment}${device.enrollment === "pending" ? "; accept it first" : ""}` };
   return { ok: true, deviceId: device.id };
 }

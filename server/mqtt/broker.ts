@@ -7,7 +7,7 @@ import type { Duplex } from "node:stream";
 import { createServer as createHttpServer } from "node:http";
 import { WebSocketServer, createWebSocketStream } from "ws";
 import type { AddressInfo } from "node:net";
-import aedesModule from "aedes";
+import aedesModule, { type Client } from "aedes";
 import type { Logger } from "../../shared/log.ts";
 import type { Report } from "../../shared/wire/report.ts";
 import { createIngest } from "./ingest.ts";
@@ -15,6 +15,8 @@ import type { FleetStore } from "../fleet/store.ts";
 import type { Metrics } from "../http/metrics.ts";
 import { mayPublish, maySubscribe } from "./acl.ts";
 import { authenticateDevice } from "./auth.ts";
+import { DeviceRateLimiter, deviceBudget } from "./device-rate.ts";
+import { createEnrollment } from "./enrollment.ts";
 import { ConnectionLimiter, type Admission } from "./connection-limits.ts";
 import { guardConnection, PacketTooLargeError } from "./frame-guard.ts";
 import type { ServerLimits } from "../config/limits.ts";
@@ -34,7 +36,7 @@ export interface BrokerOptions {
   now?: () => Date;
   /** Called after a report is verified and stored. */
   onReport?: (report: Report) => void;
-  /** Called when an accepted device connects. */
+  /** Called when an accepted device comes online (it connected and was not online already). */
   onOnline?: (deviceId: string) => void;
 }
 
@@ -45,6 +47,8 @@ export interface RunningBroker {
   wsPort?: number | null;
   /** Publishes a (signed) payload to a topic from the server itself. */
   publish(topic: string, payload: string, retain?: boolean): Promise<void>;
+  /** Ends a device's connection, without its last will; false when it has none here (or the broker is external). */
+  disconnect?(deviceId: string): boolean;
   close(): Promise<void>;
 }
 
@@ -60,7 +64,9 @@ export async function startBroker(options: BrokerOptions): Promise<RunningBroker
   // (a reset leaves the TCP session half-open) takes the id over. The superseded connection's
   // close and last will then say nothing about the device, which is online on the new one.
   const deviceOf = new WeakMap<object, string>();
-  const connectionOf = new Map<string, object>();
+  const connectionOf = new Map<string, Client>();
+  /** Connections the server ended (a device rejected or deleted): their last will is not published. */
+  const ended = new WeakSet<object>();
   const dropped = options.metrics.counter("aptostree_mqtt_dropped_total", "Connections the broker cut for breaking a limit, by reason");
   const handlerErrors = options.metrics.counter("aptostree_mqtt_handler_errors_total", "Broker events whose handling failed (see the log), by event");
   const limiter = new ConnectionLimiter({
@@ -78,13 +84,17 @@ export async function startBroker(options: BrokerOptions): Promise<RunningBroker
       log.error({ event: "mqtt.handler.error", on: event, err: error }, `handling the broker's ${event} event failed; the message was dropped`);
     }
   };
-  const ingest = createIngest({ store, prefix, log, metrics: options.metrics, autoAccept: options.autoAccept, now, onReport: options.onReport, onOnline: options.onOnline });
+  const enroll = createEnrollment({ store, metrics: options.metrics, autoAccept: options.autoAccept, maxPendingDevices: options.limits.maxPendingDevices });
+  // One budget per device for its connections and its messages (issue 18, finding 4).
+  const budget = deviceBudget(new DeviceRateLimiter({ burst: options.limits.deviceMessageBurst, perMinute: options.limits.deviceMessagesPerMinute, now: () => now().getTime() }), options.metrics, log);
+  const ingest = createIngest({ store, prefix, log, metrics: options.metrics, autoAccept: options.autoAccept, limits: options.limits, budget, enroll, now, onReport: options.onReport, onOnline: options.onOnline });
 
   const broker: Aedes = aedesModule.createBroker({
     connectTimeout: options.limits.mqttConnectTimeoutSeconds * 1000,
     authenticate(client, username, password, done) {
       try {
-        const decision = authenticateDevice(store, { clientId: client.id, username, password }, now(), options.autoAccept);
+        let decision = authenticateDevice({ clientId: client.id, username, password }, now(), enroll);
+        if (decision.ok && !budget(decision.deviceId, "connect")) decision = { ok: false, returnCode: 3, reason: `device '${decision.deviceId}' connects too often; try again later` };
         if (decision.ok) {
           deviceOf.set(client, decision.deviceId);
           return done(null, true);
@@ -100,6 +110,7 @@ export async function startBroker(options: BrokerOptions): Promise<RunningBroker
     authorizePublish(client, packet, callback) {
       // The server's own publishes (client null) are trusted; a device only under its own topics.
       if (client === null) return callback(null);
+      if (ended.has(client)) return callback(new Error("the server ended this connection"));
       const deviceId = deviceOf.get(client);
       if (deviceId && mayPublish(prefix, deviceId, packet.topic)) return callback(null);
       denied(1, { action: "publish" });
@@ -124,8 +135,7 @@ export async function startBroker(options: BrokerOptions): Promise<RunningBroker
     const deviceId = deviceOf.get(client);
     if (deviceId) {
       connectionOf.set(deviceId, client);
-      store.setOnline(deviceId, true, now());
-      options.onOnline?.(deviceId);
+      if (store.setOnline(deviceId, true, now())) options.onOnline?.(deviceId);
     }
     connections(broker.connectedClients);
   }));
@@ -192,6 +202,15 @@ export async function startBroker(options: BrokerOptions): Promise<RunningBroker
       new Promise((resolve, reject) =>
         broker.publish({ cmd: "publish", topic, payload: Buffer.from(payload), qos: 1, retain, dup: false }, (error) => (error ? reject(error) : resolve())),
       ),
+    disconnect: (deviceId) => {
+      const client = connectionOf.get(deviceId);
+      if (!client) return false;
+      connectionOf.delete(deviceId);
+      ended.add(client);
+      client.close();
+      connections(broker.connectedClients);
+      return true;
+    },
     close: async () => {
       for (const client of webSockets?.clients ?? []) client.terminate();
       webSockets?.close();

@@ -9,6 +9,9 @@ import { ReportRejectedError, verifyReport, type Report } from "../../shared/wir
 import { parseTopic } from "../../shared/wire/topics.ts";
 import type { FleetStore } from "../fleet/store.ts";
 import type { Metrics } from "../http/metrics.ts";
+import type { ServerLimits } from "../config/limits.ts";
+import { DeviceRateLimiter, deviceBudget, type DeviceBudget } from "./device-rate.ts";
+import { createEnrollment, type Enroll } from "./enrollment.ts";
 
 export interface IngestOptions {
   store: FleetStore;
@@ -16,8 +19,14 @@ export interface IngestOptions {
   log: Logger;
   metrics: Metrics;
   autoAccept: boolean;
+  limits: Pick<ServerLimits, "maxPendingDevices" | "deviceMessageBurst" | "deviceMessagesPerMinute">;
   now: () => Date;
+  /** The per-device budget, shared with the broker's connections; one from `limits` when omitted. */
+  budget?: DeviceBudget;
+  /** Enrollment policy; one from `limits` and `autoAccept` when omitted. */
+  enroll?: Enroll;
   onReport?: (report: Report) => void;
+  /** Called when an accepted device comes online (not when it says so again). */
   onOnline?: (deviceId: string) => void;
 }
 
@@ -36,16 +45,23 @@ export function createIngest(options: IngestOptions): Ingest {
   const { store, log, now } = options;
   const reports = options.metrics.counter("aptostree_mqtt_reports_total", "Device reports, by outcome");
   const hellos = options.metrics.counter("aptostree_mqtt_hellos_total", "Enrollment hellos, by outcome");
+  const budget = options.budget ?? deviceBudget(new DeviceRateLimiter({ burst: options.limits.deviceMessageBurst, perMinute: options.limits.deviceMessagesPerMinute, now: () => now().getTime() }), options.metrics, log);
+  const enroll = options.enroll ?? createEnrollment({ store, metrics: options.metrics, autoAccept: options.autoAccept, maxPendingDevices: options.limits.maxPendingDevices });
 
   const hello = (deviceId: string, payload: Buffer): void => {
     try {
+      // A known device pays for its hellos before its signature is checked; an unknown one is bounded by the pending cap.
+      if (store.getDevice(deviceId) && !budget(deviceId, "hello")) return;
       const { token } = verifyDeviceToken(payload.toString("utf8"), now());
       if (token.deviceId !== deviceId) throw new DeviceTokenError(`token is for '${token.deviceId}', published on '${deviceId}'`);
-      const known = store.getDevice(deviceId);
-      if (known && known.publicKey !== token.publicKey) throw new DeviceTokenError(`token key differs from the key '${deviceId}' enrolled with`);
-      let device = known ?? store.enrollPending(deviceId, token.publicKey, now());
-      if (device.enrollment === "pending" && options.autoAccept) device = store.acceptDevice(deviceId, now());
-      hellos(1, { outcome: device.enrollment });
+      const enrolled = enroll(deviceId, token.publicKey, now());
+      if (!enrolled.ok && enrolled.reason === "key-mismatch") throw new DeviceTokenError(enrolled.message);
+      if (!enrolled.ok) {
+        hellos(1, { outcome: enrolled.reason });
+        log.warn({ event: "mqtt.hello.refused", deviceId, reason: enrolled.message }, `refused to enroll ${deviceId}: ${enrolled.message}`);
+        return;
+      }
+      hellos(1, { outcome: enrolled.device.enrollment });
     } catch (error) {
       if (!(error instanceof DeviceTokenError)) throw error;
       hellos(1, { outcome: "rejected" });
@@ -58,6 +74,8 @@ export function createIngest(options: IngestOptions): Ingest {
   const ingest = (topicText: string, payload: Buffer, authenticatedDeviceId: string | null): void => {
     const topic = parseTopic(options.prefix, topicText);
     if (!topic || topic.scope !== "device") return;
+    // An empty payload clears a retained message (the server does so when it deletes a device): nothing to take.
+    if (payload.length === 0) return;
     const { deviceId } = topic;
     if (authenticatedDeviceId !== null && authenticatedDeviceId !== deviceId) return;
     if (topic.kind === "hello") return hello(deviceId, payload);
@@ -66,13 +84,17 @@ export function createIngest(options: IngestOptions): Ingest {
       if (topic.kind === "state") reports(1, { outcome: "not-accepted" });
       return;
     }
-    if (topic.kind === "online") {
-      const online = payload.toString() === "online";
-      store.setOnline(deviceId, online, now());
-      if (online) options.onOnline?.(deviceId);
+    if (topic.kind !== "online" && topic.kind !== "state") return;
+    if (!budget(deviceId, topic.kind)) {
+      if (topic.kind === "state") reports(1, { outcome: "rate-limited" });
       return;
     }
-    if (topic.kind !== "state") return;
+    if (topic.kind === "online") {
+      const online = payload.toString() === "online";
+      // Saying again what the store holds writes nothing and wakes nothing.
+      if (device.online !== online && store.setOnline(deviceId, online, now()) && online) options.onOnline?.(deviceId);
+      return;
+    }
     try {
       const report = verifyReport(payload, { deviceId, publicKey: new Uint8Array(Buffer.from(device.publicKey, "base64")), lastCounter: device.lastCounter });
       store.recordReport(report, now());

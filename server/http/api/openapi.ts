@@ -88,6 +88,18 @@ export const OPENAPI = {
     "/api/v1/devices": { get: { summary: "Every device the server knows, pending ones included", responses: { "200": { description: "{devices}", content: { "application/json": { schema: { type: "object", properties: { devices: { type: "array", items: { $ref: "#/components/schemas/Device" } } } } } } }, "401": { description: "Missing or wrong bearer token" } } } },
     "/api/v1/devices/{id}": {
       get: { summary: "One device and its last 100 events (reports, online changes, enrollment)", parameters: [{ name: "id", in: "path", required: true, schema: { type: "string" } }], responses: { "200": { description: "{device, events}" }, "404": { description: "No such device" } } },
+      delete: {
+        summary: "Forget a device: its record, history, rollout memberships and retained MQTT messages; its connection is ended. If it connects again it enrolls as pending.",
+        parameters: [{ name: "id", in: "path", required: true, schema: { type: "string" } }],
+        responses: { "200": { description: "{device}: the record as it was", content: { "application/json": { schema: { type: "object", properties: { device: { $ref: "#/components/schemas/Device" } } } } } }, "404": { description: "No such device" } },
+      },
+    },
+    "/api/v1/devices/{id}/reject": {
+      post: {
+        summary: "Reject a device: kept with its key as rejected, its connection ended, refused from now on (accept undoes it)",
+        parameters: [{ name: "id", in: "path", required: true, schema: { type: "string" } }],
+        responses: { "200": { description: "{device}", content: { "application/json": { schema: { type: "object", properties: { device: { $ref: "#/components/schemas/Device" } } } } } }, "404": { description: "No such device" } },
+      },
     },
     "/api/v1/devices/{id}/accept": {
       post: { summary: "Accept a pending device: it may connect from now on", parameters: [{ name: "id", in: "path", required: true, schema: { type: "string" } }], responses: { "200": { description: "{device}" }, "404": { description: "The device never connected" } } },

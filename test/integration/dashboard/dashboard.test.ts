@@ -52,7 +52,7 @@ beforeAll(async () => {
     await device.connect(server.mqttPort!);
     devices.push(device);
   }
-  await expect(new SimulatedDevice("newcomer", key.publicKey, ["lab"]).connect(server.mqttPort!)).rejects.toThrow(/Not authorized/);
+  for (const id of ["newcomer", "spammer", "passer-by"]) await expect(new SimulatedDevice(id, key.publicKey, ["lab"]).connect(server.mqttPort!)).rejects.toThrow(/Not authorized/);
   await until(async () => server.store.listDevices().filter((d) => d.state === "idle").length === 5, "five devices reporting");
   browser = await chromium.launch({
     executablePath: "/usr/bin/chromium",
@@ -88,7 +88,7 @@ describe("the dashboard in chromium", () => {
     await page.goto(`${base()}/#/`);
     await page.getByRole("heading", { name: "Fleet", exact: true }).waitFor();
     await expect(tile("devices").textContent()).resolves.toBe("5");
-    await expect(tile("pending enrollment").textContent()).resolves.toBe("1");
+    await expect(tile("pending enrollment").textContent()).resolves.toBe("3");
     await expect(tile("idle").textContent()).resolves.toBe("5");
     await expect(page.locator("#shown").textContent()).resolves.toBe("5 of 5 devices");
     await page.getByLabel("Search").fill("lab-3");
@@ -101,6 +101,21 @@ describe("the dashboard in chromium", () => {
     await page.waitForFunction(() => document.querySelector('[data-count="downloading"] .n')?.textContent === "1", undefined, { timeout: 5000 });
     expect(await page.evaluate(() => (window as unknown as { marker?: string }).marker)).toBe("same page");
     await devices[0]!.reportNow("idle");
+  });
+
+  it("rejects and deletes pending devices from their buttons, after asking", async () => {
+    page.once("dialog", (dialog) => void dialog.accept());
+    await page.getByRole("button", { name: "Reject spammer" }).click();
+    await until(async () => server.store.getDevice("spammer")?.enrollment === "rejected", "the device to be rejected");
+    await page.getByRole("heading", { name: "Rejected" }).waitFor({ timeout: 5000 });
+    page.once("dialog", (dialog) => void dialog.accept());
+    await page.getByRole("button", { name: "Delete passer-by" }).click();
+    await until(async () => server.store.getDevice("passer-by") === null, "the device to be deleted");
+    await page.waitForFunction(() => document.querySelector('[data-count="pending enrollment"] .n')?.textContent === "1", undefined, { timeout: 5000 });
+    await screenshot("enrollment");
+    page.once("dialog", (dialog) => void dialog.dismiss());
+    await page.getByRole("button", { name: "Delete spammer" }).click();
+    expect(server.store.getDevice("spammer")?.enrollment).toBe("rejected");
   });
 
   it("accepts a pending device from its button, after asking", async () => {

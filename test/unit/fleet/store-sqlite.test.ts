@@ -62,6 +62,85 @@ describe("SQLite fleet store", () => {
     expect(store.deviceEvents("dev-1", 2).map((e) => e.kind)).toEqual(["offline", "online"]);
   });
 
+  it("writes nothing when a device is said to be online again", () => {
+    store.enrollPending("dev-1", "KEY", t0);
+    expect(store.setOnline("dev-1", true, later(1))).toBe(true);
+    expect(store.setOnline("dev-1", true, later(2))).toBe(false);
+    expect(store.setOnline("ghost", true, later(2))).toBe(false);
+    expect(store.getDevice("dev-1")!.lastSeen).toBe(later(1).toISOString());
+    expect(store.deviceEvents("dev-1", 10).map((e) => e.kind)).toEqual(["online", "enrolled"]);
+  });
+
+  it("counts devices by enrollment, online, state and version with aggregate queries", () => {
+    for (const id of ["p-1", "p-2", "p-3"]) store.enrollPending(id, "KEY", t0);
+    for (const [id, state, version] of [["a-1", "healthy", "2"], ["a-2", "healthy", "2"], ["a-3", "failed", "1"]] as const) {
+      store.enrollPending(id, "KEY", t0);
+      store.acceptDevice(id, t0);
+      store.recordReport({ ...report(1, { state, booted: { commit: "a".repeat(64), version } }), deviceId: id }, later(1));
+    }
+    store.enrollPending("a-4", "KEY", t0);
+    store.acceptDevice("a-4", t0);
+    store.setOnline("a-3", false, later(2));
+    store.enrollPending("r-1", "KEY", t0);
+    store.rejectDevice("r-1", t0);
+    expect(store.deviceCounts()).toEqual({
+      devices: 8,
+      online: 2,
+      byEnrollment: { pending: 3, accepted: 4, rejected: 1 },
+      byState: { healthy: 2, failed: 1, unknown: 1 },
+      byVersion: { "2": 2, "1": 1, unknown: 1 },
+    });
+    expect(store.countDevices("pending")).toBe(3);
+    expect(store.listDevices("rejected").map((d) => d.id)).toEqual(["r-1"]);
+  });
+
+  it("rejects a device: kept with its key and offline, not pending again, accepted only by an operator", () => {
+    store.enrollPending("dev-1", "KEY", t0);
+    store.acceptDevice("dev-1", t0);
+    store.setOnline("dev-1", true, later(1));
+    expect(store.rejectDevice("dev-1", later(2))).toMatchObject({ enrollment: "rejected", publicKey: "KEY", online: false });
+    expect(store.enrollPending("dev-1", "OTHER", later(3))).toMatchObject({ enrollment: "rejected", publicKey: "KEY" });
+    expect(store.deviceEvents("dev-1", 1).map((e) => e.kind)).toEqual(["rejected"]);
+    expect(() => store.rejectDevice("ghost", t0)).toThrow(DeviceNotFoundError);
+    expect(store.acceptDevice("dev-1", later(4)).enrollment).toBe("accepted");
+  });
+
+  it("deletes a device with its history and rollout memberships, and a later enrollment starts afresh", () => {
+    store.enrollPending("dev-1", "KEY", t0);
+    store.acceptDevice("dev-1", t0);
+    store.recordReport(report(7), later(1));
+    store.createRollout(
+      { id: "r-1", ref: "x", channel: "stable", version: "2", commit: "c".repeat(64), selector: { groups: [], tags: [], devices: ["dev-1"] }, plan: { waves: [100], waveDelaySeconds: 0, waveTimeoutSeconds: 60, maxFailuresPercent: 0 }, progress: { state: "running", currentWave: 0, waveStartedAt: t0.toISOString(), waveCompletedAt: null }, pauseReason: null, createdAt: t0.toISOString(), updatedAt: t0.toISOString() },
+      [{ deviceId: "dev-1", wave: 0 }],
+    );
+    expect(store.deleteDevice("dev-1")).toMatchObject({ id: "dev-1", lastCounter: 7 });
+    expect(store.getDevice("dev-1")).toBeNull();
+    expect(store.deviceEvents("dev-1", 10)).toEqual([]);
+    expect(store.rolloutDevices("r-1")).toEqual([]);
+    expect(store.deviceCounts().devices).toBe(0);
+    expect(() => store.deleteDevice("dev-1")).toThrow(DeviceNotFoundError);
+    expect(store.enrollPending("dev-1", "NEW", later(2))).toMatchObject({ enrollment: "pending", publicKey: "NEW", lastCounter: null });
+  });
+
+  it("reads a rollout's members with their online flag, and one member by id", () => {
+    for (const id of ["dev-1", "dev-2"]) {
+      store.enrollPending(id, "KEY", t0);
+      store.acceptDevice(id, t0);
+    }
+    store.setOnline("dev-2", true, t0);
+    store.createRollout(
+      { id: "r-1", ref: "x", channel: "stable", version: "2", commit: "c".repeat(64), selector: { groups: [], tags: [], devices: ["dev-1", "dev-2"] }, plan: { waves: [100], waveDelaySeconds: 0, waveTimeoutSeconds: 60, maxFailuresPercent: 0 }, progress: { state: "running", currentWave: 0, waveStartedAt: t0.toISOString(), waveCompletedAt: null }, pauseReason: null, createdAt: t0.toISOString(), updatedAt: t0.toISOString() },
+      [{ deviceId: "dev-1", wave: 0 }, { deviceId: "dev-2", wave: 0 }],
+    );
+    store.setRolloutDeviceStatus("r-1", "dev-2", "healthy", null, later(1));
+    expect(store.rolloutMembers("r-1")).toEqual([{ deviceId: "dev-1", wave: 0, status: "pending", online: false }, { deviceId: "dev-2", wave: 0, status: "healthy", online: true }]);
+    expect(store.rolloutDevice("r-1", "dev-2")).toMatchObject({ status: "healthy" });
+    expect(store.rolloutDevice("r-1", "ghost")).toBeNull();
+    expect(store.rolloutStatusCounts()).toEqual(new Map([["r-1", new Map([["pending", 1], ["healthy", 1]])]]));
+    expect(store.listRollouts("running").map((r) => r.id)).toEqual(["r-1"]);
+    expect(store.listRollouts("completed")).toEqual([]);
+  });
+
   it("keeps everything across a reopen of the file", () => {
     store.enrollPending("dev-1", "KEY", t0);
     store.acceptDevice("dev-1", t0);
@@ -70,5 +149,37 @@ describe("SQLite fleet store", () => {
     store = new SqliteFleetStore(join(dir, "fleet.db"));
     expect(store.getDevice("dev-1")).toMatchObject({ enrollment: "accepted", lastCounter: 5 });
     expect(store.listDevices().map((d) => d.id)).toEqual(["dev-1"]);
+  });
+});
+
+describe("device history retention", () => {
+  const reopen = (retention: { maxEventsPerDevice: number; maxAgeDays: number }) => {
+    store.close();
+    store = new SqliteFleetStore(join(dir, "fleet.db"), { retention });
+  };
+
+  it("keeps each device's newest events up to the configured count", () => {
+    reopen({ maxEventsPerDevice: 5, maxAgeDays: 90 });
+    for (const id of ["dev-1", "dev-2"]) {
+      store.enrollPending(id, "KEY", t0);
+      store.acceptDevice(id, t0);
+    }
+    for (let counter = 1; counter <= 50; counter++) store.recordReport(report(counter), later(counter));
+    const kept = store.deviceEvents("dev-1", 100);
+    expect(kept.map((e) => e.report?.counter)).toEqual([50, 49, 48, 47, 46]);
+    expect(store.deviceEvents("dev-2", 100).map((e) => e.kind)).toEqual(["accepted", "enrolled"]);
+  });
+
+  it("drops events older than the configured age, whichever device they belong to", () => {
+    reopen({ maxEventsPerDevice: 1000, maxAgeDays: 2 });
+    const day = (n: number) => new Date(t0.getTime() + n * 86_400_000);
+    store.enrollPending("old", "KEY", day(0));
+    store.enrollPending("dev-1", "KEY", day(0));
+    store.acceptDevice("dev-1", day(1));
+    expect(store.deviceEvents("old", 10)).toHaveLength(1);
+    store.recordReport(report(1), day(3));
+    expect(store.deviceEvents("old", 10)).toEqual([]);
+    expect(store.deviceEvents("dev-1", 10).map((e) => e.kind)).toEqual(["report", "accepted"]);
+    expect(store.getDevice("old")).not.toBeNull();
   });
 });
