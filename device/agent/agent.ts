@@ -17,13 +17,13 @@ import type { BootCounter } from "../health/boot-counter.ts";
 import { runHealthChecks, systemdUnitsCheck, type BuiltinCheck } from "../health/checks.ts";
 import type { RebootStrategy } from "../strategy/index.ts";
 import type { Deployment } from "../sysroot/deployments.ts";
-import { stageUpdate, StageError } from "../update/stage.ts";
+import { discardDownloads, stageUpdate, StageError } from "../update/stage.ts";
 import { httpClientCodeCache, loadHttpClient } from "../update/load-http-client.ts";
 import { repoUrl } from "../update/channel.ts";
 import type { DeviceIdentity } from "./identity.ts";
 import { bootVerdict, step, type AgentEffect, type AgentEvent, type AgentState, type BootVerdict, type UpdateTarget } from "./machine.ts";
 import { readAgentRecord, writeAgentRecord, type AgentRecord } from "./state-file.ts";
-import { acceptedAfter, checkFresh, withdrawalCancels, type AcceptedCommand, type WithdrawCommand } from "./command-check.ts";
+import { acceptedAfter, checkFresh, checkTarget, withdrawalCancels, type AcceptedCommand, type WithdrawCommand } from "./command-check.ts";
 import { buildReport, reportBase } from "./report.ts";
 import { Reporter } from "./reporter.ts";
 import { DeviceFacts } from "./device-facts.ts";
@@ -126,11 +126,16 @@ export class Agent {
 
   private async takeCommand(payload: Buffer | string): Promise<void> {
     const { trustedKeys, log } = this.options;
+    // A cleared retained message (MQTT 3.1.1 §3.3.1.3: an empty retained payload), not a command.
+    if (payload.length === 0) return log.debug({ event: "agent.command.cleared" }, "the retained command was cleared");
     let command: Command;
     try {
       command = verifyCommand(payload, trustedKeys);
+      checkTarget(command, this.options.identity.deviceId);
       checkFresh(command, this.record.lastCommand);
     } catch (error) {
+      // Logged, not reported: a broker can cause each of these (unsigned, for another device,
+      // stale), and a failed report naming the command would count against its rollout.
       log.warn({ event: "agent.command.rejected", code: (error as AptOstreeError).code, reason: (error as Error).message }, `refused a command: ${(error as Error).message}`);
       return;
     }
@@ -169,15 +174,16 @@ export class Agent {
 
   /**
    * An update to a signed manifest (from a command, or from the CLI with a local id): verified
-   * against the pinned keys, the booted sequence and this device, then fed to the machine. A
-   * refusal is reported as the command's failed outcome and changes nothing.
+   * against the pinned keys, the booted sequence and this device (its architecture, channel and
+   * ref), then fed to the machine. A refusal is reported as the command's failed outcome and
+   * changes nothing.
    */
   async acceptManifest(id: string, signedManifest: unknown, options: { ref?: string; manual?: boolean } = {}): Promise<void> {
     const { settings, trustedKeys, log } = this.options;
     const booted = await this.facts.booted();
     try {
       const bootedSequence = booted ? await this.facts.sequenceOf(booted.checksum) : undefined;
-      const manifest = verifySignedManifest(signedManifest, { trustedKeys, now: this.now(), architecture: settings.architecture, ref: options.ref ?? (booted?.origin || settings.ref), bootedSequence });
+      const manifest = verifySignedManifest(signedManifest, { trustedKeys, now: this.now(), architecture: settings.architecture, channel: settings.channel, ref: options.ref ?? (booted?.origin || settings.ref), bootedSequence });
       const target: UpdateTarget = {
         command: id,
         ref: manifest.ref,
@@ -295,7 +301,7 @@ export class Agent {
       case "report":
         return this.sendReport(await this.stateReport());
       case "stage":
-        this.later(effect.delayMs, () => this.runStage(effect.target));
+        this.later(effect.delayMs, () => this.runStage(effect.target, effect.attempt));
         return;
       case "ask-reboot-strategy": {
         if (this.state.name !== "staged") return;
@@ -340,11 +346,18 @@ export class Agent {
       case "make-rollback-permanent":
         await this.undeploy(effect.badCommit);
         return;
+      case "discard-downloads":
+        await discardDownloads(join(settings.stateDir, "downloads"));
+        return;
     }
   }
 
-  private async runStage(target: UpdateTarget): Promise<void> {
+  private async runStage(target: UpdateTarget, attempt: number): Promise<void> {
     const { settings, log } = this.options;
+    // A retry's timer outlives a cancel or a withdrawal in its backoff: it stages only if the
+    // agent is still downloading this attempt of this update.
+    const state = this.state;
+    if (state.name !== "downloading" || state.target.command !== target.command || state.attempt !== attempt) return;
     const abort = new AbortController();
     this.stageAbort = abort;
     // The "downloading" report just went out: the first progress report waits its second too.

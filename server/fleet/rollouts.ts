@@ -238,7 +238,10 @@ export class RolloutEngine {
     }
   }
 
-  /** One signed command per rollout (the same for every device), retained on each device's topic. */
+  /**
+   * The rollout's update command, signed for each device (it names the device, so a copy on
+   * another device's topic is refused there) and retained on that device's topic.
+   */
   private async publishCommands(rollout: RolloutRecord, deviceIds: string[]): Promise<void> {
     if (deviceIds.length === 0) return;
     const manifest = await this.readManifest(rollout.ref, rollout.channel);
@@ -248,8 +251,11 @@ export class RolloutEngine {
       }
       return;
     }
-    const payload = signCommand({ type: "update", id: rollout.id, issued: this.issuedNow(), rollout: rollout.id, manifest }, [this.options.key!]);
-    for (const deviceId of deviceIds) await this.options.publish(deviceTopic(this.options.prefix, deviceId, "cmd"), payload, true);
+    const issued = this.issuedNow();
+    for (const device of deviceIds) {
+      const payload = signCommand({ type: "update", id: rollout.id, device, issued, rollout: rollout.id, manifest }, [this.options.key!]);
+      await this.options.publish(deviceTopic(this.options.prefix, device, "cmd"), payload, true);
+    }
   }
 
   /**
@@ -261,8 +267,11 @@ export class RolloutEngine {
    */
   private async withdrawCommands(rollout: RolloutRecord, deviceIds: string[], reason: "paused" | "aborted"): Promise<void> {
     if (deviceIds.length === 0) return;
-    const payload = signCommand({ type: "withdraw", id: rollout.id, issued: this.issuedNow(), reason }, [this.options.key!]);
-    for (const deviceId of deviceIds) await this.options.publish(deviceTopic(this.options.prefix, deviceId, "cmd"), payload, true);
+    const issued = this.issuedNow();
+    for (const device of deviceIds) {
+      const payload = signCommand({ type: "withdraw", id: rollout.id, device, issued, reason }, [this.options.key!]);
+      await this.options.publish(deviceTopic(this.options.prefix, device, "cmd"), payload, true);
+    }
     this.options.log.info({ event: "rollout.withdrawn", rollout: rollout.id, reason, devices: deviceIds.length }, `rollout ${rollout.id}: command withdrawn from ${deviceIds.length} device(s) (${reason})`);
   }
 

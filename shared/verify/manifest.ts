@@ -1,6 +1,6 @@
 /**
  * Device-side checks of a signed manifest, in the order that fails cheapest and safest:
- * envelope, signature by a pinned key, schema, expiry, architecture, ref, anti-rollback.
+ * envelope, signature by a pinned key, schema, expiry, architecture, channel, ref, anti-rollback.
  * Each rejection is its own error class so the agent can report it precisely.
  */
 import { AptOstreeError } from "../errors.ts";
@@ -39,6 +39,11 @@ export class WrongArchitectureError extends ManifestRejectedError {
     super("E_MANIFEST_WRONG_ARCH", `manifest is for architecture ${got}, this device is ${expected}`);
   }
 }
+export class WrongChannelError extends ManifestRejectedError {
+  constructor(got: string, expected: string) {
+    super("E_MANIFEST_WRONG_CHANNEL", `manifest is for channel ${got}, this device follows ${expected}`);
+  }
+}
 export class WrongRefError extends ManifestRejectedError {
   constructor(got: string, expected: string) {
     super("E_MANIFEST_WRONG_REF", `manifest is for ref ${got}, this device follows ${expected}`);
@@ -54,6 +59,8 @@ export interface ManifestExpectations {
   trustedKeys: Uint8Array[];
   now: Date;
   architecture: string;
+  /** The channel the device follows; omit to accept any. */
+  channel?: string;
   /** The ref the device follows; omit to accept any (e.g. a rebase the admin asked for). */
   ref?: string;
   /** Sequence of the booted commit; omit when unknown (first install). */
@@ -74,6 +81,7 @@ export function verifySignedManifest(input: unknown, expect: ManifestExpectation
 
   if (Date.parse(manifest.expires) <= expect.now.getTime()) throw new ManifestExpiredError(manifest.expires, expect.now);
   if (manifest.architecture !== expect.architecture) throw new WrongArchitectureError(manifest.architecture, expect.architecture);
+  if (expect.channel !== undefined && manifest.channel !== expect.channel) throw new WrongChannelError(manifest.channel, expect.channel);
   if (expect.ref !== undefined && manifest.ref !== expect.ref) throw new WrongRefError(manifest.ref, expect.ref);
   if (expect.bootedSequence !== undefined && manifest.sequence < expect.bootedSequence && !manifest.downgrade) {
     throw new RollbackRejectedError(manifest.sequence, expect.bootedSequence);

@@ -1,7 +1,7 @@
 /**
- * What the server publishes on `devices/<id>/cmd` and `groups/<group>/cmd`: a command signed
- * with the server's key (the broker is not trusted). An update command carries the signed
- * manifest, which the device verifies on its own as well.
+ * What the server publishes on `devices/<id>/cmd`: a command signed with the server's key (the
+ * broker is not trusted), naming the device it is for and when it was issued. An update command
+ * carries the signed manifest, which the device verifies on its own as well.
  */
 import * as z from "zod/mini";
 import { describeIssue, describeIssues } from "../zod.ts";
@@ -10,24 +10,31 @@ import { signCanonical, verifyCanonical, type SignatureEntry } from "../sign/can
 import type { Ed25519KeyPair } from "../sign/ed25519.ts";
 import { JsonRefusedError, parseBoundedJson, type JsonLimits } from "./bounded-json.ts";
 import { SignatureEntrySchema, SignedManifestSchema } from "./manifest.ts";
+import { NAME_PATTERN } from "./topics.ts";
 
 /** A command's JSON, manifest included: it fits a device's 64 KiB MQTT packet. */
 export const COMMAND_JSON_LIMITS: JsonLimits = { maxBytes: 64 * 1024, maxDepth: 12, maxNodes: 5000 };
 
 const commandId = z.string().check(z.minLength(1));
+/** When the server signed it: a device refuses one older than the last it accepted. */
 const issued = z.iso.datetime({ offset: true });
+/**
+ * The one device the command is for, under the signature: a copy on another device's topic is
+ * refused there. (Rollouts address devices one by one; nothing is published on group topics.)
+ */
+const device = z.string().check(z.regex(NAME_PATTERN));
 
 export const CommandSchema = z.discriminatedUnion("type", [
-  z.strictObject({ type: z.literal("update"), id: commandId, issued, rollout: z.optional(z.string()), manifest: SignedManifestSchema }),
-  z.strictObject({ type: z.literal("reboot"), id: commandId, issued }),
-  z.strictObject({ type: z.literal("rollback"), id: commandId, issued }),
+  z.strictObject({ type: z.literal("update"), id: commandId, device, issued, rollout: z.optional(z.string()), manifest: SignedManifestSchema }),
+  z.strictObject({ type: z.literal("reboot"), id: commandId, device, issued }),
+  z.strictObject({ type: z.literal("rollback"), id: commandId, device, issued }),
   /**
    * Update command `id` is withdrawn: its rollout was paused (a device that has not started must
    * not start) or aborted (a download in progress stops too). Retained in the update command's
    * place, so a device that connects later gets this instead; being signed and newer, it also
    * makes the device refuse the update command if a stale copy of it arrives afterwards.
    */
-  z.strictObject({ type: z.literal("withdraw"), id: commandId, issued, reason: z.enum(["paused", "aborted"]) }),
+  z.strictObject({ type: z.literal("withdraw"), id: commandId, device, issued, reason: z.enum(["paused", "aborted"]) }),
 ]);
 
 export type Command = z.infer<typeof CommandSchema>;

@@ -95,7 +95,7 @@ async function overhead(payloadBytes: number, agentBundle: string): Promise<{ ag
     const v2 = await fixture.publishVersion(2, { payloadBytes });
     const baseline = await createDeviceDisk(join(fixture.dir, "baseline"), fixture.repo, REF, fixture.commits.get(1)!);
     const signed = JSON.parse(await readFile(join(fixture.repo, manifestPath("stable", REF)), "utf8"));
-    const command = signCommand({ type: "update", id: "bench", issued: new Date().toISOString(), manifest: signed }, [fixture.key]);
+    const command = signCommand({ type: "update", id: "bench", device: DEVICE_ID, issued: new Date().toISOString(), manifest: signed }, [fixture.key]);
     const settled = reportRecorded(fixture, ["staged", "failed"]);
     const [, agent] = await timed(async () => {
       await fixture.server.broker.publish(deviceTopic(DEFAULT_TOPIC_PREFIX, DEVICE_ID, "cmd"), command);

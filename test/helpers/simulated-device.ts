@@ -76,6 +76,7 @@ export class SimulatedDevice {
 
   private async onCommand(payload: Buffer): Promise<void> {
     const command = verifyCommand(payload, [this.serverKey]);
+    if (command.device !== this.id) throw new Error(`command ${command.id} is for ${command.device}, not ${this.id}`);
     if (command.type === "withdraw") {
       this.withdrawals.push({ id: command.id, reason: command.reason });
       return;

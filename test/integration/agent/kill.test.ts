@@ -123,7 +123,7 @@ describe("apt-ostreed killed with -9 in every state", () => {
   it("keeps a failed outcome across a kill and reports it again", async () => {
     const unsigned = await fixture.publishVersion(3, { publish: false });
     const published = JSON.parse(await readFile(join(fixture.repo, manifestPath("stable", REF)), "utf8")).manifest;
-    const command = signCommand({ type: "update", id: "r-unsigned", issued: new Date().toISOString(), manifest: signManifest({ ...published, commit: unsigned, version: "3", sequence: 3, deltas: [] }, [fixture.key]) }, [fixture.key]);
+    const command = signCommand({ type: "update", id: "r-unsigned", device: "dev-1", issued: new Date().toISOString(), manifest: signManifest({ ...published, commit: unsigned, version: "3", sequence: 3, deltas: [] }, [fixture.key]) }, [fixture.key]);
     await fixture.server.broker.publish("apt-ostree/devices/dev-1/cmd", command, true);
     await killIn("failed", 60_000);
     await until(async () => ((await fixture.events()).filter((e) => e.report?.state === "failed" && e.report.command === "r-unsigned").length >= 2 ? true : null), "the failed outcome reported again after the restart", 30_000);

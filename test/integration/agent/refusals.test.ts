@@ -13,7 +13,7 @@ import { signCommand } from "../../../shared/wire/command.ts";
 import { manifestPath, signManifest, type Manifest, type SignedManifest } from "../../../shared/wire/manifest.ts";
 import { objectPath } from "../../../shared/ostree/repo.ts";
 import { stateFilePath } from "../../../device/agent/state-file.ts";
-import { AgentFixture, REF } from "../../helpers/agent-fixture.ts";
+import { AgentFixture, DEVICE_ID, REF } from "../../helpers/agent-fixture.ts";
 import { until } from "../../helpers/wait.ts";
 
 const fixture = new AgentFixture();
@@ -32,7 +32,7 @@ async function diskSnapshot(): Promise<string> {
 
 async function sendUpdate(manifest: SignedManifest | Record<string, unknown>, commandKey = fixture.key): Promise<string> {
   const id = `refusal-${++commandCount}`;
-  await fixture.agent!.agent.onCommand(signCommand({ type: "update", id, issued: new Date().toISOString(), manifest: manifest as SignedManifest }, [commandKey]));
+  await fixture.agent!.agent.onCommand(signCommand({ type: "update", id, device: DEVICE_ID, issued: new Date().toISOString(), manifest: manifest as SignedManifest }, [commandKey]));
   return id;
 }
 

@@ -1,15 +1,39 @@
 import { describe, expect, it } from "vitest";
-import { acceptedAfter, checkFresh, StaleCommandError, withdrawalCancels, type AcceptedCommand } from "../../../device/agent/command-check.ts";
+import { acceptedAfter, checkFresh, checkTarget, CommandForAnotherDeviceError, StaleCommandError, withdrawalCancels, type AcceptedCommand } from "../../../device/agent/command-check.ts";
 import type { AgentState, UpdateTarget } from "../../../device/agent/machine.ts";
+import { generateKeyPair } from "../../../shared/sign/ed25519.ts";
+import { verifySignedManifest, WrongChannelError } from "../../../shared/verify/manifest.ts";
 import type { Command } from "../../../shared/wire/command.ts";
+import { signManifest, type Manifest } from "../../../shared/wire/manifest.ts";
 
 const T0 = "2030-01-01T00:00:00.000Z";
 const T1 = "2030-01-01T00:00:01.000Z";
 const T2 = "2030-01-01T00:00:02.000Z";
 const signedManifest = { manifest: {}, signatures: [{ keyid: "a".repeat(64), sig: "x" }] };
-const update = (id: string, issued: string): Command => ({ type: "update", id, issued, rollout: id, manifest: signedManifest });
-const withdraw = (id: string, issued: string, reason: "paused" | "aborted" = "aborted"): Command => ({ type: "withdraw", id, issued, reason });
+const update = (id: string, issued: string, device = "dev-1"): Command => ({ type: "update", id, device, issued, rollout: id, manifest: signedManifest });
+const withdraw = (id: string, issued: string, reason: "paused" | "aborted" = "aborted"): Command => ({ type: "withdraw", id, device: "dev-1", issued, reason });
 const withdrawnAt = (id: string, issued: string): AcceptedCommand => ({ id, type: "withdraw", issued });
+const updatedAt = (id: string, issued: string): AcceptedCommand => ({ id, type: "update", issued });
+
+describe("a command's target", () => {
+  it("takes a command that names this device", () => {
+    expect(() => checkTarget(update("r-1", T0), "dev-1")).not.toThrow();
+  });
+
+  it.each<[string, Command, RegExp]>([
+    ["a command copied from another device's topic", update("r-1", T0, "dev-2"), /^command r-1 \(update\) is for device dev-2, not this device \(dev-1\): refused$/],
+    ["a withdrawal for another device", { ...withdraw("r-1", T0), device: "dev-10" }, /is for device dev-10, not this device \(dev-1\)/],
+    ["a reboot for another device", { type: "reboot", id: "b-1", device: "dev-2", issued: T0 }, /^command b-1 \(reboot\) is for device dev-2/],
+  ])("refuses %s", (_what, command, message) => {
+    expect(() => checkTarget(command, "dev-1")).toThrow(CommandForAnotherDeviceError);
+    expect(() => checkTarget(command, "dev-1")).toThrow(message);
+    try {
+      checkTarget(command, "dev-1");
+    } catch (error) {
+      expect((error as CommandForAnotherDeviceError).code).toBe("E_COMMAND_WRONG_DEVICE");
+    }
+  });
+});
 
 describe("a command's freshness", () => {
   it.each<[string, Command, AcceptedCommand | undefined]>([
@@ -17,6 +41,9 @@ describe("a command's freshness", () => {
     ["an update issued after the last withdrawal (a resumed rollout)", update("r-1", T2), withdrawnAt("r-1", T1)],
     ["the accepted command itself again (a retained copy on reconnect)", withdraw("r-1", T1), withdrawnAt("r-1", T1)],
     ["a withdrawal issued after the last one", withdraw("r-2", T2), withdrawnAt("r-1", T1)],
+    ["a newer update after an update", update("r-2", T2), updatedAt("r-1", T1)],
+    ["the same update re-delivered", update("r-1", T1), updatedAt("r-1", T1)],
+    ["the withdrawal of the update just taken", withdraw("r-1", T2), updatedAt("r-1", T1)],
   ])("takes %s", (_what, command, last) => {
     expect(() => checkFresh(command, last)).not.toThrow();
   });
@@ -26,6 +53,10 @@ describe("a command's freshness", () => {
     ["another rollout's older update", update("r-0", T0), withdrawnAt("r-1", T1), /before the withdrawal of r-1/],
     ["an update issued with the withdrawal's very time", update("r-1", T1), withdrawnAt("r-1", T1), /at the same time as the withdrawal of r-1/],
     ["an older withdrawal", withdraw("r-0", T0), withdrawnAt("r-1", T1), /^command r-0 \(withdraw\) was issued at .*, before the withdrawal of r-1/],
+    ["an older update replayed after a newer one", update("r-0", T0), updatedAt("r-1", T1), /^command r-0 \(update\) was issued at 2030-01-01T00:00:00.000Z, before command r-1 \(update\) issued at 2030-01-01T00:00:01.000Z that this device accepted: a stale or replayed copy$/],
+    ["an older copy of the update taken (re-published since)", update("r-1", T0), updatedAt("r-1", T1), /before command r-1 \(update\)/],
+    ["another command with the very same time", update("r-2", T1), updatedAt("r-1", T1), /at the same time as command r-1 \(update\)/],
+    ["a withdrawal older than the update taken", withdraw("r-1", T0), updatedAt("r-1", T1), /^command r-1 \(withdraw\) was issued at .*, before command r-1 \(update\)/],
   ])("refuses %s", (_what, command, last, message) => {
     expect(() => checkFresh(command, last)).toThrow(StaleCommandError);
     expect(() => checkFresh(command, last)).toThrow(message);
@@ -42,7 +73,9 @@ describe("what the state file keeps", () => {
     ["a withdrawal when none was kept", withdraw("r-1", T1), undefined, withdrawnAt("r-1", T1)],
     ["a newer withdrawal over an older one", withdraw("r-2", T2), withdrawnAt("r-1", T1), withdrawnAt("r-2", T2)],
     ["the older withdrawal kept over a repeat", withdraw("r-1", T1), withdrawnAt("r-1", T1), withdrawnAt("r-1", T1)],
-    ["nothing new for an update", update("r-3", T2), withdrawnAt("r-1", T1), withdrawnAt("r-1", T1)],
+    ["an update, newest, over a withdrawal", update("r-3", T2), withdrawnAt("r-1", T1), updatedAt("r-3", T2)],
+    ["an update when none was kept", update("r-1", T0), undefined, updatedAt("r-1", T0)],
+    ["a reboot command too", { type: "reboot", id: "b-1", device: "dev-1", issued: T2 }, updatedAt("r-1", T1), { id: "b-1", type: "reboot", issued: T2 }],
   ])("%s", (_what, command, last, kept) => {
     expect(acceptedAfter(command, last)).toEqual(kept);
   });
@@ -59,5 +92,25 @@ describe("what a withdrawal stops", () => {
     ["an abort while idle stops nothing", { name: "idle" }, withdraw("r-1", T1, "aborted"), false],
   ])("%s", (_what, state, command, cancels) => {
     expect(withdrawalCancels(state, command as Extract<Command, { type: "withdraw" }>)).toBe(cancels);
+  });
+});
+
+describe("a manifest's channel", () => {
+  const key = generateKeyPair();
+  const now = new Date(T0);
+  const manifest: Manifest = { schema: 1, ref: "os/x", commit: "2".repeat(64), version: "2", sequence: 2, architecture: "amd64", channel: "stable", issued: T0, expires: T2, downgrade: false, deltas: [] };
+  const expectations = { trustedKeys: [key.publicKey], now, architecture: "amd64", ref: "os/x" };
+
+  it.each([
+    ["the channel the device follows", "stable", "stable"],
+    ["any channel when the caller names none", "beta", undefined],
+  ])("takes a manifest for %s", (_what, channel, follows) => {
+    expect(verifySignedManifest(signManifest({ ...manifest, channel }, [key]), { ...expectations, channel: follows }).channel).toBe(channel);
+  });
+
+  it("refuses a manifest for another channel than the device follows", () => {
+    const signed = signManifest({ ...manifest, channel: "beta" }, [key]);
+    expect(() => verifySignedManifest(signed, { ...expectations, channel: "stable" })).toThrow(WrongChannelError);
+    expect(() => verifySignedManifest(signed, { ...expectations, channel: "stable" })).toThrow(/^manifest is for channel beta, this device follows stable$/);
   });
 });

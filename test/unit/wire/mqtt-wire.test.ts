@@ -82,7 +82,7 @@ describe("signed device reports", () => {
 
 describe("signed commands", () => {
   const manifest = { schema: 1, ref: "r", commit: "a".repeat(64), version: "2", sequence: 2, architecture: "amd64", channel: "stable", issued: now.toISOString(), expires: now.toISOString(), downgrade: false, deltas: [] } satisfies Manifest;
-  const command: Command = { type: "update", id: "cmd-1", issued: now.toISOString(), rollout: "r-1", manifest: signManifest(manifest, [server]) };
+  const command: Command = { type: "update", id: "cmd-1", device: "dev-1", issued: now.toISOString(), rollout: "r-1", manifest: signManifest(manifest, [server]) };
 
   it("accepts a command signed by a pinned server key", () => {
     expect(verifyCommand(signCommand(command, [server]), [server.publicKey])).toEqual(command);
@@ -92,6 +92,7 @@ describe("signed commands", () => {
     ["an unknown key", () => signCommand(command, [generateKeyPair()]), /signed only by unknown keys/],
     ["a tampered command", () => signCommand(command, [server]).replace('"cmd-1"', '"cmd-2"'), /signature does not verify/],
     ["a malformed command", () => signCommand({ type: "format-disk", id: "x", issued: now.toISOString() } as never, [server]), /malformed command/],
+    ["a command that names no device", () => signCommand({ type: "update", id: "cmd-1", issued: now.toISOString(), manifest: command.manifest } as never, [server]), /malformed command: device: /],
     ["non-JSON", () => "{", /not JSON/],
   ])("rejects %s", (_what, make, message) => {
     expect(() => verifyCommand(make(), [server.publicKey])).toThrow(CommandRejectedError);
