@@ -29,8 +29,6 @@ export interface MqttLink {
 
 const MIN_RECONNECT_MS = 1000;
 const MAX_RECONNECT_MS = 300_000;
-/** Commands carry a signed manifest: a few KiB. Anything near this is not ours. */
-const MAX_PACKET_BYTES = 4 * 2 ** 20;
 
 export function connectMqtt(options: MqttLinkOptions): MqttLink {
   const { identity, settings, log } = options;
@@ -52,7 +50,6 @@ export function connectMqtt(options: MqttLinkOptions): MqttLink {
     connectTimeoutMs: 30_000,
     minReconnectMs: MIN_RECONNECT_MS,
     maxReconnectMs: MAX_RECONNECT_MS,
-    maxPacketBytes: MAX_PACKET_BYTES,
     onConnect: () => {
       connectedOnce = true;
       log.info({ event: "agent.mqtt.connected", broker: settings.mqtt.replace(/\/\/[^@/]*@/, "//") }, "connected to the broker");

@@ -6,10 +6,15 @@
  *
  * Unacknowledged QoS 1 publishes are rejected when the connection drops, not queued: the
  * caller (the agent's reporter) keeps what it must send again.
+ *
+ * The broker is not trusted: a packet over `maxPacketBytes`, a malformed one, one a server may
+ * not send, or one out of turn (anything before the CONNACK, a second CONNACK) ends the
+ * connection with an `MqttProtocolError` to `onError`, and the client connects again with the
+ * same backoff as after any other connection error.
  */
 import { isIP, connect as netConnect, type Socket } from "node:net";
 import {
-  CONNACK_REFUSALS, DISCONNECT, encodeConnect, encodePublish, encodePuback, encodeSubscribe, MqttProtocolError, PacketReader, PINGREQ, SUBACK_FAILURE,
+  CONNACK_REFUSALS, DEFAULT_MAX_PACKET_BYTES, DISCONNECT, encodeConnect, encodePublish, encodePuback, encodeSubscribe, MqttProtocolError, PacketReader, PINGREQ, SUBACK_FAILURE,
   type ConnectPacket, type IncomingPacket, type Qos,
 } from "./packets.ts";
 
@@ -21,8 +26,11 @@ export interface MqttClientOptions {
   connectTimeoutMs: number;
   minReconnectMs: number;
   maxReconnectMs: number;
-  /** Largest packet accepted from the broker. */
-  maxPacketBytes: number;
+  /**
+   * Largest Remaining Length accepted from the broker, checked as soon as a packet's header is
+   * in (default DEFAULT_MAX_PACKET_BYTES: 65 KiB, a 64 KiB command with its topic).
+   */
+  maxPacketBytes?: number;
   onConnect: () => void;
   onMessage: (topic: string, payload: Buffer) => void;
   onError: (error: Error) => void;
@@ -104,7 +112,7 @@ export class MqttClient {
       socket = tlsConnect({ host, port, ...(isIP(host) ? {} : { servername: host }) });
     } else socket = netConnect({ host, port });
     this.socket = socket;
-    const reader = new PacketReader(this.options.maxPacketBytes);
+    const reader = new PacketReader(this.options.maxPacketBytes ?? DEFAULT_MAX_PACKET_BYTES);
     let keepaliveSeconds = 0;
     const connectTimer = setTimeout(() => socket.destroy(new Error(`no CONNACK within ${this.options.connectTimeoutMs} ms`)), this.options.connectTimeoutMs);
     socket.once(this.url.protocol === "mqtts:" ? "secureConnect" : "connect", () => {
@@ -113,12 +121,19 @@ export class MqttClient {
       keepaliveSeconds = connect.keepaliveSeconds;
       socket.write(encodeConnect(connect));
     });
+    let connacked = false;
     socket.on("data", (chunk: Buffer) => {
       try {
-        for (const received of reader.push(chunk)) {
-          if (received.type === "connack") clearTimeout(connectTimer);
+        reader.push(chunk, (received) => {
+          if (socket.destroyed) return;
+          // MQTT-3.2.0-1: the server's first packet is the CONNACK, and it sends one.
+          if (received.type === "connack") {
+            if (connacked) throw new MqttProtocolError("a second CONNACK from the broker");
+            connacked = true;
+            clearTimeout(connectTimer);
+          } else if (!connacked) throw new MqttProtocolError(`${received.type.toUpperCase()} from the broker before its CONNACK`);
           this.handle(received, socket, keepaliveSeconds);
-        }
+        });
       } catch (error) {
         socket.destroy(error as Error);
       }
@@ -167,6 +182,7 @@ export class MqttClient {
 
   private startPings(socket: Socket, keepaliveSeconds: number): void {
     if (keepaliveSeconds === 0) return;
+    if (this.pingTimer) clearInterval(this.pingTimer);
     this.awaitingPong = false;
     this.pingTimer = setInterval(() => {
       if (this.awaitingPong) return void socket.destroy(new Error(`no PINGRESP within ${keepaliveSeconds} s`));

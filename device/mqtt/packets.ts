@@ -1,7 +1,10 @@
 /**
  * MQTT 3.1.1 packets (OASIS standard, section 3), pure: the few the agent sends and receives.
- * Encoders return whole packets; `PacketReader` cuts a byte stream into decoded packets.
+ * Encoders return whole packets; `PacketReader` cuts a byte stream into decoded packets, refusing
+ * whatever a broker may not send a client (test/unit/mqtt/codec-differential.test.ts holds it
+ * against mqtt-packet and lists where it is stricter).
  */
+import { AptOstreeError } from "../../shared/errors.ts";
 
 export type Qos = 0 | 1;
 
@@ -21,7 +24,28 @@ export type IncomingPacket =
   | { type: "suback"; packetId: number; granted: number[] }
   | { type: "pingresp" };
 
-export class MqttProtocolError extends Error {}
+/** The broker broke the protocol (a malformed or unexpected packet): the client drops the connection and connects again. */
+export class MqttProtocolError extends AptOstreeError {
+  constructor(message: string, code = "E_MQTT_PROTOCOL") {
+    super(code, message);
+  }
+}
+
+/** A packet whose fixed header declares more than the reader takes; refused before its body is read. */
+export class MqttPacketTooLargeError extends MqttProtocolError {
+  constructor(
+    readonly declaredBytes: number,
+    readonly limitBytes: number,
+  ) {
+    super(`the broker sent a packet of ${declaredBytes} bytes, over the ${limitBytes}-byte limit`, "E_MQTT_PACKET_TOO_LARGE");
+  }
+}
+
+/**
+ * The largest Remaining Length taken from a broker by default: a command's JSON (at most 64 KiB,
+ * COMMAND_JSON_LIMITS in shared/wire/command.ts) with its topic and packet id, and room to spare.
+ */
+export const DEFAULT_MAX_PACKET_BYTES = 64 * 1024 + 1024;
 
 /** CONNACK return codes other than 0, as the spec names them (3.2.2.3). */
 export const CONNACK_REFUSALS: Record<number, string> = {
@@ -35,7 +59,10 @@ export const CONNACK_REFUSALS: Record<number, string> = {
 /** SUBACK's failure return code (3.9.3). */
 export const SUBACK_FAILURE = 0x80;
 
-const TYPE = { connect: 1, connack: 2, publish: 3, puback: 4, subscribe: 8, suback: 9, pingreq: 12, pingresp: 13, disconnect: 14 } as const;
+const TYPE = {
+  connect: 1, connack: 2, publish: 3, puback: 4, pubrec: 5, pubrel: 6, pubcomp: 7, subscribe: 8, suback: 9, unsubscribe: 10, unsuback: 11, pingreq: 12, pingresp: 13, disconnect: 14,
+} as const;
+const TYPE_NAMES = ["reserved type 0", "CONNECT", "CONNACK", "PUBLISH", "PUBACK", "PUBREC", "PUBREL", "PUBCOMP", "SUBSCRIBE", "SUBACK", "UNSUBSCRIBE", "UNSUBACK", "PINGREQ", "PINGRESP", "DISCONNECT", "reserved type 15"];
 const MAX_REMAINING_LENGTH = 268_435_455;
 
 function utf8(text: string): Buffer {
@@ -105,75 +132,173 @@ export function encodeSubscribe(packetId: number, topics: string[], qos: Qos): B
 export const PINGREQ = Buffer.from([TYPE.pingreq << 4, 0]);
 export const DISCONNECT = Buffer.from([TYPE.disconnect << 4, 0]);
 
-/** Accumulates bytes from the socket and hands out whole packets; refuses packets over `maxBytes`. */
+
+/**
+ * The packets a server sends a client, with the flags their first byte must carry (2.2.2,
+ * MQTT-2.2.2-2); PUBLISH's flags are its DUP, QoS and RETAIN. Any other type (CONNECT,
+ * SUBSCRIBE, UNSUBSCRIBE, PINGREQ, DISCONNECT, the reserved 0 and 15) is refused.
+ */
+const SERVER_FLAGS: Partial<Record<number, number>> = {
+  [TYPE.connack]: 0, [TYPE.puback]: 0, [TYPE.pubrec]: 0, [TYPE.pubrel]: 2, [TYPE.pubcomp]: 0, [TYPE.suback]: 0, [TYPE.unsuback]: 0, [TYPE.pingresp]: 0,
+};
+
+/** Remaining Lengths fixed by the spec (3.2.1, 3.4.1, 3.5.1, 3.6.1, 3.7.1, 3.11.1, 3.13.1). */
+const FIXED_LENGTH: Partial<Record<number, number>> = {
+  [TYPE.connack]: 2, [TYPE.puback]: 2, [TYPE.pubrec]: 2, [TYPE.pubrel]: 2, [TYPE.pubcomp]: 2, [TYPE.unsuback]: 2, [TYPE.pingresp]: 0,
+};
+
+function checkFirstByte(first: number): void {
+  const type = first >> 4;
+  const flags = first & 0x0f;
+  if (type === TYPE.publish) {
+    if ((flags & 0x06) === 0x06) throw new MqttProtocolError("PUBLISH with QoS 3 from the broker (MQTT-3.3.1-4)");
+    return;
+  }
+  const required = SERVER_FLAGS[type];
+  if (required === undefined) throw new MqttProtocolError(`the broker sent ${TYPE_NAMES[type]}, which a server never sends a client`);
+  if (flags !== required) throw new MqttProtocolError(`${TYPE_NAMES[type]} with flags 0x${flags.toString(16)} from the broker; 2.2.2 requires 0x${required.toString(16)}`);
+}
+
+function checkLength(type: number, length: number, maxBytes: number): void {
+  if (length > maxBytes) throw new MqttPacketTooLargeError(length, maxBytes);
+  const fixed = FIXED_LENGTH[type];
+  if (fixed !== undefined && length !== fixed) throw new MqttProtocolError(`${TYPE_NAMES[type]} of ${length} bytes from the broker; the spec says ${fixed}`);
+  if (type === TYPE.suback && length < 3) throw new MqttProtocolError(`SUBACK of ${length} bytes from the broker: no return code`);
+}
+
+/**
+ * Cuts the bytes from the socket into packets. Chunks are kept as they come and joined once per
+ * packet, when all its bytes are in, so a packet costs one copy however the network cuts it
+ * (joining every chunk onto the bytes before it made a packet fed a byte at a time cost n²/2).
+ * The fixed header is checked as soon as it is in: a packet over `maxBytes`, or of a type or
+ * flags a broker may not send, is refused before its body is read. After a refusal the reader
+ * refuses everything: the connection is done.
+ */
 export class PacketReader {
-  private buffered: Buffer = Buffer.alloc(0);
+  private chunks: Buffer[] = [];
+  private buffered = 0;
+  /** The current packet's first byte once its fixed header is read, else -1. */
+  private first = -1;
+  private headerLength = 0;
+  private length = 0;
+  private refusal: unknown = null;
 
-  constructor(private readonly maxBytes: number) {}
+  constructor(private readonly maxBytes = DEFAULT_MAX_PACKET_BYTES) {}
 
-  push(chunk: Buffer): IncomingPacket[] {
-    this.buffered = this.buffered.length === 0 ? chunk : Buffer.concat([this.buffered, chunk]);
+  /**
+   * Reads `chunk` and hands each whole packet to `onPacket` as it is decoded, so the packets
+   * before a refusal are delivered before it is thrown; returns them too. An error thrown by
+   * `onPacket` ends the reader as a refusal does.
+   */
+  push(chunk: Buffer, onPacket?: (packet: IncomingPacket) => void): IncomingPacket[] {
+    if (this.refusal) throw this.refusal;
+    try {
+      return this.read(chunk, onPacket);
+    } catch (error) {
+      this.refusal = error;
+      this.chunks = [];
+      this.buffered = 0;
+      throw error;
+    }
+  }
+
+  private read(chunk: Buffer, onPacket: ((packet: IncomingPacket) => void) | undefined): IncomingPacket[] {
+    if (chunk.length > 0) {
+      this.chunks.push(chunk);
+      this.buffered += chunk.length;
+    }
     const packets: IncomingPacket[] = [];
-    for (;;) {
-      const header = this.header();
-      if (!header) break;
-      const { headerLength, length } = header;
-      if (this.buffered.length < headerLength + length) break;
-      const first = this.buffered[0]!;
-      const body = this.buffered.subarray(headerLength, headerLength + length);
-      this.buffered = this.buffered.subarray(headerLength + length);
-      const decoded = decode(first, body);
-      if (decoded) packets.push(decoded);
+    while (this.buffered > 0 && (this.first >= 0 || this.readHeader())) {
+      const size = this.headerLength + this.length;
+      if (this.buffered < size) break;
+      const first = this.first;
+      this.first = -1;
+      const decoded = decode(first, this.take(size).subarray(this.headerLength));
+      if (!decoded) continue;
+      packets.push(decoded);
+      onPacket?.(decoded);
     }
     return packets;
   }
 
-  private header(): { headerLength: number; length: number } | null {
+  /** Reads the fixed header (2.2): the type byte and a Remaining Length of 1 to 4 bytes (2.2.3). False until all of it is in. */
+  private readHeader(): boolean {
+    const first = this.byteAt(0);
+    checkFirstByte(first);
     let length = 0;
     for (let i = 1; i <= 4; i++) {
-      if (this.buffered.length <= i) return null;
-      const digit = this.buffered[i]!;
+      if (this.buffered <= i) return false;
+      const digit = this.byteAt(i);
       length += (digit & 0x7f) * 128 ** (i - 1);
       if ((digit & 0x80) === 0) {
-        if (length > this.maxBytes) throw new MqttProtocolError(`the broker sent a packet of ${length} bytes, over the ${this.maxBytes}-byte limit`);
-        return { headerLength: i + 1, length };
+        checkLength(first >> 4, length, this.maxBytes);
+        this.first = first;
+        this.headerLength = i + 1;
+        this.length = length;
+        return true;
       }
     }
-    throw new MqttProtocolError("malformed remaining length in a packet from the broker");
+    throw new MqttProtocolError("malformed remaining length in a packet from the broker: more than 4 bytes (2.2.3)");
+  }
+
+  /** Byte `index` of the buffered bytes; only the header's first five are asked for. */
+  private byteAt(index: number): number {
+    for (const chunk of this.chunks) {
+      if (index < chunk.length) return chunk[index]!;
+      index -= chunk.length;
+    }
+    throw new RangeError(`byte ${index} is not buffered`);
+  }
+
+  /** The next `size` bytes, a view when one chunk holds them, else one copy. */
+  private take(size: number): Buffer {
+    this.buffered -= size;
+    const head = this.chunks[0]!;
+    if (head.length >= size) {
+      if (head.length === size) this.chunks.shift();
+      else this.chunks[0] = head.subarray(size);
+      return head.subarray(0, size);
+    }
+    let count = 0;
+    let joined = 0;
+    while (joined < size) joined += this.chunks[count++]!.length;
+    const parts = this.chunks.splice(0, count);
+    const last = parts[count - 1]!;
+    if (joined > size) this.chunks.unshift(last.subarray(last.length - (joined - size)));
+    return Buffer.concat(parts, size);
   }
 }
 
 function readUtf8(body: Buffer, offset: number): [string, number] {
   if (body.length < offset + 2) throw new MqttProtocolError("truncated string in a packet from the broker");
   const length = body.readUInt16BE(offset);
-  if (body.length < offset + 2 + length) throw new MqttProtocolError("truncated string in a packet from the broker");
+  if (body.length < offset + 2 + length) throw new MqttProtocolError(`a string of ${length} bytes past the end of a packet from the broker`);
   return [body.toString("utf8", offset + 2, offset + 2 + length), offset + 2 + length];
 }
 
-function need(body: Buffer, bytes: number, what: string): void {
-  if (body.length < bytes) throw new MqttProtocolError(`truncated ${what} from the broker`);
-}
-
-/** Null for packet types the agent does not use (the client ignores them). */
+/** A packet whose fixed header `checkFirstByte` and `checkLength` took; null for those the agent has no use for (UNSUBACK, PUBREC, PUBREL, PUBCOMP). */
 function decode(first: number, body: Buffer): IncomingPacket | null {
   switch (first >> 4) {
     case TYPE.connack:
-      need(body, 2, "CONNACK");
-      return { type: "connack", sessionPresent: (body[0]! & 1) === 1, returnCode: body[1]! };
+      if (body[0]! > 1) throw new MqttProtocolError(`CONNACK with acknowledge flags 0x${body[0]!.toString(16)} from the broker; bits 7-1 are reserved (3.2.2.1)`);
+      return { type: "connack", sessionPresent: body[0] === 1, returnCode: body[1]! };
     case TYPE.publish: {
       const qos = (first >> 1) & 3;
-      if (qos === 3) throw new MqttProtocolError("PUBLISH with QoS 3 from the broker");
+      const retain = (first & 1) === 1;
+      const dup = (first & 8) === 8;
       const [topic, offset] = readUtf8(body, 0);
-      if (qos === 0) return { type: "publish", topic, payload: body.subarray(offset), qos: 0, retain: (first & 1) === 1, dup: (first & 8) === 8, packetId: null };
-      need(body, offset + 2, "PUBLISH");
-      return { type: "publish", topic, payload: body.subarray(offset + 2), qos: qos as 1 | 2, retain: (first & 1) === 1, dup: (first & 8) === 8, packetId: body.readUInt16BE(offset) };
+      if (qos === 0) return { type: "publish", topic, payload: body.subarray(offset), qos: 0, retain, dup, packetId: null };
+      if (body.length < offset + 2) throw new MqttProtocolError(`QoS ${qos} PUBLISH without a packet id from the broker (3.3.2.2)`);
+      return { type: "publish", topic, payload: body.subarray(offset + 2), qos: qos as 1 | 2, retain, dup, packetId: body.readUInt16BE(offset) };
     }
     case TYPE.puback:
-      need(body, 2, "PUBACK");
       return { type: "puback", packetId: body.readUInt16BE(0) };
-    case TYPE.suback:
-      need(body, 3, "SUBACK");
-      return { type: "suback", packetId: body.readUInt16BE(0), granted: [...body.subarray(2)] };
+    case TYPE.suback: {
+      const granted = [...body.subarray(2)];
+      const bad = granted.find((code) => code > 2 && code !== SUBACK_FAILURE);
+      if (bad !== undefined) throw new MqttProtocolError(`SUBACK with return code 0x${bad.toString(16)} from the broker; 3.9.3 allows 0, 1, 2 and 0x80`);
+      return { type: "suback", packetId: body.readUInt16BE(0), granted };
+    }
     case TYPE.pingresp:
       return { type: "pingresp" };
     default:

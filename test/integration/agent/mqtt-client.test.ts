@@ -11,6 +11,7 @@ import aedesModule from "aedes";
 import mqtt from "mqtt";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { MqttClient, MqttNotConnectedError, type MqttClientOptions } from "../../../device/mqtt/client.ts";
+import { DEFAULT_MAX_PACKET_BYTES, MqttPacketTooLargeError, MqttProtocolError } from "../../../device/mqtt/packets.ts";
 import { startMosquitto, type RunningMosquitto } from "../../helpers/mosquitto.ts";
 import { makeTempDir, removeTree } from "../../helpers/tmp.ts";
 import { until } from "../../helpers/wait.ts";
@@ -39,7 +40,6 @@ function client(url: string, overrides: Partial<MqttClientOptions> = {}) {
     connectTimeoutMs: 5000,
     minReconnectMs: 100,
     maxReconnectMs: 400,
-    maxPacketBytes: 1 << 20,
     onConnect: () => connects++,
     onMessage: (topic, payload) => messages.push({ topic, payload: payload.toString() }),
     onError: (error) => errors.push(error),
@@ -147,6 +147,49 @@ describe("the agent's MQTT client", () => {
       await device.client.end();
     } finally {
       silent.close();
+    }
+  });
+
+  it("drops a hostile broker's connection with a typed error and connects again: oversized, malformed and out-of-turn packets", async () => {
+    const CONNACK = Buffer.from([0x20, 2, 0, 0]);
+    const publish = (text: string) => Buffer.from([0x30, 3 + text.length, 0, 1, 0x74, ...Buffer.from(text)]);
+    // What the broker answers each CONNECT with, connection by connection; the socket then stays open.
+    const answers = [
+      // A 1 MiB PUBLISH: only its header is sent; the client must not wait for the body.
+      Buffer.concat([CONNACK, Buffer.from([0x30, 0x80, 0x80, 0x40])]),
+      // A good PUBLISH, then a SUBACK granting QoS 3 in the same write.
+      Buffer.concat([CONNACK, publish("before"), Buffer.from([0x90, 3, 0, 1, 3])]),
+      // A PUBLISH before the CONNACK.
+      Buffer.concat([publish("early"), CONNACK]),
+      // A second CONNACK (each would start another ping timer and another onConnect).
+      Buffer.concat([CONNACK, CONNACK]),
+      CONNACK,
+    ];
+    let connections = 0;
+    const hostile = createServer((socket) => {
+      const answer = answers[Math.min(connections++, answers.length - 1)]!;
+      socket.once("data", () => socket.write(answer));
+      socket.on("error", () => {});
+    });
+    await new Promise<void>((resolve) => hostile.listen(0, "127.0.0.1", resolve));
+    try {
+      const device = client(`mqtt://127.0.0.1:${(hostile.address() as { port: number }).port}`);
+      await until(async () => connections === answers.length && device.client.connected, "the client to get through to the last, well-behaved connection", 10_000);
+      const refusals = device.errors.filter((e) => e instanceof MqttProtocolError);
+      expect(refusals.map((e) => e.message)).toEqual([
+        `the broker sent a packet of 1048576 bytes, over the ${DEFAULT_MAX_PACKET_BYTES}-byte limit`,
+        "SUBACK with return code 0x3 from the broker; 3.9.3 allows 0, 1, 2 and 0x80",
+        "PUBLISH from the broker before its CONNACK",
+        "a second CONNACK from the broker",
+      ]);
+      expect(refusals[0]).toBeInstanceOf(MqttPacketTooLargeError);
+      expect(refusals[0]).toMatchObject({ code: "E_MQTT_PACKET_TOO_LARGE", declaredBytes: 1_048_576, limitBytes: DEFAULT_MAX_PACKET_BYTES });
+      // The packet before the malformed one was delivered; nothing from before a CONNACK was.
+      expect(device.messages).toEqual([{ topic: "t", payload: "before" }]);
+      expect(device.connects()).toBe(4);
+      await device.client.end();
+    } finally {
+      hostile.close();
     }
   });
 
