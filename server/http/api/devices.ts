@@ -32,7 +32,7 @@ export async function deleteDevice(store: FleetStore, admin: DeviceAdmin, id: st
   return { device: await admin.remove(id) };
 }
 
-const TagsSchema = z.object({ tags: z.array(z.string().regex(NAME_PATTERN, "tags are lowercase letters, digits, '.', '_' or '-'")).max(32) }).strict();
+export const TagsSchema = z.object({ tags: z.array(z.string().regex(NAME_PATTERN, "tags are lowercase letters, digits, '.', '_' or '-'")).max(32) }).strict();
 
 /** Replaces the operator-set tags that rollout selectors (`tag=`) match. */
 export function setDeviceTags(store: FleetStore, id: string, body: unknown): { device: DeviceRecord } {

@@ -1,8 +1,29 @@
-/** The OpenAPI description of /api/v1: what exists now, grown with each resource. */
-export const OPENAPI = {
-  openapi: "3.1.0",
-  info: { title: "apt-ostree server API", version: "1" },
-  components: {
+/**
+ * The OpenAPI description of /api/v1, built from the operations table below: path parameters
+ * come from the `{name}` in each path (so none can be missing), and each request body's schema
+ * is generated from the zod schema its handler checks the body against.
+ */
+import { z } from "zod";
+import { TagsSchema } from "./devices.ts";
+import { CreateRolloutSchema } from "./rollouts.ts";
+
+type Method = "get" | "post" | "delete";
+
+interface Operation {
+  summary: string;
+  /** The zod schema the handler parses the JSON body with. */
+  body?: z.ZodType;
+  /** Status code -> description, or a description and a response schema. */
+  responses: Record<string, string | { description: string; schema: object }>;
+  /** Needs no bearer token. */
+  public?: true;
+}
+
+const ref = (name: string) => ({ $ref: `#/components/schemas/${name}` });
+const object = (properties: Record<string, object>) => ({ type: "object", properties });
+const UNAUTHORIZED = "Missing or wrong bearer token";
+
+const COMPONENTS = {
     securitySchemes: { admin: { type: "http", scheme: "bearer", description: "APT_OSTREE_ADMIN_TOKEN" } },
     schemas: {
       Error: {
@@ -72,77 +93,84 @@ export const OPENAPI = {
         properties: { name: { type: "string" }, version: { type: "string" }, architecture: { type: "string" } },
       },
     },
+  };
+
+const OPERATIONS: Record<string, Partial<Record<Method, Operation>>> = {
+  "/api/v1/releases": {
+    get: { summary: "What each channel currently publishes, per ref", responses: { "200": { description: "Releases", schema: object({ releases: { type: "array", items: ref("Release") } }) }, "401": UNAUTHORIZED } },
   },
-  security: [{ admin: [] }],
-  paths: {
-    "/api/v1/releases": {
-      get: {
-        summary: "What each channel currently publishes, per ref",
-        responses: {
-          "200": { description: "Releases", content: { "application/json": { schema: { type: "object", properties: { releases: { type: "array", items: { $ref: "#/components/schemas/Release" } } } } } } },
-          "401": { description: "Missing or wrong bearer token", content: { "application/json": { schema: { $ref: "#/components/schemas/Error" } } } },
-        },
-      },
-    },
-    "/api/v1/fleet": { get: { summary: "Devices per version, state and enrollment; outcomes per rollout", responses: { "200": { description: "Fleet summary" }, "401": { description: "Missing or wrong bearer token" } } } },
-    "/api/v1/devices": { get: { summary: "Every device the server knows, pending ones included", responses: { "200": { description: "{devices}", content: { "application/json": { schema: { type: "object", properties: { devices: { type: "array", items: { $ref: "#/components/schemas/Device" } } } } } } }, "401": { description: "Missing or wrong bearer token" } } } },
-    "/api/v1/devices/{id}": {
-      get: { summary: "One device and its last 100 events (reports, online changes, enrollment)", parameters: [{ name: "id", in: "path", required: true, schema: { type: "string" } }], responses: { "200": { description: "{device, events}" }, "404": { description: "No such device" } } },
-      delete: {
-        summary: "Forget a device: its record, history, rollout memberships and retained MQTT messages; its connection is ended. If it connects again it enrolls as pending.",
-        parameters: [{ name: "id", in: "path", required: true, schema: { type: "string" } }],
-        responses: { "200": { description: "{device}: the record as it was", content: { "application/json": { schema: { type: "object", properties: { device: { $ref: "#/components/schemas/Device" } } } } } }, "404": { description: "No such device" } },
-      },
-    },
-    "/api/v1/devices/{id}/reject": {
-      post: {
-        summary: "Reject a device: kept with its key as rejected, its connection ended, refused from now on (accept undoes it)",
-        parameters: [{ name: "id", in: "path", required: true, schema: { type: "string" } }],
-        responses: { "200": { description: "{device}", content: { "application/json": { schema: { type: "object", properties: { device: { $ref: "#/components/schemas/Device" } } } } } }, "404": { description: "No such device" } },
-      },
-    },
-    "/api/v1/devices/{id}/accept": {
-      post: { summary: "Accept a pending device: it may connect from now on", parameters: [{ name: "id", in: "path", required: true, schema: { type: "string" } }], responses: { "200": { description: "{device}" }, "404": { description: "The device never connected" } } },
-    },
-    "/api/v1/devices/{id}/tags": {
-      post: {
-        summary: "Replace a device's tags (what rollout selectors tag= match)",
-        requestBody: { required: true, content: { "application/json": { schema: { type: "object", required: ["tags"], properties: { tags: { type: "array", items: { type: "string" }, maxItems: 32 } } } } } },
-        responses: { "200": { description: "{device}" }, "400": { description: "Bad tags, with the reason" }, "404": { description: "No such device" } },
-      },
-    },
-    "/api/v1/rollouts": {
-      get: { summary: "Every rollout with per-wave progress", responses: { "200": { description: "{rollouts}" } } },
-      post: {
-        summary: "Start a rollout of what a channel publishes for a ref",
-        requestBody: {
-          required: true,
-          content: {
-            "application/json": {
-              schema: {
-                type: "object",
-                required: ["ref", "select"],
-                properties: {
-                  ref: { type: "string" },
-                  channel: { type: "string", default: "stable" },
-                  version: { type: "string" },
-                  select: { type: "object", properties: { groups: { type: "array", items: { type: "string" } }, tags: { type: "array", items: { type: "string" } }, devices: { type: "array", items: { type: "string" } } } },
-                  waves: { type: "string", default: "100%", example: "1%,10%,50%,100%" },
-                  waveDelay: { type: "string", default: "10m" },
-                  waveTimeout: { type: "string", default: "30m" },
-                  maxFailures: { type: "string", default: "5%" },
-                },
-              },
-            },
-          },
-        },
-        responses: { "201": { description: "{rollout}" }, "400": { description: "Bad request, with the reason" }, "409": { description: "Version not published, devices busy, or no signing key" }, "413": { description: "Body above 64 KiB" } },
-      },
-    },
-    "/api/v1/rollouts/{id}": { get: { summary: "One rollout: waves, devices, pause reason", parameters: [{ name: "id", in: "path", required: true, schema: { type: "string" } }], responses: { "200": { description: "{rollout}" }, "404": { description: "No such rollout" } } } },
-    "/api/v1/rollouts/{id}/pause": { post: { summary: "Pause a running rollout", responses: { "200": { description: "{rollout}" }, "409": { description: "Not running" } } } },
-    "/api/v1/rollouts/{id}/resume": { post: { summary: "Resume a paused rollout", responses: { "200": { description: "{rollout}" }, "409": { description: "Not paused" } } } },
-    "/api/v1/rollouts/{id}/abort": { post: { summary: "Abort a rollout for good", responses: { "200": { description: "{rollout}" }, "409": { description: "Already finished" } } } },
-    "/api/v1/openapi.json": { get: { summary: "This document", security: [], responses: { "200": { description: "OpenAPI 3.1" } } } },
+  "/api/v1/fleet": { get: { summary: "Devices per version, state and enrollment; outcomes per rollout", responses: { "200": "Fleet summary", "401": UNAUTHORIZED } } },
+  "/api/v1/devices": {
+    get: { summary: "Every device the server knows, pending ones included", responses: { "200": { description: "{devices}", schema: object({ devices: { type: "array", items: ref("Device") } }) }, "401": UNAUTHORIZED } },
   },
-} as const;
+  "/api/v1/devices/{id}": {
+    get: { summary: "One device and its last 100 events (reports, online changes, enrollment)", responses: { "200": "{device, events}", "404": "No such device" } },
+    delete: {
+      summary: "Forget a device: its record, history, rollout memberships and retained MQTT messages; its connection is ended. If it connects again it enrolls as pending.",
+      responses: { "200": { description: "{device}: the record as it was", schema: object({ device: ref("Device") }) }, "404": "No such device" },
+    },
+  },
+  "/api/v1/devices/{id}/reject": {
+    post: {
+      summary: "Reject a device: kept with its key as rejected, its connection ended, refused from now on (accept undoes it)",
+      responses: { "200": { description: "{device}", schema: object({ device: ref("Device") }) }, "404": "No such device" },
+    },
+  },
+  "/api/v1/devices/{id}/accept": { post: { summary: "Accept a pending device: it may connect from now on", responses: { "200": "{device}", "404": "The device never connected" } } },
+  "/api/v1/devices/{id}/tags": {
+    post: { summary: "Replace a device's tags (what rollout selectors tag= match)", body: TagsSchema, responses: { "200": "{device}", "400": "Bad tags, with the reason", "404": "No such device" } },
+  },
+  "/api/v1/rollouts": {
+    get: { summary: "Every rollout with per-wave progress", responses: { "200": "{rollouts}" } },
+    post: {
+      summary: "Start a rollout of what a channel publishes for a ref",
+      body: CreateRolloutSchema,
+      responses: { "201": "{rollout}", "400": "Bad request, with the reason", "404": "The channel publishes nothing for the ref", "409": "Version not published, devices busy, or no signing key", "413": "Body above 64 KiB" },
+    },
+  },
+  "/api/v1/rollouts/{id}": { get: { summary: "One rollout: waves, devices, pause reason", responses: { "200": "{rollout}", "404": "No such rollout" } } },
+  "/api/v1/rollouts/{id}/pause": { post: { summary: "Pause a running rollout; devices that have not started are told to wait", responses: { "200": "{rollout}", "404": "No such rollout", "409": "Not running" } } },
+  "/api/v1/rollouts/{id}/resume": { post: { summary: "Resume a paused rollout", responses: { "200": "{rollout}", "404": "No such rollout", "409": "Not paused" } } },
+  "/api/v1/rollouts/{id}/abort": { post: { summary: "Abort a rollout for good; its update is withdrawn from devices that have not finished", responses: { "200": "{rollout}", "404": "No such rollout", "409": "Already finished" } } },
+  "/api/v1/sessions/revoke": { post: { summary: "End every dashboard session (sign-ins made before now stop working)", responses: { "200": "{revoked: true}", "401": UNAUTHORIZED } } },
+  "/api/v1/events": { get: { summary: "Fleet changes as server-sent events (`event: change`, data `{kind, id}`)", responses: { "200": "text/event-stream" } } },
+  "/api/v1/openapi.json": { get: { summary: "This document", public: true, responses: { "200": "OpenAPI 3.1" } } },
+};
+
+/** A JSON Schema (2020-12, OpenAPI 3.1's dialect) of what a body may be, from its zod schema. */
+function bodySchema(schema: z.ZodType): object {
+  const { $schema: _dialect, ...json } = z.toJSONSchema(schema, { io: "input" }) as Record<string, unknown>;
+  return json;
+}
+
+function describeOperation(path: string, operation: Operation): object {
+  const parameters = [...path.matchAll(/\{(\w+)\}/g)].map((m) => ({ name: m[1]!, in: "path", required: true, schema: { type: "string" } }));
+  const responses = Object.fromEntries(
+    Object.entries(operation.responses).map(([code, response]) => [
+      code,
+      typeof response === "string" ? { description: response } : { description: response.description, content: { "application/json": { schema: response.schema } } },
+    ]),
+  );
+  return {
+    summary: operation.summary,
+    ...(parameters.length > 0 ? { parameters } : {}),
+    ...(operation.body ? { requestBody: { required: true, content: { "application/json": { schema: bodySchema(operation.body) } } } } : {}),
+    ...(operation.public ? { security: [] } : {}),
+    responses,
+  };
+}
+
+export function buildOpenApi(): Record<string, unknown> {
+  const paths = Object.fromEntries(
+    Object.entries(OPERATIONS).map(([path, methods]) => [path, Object.fromEntries(Object.entries(methods).map(([method, operation]) => [method, describeOperation(path, operation!)]))]),
+  );
+  return {
+    openapi: "3.1.0",
+    info: { title: "apt-ostree server API", version: "1" },
+    components: COMPONENTS,
+    security: [{ admin: [] }],
+    paths,
+  };
+}
+
+export const OPENAPI = buildOpenApi();
