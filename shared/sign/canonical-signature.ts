@@ -10,6 +10,13 @@ export interface SignatureEntry {
   sig: string;
 }
 
+/**
+ * The most signatures a signed document carries (the wire schemas refuse more) and the most
+ * verifyCanonical looks at: a server signs with its key, with the next one too while keys
+ * rotate. A hostile document with thousands must not cost thousands of ed25519 verifications.
+ */
+export const MAX_SIGNATURES = 8;
+
 export function canonicalBytes(payload: unknown): Uint8Array {
   return Buffer.from(canonicalJson(payload), "utf8");
 }
@@ -24,12 +31,19 @@ export type CanonicalVerdict =
   | { ok: false; reason: "unknown-key"; keyids: string[] }
   | { ok: false; reason: "bad-signature"; keyid: string };
 
-/** Valid when one signature by a trusted key verifies; otherwise says whether no key was known or the signature failed. */
+/**
+ * Valid when one signature by a trusted key verifies; otherwise says whether no key was known or
+ * the signature failed. Bounded whatever the caller checked before: only the first
+ * MAX_SIGNATURES entries count, and each pinned key is tried once (its first entry), so at most
+ * min(MAX_SIGNATURES, pinned keys) signatures are verified.
+ */
 export function verifyCanonical(payload: unknown, signatures: SignatureEntry[], trustedKeys: Uint8Array[]): CanonicalVerdict {
-  const bytes = canonicalBytes(payload);
+  const considered = signatures.slice(0, MAX_SIGNATURES);
   const pinned = new Map(trustedKeys.map((key) => [keyId(key), key]));
-  const known = signatures.filter((s) => pinned.has(s.keyid));
-  if (known.length === 0) return { ok: false, reason: "unknown-key", keyids: signatures.map((s) => s.keyid) };
+  const tried = new Set<string>();
+  const known = considered.filter((s) => pinned.has(s.keyid) && !tried.has(s.keyid) && tried.add(s.keyid));
+  if (known.length === 0) return { ok: false, reason: "unknown-key", keyids: considered.map((s) => s.keyid) };
+  const bytes = canonicalBytes(payload);
   const valid = known.find((s) => verify(Buffer.from(s.sig, "base64"), bytes, pinned.get(s.keyid)!));
   return valid ? { ok: true, keyid: valid.keyid } : { ok: false, reason: "bad-signature", keyid: known[0]!.keyid };
 }

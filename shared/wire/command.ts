@@ -9,7 +9,7 @@ import { AptOstreeError } from "../errors.ts";
 import { signCanonical, verifyCanonical, type SignatureEntry } from "../sign/canonical-signature.ts";
 import type { Ed25519KeyPair } from "../sign/ed25519.ts";
 import { JsonRefusedError, parseBoundedJson, type JsonLimits } from "./bounded-json.ts";
-import { SignatureEntrySchema, SignedManifestSchema } from "./manifest.ts";
+import { SignaturesSchema, SignedManifestSchema } from "./manifest.ts";
 import { NAME_PATTERN } from "./topics.ts";
 
 /** A command's JSON, manifest included: it fits a device's 64 KiB MQTT packet. */
@@ -39,7 +39,8 @@ export const CommandSchema = z.discriminatedUnion("type", [
 
 export type Command = z.infer<typeof CommandSchema>;
 
-export const SignedCommandSchema = z.strictObject({ command: z.record(z.string(), z.unknown()), signatures: z.array(SignatureEntrySchema).check(z.minLength(1)) });
+/** A command and 1 to MAX_SIGNATURES signatures, each a key id and an 88-character signature: checked before any is verified. */
+export const SignedCommandSchema = z.strictObject({ command: z.record(z.string(), z.unknown()), signatures: SignaturesSchema });
 
 export class CommandRejectedError extends AptOstreeError {
   constructor(message: string) {

@@ -6,7 +6,7 @@
 import * as z from "zod/mini";
 import { canonicalJson } from "./canonical-json.ts";
 import type { Ed25519KeyPair } from "../sign/ed25519.ts";
-import { signCanonical, type SignatureEntry } from "../sign/canonical-signature.ts";
+import { MAX_SIGNATURES, signCanonical, type SignatureEntry } from "../sign/canonical-signature.ts";
 
 const sha256Hex = z.string().check(z.regex(/^[0-9a-f]{64}$/, "must be 64 lowercase hex digits"));
 const isoTime = z.iso.datetime({ offset: true });
@@ -49,11 +49,21 @@ export const ManifestSchema = z.strictObject({
   deltas: z.array(DeltaSchema),
 });
 
-export const SignatureEntrySchema = z.strictObject({ keyid: sha256Hex, sig: nonEmpty });
+/** An ed25519 signature (64 bytes) in padded base64 as Buffer writes it: 88 characters (RFC 4648, 4). */
+const ed25519SignatureBase64 = z.string().check(z.regex(/^[A-Za-z0-9+/]{85}[AQgw]==$/, "must be a 64-byte ed25519 signature in base64 (88 characters)"));
+
+/** `keyid`: sha256 of the public key in hex (DESIGN.md 3.2); `sig`: the signature of the canonical JSON. */
+export const SignatureEntrySchema = z.strictObject({ keyid: sha256Hex, sig: ed25519SignatureBase64 });
+
+/**
+ * The signatures beside a signed document: 1 to MAX_SIGNATURES (8). zod checks the count before
+ * the entries, so a document with thousands is refused here, before any ed25519 verification.
+ */
+export const SignaturesSchema = z.array(SignatureEntrySchema).check(z.minLength(1, "at least one signature"), z.maxLength(MAX_SIGNATURES, `at most ${MAX_SIGNATURES} signatures`));
 
 export const SignedManifestSchema = z.strictObject({
   manifest: z.record(z.string(), z.unknown()),
-  signatures: z.array(SignatureEntrySchema).check(z.minLength(1)),
+  signatures: SignaturesSchema,
 });
 
 export type DeltaFile = z.infer<typeof DeltaFileSchema>;

@@ -30,6 +30,7 @@ const manifest: Manifest = {
 };
 const expect_ = { trustedKeys: [key.publicKey], now, architecture: "amd64", ref: manifest.ref, bootedSequence: 2 };
 const published = (m: Manifest = manifest) => serializeSignedManifest(signManifest(m, [key]));
+const goodSignature = signManifest(manifest, [key]).signatures[0]!;
 
 describe("canonical JSON", () => {
   it("sorts keys at every depth and drops whitespace", () => {
@@ -82,6 +83,9 @@ describe("signed manifest verification", () => {
     ["not JSON", "{nope", /not JSON/],
     ["without signatures", JSON.stringify({ manifest, signatures: [] }), /signatures/],
     ["with an unknown top-level field", JSON.stringify({ ...JSON.parse(published()), extra: 1 }), /\(root\): unknown key extra/],
+    // Thousands of entries naming the pinned key: refused by count, before any ed25519 verification.
+    ["with thousands of signatures", JSON.stringify({ manifest, signatures: Array.from({ length: 3000 }, () => goodSignature) }), /signatures: at most 8 signatures/],
+    ["with a signature of the wrong length", JSON.stringify({ manifest, signatures: [{ ...goodSignature, sig: "QUJD" }] }), /signatures\.0\.sig: must be a 64-byte ed25519 signature/],
   ])("rejects a document %s as malformed", (_what, text, message) => {
     expect(() => verifySignedManifest(text, expect_)).toThrow(MalformedManifestError);
     expect(() => verifySignedManifest(text, expect_)).toThrow(message);

@@ -5,6 +5,8 @@ import { createDeviceToken, verifyDeviceToken, DeviceTokenError } from "../../..
 import { signReport, verifyReport, ReportRejectedError, type Report } from "../../../shared/wire/report.ts";
 import { deviceTopic, groupCommandTopic, parseTopic } from "../../../shared/wire/topics.ts";
 import { signManifest, type Manifest } from "../../../shared/wire/manifest.ts";
+import { MAX_SIGNATURES, signCanonical, verifyCanonical, type SignatureEntry } from "../../../shared/sign/canonical-signature.ts";
+import { keyId } from "../../../shared/sign/ed25519.ts";
 
 const P = "apt-ostree/";
 const now = new Date("2026-11-21T12:00:00Z");
@@ -97,5 +99,59 @@ describe("signed commands", () => {
   ])("rejects %s", (_what, make, message) => {
     expect(() => verifyCommand(make(), [server.publicKey])).toThrow(CommandRejectedError);
     expect(() => verifyCommand(make(), [server.publicKey])).toThrow(message);
+  });
+
+  const withSignatures = (signatures: unknown[]) => JSON.stringify({ command, signatures });
+  const forged = (): SignatureEntry => ({ keyid: keyId(server.publicKey), sig: Buffer.alloc(64, 1).toString("base64") });
+
+  it(`accepts up to ${MAX_SIGNATURES} signatures, the pinned key's among them`, () => {
+    const others = Array.from({ length: MAX_SIGNATURES - 1 }, () => generateKeyPair());
+    expect(verifyCommand(signCommand(command, [...others, server]), [server.publicKey])).toEqual(command);
+  });
+
+  it.each([
+    // Hundreds fit the 64 KiB a command may take; each names the pinned key, so each used to cost a verification.
+    ["hundreds of signatures", () => withSignatures(Array.from({ length: 300 }, forged)), `malformed command envelope: signatures: at most ${MAX_SIGNATURES} signatures`],
+    [`${MAX_SIGNATURES + 1} good signatures`, () => signCommand(command, Array.from({ length: MAX_SIGNATURES + 1 }, () => server)), `malformed command envelope: signatures: at most ${MAX_SIGNATURES} signatures`],
+    ["no signature", () => withSignatures([]), "malformed command envelope: signatures: at least one signature"],
+    ["a signature that is not 88 characters of base64", () => withSignatures([{ ...forged(), sig: "A".repeat(4000) }]), "malformed command envelope: signatures.0.sig: must be a 64-byte ed25519 signature in base64 (88 characters)"],
+    ["a key id that is not 64 hex digits", () => withSignatures([{ ...forged(), keyid: "k".repeat(1000) }]), "malformed command envelope: signatures.0.keyid: must be 64 lowercase hex digits"],
+  ])("refuses %s at the envelope, before verifying any", (_what, make, message) => {
+    expect(() => verifyCommand(make(), [server.publicKey])).toThrow(message);
+  });
+});
+
+describe("canonical signatures", () => {
+  /** Entries whose `sig` counts its reads: verifyCanonical reads it once per verification. */
+  function counted(entries: SignatureEntry[]): { entries: SignatureEntry[]; verified: () => number } {
+    let reads = 0;
+    const wrapped = entries.map((entry) => ({
+      keyid: entry.keyid,
+      get sig() {
+        reads++;
+        return entry.sig;
+      },
+    }));
+    return { entries: wrapped, verified: () => reads };
+  }
+
+  it("verifies each pinned key once and no more than MAX_SIGNATURES entries, however many it is given", () => {
+    const other = generateKeyPair();
+    const bad = Array.from({ length: 5000 }, () => ({ keyid: keyId(server.publicKey), sig: Buffer.alloc(64, 2).toString("base64") }));
+    const many = counted([...bad, ...signCanonical({ a: 1 }, [server])]);
+    expect(verifyCanonical({ a: 1 }, many.entries, [server.publicKey, other.publicKey])).toEqual({ ok: false, reason: "bad-signature", keyid: keyId(server.publicKey) });
+    expect(many.verified()).toBe(1);
+
+    const unknown = Array.from({ length: 5000 }, () => ({ keyid: "f".repeat(64), sig: "" }));
+    const verdict = verifyCanonical({ a: 1 }, unknown, [server.publicKey]);
+    expect(verdict).toMatchObject({ ok: false, reason: "unknown-key" });
+    expect((verdict as { keyids: string[] }).keyids).toHaveLength(MAX_SIGNATURES);
+  });
+
+  it("still verifies a document signed by several keys, the pinned one last", () => {
+    const keys = [...Array.from({ length: MAX_SIGNATURES - 1 }, () => generateKeyPair()), server];
+    const signed = counted(signCanonical({ b: 2 }, keys));
+    expect(verifyCanonical({ b: 2 }, signed.entries, [server.publicKey])).toEqual({ ok: true, keyid: keyId(server.publicKey) });
+    expect(signed.verified()).toBe(1);
   });
 });
