@@ -6,8 +6,7 @@ import { CreateRolloutSchema } from "../../../server/http/api/rollouts.ts";
 describe("openapi.json", () => {
   it("passes a standard OpenAPI validator", async () => {
     const result = await validate(structuredClone(OPENAPI) as never);
-    expect(result.errors ?? [], JSON.stringify(result.errors)).toEqual([]);
-    expect(result.valid).toBe(true);
+    expect(result.valid ? [] : result.errors).toEqual([]);
   });
 
   it("describes a request body with the schema its handler checks", () => {
