@@ -7,7 +7,7 @@ import { AptOstreeError } from "../errors.ts";
 import { verifyCanonical } from "../sign/canonical-signature.ts";
 import { ManifestSchema, SignedManifestSchema, type Manifest } from "../wire/manifest.ts";
 import { describeIssues } from "../zod.ts";
-import { parseBoundedJson, type JsonLimits } from "../wire/bounded-json.ts";
+import { checkJsonValue, parseBoundedJson, type JsonLimits } from "../wire/bounded-json.ts";
 
 /** A channel manifest: deltas from a few versions, each a superblock and its parts. */
 export const MANIFEST_JSON_LIMITS: JsonLimits = { maxBytes: 1024 * 1024, maxDepth: 10, maxNodes: 50_000 };
@@ -68,7 +68,7 @@ export interface ManifestExpectations {
 }
 
 export function verifySignedManifest(input: unknown, expect: ManifestExpectations): Manifest {
-  const envelope = SignedManifestSchema.safeParse(typeof input === "string" ? parseJson(input) : input);
+  const envelope = SignedManifestSchema.safeParse(typeof input === "string" ? parseJson(input) : checkBounds(input));
   if (!envelope.success) throw new MalformedManifestError(describeIssues(envelope.error.issues));
 
   const verdict = verifyCanonical(envelope.data.manifest, envelope.data.signatures, expect.trustedKeys);
@@ -87,6 +87,19 @@ export function verifySignedManifest(input: unknown, expect: ManifestExpectation
     throw new RollbackRejectedError(manifest.sequence, expect.bootedSequence);
   }
   return manifest;
+}
+
+/**
+ * A manifest handed over as an object gets the bounds its text would: JSON.parse takes 1e999
+ * (Infinity) and any depth, which canonical JSON then cannot encode or overflows the stack on.
+ */
+function checkBounds(value: unknown): unknown {
+  try {
+    checkJsonValue(value, MANIFEST_JSON_LIMITS);
+  } catch (error) {
+    throw new MalformedManifestError((error as Error).message);
+  }
+  return value;
 }
 
 function parseJson(text: string): unknown {

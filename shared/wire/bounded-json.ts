@@ -62,6 +62,24 @@ function nestingDepth(text: string): number {
   return deepest;
 }
 
+/**
+ * The same bounds on a document that arrives already parsed (a channel manifest fetched and
+ * parsed with JSON.parse, a manifest kept in the state file): nesting depth, value count and
+ * finite numbers, checked without recursion before anything recursive (canonical JSON) sees it.
+ */
+export function checkJsonValue(root: unknown, limits: Pick<JsonLimits, "maxDepth" | "maxNodes">): void {
+  const pending: Array<{ value: unknown; depth: number }> = [{ value: root, depth: 0 }];
+  let nodes = 0;
+  while (pending.length > 0) {
+    const { value, depth } = pending.pop()!;
+    if (++nodes > limits.maxNodes) throw new JsonRefusedError("too-many-values", `document holds more than ${limits.maxNodes} values`);
+    if (typeof value === "number" && !Number.isFinite(value)) throw new JsonRefusedError("non-finite-number", "document holds a number out of range (such as 1e999)");
+    if (value === null || typeof value !== "object") continue;
+    if (depth >= limits.maxDepth) throw new JsonRefusedError("too-deep", `document nests deeper than ${limits.maxDepth} levels`);
+    for (const item of Array.isArray(value) ? value : Object.values(value)) pending.push({ value: item, depth: depth + 1 });
+  }
+}
+
 /** Counts values without recursion and refuses non-finite numbers. */
 function checkValues(root: unknown, maxNodes: number): void {
   const pending: unknown[] = [root];
