@@ -17,7 +17,7 @@ import type { BootCounter } from "../health/boot-counter.ts";
 import { runHealthChecks, systemdUnitsCheck, type BuiltinCheck } from "../health/checks.ts";
 import type { RebootStrategy } from "../strategy/index.ts";
 import type { Deployment } from "../sysroot/deployments.ts";
-import { stageUpdate, StageError } from "../update/stage.ts";
+import { discardDownloads, stageUpdate, StageError } from "../update/stage.ts";
 import { httpClientCodeCache, loadHttpClient } from "../update/load-http-client.ts";
 import { repoUrl } from "../update/channel.ts";
 import type { DeviceIdentity } from "./identity.ts";
@@ -301,7 +301,7 @@ export class Agent {
       case "report":
         return this.sendReport(await this.stateReport());
       case "stage":
-        this.later(effect.delayMs, () => this.runStage(effect.target));
+        this.later(effect.delayMs, () => this.runStage(effect.target, effect.attempt));
         return;
       case "ask-reboot-strategy": {
         if (this.state.name !== "staged") return;
@@ -346,11 +346,18 @@ export class Agent {
       case "make-rollback-permanent":
         await this.undeploy(effect.badCommit);
         return;
+      case "discard-downloads":
+        await discardDownloads(join(settings.stateDir, "downloads"));
+        return;
     }
   }
 
-  private async runStage(target: UpdateTarget): Promise<void> {
+  private async runStage(target: UpdateTarget, attempt: number): Promise<void> {
     const { settings, log } = this.options;
+    // A retry's timer outlives a cancel or a withdrawal in its backoff: it stages only if the
+    // agent is still downloading this attempt of this update.
+    const state = this.state;
+    if (state.name !== "downloading" || state.target.command !== target.command || state.attempt !== attempt) return;
     const abort = new AbortController();
     this.stageAbort = abort;
     // The "downloading" report just went out: the first progress report waits its second too.

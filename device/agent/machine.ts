@@ -66,6 +66,8 @@ export type AgentEffect =
   | { kind: "bless" }
   /** Remove the deployment that failed so the fallback stays the default. */
   | { kind: "make-rollback-permanent"; badCommit: string }
+  /** Remove the update's downloaded delta files: it failed for good, so nothing resumes them. */
+  | { kind: "discard-downloads" }
   | { kind: "log"; level: "info" | "warn"; message: string };
 
 export interface Transition {
@@ -116,7 +118,7 @@ export function step(state: AgentState, event: AgentEvent): Transition {
         };
       }
       const tries = event.retryable ? ` after ${state.attempt} attempts` : "";
-      return { state: { name: "failed", target: state.target, error: `${event.error}${tries}` }, effects: [{ kind: "report" }] };
+      return { state: { name: "failed", target: state.target, error: `${event.error}${tries}` }, effects: [{ kind: "report" }, { kind: "discard-downloads" }] };
     }
     case "deployments-changed":
       if (state.name === "staged" && !event.deployedCommits.includes(state.target.commit)) {

@@ -149,8 +149,13 @@ async function fetchDelta(request: StageRequest, delta: Delta): Promise<number> 
   }
   if (failure) throw (failure as { error: unknown }).error;
   await runOstree(["static-delta", "apply-offline", `--repo=${sysrootRepo(request.sysroot)}`, join(request.downloadDir, superblock.path)]);
-  await rm(join(request.downloadDir, "deltas"), { recursive: true, force: true });
+  await discardDownloads(request.downloadDir);
   return delta.size;
+}
+
+/** Removes the delta files downloaded into `downloadDir`: once applied, or once the update failed for good. */
+export async function discardDownloads(downloadDir: string): Promise<void> {
+  await rm(join(downloadDir, "deltas"), { recursive: true, force: true });
 }
 
 async function pullCommit(request: StageRequest): Promise<void> {

@@ -85,6 +85,15 @@ describe("agent state machine", () => {
     expect(step({ name: "downloading", target, attempt: 1 }, { type: "stage-failed", error: "bad signature", retryable: false }).state).toEqual({ name: "failed", target, error: "bad signature" });
   });
 
+  it("discards the downloaded delta files once an update failed for good, and only then", () => {
+    const final = step({ name: "downloading", target, attempt: MAX_STAGE_ATTEMPTS }, { type: "stage-failed", error: "stalled", retryable: true });
+    expect(final.effects).toContainEqual({ kind: "discard-downloads" });
+    expect(step({ name: "downloading", target, attempt: 1 }, { type: "stage-failed", error: "too large", retryable: false }).effects).toContainEqual({ kind: "discard-downloads" });
+    // A retry resumes what it has; a cancel keeps it for a resume too.
+    expect(step({ name: "downloading", target, attempt: 1 }, { type: "stage-failed", error: "stalled", retryable: true }).effects).not.toContainEqual({ kind: "discard-downloads" });
+    expect(step({ name: "downloading", target, attempt: 1 }, { type: "cancelled" }).effects).not.toContainEqual({ kind: "discard-downloads" });
+  });
+
   it("resumes after a restart: a download continues, a staged update asks the strategy again", () => {
     expect(step({ name: "downloading", target, attempt: 3 }, { type: "started", bootedCommit: V1.commit, bootId: "b" }).effects).toContainEqual({ kind: "stage", target, attempt: 3, delayMs: 0 });
     expect(step({ name: "staged", target }, { type: "started", bootedCommit: V1.commit, bootId: "b" }).effects).toContainEqual({ kind: "ask-reboot-strategy" });
