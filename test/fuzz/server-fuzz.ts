@@ -58,6 +58,7 @@ export async function fuzzServer(options: FuzzRunOptions): Promise<FuzzReport> {
   try {
     for (let i = 0; i < 3; i++) ctx.devices.push(await enrolledDevice(ctx, `fz-dev-${i}`));
     const limit = options.cases ?? Number.POSITIVE_INFINITY;
+    let logged = 0;
     while (report.cases < limit && (options.deadline === undefined || Date.now() < options.deadline)) {
       const caseSeed = prng.int(2 ** 31);
       const casePrng = new Prng(caseSeed);
@@ -75,6 +76,8 @@ export async function fuzzServer(options: FuzzRunOptions): Promise<FuzzReport> {
           report.failures.push({ seed: caseSeed, case: report.cases, what: `${problem} (after ${what})`, input: `APT_OSTREE_FUZZ_SEED=${options.seed}` });
           if (server.exited() !== null) break;
         }
+        for (const failure of report.failures.slice(logged)) options.log?.(`FAIL case ${failure.case} (seed ${failure.seed}): ${failure.what}; input ${failure.input.slice(0, 400)}`);
+        logged = report.failures.length;
         options.log?.(`server fuzz: ${report.cases} cases, RSS ${(report.peakRssBytes / 1048576).toFixed(0)} MiB peak, ${report.failures.length} failures`);
       }
     }
