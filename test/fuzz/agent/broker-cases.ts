@@ -17,13 +17,13 @@ export async function brokerGarbage(prng: Prng, ctx: ProcessContext): Promise<st
   const command = Buffer.from(signCommand(nextCommand(ctx, device.signedV3), [ctx.stranger]));
   const stream = how === "connack-again" ? Buffer.concat(Array.from({ length: 1 + prng.int(2000) }, () => connack(0))) : brokerStream(prng, command, how).bytes;
   const mark = device.mark();
-  const before = device.broker.connections.length;
+  const before = device.broker.accepted;
   const connection = device.broker.sendGarbage(stream);
   if (!connection) throw new Error("no live broker connection for the garbage");
   await device.waitFor(() => connection.closed, 10_000, "the garbage connection to close");
   await device.waitFor(() => device.broker.live(), 15_000, "the agent to reconnect");
   const connects = device.since(mark, (e) => e.event === "agent.mqtt.connected").length;
-  if (connects > device.broker.connections.length - before) throw new Finding(`${connects} 'connected' events for ${device.broker.connections.length - before} new connection(s) after ${how}`, stream.toString("hex").slice(0, 4000));
+  if (connects > device.broker.accepted - before) throw new Finding(`${connects} 'connected' events for ${device.broker.accepted - before} new connection(s) after ${how}`, stream.toString("hex").slice(0, 4000));
   const error = device.since(mark, isEvent("agent.mqtt.error"))[0];
   return `agent:broker:${how}:${error ? mqttCode(error) : "hung-up"}`;
 }

@@ -27,7 +27,9 @@ export interface ReceivedReport {
 
 export class FuzzBroker {
   url = "";
+  /** The latest connections (the oldest are dropped past 200); `accepted` counts them all. */
   readonly connections: BrokerConnection[] = [];
+  accepted = 0;
   readonly reports: ReceivedReport[] = [];
   /** Sent instead of the CONNACK on the next connection, once. */
   garbageInsteadOfConnack: Buffer | null = null;
@@ -74,6 +76,7 @@ export class FuzzBroker {
   private accept(socket: Socket): void {
     const connection: BrokerConnection = { socket, opened: Date.now(), connected: false, subscribed: false, closed: false };
     this.connections.push(connection);
+    this.accepted++;
     if (this.connections.length > 200) this.connections.splice(0, 100);
     const parser = mqttPacket.parser({ protocolVersion: 4 });
     parser.on("packet", (packet) => {

@@ -59,8 +59,10 @@ export async function refusedManifest(prng: Prng, ctx: ProcessContext): Promise<
     }
     try {
       // What the agent's parse makes of it: duplicate keys keep the last, an own `__proto__` key is
-      // dropped (zod's record assigns it). The same manifest again may be taken.
-      equivalent = canonicalJson(JSON.parse(mutant.text, (key, value) => (key === "__proto__" ? undefined : value))) === canonicalJson(device.signedV3);
+      // dropped (zod's record assigns it). The manifest as the pinned key signed it may be taken,
+      // whatever other signatures come with it.
+      const seen = JSON.parse(mutant.text, (key, value) => (key === "__proto__" ? undefined : value)) as { manifest?: unknown };
+      equivalent = mutant.pinnedSigned.has(canonicalJson(seen?.manifest ?? null));
     } catch {
       // Nesting too deep for canonical JSON, or 1e999: no server could sign it into a command.
       return "agent:skipped-unsignable";
