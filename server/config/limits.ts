@@ -17,6 +17,8 @@ export const LimitsSchema = z
     mqttMaxConnectionsPerAddress: positive,
     /** Connections from one address that have not authenticated yet. */
     mqttMaxUnauthenticatedPerAddress: positive,
+    /** Connections that have not authenticated yet, in total: each may hold up to a packet before CONNECT completes. */
+    mqttMaxUnauthenticated: positive,
     /** How long a dashboard sign-in lasts; `POST /api/v1/sessions/revoke` ends all sooner. */
     dashboardSessionHours: positive,
     /** Devices waiting for enrollment; beyond it an unknown id is refused and nothing is stored. */
@@ -40,6 +42,7 @@ export const DEFAULT_LIMITS: ServerLimits = {
   mqttMaxConnections: 50_000,
   mqttMaxConnectionsPerAddress: 20_000,
   mqttMaxUnauthenticatedPerAddress: 128,
+  mqttMaxUnauthenticated: 2048,
   dashboardSessionHours: 12,
   maxPendingDevices: 1000,
   deviceMessageBurst: 60,

@@ -73,6 +73,7 @@ export async function startBroker(options: BrokerOptions): Promise<RunningBroker
     maxConnections: options.limits.mqttMaxConnections,
     maxConnectionsPerAddress: options.limits.mqttMaxConnectionsPerAddress,
     maxUnauthenticatedPerAddress: options.limits.mqttMaxUnauthenticatedPerAddress,
+    maxUnauthenticated: options.limits.mqttMaxUnauthenticated,
   });
   const admissionOf = new WeakMap<object, Admission>();
   /** A throw inside a broker event would end the process: every handler goes through this. */
@@ -112,6 +113,13 @@ export async function startBroker(options: BrokerOptions): Promise<RunningBroker
       if (client === null) return callback(null);
       if (ended.has(client)) return callback(new Error("the server ended this connection"));
       const deviceId = deviceOf.get(client);
+      // aedes keeps a QoS 2 message in memory until PUBREL and only then emits it: a device that
+      // never sends PUBREL could hoard 64 KiB per packet id, uncharged. Devices publish at QoS 0/1.
+      if (packet.qos === 2) {
+        denied(1, { action: "publish-qos2" });
+        log.warn({ event: "mqtt.publish.denied", clientId: client.id, reason: "qos 2" }, `denied a QoS 2 publish from ${client.id}: devices publish at QoS 0 or 1`);
+        return callback(new Error("QoS 2 is not accepted from devices"));
+      }
       if (deviceId && mayPublish(prefix, deviceId, packet.topic)) return callback(null);
       denied(1, { action: "publish" });
       log.warn({ event: "mqtt.publish.denied", clientId: client.id, topic: packet.topic }, `denied publish to ${packet.topic}`);
@@ -119,7 +127,13 @@ export async function startBroker(options: BrokerOptions): Promise<RunningBroker
     },
     authorizeSubscribe(client, subscription, callback) {
       const deviceId = deviceOf.get(client);
-      const device = deviceId ? store.getDevice(deviceId) : null;
+      // Each topic filter of a SUBSCRIBE costs a lookup: charged to the device's budget first, so
+      // a packet of thousands of filters is refused cheaply (the budget logs once per flood).
+      if (!deviceId || !budget(deviceId, "subscribe")) {
+        denied(1, { action: "subscribe" });
+        return callback(null, null);
+      }
+      const device = store.getDevice(deviceId);
       if (device && maySubscribe(prefix, device, subscription.topic)) return callback(null, subscription);
       denied(1, { action: "subscribe" });
       // A device learns its group topics are open only once its first report told the server its
@@ -151,8 +165,17 @@ export async function startBroker(options: BrokerOptions): Promise<RunningBroker
     const deviceId = client ? deviceOf.get(client) : undefined;
     if (deviceId && connectionOf.get(deviceId) === client) ingest(packet.topic, packet.payload as Buffer, deviceId);
   }));
-  broker.on("connectionError", (_client, error) => log.debug({ event: "mqtt.connection.error", reason: error.message }, `connection closed before CONNECT: ${error.message}`));
-  broker.on("clientError", (client, error) => log.debug({ event: "mqtt.client.error", clientId: client.id, reason: error.message }, `client ${client.id}: ${error.message}`));
+  // Malformed packets, a CONNECT that never came, a protocol violation: counted, logged at debug
+  // (a stranger can produce any number of them).
+  const connectionErrors = options.metrics.counter("aptostree_mqtt_connection_errors_total", "Connections closed for a protocol error or timeout, before or after CONNECT");
+  broker.on("connectionError", (_client, error) => {
+    connectionErrors(1, { phase: "before-connect" });
+    log.debug({ event: "mqtt.connection.error", reason: error.message }, `connection closed before CONNECT: ${error.message}`);
+  });
+  broker.on("clientError", (client, error) => {
+    connectionErrors(1, { phase: "after-connect" });
+    log.debug({ event: "mqtt.client.error", clientId: client.id, reason: error.message }, `client ${client.id}: ${error.message}`);
+  });
 
   /** Admits a connection under the limits and hands it to the broker behind the packet-size guard. */
   const accept = (connection: Duplex, address: string, close: () => void): void => {

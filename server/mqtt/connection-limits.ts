@@ -9,9 +9,11 @@ export interface ConnectionLimits {
   maxConnections: number;
   maxConnectionsPerAddress: number;
   maxUnauthenticatedPerAddress: number;
+  /** Connections that have not authenticated yet, from all addresses (each may hold a partial packet). */
+  maxUnauthenticated: number;
 }
 
-export type AdmitRefusal = "too-many-connections" | "too-many-from-address" | "too-many-unauthenticated-from-address";
+export type AdmitRefusal = "too-many-connections" | "too-many-unauthenticated" | "too-many-from-address" | "too-many-unauthenticated-from-address";
 
 export interface Admission {
   /** Call once the connection has authenticated. */
@@ -22,6 +24,7 @@ export interface Admission {
 
 export class ConnectionLimiter {
   private total = 0;
+  private unauthenticated = 0;
   private readonly perAddress = new Map<string, { all: number; unauthenticated: number }>();
 
   constructor(private readonly limits: ConnectionLimits) {}
@@ -30,9 +33,11 @@ export class ConnectionLimiter {
   admit(address: string): Admission | AdmitRefusal {
     const counts = this.perAddress.get(address) ?? { all: 0, unauthenticated: 0 };
     if (this.total >= this.limits.maxConnections) return "too-many-connections";
+    if (this.unauthenticated >= this.limits.maxUnauthenticated) return "too-many-unauthenticated";
     if (counts.all >= this.limits.maxConnectionsPerAddress) return "too-many-from-address";
     if (counts.unauthenticated >= this.limits.maxUnauthenticatedPerAddress) return "too-many-unauthenticated-from-address";
     this.total++;
+    this.unauthenticated++;
     counts.all++;
     counts.unauthenticated++;
     this.perAddress.set(address, counts);
@@ -43,13 +48,17 @@ export class ConnectionLimiter {
         if (authenticated || released) return;
         authenticated = true;
         counts.unauthenticated--;
+        this.unauthenticated--;
       },
       release: () => {
         if (released) return;
         released = true;
         this.total--;
         counts.all--;
-        if (!authenticated) counts.unauthenticated--;
+        if (!authenticated) {
+          counts.unauthenticated--;
+          this.unauthenticated--;
+        }
         if (counts.all === 0) this.perAddress.delete(address);
       },
     };

@@ -117,7 +117,7 @@ describe("reports that cannot be put in canonical form", () => {
     await until(async () => (await deviceRecord(id)).state === "idle", "the valid report to be stored");
   });
 
-  it("refuses a hello whose token is a megabyte-long string", async () => {
+  it("refuses a hello whose token is 60,000 characters long", async () => {
     const id = "hello-crash";
     const client = await device(id);
     await client.publishAsync(deviceTopic(P, id, "hello"), "x".repeat(60_000), { qos: 1 });
@@ -172,6 +172,28 @@ describe("memory before authentication", () => {
     client.publish(deviceTopic(P, "big-publisher", "state"), Buffer.alloc(100 * 1024, 0x20));
     await gone;
     expect(await server.metric("aptostree_mqtt_dropped_total", { reason: "packet-too-large" })).toBe(before + 1);
+    await expectServerUnharmed();
+  });
+
+  it("cuts a device that publishes at QoS 2, which the broker would hold until a PUBREL that never comes", async () => {
+    const client = await device("qos2-hoarder");
+    const gone = new Promise<void>((resolve) => client.once("close", () => resolve()));
+    const before = await server.metric("aptostree_mqtt_denied_total", { action: "publish-qos2" });
+    client.publish(deviceTopic(P, "qos2-hoarder", "state"), Buffer.alloc(1000), { qos: 2 });
+    await gone;
+    expect(await server.metric("aptostree_mqtt_denied_total", { action: "publish-qos2" })).toBe(before + 1);
+    await expectServerUnharmed();
+  });
+
+  it("charges each topic filter of a SUBSCRIBE to the device's budget, so thousands cost little and log once", async () => {
+    const client = await device("subscribe-flood");
+    const logBefore = server.log().length;
+    const topics = Object.fromEntries(Array.from({ length: 1500 }, (_, i) => [`${P}devices/o-${i}/cmd`, { qos: 1 as const }]));
+    // Every filter is refused (128), which mqtt.js reports as a failed subscription.
+    await expect(client.subscribeAsync(topics)).rejects.toThrow(/Subscribe error/);
+    expect(await server.metric("aptostree_mqtt_rate_limited_total", { kind: "subscribe" })).toBeGreaterThan(1000);
+    const lines = server.log().slice(logBefore).split("\n").filter((line) => line.includes("subscribe-flood"));
+    expect(lines.length).toBeLessThan(200);
     await expectServerUnharmed();
   });
 

@@ -36,7 +36,7 @@ describe("MQTT frame scanner", () => {
 
 describe("connection limiter", () => {
   it("caps connections in total, per address and unauthenticated per address, and frees them on release", () => {
-    const limiter = new ConnectionLimiter({ maxConnections: 5, maxConnectionsPerAddress: 3, maxUnauthenticatedPerAddress: 2 });
+    const limiter = new ConnectionLimiter({ maxConnections: 5, maxConnectionsPerAddress: 3, maxUnauthenticatedPerAddress: 2, maxUnauthenticated: 100 });
     const a1 = limiter.admit("a");
     const a2 = limiter.admit("a");
     expect(limiter.admit("a")).toBe("too-many-unauthenticated-from-address");
@@ -52,5 +52,15 @@ describe("connection limiter", () => {
     a1.release();
     expect(limiter.connections).toBe(4);
     expect(typeof limiter.admit("d")).toBe("object");
+  });
+
+  it("caps connections that have not authenticated in total, across addresses", () => {
+    const limiter = new ConnectionLimiter({ maxConnections: 100, maxConnectionsPerAddress: 100, maxUnauthenticatedPerAddress: 100, maxUnauthenticated: 2 });
+    const a = limiter.admit("a");
+    limiter.admit("b");
+    expect(limiter.admit("c")).toBe("too-many-unauthenticated");
+    if (typeof a === "string") throw new Error("admitted expected");
+    a.authenticated();
+    expect(typeof limiter.admit("c")).toBe("object");
   });
 });
