@@ -11,12 +11,20 @@
  * not send, or one out of turn (anything before the CONNACK, a second CONNACK) ends the
  * connection with an `MqttProtocolError` to `onError`, and the client connects again with the
  * same backoff as after any other connection error.
+ *
+ * Nor is it trusted to read: each QoS 1 PUBLISH is answered with a PUBACK, so a broker that
+ * floods publishes and never reads would grow the socket's write buffer without end. Once more
+ * than WRITE_BUFFER_PAUSE_BYTES wait to be sent, the client stops reading until the socket drains;
+ * a broker that never reads again gets no PINGRESP read either, and keepalive drops it.
  */
 import { isIP, connect as netConnect, type Socket } from "node:net";
 import {
   CONNACK_REFUSALS, DEFAULT_MAX_PACKET_BYTES, DISCONNECT, encodeConnect, encodePublish, encodePuback, encodeSubscribe, MqttProtocolError, PacketReader, PINGREQ, SUBACK_FAILURE,
   type ConnectPacket, type IncomingPacket, type Qos,
 } from "./packets.ts";
+
+/** Bytes waiting in the socket's write buffer above which the client stops reading from the broker. */
+export const WRITE_BUFFER_PAUSE_BYTES = 64 * 1024;
 
 export interface MqttClientOptions {
   /** mqtt://host[:port] or mqtts://host[:port]; user:password in the URL are used unless `connectPacket` sets them. */
@@ -136,6 +144,12 @@ export class MqttClient {
         });
       } catch (error) {
         socket.destroy(error as Error);
+        return;
+      }
+      // Backpressure: the PUBACKs for this chunk are queued; read no more until they are sent.
+      if (socket.writableLength > WRITE_BUFFER_PAUSE_BYTES && !socket.isPaused()) {
+        socket.pause();
+        socket.once("drain", () => socket.resume());
       }
     });
     socket.on("error", (error) => this.options.onError(error));

@@ -30,6 +30,13 @@ afterAll(async () => {
   await removeTree(dir);
 });
 
+/** The client's socket (private: tests only). */
+const socketOf = (created: MqttClient) => (created as unknown as { socket: Socket | null }).socket;
+/** Whether the client stopped reading its socket. */
+const clientPaused = (created: MqttClient) => socketOf(created)?.isPaused() ?? false;
+/** Bytes the client wrote and the kernel has not taken yet. */
+const bufferedBytes = (created: MqttClient) => socketOf(created)?.writableLength ?? 0;
+
 function client(url: string, overrides: Partial<MqttClientOptions> = {}) {
   const messages: Array<{ topic: string; payload: string }> = [];
   const errors: Error[] = [];
@@ -192,6 +199,63 @@ describe("the agent's MQTT client", () => {
       hostile.close();
     }
   });
+
+  it("stops reading from a broker that floods QoS 1 publishes and never reads its PUBACKs: the write buffer stays bounded, and it connects again", async () => {
+    const CONNACK = Buffer.from([0x20, 2, 0, 0]);
+    // 1 MiB of 7-byte QoS 1 PUBLISHes on topic "t" with an empty payload: each asks for a 4-byte PUBACK.
+    const packet = Buffer.from([0x32, 5, 0, 1, 0x74, 0, 1]);
+    const flood = Buffer.alloc(Math.floor((1024 * 1024) / packet.length) * packet.length);
+    for (let at = 0; at < flood.length; at += packet.length) packet.copy(flood, at);
+    const FLOOD_BYTES = 24 * 1024 * 1024;
+    let connections = 0;
+    let floodWritten = 0;
+    let first: Socket | null = null;
+    const hostile = createServer((socket) => {
+      const index = ++connections;
+      socket.on("error", () => {});
+      socket.once("data", () => {
+        socket.write(CONNACK);
+        if (index > 1) return void socket.write(Buffer.from([0x30, 8, 0, 1, 0x74, ...Buffer.from("after")]));
+        first = socket;
+        socket.pause(); // never reads again: the PUBACKs pile up
+        const more = () => {
+          while (floodWritten < FLOOD_BYTES) {
+            floodWritten += flood.length;
+            if (!socket.write(flood)) return void socket.once("drain", more);
+          }
+        };
+        more();
+      });
+    });
+    await new Promise<void>((resolve) => hostile.listen(0, "127.0.0.1", resolve));
+    try {
+      let publishes = 0;
+      const after: string[] = [];
+      const device = client(`mqtt://127.0.0.1:${(hostile.address() as { port: number }).port}`, {
+        onMessage: (_topic, payload) => (payload.length === 0 ? publishes++ : after.push(payload.toString())),
+      });
+      // Either the broker got its whole flood through, or the client stopped reading it.
+      await until(async () => floodWritten >= FLOOD_BYTES || clientPaused(device.client), "the flood to be sent or the client to stop reading", 30_000);
+      const buffered = bufferedBytes(device.client);
+      // A PUBACK per publish read: without backpressure the client holds ~4/7 of what it read beyond the kernel's buffers.
+      expect(buffered).toBeLessThan(256 * 1024);
+      expect(floodWritten).toBeLessThan(FLOOD_BYTES);
+      // Still bounded a moment later: nothing more is read while nothing drains.
+      const readSoFar = publishes;
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      expect(publishes).toBe(readSoFar);
+      expect(bufferedBytes(device.client)).toBeLessThan(256 * 1024);
+
+      // The broker goes; the client connects again and works.
+      (first as Socket | null)?.destroy();
+      await until(async () => connections === 2 && after.length === 1, "the client to connect again and get a message", 10_000);
+      expect(after).toEqual(["after"]);
+      expect(device.client.connected).toBe(true);
+      await device.client.end();
+    } finally {
+      hostile.close();
+    }
+  }, 60_000);
 
   it("says why the broker refused the connection, and refuses ws:// URLs", async () => {
     const refusing = createServer((socket) => socket.on("data", () => socket.write(Buffer.from([0x20, 2, 0, 5]))));
