@@ -23,7 +23,7 @@ import { repoUrl } from "../update/channel.ts";
 import type { DeviceIdentity } from "./identity.ts";
 import { bootVerdict, step, type AgentEffect, type AgentEvent, type AgentState, type BootVerdict, type UpdateTarget } from "./machine.ts";
 import { readAgentRecord, writeAgentRecord, type AgentRecord } from "./state-file.ts";
-import { acceptedAfter, checkFresh, checkTarget, withdrawalCancels, type AcceptedCommand, type WithdrawCommand } from "./command-check.ts";
+import { acceptedAfter, checkFresh, checkTarget, withdrawalCancels, withdrawnAfter, type AcceptedCommand, type WithdrawCommand, type WithdrawnUpdate } from "./command-check.ts";
 import { buildReport, reportBase } from "./report.ts";
 import { Reporter } from "./reporter.ts";
 import { DeviceFacts } from "./device-facts.ts";
@@ -140,7 +140,7 @@ export class Agent {
       return;
     }
     // Persisted before anything is done for it: after a power cut an older command stays refused.
-    await this.rememberCommand(acceptedAfter(command, this.record.lastCommand));
+    await this.rememberCommand(acceptedAfter(command, this.record.lastCommand), withdrawnAfter(command, this.record.withdrawn ?? [], this.record.lastCommand, this.state));
     switch (command.type) {
       case "withdraw":
         return this.withdraw(command);
@@ -155,10 +155,17 @@ export class Agent {
     }
   }
 
-  private async rememberCommand(accepted: AcceptedCommand | undefined): Promise<void> {
-    if (accepted === this.record.lastCommand) return;
-    this.record = { ...this.record, lastCommand: accepted };
+  private async rememberCommand(accepted: AcceptedCommand | undefined, withdrawn: WithdrawnUpdate[]): Promise<void> {
+    const kept = this.record.withdrawn ?? [];
+    const sameWithdrawn = withdrawn.length === kept.length && withdrawn.every((w, i) => w === kept[i]);
+    if (accepted === this.record.lastCommand && sameWithdrawn) return;
+    this.record = { ...this.record, lastCommand: accepted, ...(withdrawn.length > 0 || this.record.withdrawn ? { withdrawn } : {}) };
     await this.persist();
+  }
+
+  /** The withdrawal that stops `commit`, if the server withdrew an update to it (poll.ts refuses it). */
+  withdrawal(commit: string): WithdrawnUpdate | undefined {
+    return this.record.withdrawn?.find((w) => w.commit === commit);
   }
 
   /** The server withdrew update command `id` (its rollout was paused or aborted). */

@@ -15,7 +15,21 @@ export interface AcceptedCommand {
   id: string;
   type: Command["type"];
   issued: string;
+  /** An update's target commit: a withdrawal of `id` that does not name its commit stops this one. */
+  commit?: string;
 }
+
+/** An update the server withdrew (paused or aborted): polling never installs its commit (poll.ts). */
+export interface WithdrawnUpdate {
+  id: string;
+  commit: string;
+  reason: WithdrawCommand["reason"];
+}
+
+/** Withdrawn updates kept in the state file, newest last. */
+export const MAX_WITHDRAWN_KEPT = 16;
+
+const COMMIT = /^[0-9a-f]{64}$/;
 
 export type WithdrawCommand = Extract<Command, { type: "withdraw" }>;
 
@@ -58,7 +72,42 @@ export function checkFresh(command: Command, last: AcceptedCommand | undefined):
 /** What the state file keeps once `command` (checked by checkFresh) is taken: the newest command. */
 export function acceptedAfter(command: Command, last: AcceptedCommand | undefined): AcceptedCommand | undefined {
   if (last && Date.parse(last.issued) >= Date.parse(command.issued)) return last;
-  return { id: command.id, type: command.type, issued: command.issued };
+  const commit = updateCommit(command);
+  return { id: command.id, type: command.type, issued: command.issued, ...(commit ? { commit } : {}) };
+}
+
+/** The commit an update command's manifest names (signed with the command; verified again with the manifest). */
+function updateCommit(command: Command): string | undefined {
+  if (command.type !== "update") return undefined;
+  const commit = command.manifest.manifest.commit;
+  return typeof commit === "string" && COMMIT.test(commit) ? commit : undefined;
+}
+
+/**
+ * What the state file keeps of withdrawn updates once `command` is taken: a withdrawal adds its
+ * update's commit (named by the withdrawal, else known from the update command accepted or in
+ * flight under the same id); an update command, newer than the withdrawal, for the same id or
+ * commit (a resumed rollout, another rollout of that release) lifts it. One entry per commit, at
+ * most MAX_WITHDRAWN_KEPT, the newest.
+ */
+export function withdrawnAfter(command: Command, kept: readonly WithdrawnUpdate[], last: AcceptedCommand | undefined, state: AgentState): WithdrawnUpdate[] {
+  if (command.type === "update") {
+    const commit = updateCommit(command);
+    return kept.filter((w) => w.id !== command.id && w.commit !== commit);
+  }
+  if (command.type !== "withdraw") return [...kept];
+  const inFlight = state.name !== "idle" && state.target.command === command.id ? state.target.commit : undefined;
+  const commit = command.commit ?? (last?.id === command.id ? last.commit : undefined) ?? inFlight;
+  if (!commit) return [...kept];
+  const others = kept.filter((w) => w.id !== command.id && w.commit !== commit);
+  return [...others, { id: command.id, commit, reason: command.reason }].slice(-MAX_WITHDRAWN_KEPT);
+}
+
+/** The channel names the commit of an update the server withdrew: polling does not install it. */
+export class WithdrawnUpdateError extends AptOstreeError {
+  constructor(withdrawn: WithdrawnUpdate) {
+    super("E_UPDATE_WITHDRAWN", `the channel publishes ${withdrawn.commit}, the target of update ${withdrawn.id} that the server withdrew (rollout ${withdrawn.reason}): not installed by polling`);
+  }
 }
 
 /** An abort stops the withdrawn update's download, as `apt-ostree cancel` would; a pause lets a started one go on. */

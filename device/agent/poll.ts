@@ -2,13 +2,15 @@
  * While the broker is unreachable the agent still learns of updates: every `pollSeconds` it
  * fetches the channel's signed manifest over HTTP and, when it names another commit than the
  * booted one, takes it like a command whose id is derived from the commit (so repeated polls of
- * the same release are one update, answered, never redone).
+ * the same release are one update, answered, never redone). Never a commit whose update the
+ * server withdrew (paused or aborted): the withdrawal is kept in the state file (command-check.ts).
  */
 import { errorChain } from "../../shared/errors.ts";
 import type { Logger } from "../../shared/log.ts";
 import type { AgentSettings } from "../config/settings.ts";
 import { fetchChannelManifest } from "../update/channel.ts";
 import type { Agent } from "./agent.ts";
+import { WithdrawnUpdateError } from "./command-check.ts";
 import { isBusy } from "./machine.ts";
 
 export interface PollerOptions {
@@ -24,7 +26,7 @@ export function pollId(commit: string): string {
 }
 
 /** One poll: returns what it did, for logs and tests. */
-export async function pollOnce(options: PollerOptions): Promise<"connected" | "busy" | "current" | "taken" | "failed"> {
+export async function pollOnce(options: PollerOptions): Promise<"connected" | "busy" | "current" | "withdrawn" | "taken" | "failed"> {
   const { agent, settings, log } = options;
   if (options.connected()) return "connected";
   const state = agent.state;
@@ -36,6 +38,12 @@ export async function pollOnce(options: PollerOptions): Promise<"connected" | "b
     const commit = (signed as { manifest?: { commit?: unknown } })?.manifest?.commit;
     if (typeof commit !== "string" || commit === booted?.checksum) return "current";
     if (state.name !== "idle" && state.target.commit === commit) return "current";
+    const withdrawn = agent.withdrawal(commit);
+    if (withdrawn) {
+      const refusal = new WithdrawnUpdateError(withdrawn);
+      log.warn({ event: "agent.poll.refused", code: refusal.code, commit, command: withdrawn.id, reason: refusal.message }, `the broker is unreachable; ${refusal.message}`);
+      return "withdrawn";
+    }
     log.info({ event: "agent.poll.update", commit }, `the broker is unreachable; the channel publishes ${commit.slice(0, 12)}: taking it`);
     await agent.acceptManifest(pollId(commit), signed, { ref });
     return "taken";

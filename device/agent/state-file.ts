@@ -7,7 +7,7 @@ import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { AptOstreeError } from "../../shared/errors.ts";
 import { writeFileAtomic } from "../../shared/fs/atomic-write.ts";
-import type { AcceptedCommand } from "./command-check.ts";
+import type { AcceptedCommand, WithdrawnUpdate } from "./command-check.ts";
 import type { AgentState } from "./machine.ts";
 
 export interface AgentRecord {
@@ -23,6 +23,8 @@ export interface AgentRecord {
    * on it, so after a crash or a power cut an older command is still refused.
    */
   lastCommand?: AcceptedCommand;
+  /** Updates the server withdrew, newest last (command-check.ts `withdrawnAfter`): never installed by polling. */
+  withdrawn?: WithdrawnUpdate[];
 }
 
 const STATE_NAMES = new Set(["idle", "downloading", "staged", "rebooting", "verifying", "healthy", "rolled-back", "failed"]);
@@ -61,6 +63,10 @@ export async function readAgentRecord(stateDir: string): Promise<AgentRecord> {
   const last = record.lastCommand;
   if (last !== undefined && (typeof last?.id !== "string" || typeof last.type !== "string" || typeof last.issued !== "string" || Number.isNaN(Date.parse(last.issued)))) {
     throw new StateFileError(`${path} holds a malformed lastCommand; move it away to start over from idle`);
+  }
+  const withdrawn = record.withdrawn;
+  if (withdrawn !== undefined && (!Array.isArray(withdrawn) || !withdrawn.every((w) => typeof w?.id === "string" && typeof w.commit === "string" && typeof w.reason === "string"))) {
+    throw new StateFileError(`${path} holds a malformed withdrawn list; move it away to start over from idle`);
   }
   return record;
 }

@@ -269,7 +269,7 @@ export class RolloutEngine {
     if (deviceIds.length === 0) return;
     const issued = this.issuedNow();
     for (const device of deviceIds) {
-      const payload = signCommand({ type: "withdraw", id: rollout.id, device, issued, reason }, [this.options.key!]);
+      const payload = signCommand({ type: "withdraw", id: rollout.id, device, issued, reason, commit: rollout.commit }, [this.options.key!]);
       await this.options.publish(deviceTopic(this.options.prefix, device, "cmd"), payload, true);
     }
     this.options.log.info({ event: "rollout.withdrawn", rollout: rollout.id, reason, devices: deviceIds.length }, `rollout ${rollout.id}: command withdrawn from ${deviceIds.length} device(s) (${reason})`);

@@ -32,9 +32,11 @@ export const CommandSchema = z.discriminatedUnion("type", [
    * Update command `id` is withdrawn: its rollout was paused (a device that has not started must
    * not start) or aborted (a download in progress stops too). Retained in the update command's
    * place, so a device that connects later gets this instead; being signed and newer, it also
-   * makes the device refuse the update command if a stale copy of it arrives afterwards.
+   * makes the device refuse the update command if a stale copy of it arrives afterwards. `commit`
+   * is the withdrawn update's: a device that never saw the update still knows what not to install
+   * when it polls the channel with the broker unreachable (device/agent/poll.ts).
    */
-  z.strictObject({ type: z.literal("withdraw"), id: commandId, device, issued, reason: z.enum(["paused", "aborted"]) }),
+  z.strictObject({ type: z.literal("withdraw"), id: commandId, device, issued, reason: z.enum(["paused", "aborted"]), commit: z.optional(z.string().check(z.regex(/^[0-9a-f]{64}$/))) }),
 ]);
 
 export type Command = z.infer<typeof CommandSchema>;

@@ -24,6 +24,7 @@ import { runOstree } from "../../../shared/ostree/exec.ts";
 import { createDeviceToken } from "../../../shared/wire/device-token.ts";
 import { DEFAULT_TOPIC_PREFIX, deviceTopic } from "../../../shared/wire/topics.ts";
 import { AgentFixture, DEVICE_ID, REF } from "../../helpers/agent-fixture.ts";
+import { freePort } from "../../helpers/mosquitto.ts";
 import { until } from "../../helpers/wait.ts";
 
 const fixture = new AgentFixture();
@@ -172,6 +173,32 @@ describe("a withdrawn update is not installed", () => {
       fixture.settings = { ...fixture.settings, server };
       proxy.closeAllConnections();
       await new Promise((resolve) => proxy.close(resolve));
+    }
+  }, 60_000);
+
+  it("an aborted release is not installed by polling while the broker is unreachable", async () => {
+    const ghost = await ghostConnection();
+    const rollout = await rolloutSent(ghost);
+    await api(`rollouts/${rollout}/abort`, {});
+    await ghost.leave();
+    // The agent takes the withdrawal (it never sees the update command), then loses the broker.
+    await startAgentAndTakeRetained();
+    await fixture.stopAgent();
+    const before = await diskSnapshot();
+    const mqttUrl = fixture.settings.mqtt;
+    fixture.settings = { ...fixture.settings, mqtt: `mqtt://127.0.0.1:${await freePort()}`, pollSeconds: 0.5 };
+    try {
+      await startAgent();
+      // The channel still publishes v2, the aborted rollout's commit.
+      await until(() => logged("agent.poll.refused").length >= 2 || fixture.agent!.agent.state.name !== "idle", "two polls to refuse the withdrawn release", 15_000);
+      expect(fixture.agent!.agent.state.name).toBe("idle");
+      expect(logged("agent.poll.update")).toEqual([]);
+      expect(logged("agent.poll.refused")[0]).toMatchObject({ code: "E_UPDATE_WITHDRAWN", command: rollout, reason: expect.stringMatching(/withdrew \(rollout aborted\): not installed by polling$/) });
+      await fixture.stopAgent();
+      expect(await diskSnapshot()).toBe(before);
+      expect(await reportsFor(rollout)).toEqual([]);
+    } finally {
+      fixture.settings = { ...fixture.settings, mqtt: mqttUrl };
     }
   }, 60_000);
 });

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { acceptedAfter, checkFresh, checkTarget, CommandForAnotherDeviceError, StaleCommandError, withdrawalCancels, type AcceptedCommand } from "../../../device/agent/command-check.ts";
+import { acceptedAfter, checkFresh, checkTarget, CommandForAnotherDeviceError, MAX_WITHDRAWN_KEPT, StaleCommandError, withdrawalCancels, withdrawnAfter, WithdrawnUpdateError, type AcceptedCommand, type WithdrawnUpdate } from "../../../device/agent/command-check.ts";
 import type { AgentState, UpdateTarget } from "../../../device/agent/machine.ts";
 import { generateKeyPair } from "../../../shared/sign/ed25519.ts";
 import { verifySignedManifest, WrongChannelError } from "../../../shared/verify/manifest.ts";
@@ -92,6 +92,41 @@ describe("what a withdrawal stops", () => {
     ["an abort while idle stops nothing", { name: "idle" }, withdraw("r-1", T1, "aborted"), false],
   ])("%s", (_what, state, command, cancels) => {
     expect(withdrawalCancels(state, command as Extract<Command, { type: "withdraw" }>)).toBe(cancels);
+  });
+});
+
+describe("what polling must not install: withdrawn updates", () => {
+  const C2 = "2".repeat(64);
+  const C3 = "3".repeat(64);
+  const target: UpdateTarget = { command: "r-1", ref: "r", commit: C2, version: "2", sequence: 2, from: { commit: "1".repeat(64), version: "1" }, manifest: {} };
+  const updateTo = (id: string, issued: string, commit: string): Command => ({ ...(update(id, issued) as Extract<Command, { type: "update" }>), manifest: { ...signedManifest, manifest: { commit } } });
+  const gone = (id: string, commit: string, reason: "paused" | "aborted" = "aborted"): WithdrawnUpdate => ({ id, commit, reason });
+  it.each<[string, Command, WithdrawnUpdate[], AcceptedCommand | undefined, AgentState, WithdrawnUpdate[]]>([
+    ["a withdrawal that names its commit, the update never seen", { ...withdraw("r-1", T1), commit: C2 } as Command, [], undefined, { name: "idle" }, [gone("r-1", C2)]],
+    ["a withdrawal of the update accepted last", withdraw("r-1", T1, "paused"), [], acceptedAfter(updateTo("r-1", T0, C2), undefined), { name: "idle" }, [gone("r-1", C2, "paused")]],
+    ["a withdrawal of the update in flight", withdraw("r-1", T1), [], undefined, { name: "staged", target }, [gone("r-1", C2)]],
+    ["a withdrawal whose commit is unknown keeps nothing", withdraw("r-9", T1), [gone("r-1", C2)], undefined, { name: "idle" }, [gone("r-1", C2)]],
+    ["one entry per commit, the newest", { ...withdraw("r-2", T1), commit: C2 } as Command, [gone("r-1", C2)], undefined, { name: "idle" }, [gone("r-2", C2)]],
+    ["a newer update of that rollout lifts it (resume)", updateTo("r-1", T2, C2), [gone("r-1", C2), gone("r-3", C3)], undefined, { name: "idle" }, [gone("r-3", C3)]],
+    ["a newer update to that commit lifts it", updateTo("r-4", T2, C3), [gone("r-1", C2), gone("r-3", C3)], undefined, { name: "idle" }, [gone("r-1", C2)]],
+    ["a reboot command changes nothing", { type: "reboot", id: "b-1", device: "dev-1", issued: T2 }, [gone("r-1", C2)], undefined, { name: "idle" }, [gone("r-1", C2)]],
+  ])("%s", (_what, command, kept, last, state, after) => {
+    expect(withdrawnAfter(command, kept, last, state)).toEqual(after);
+  });
+
+  it(`keeps the newest ${MAX_WITHDRAWN_KEPT}`, () => {
+    let kept: WithdrawnUpdate[] = [];
+    for (let i = 0; i < MAX_WITHDRAWN_KEPT + 3; i++) kept = withdrawnAfter({ ...withdraw(`r-${i}`, T1), commit: String(i % 10).repeat(63) + "a" } as Command, kept, undefined, { name: "idle" });
+    expect(kept).toHaveLength(10); // one per commit: ten commits here
+    kept = [];
+    for (let i = 0; i < MAX_WITHDRAWN_KEPT + 3; i++) kept = withdrawnAfter({ ...withdraw(`r-${i}`, T1), commit: i.toString(16).padStart(64, "0") } as Command, kept, undefined, { name: "idle" });
+    expect(kept.map((w) => w.id)).toEqual(Array.from({ length: MAX_WITHDRAWN_KEPT }, (_, i) => `r-${i + 3}`));
+  });
+
+  it("names the withdrawn update in its refusal", () => {
+    const error = new WithdrawnUpdateError(gone("r-1", C2));
+    expect(error.code).toBe("E_UPDATE_WITHDRAWN");
+    expect(error.message).toBe(`the channel publishes ${C2}, the target of update r-1 that the server withdrew (rollout aborted): not installed by polling`);
   });
 });
 
