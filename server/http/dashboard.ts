@@ -13,10 +13,11 @@ import { readFormBody } from "./body.ts";
 import { HttpError } from "./http-error.ts";
 
 const ASSETS_DIR = fileURLToPath(new URL("../dashboard/", import.meta.url));
-const ASSETS: Record<string, string> = {
-  "app.js": "text/javascript; charset=utf-8",
-  "app.css": "text/css; charset=utf-8",
-};
+/** Asset name -> content type; a Map, so a request for `constructor` finds nothing (it found Object's). */
+const ASSETS = new Map<string, string>([
+  ["app.js", "text/javascript; charset=utf-8"],
+  ["app.css", "text/css; charset=utf-8"],
+]);
 /** Keeps proxies from closing an idle event stream. */
 const HEARTBEAT_MS = 15_000;
 
@@ -34,7 +35,7 @@ export async function serveDashboardPage(req: IncomingMessage, res: ServerRespon
 }
 
 export async function serveDashboardAsset(req: IncomingMessage, res: ServerResponse, name: string): Promise<void> {
-  const type = ASSETS[name];
+  const type = ASSETS.get(name);
   if (!type) throw new HttpError(404, "E_NOT_FOUND", `no dashboard asset '${name}'`);
   const body = await readFile(`${ASSETS_DIR}${name}`);
   res.writeHead(200, { "content-type": type, "content-length": body.length, "cache-control": "no-cache", ...SECURITY_HEADERS });

@@ -44,6 +44,8 @@ interface Context {
   /** Ids a valid token named: the only ones the store may hold. */
   allowedIds: Set<string>;
   report: FuzzReport;
+  /** The seed of the case running now: what a failure records to be replayed. */
+  caseSeed: number;
 }
 
 export async function fuzzServer(options: FuzzRunOptions): Promise<FuzzReport> {
@@ -54,7 +56,7 @@ export async function fuzzServer(options: FuzzRunOptions): Promise<FuzzReport> {
   // under test: it is generous here, and proved on its own in hostile-fleet.test.ts.
   const server = await startServeProcess({ dir, autoAccept: true, limits: { mqttConnectTimeoutSeconds: 2, deviceMessageBurst: 1_000_000, deviceMessagesPerMinute: 1_000_000 } });
   const prng = new Prng(options.seed);
-  const ctx: Context = { server, devices: [], dataDir: dir, allowedIds: new Set(), report };
+  const ctx: Context = { server, devices: [], dataDir: dir, allowedIds: new Set(), report, caseSeed: options.seed };
   try {
     for (let i = 0; i < 3; i++) ctx.devices.push(await enrolledDevice(ctx, `fz-dev-${i}`));
     const limit = options.cases ?? Number.POSITIVE_INFINITY;
@@ -62,6 +64,7 @@ export async function fuzzServer(options: FuzzRunOptions): Promise<FuzzReport> {
     while (report.cases < limit && (options.deadline === undefined || Date.now() < options.deadline)) {
       const caseSeed = prng.int(2 ** 31);
       const casePrng = new Prng(caseSeed);
+      ctx.caseSeed = caseSeed;
       const [name, run] = casePrng.pick(CASES);
       let what = name;
       try {
@@ -235,8 +238,8 @@ const CASES: ReadonlyArray<readonly [string, Case]> = [
   }],
   ["HTTP request", async (prng, ctx) => {
     const { status, body, path, method } = await hostileHttp(prng, ctx);
-    if (status >= 500) ctx.report.failures.push({ seed: ctx.report.seed, case: ctx.report.cases, what: `HTTP ${status} for ${method} ${path}`, input: body.slice(0, 300) });
-    if (body.includes(ctx.dataDir)) ctx.report.failures.push({ seed: ctx.report.seed, case: ctx.report.cases, what: `a server path in the answer to ${method} ${path}`, input: body.slice(0, 300) });
+    if (status >= 500) ctx.report.failures.push({ seed: ctx.caseSeed, case: ctx.report.cases, what: `HTTP ${status} for ${method} ${path}`, input: body.slice(0, 300) });
+    if (body.includes(ctx.dataDir)) ctx.report.failures.push({ seed: ctx.caseSeed, case: ctx.report.cases, what: `a server path in the answer to ${method} ${path}`, input: body.slice(0, 300) });
     countRefusal(ctx.report, `http ${status}`);
     return `${method} ${path.slice(0, 120)} -> ${status}`;
   }],

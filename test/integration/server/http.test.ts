@@ -156,6 +156,15 @@ describe("the admin API", () => {
   });
 });
 
+describe("dashboard assets", () => {
+  // Found by the server fuzz campaign (seed 20261206, case 8627): the asset table was a plain
+  // object, so `constructor` named Object's and the read that followed answered 500.
+  it.each(["constructor", "__proto__", "toString", "hasOwnProperty"])("answers 404 for an asset named %s", async (name) => {
+    const res = await fetch(`${base}/assets/${name}`);
+    expect(res.status).toBe(404);
+  });
+});
+
 describe("dashboard sessions", () => {
   const signIn = async (): Promise<{ cookie: string; setCookie: string }> => {
     const res = await fetch(`${base}/login`, { method: "POST", redirect: "manual", headers: { "content-type": "application/x-www-form-urlencoded" }, body: `token=${TOKEN}` });
