@@ -3,8 +3,9 @@
  * it says wait. All state is in the store, so a restarted server continues where it was. A
  * device's command is retained on its own command topic with the rollout id as command id: it
  * reaches devices that subscribe late, and a re-publish after a restart is the same command.
- * Pause and abort replace it with a signed withdrawal, so a device that connects later does not
- * start what was stopped.
+ * A signed withdrawal replaces it on the topic of every device that was sent it and did not
+ * install it (timed out, failed, rolled back; the not started on a pause; all on an abort:
+ * `withdrawalFor`), so a device that connects later does not start what was stopped.
  */
 import { randomBytes } from "node:crypto";
 import { readFile } from "node:fs/promises";
@@ -18,8 +19,8 @@ import type { Report } from "../../shared/wire/report.ts";
 import { deviceTopic } from "../../shared/wire/topics.ts";
 import type { Metrics } from "../http/metrics.ts";
 import { coalesce } from "./coalesce.ts";
-import type { FleetStore, RolloutRecord, RolloutSelector } from "./store.ts";
-import { FINAL_STATUSES, assignWaves, decide, statusFromReport, type RolloutPlan } from "./waves.ts";
+import type { FleetStore, RolloutDeviceRecord, RolloutRecord, RolloutSelector } from "./store.ts";
+import { FAILED_STATUSES, FINAL_STATUSES, assignWaves, decide, statusFromReport, withdrawalFor, type RolloutPlan, type RolloutState } from "./waves.ts";
 
 export class RolloutError extends AptOstreeError {
   readonly status: number;
@@ -141,14 +142,24 @@ export class RolloutEngine {
   }
 
   /**
-   * After a restart: re-publish the identical command (same id) to every device already
-   * commanded but not final. A lost publish gets delivered, and a device whose reports were lost
-   * with the old process answers a repeated id by reporting where it stands.
+   * After a restart: re-publish the identical command (same id) to every device of a running
+   * rollout already commanded but not final. A lost publish gets delivered, and a device whose
+   * reports were lost with the old process answers a repeated id by reporting where it stands.
+   * And re-publish every withdrawal due (`withdrawalFor`), in any rollout, to each device whose
+   * topic its latest commanded rollout holds: the process may have died between recording a
+   * failure, pause or abort and publishing the withdrawal (lost with an external broker).
    */
   async resume(): Promise<void> {
-    for (const rollout of this.options.store.listRollouts("running")) {
-      const commanded = this.options.store.rolloutDevices(rollout.id).filter((m) => m.status === "sent" || m.status === "in-progress");
-      await this.publishCommands(rollout, commanded.map((m) => m.deviceId));
+    const { store } = this.options;
+    // Newest first: a device a later rollout commanded keeps that rollout's command.
+    const commandedLater = new Set<string>();
+    for (const rollout of store.listRollouts().reverse()) {
+      const members = store.rolloutDevices(rollout.id);
+      await this.withdrawDue(rollout, rollout.progress.state, members, commandedLater);
+      if (rollout.progress.state === "running") {
+        await this.publishCommands(rollout, members.filter((m) => m.status === "sent" || m.status === "in-progress").map((m) => m.deviceId));
+      }
+      for (const member of members) if (member.sentAt !== null) commandedLater.add(member.deviceId);
     }
     await this.tick();
   }
@@ -163,6 +174,12 @@ export class RolloutEngine {
     if (status === null || status === member.status) return;
     const detail = report.rolledBack?.reason ?? report.error ?? null;
     this.options.store.setRolloutDeviceStatus(rollout.id, report.deviceId, status, detail, this.now());
+    if (FAILED_STATUSES.has(status)) {
+      await this.serialised(async () => {
+        const current = this.options.store.getRollout(rollout.id)!;
+        await this.withdrawDue(current, current.progress.state, [this.options.store.rolloutDevice(rollout.id, report.deviceId)!]);
+      });
+    }
     await this.tick();
   }
 
@@ -170,7 +187,8 @@ export class RolloutEngine {
    * Pause, resume, abort; serialised with the ticks, so no command goes out after the withdrawal
    * that follows a pause or an abort. Pause withdraws the command of the devices that have not
    * started (still `sent`) and resume sends it to them again; abort withdraws it from every
-   * device that has it and is not final (one still downloading stops).
+   * device that has it and is not healthy (one still downloading stops). Both also withdraw it
+   * again from the failed and rolled-back (`withdrawalFor`).
    */
   async setState(id: string, action: "pause" | "resume" | "abort"): Promise<RolloutRecord> {
     const { store } = this.options;
@@ -185,10 +203,8 @@ export class RolloutEngine {
       store.updateRollout(id, { ...rollout.progress, state }, reason, this.now());
       this.options.log.info({ event: `rollout.${action}`, rollout: id }, `rollout ${id}: ${action}`);
       const members = store.rolloutDevices(id);
-      const notStarted = members.filter((m) => m.status === "sent").map((m) => m.deviceId);
-      if (action === "pause") await this.withdrawCommands(rollout, notStarted, "paused");
-      if (action === "resume") await this.publishCommands(rollout, notStarted);
-      if (action === "abort") await this.withdrawCommands(rollout, members.filter((m) => m.status === "sent" || m.status === "in-progress").map((m) => m.deviceId), "aborted");
+      if (action === "resume") await this.publishCommands(rollout, members.filter((m) => m.status === "sent").map((m) => m.deviceId));
+      else await this.withdrawDue(rollout, state, members);
     });
     await this.tick();
     return store.getRollout(id)!;
@@ -218,11 +234,12 @@ export class RolloutEngine {
         return;
       case "time-out":
         for (const deviceId of decision.deviceIds) store.setRolloutDeviceStatus(rollout.id, deviceId, "failed", `no final report within ${rollout.plan.waveTimeoutSeconds} s`, now);
+        await this.withdrawDue(rollout, "running", store.rolloutDevices(rollout.id).filter((m) => decision.deviceIds.includes(m.deviceId)));
         return;
       case "pause":
         store.updateRollout(rollout.id, { ...rollout.progress, state: "paused" }, decision.reason, now);
         log.warn({ event: "rollout.paused", rollout: rollout.id, reason: decision.reason }, `rollout ${rollout.id} paused: ${decision.reason}`);
-        await this.withdrawCommands(rollout, store.rolloutDevices(rollout.id).filter((m) => m.status === "sent").map((m) => m.deviceId), "paused");
+        await this.withdrawDue(rollout, "paused", store.rolloutDevices(rollout.id));
         return;
       case "wave-completed":
         store.updateRollout(rollout.id, { ...rollout.progress, waveCompletedAt: now.toISOString() }, null, now);
@@ -259,6 +276,29 @@ export class RolloutEngine {
   }
 
   /**
+   * Publishes the withdrawal each member is due in a rollout in `state` (`withdrawalFor`), except
+   * to devices a later rollout has commanded since: their topic holds that rollout's command.
+   * Idempotent: a withdrawal again is a newer copy of the same one, which the device takes as before.
+   */
+  private async withdrawDue(rollout: RolloutRecord, state: RolloutState, members: RolloutDeviceRecord[], commandedLater = this.commandedAfter(rollout.id)): Promise<void> {
+    const due = { paused: [] as string[], aborted: [] as string[] };
+    for (const member of members) {
+      const reason = withdrawalFor(state, member);
+      if (reason !== null && !commandedLater.has(member.deviceId)) due[reason].push(member.deviceId);
+    }
+    await this.withdrawCommands(rollout, due.paused, "paused");
+    await this.withdrawCommands(rollout, due.aborted, "aborted");
+  }
+
+  /** Devices that rollouts created after `id` have sent their command to. */
+  private commandedAfter(id: string): Set<string> {
+    const { store } = this.options;
+    const rollouts = store.listRollouts();
+    const later = rollouts.slice(rollouts.findIndex((r) => r.id === id) + 1);
+    return new Set(later.flatMap((r) => store.rolloutDevices(r.id).filter((m) => m.sentAt !== null).map((m) => m.deviceId)));
+  }
+
+  /**
    * Replaces the retained update command on each device's topic with a signed withdrawal (a
    * retained message replaces the one before it, MQTT 3.1.1 §3.3.1.3). Not an empty retained
    * payload, which clears the topic too: anyone on the broker's side could forge that, while a
@@ -267,6 +307,10 @@ export class RolloutEngine {
    */
   private async withdrawCommands(rollout: RolloutRecord, deviceIds: string[], reason: "paused" | "aborted"): Promise<void> {
     if (deviceIds.length === 0) return;
+    if (!this.options.key) {
+      this.options.log.warn({ event: "rollout.withdraw.unsigned", rollout: rollout.id, devices: deviceIds.length }, `rollout ${rollout.id}: cannot withdraw the command from ${deviceIds.length} device(s) without a signing key; start serve with --key FILE`);
+      return;
+    }
     const issued = this.issuedNow();
     for (const device of deviceIds) {
       const payload = signCommand({ type: "withdraw", id: rollout.id, device, issued, reason, commit: rollout.commit }, [this.options.key!]);

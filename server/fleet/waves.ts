@@ -98,6 +98,21 @@ export function decide(plan: RolloutPlan, progress: RolloutProgress, members: Ro
   return { kind: "wait" };
 }
 
+/**
+ * Whether a device's retained update command must be replaced by the signed withdrawal, and
+ * with which reason; null keeps it. Every device that was sent the update and did not install
+ * it: failed, rolled back or timed out ("aborted": the update is over for it, a download stops),
+ * in any rollout state; when paused, the devices that have not started ("paused", resume sends
+ * it again); when aborted, those in progress too. Healthy devices installed it; pending ones
+ * never had it.
+ */
+export function withdrawalFor(state: RolloutState, member: { status: RolloutDeviceStatus; sentAt: string | null }): "paused" | "aborted" | null {
+  if (member.sentAt === null || member.status === "pending" || member.status === "healthy") return null;
+  if (FAILED_STATUSES.has(member.status) || state === "aborted") return "aborted";
+  if (state === "paused" && member.status === "sent") return "paused";
+  return null;
+}
+
 /** Maps a device report's state to its status in the rollout it answers. */
 export function statusFromReport(state: string, bootedCommit: string | undefined, target: string): RolloutDeviceStatus | null {
   switch (state) {
