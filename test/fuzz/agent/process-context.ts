@@ -38,7 +38,11 @@ export async function commandOutcome(ctx: ProcessContext, mark: number, id: stri
   const { device } = ctx;
   return device.waitFor(() => {
     const rejected = device.since(mark, isEvent("agent.command.rejected"))[0];
-    if (rejected) return `agent:command:${rejected.code ?? "E_COMMAND_REJECTED"}:${commandRefusalKind(String(rejected.reason))}`;
+    if (rejected) {
+      const code = String(rejected.code ?? "E_COMMAND_REJECTED");
+      // Refusals of the command's bytes share one code; the message says which check.
+      return code === "E_COMMAND_REJECTED" ? `agent:command:${code}:${commandRefusalKind(String(rejected.reason))}` : `agent:command:${code}`;
+    }
     const mqtt = device.since(mark, isEvent("agent.mqtt.error"))[0];
     if (mqtt) return `agent:mqtt:${mqttCode(mqtt)}`;
     const manifest = device.since(mark, isEvent("agent.manifest.rejected")).find((e) => e.command === id);
