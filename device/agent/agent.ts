@@ -4,6 +4,7 @@
  * health checks, boot counter, reports). Long effects run in the background and come back as
  * events, so the queue never waits on itself.
  */
+import { createHash } from "node:crypto";
 import { join } from "node:path";
 import { AptOstreeError, errorChain } from "../../shared/errors.ts";
 import { runProgram } from "../../shared/process/run.ts";
@@ -30,6 +31,9 @@ import { DeviceFacts } from "./device-facts.ts";
 
 export const AGENT_VERSION = "0.1.0";
 
+/** Commands waiting while an earlier one is taken: beyond this many the oldest waiting is dropped (logged). */
+export const MAX_PENDING_COMMANDS = 4;
+
 export interface AgentOptions {
   settings: AgentSettings;
   identity: DeviceIdentity;
@@ -50,8 +54,11 @@ export class Agent {
   /** waitFor()'s checks, run after every persisted state change. */
   private readonly stateWatchers = new Set<() => void>();
   private queue: Promise<void> = Promise.resolve();
-  /** Commands are checked and taken one at a time, in the order they arrived. */
-  private commands: Promise<void> = Promise.resolve();
+  /** Commands waiting to be checked and taken, one at a time, in the order they arrived; at most MAX_PENDING_COMMANDS. */
+  private readonly pendingCommands: Array<{ payload: Buffer | string; done: () => void; failed: (error: unknown) => void }> = [];
+  private takingCommands = false;
+  /** sha256 of the payload of the last command taken: the same bytes again are dropped before any parse or signature check. */
+  private lastTakenDigest: Buffer | null = null;
   /** Writes of the state file, one at a time: the last one to land holds the newest record. */
   private writing: Promise<void> = Promise.resolve();
   private progress: { bytes: number; total: number } | null = null;
@@ -119,15 +126,37 @@ export class Agent {
 
   /** A message on the command topic: verified and checked here, one at a time, then acted on. */
   onCommand(payload: Buffer | string): Promise<void> {
-    const taken = this.commands.then(() => this.takeCommand(payload));
-    this.commands = taken.catch(() => undefined);
-    return taken;
+    return new Promise<void>((done, failed) => {
+      // A broker can send faster than commands are taken: keep the newest few.
+      if (this.pendingCommands.length >= MAX_PENDING_COMMANDS) {
+        this.pendingCommands.shift()!.done();
+        this.options.log.warn({ event: "agent.command.dropped", pending: MAX_PENDING_COMMANDS }, `${MAX_PENDING_COMMANDS} commands already wait to be taken: dropped the oldest waiting`);
+      }
+      this.pendingCommands.push({ payload, done, failed });
+      void this.takeCommands();
+    });
+  }
+
+  private async takeCommands(): Promise<void> {
+    if (this.takingCommands) return;
+    this.takingCommands = true;
+    try {
+      for (let next = this.pendingCommands.shift(); next; next = this.pendingCommands.shift()) {
+        await this.takeCommand(next.payload).then(next.done, next.failed);
+      }
+    } finally {
+      this.takingCommands = false;
+    }
   }
 
   private async takeCommand(payload: Buffer | string): Promise<void> {
     const { trustedKeys, log } = this.options;
     // A cleared retained message (MQTT 3.1.1 §3.3.1.3: an empty retained payload), not a command.
     if (payload.length === 0) return log.debug({ event: "agent.command.cleared" }, "the retained command was cleared");
+    // The very command taken last, again (a broker's replay, a retained copy on reconnect): it was
+    // answered when taken; costs a hash, not a parse, two signature checks and a signed report.
+    const digest = createHash("sha256").update(payload).digest();
+    if (this.lastTakenDigest?.equals(digest)) return log.debug({ event: "agent.command.replayed" }, "the command taken last, again: dropped");
     let command: Command;
     try {
       command = verifyCommand(payload, trustedKeys);
@@ -141,6 +170,7 @@ export class Agent {
     }
     // Persisted before anything is done for it: after a power cut an older command stays refused.
     await this.rememberCommand(acceptedAfter(command, this.record.lastCommand), withdrawnAfter(command, this.record.withdrawn ?? [], this.record.lastCommand, this.state));
+    this.lastTakenDigest = digest;
     switch (command.type) {
       case "withdraw":
         return this.withdraw(command);
