@@ -23,6 +23,8 @@ export const LimitsSchema = z
     dashboardSessionHours: positive,
     /** Devices waiting for enrollment; beyond it an unknown id is refused and nothing is stored. */
     maxPendingDevices: positive,
+    /** Devices in the registry, whatever their enrollment: new ids are refused beyond it (with --auto-accept, the bound on strangers). */
+    maxDevices: positive,
     /** Connections and messages (reports, online flags, hellos) one device may send in a burst... */
     deviceMessageBurst: positive,
     /** ...and per minute after it: the rate its budget refills at. */
@@ -45,6 +47,7 @@ export const DEFAULT_LIMITS: ServerLimits = {
   mqttMaxUnauthenticated: 2048,
   dashboardSessionHours: 12,
   maxPendingDevices: 1000,
+  maxDevices: 100_000,
   deviceMessageBurst: 60,
   deviceMessagesPerMinute: 120,
   historyMaxEventsPerDevice: 1000,

@@ -30,7 +30,7 @@ export function authenticateDevice(attempt: ConnectAttempt, now: Date, enroll: E
   if (token.deviceId !== attempt.username) return { ok: false, returnCode: 4, reason: `token is for '${token.deviceId}', not '${attempt.username}'` };
   const enrolled = enroll(token.deviceId, token.publicKey, now);
   // 3, "server unavailable": enrollment is full for now, the device may try again later.
-  if (!enrolled.ok) return { ok: false, returnCode: enrolled.reason === "pending-full" ? 3 : 4, reason: enrolled.message };
+  if (!enrolled.ok) return { ok: false, returnCode: enrolled.reason === "key-mismatch" ? 4 : 3, reason: enrolled.message };
   const { device } = enrolled;
   if (device.enrollment !== "accepted") return { ok: false, returnCode: 5, reason: `device '${device.id}' is ${device.enrollment}${device.enrollment === "pending" ? "; accept it first" : ""}` };
   return { ok: true, deviceId: device.id };

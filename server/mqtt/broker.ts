@@ -85,7 +85,7 @@ export async function startBroker(options: BrokerOptions): Promise<RunningBroker
       log.error({ event: "mqtt.handler.error", on: event, err: error }, `handling the broker's ${event} event failed; the message was dropped`);
     }
   };
-  const enroll = createEnrollment({ store, metrics: options.metrics, autoAccept: options.autoAccept, maxPendingDevices: options.limits.maxPendingDevices });
+  const enroll = createEnrollment({ store, metrics: options.metrics, autoAccept: options.autoAccept, maxPendingDevices: options.limits.maxPendingDevices, maxDevices: options.limits.maxDevices });
   // One budget per device for its connections and its messages (issue 18, finding 4).
   const budget = deviceBudget(new DeviceRateLimiter({ burst: options.limits.deviceMessageBurst, perMinute: options.limits.deviceMessagesPerMinute, now: () => now().getTime() }), options.metrics, log);
   const ingest = createIngest({ store, prefix, log, metrics: options.metrics, autoAccept: options.autoAccept, limits: options.limits, budget, enroll, now, onReport: options.onReport, onOnline: options.onOnline });

@@ -9,7 +9,7 @@ import type { DeviceRecord, FleetStore } from "../fleet/store.ts";
 
 export type EnrollmentDecision =
   | { ok: true; device: DeviceRecord }
-  | { ok: false; reason: "key-mismatch" | "pending-full"; message: string };
+  | { ok: false; reason: "key-mismatch" | "pending-full" | "registry-full"; message: string };
 
 export interface EnrollmentOptions {
   store: FleetStore;
@@ -17,6 +17,8 @@ export interface EnrollmentOptions {
   autoAccept: boolean;
   /** Unknown devices are refused while this many wait for enrollment. */
   maxPendingDevices: number;
+  /** Unknown devices are refused once the registry holds this many (with auto-accept, the only bound). */
+  maxDevices: number;
 }
 
 /** Looks the device up, enrolling it when unknown and there is room; the caller admits only accepted ones. */
@@ -32,6 +34,11 @@ export function createEnrollment(options: EnrollmentOptions): Enroll {
       return { ok: false, reason: "key-mismatch", message: `token key differs from the key '${deviceId}' enrolled with` };
     }
     if (!device) {
+      const registered = store.countDevices("accepted") + store.countDevices("pending") + store.countDevices("rejected");
+      if (registered >= options.maxDevices) {
+        refused(1, { reason: "registry-full" });
+        return { ok: false, reason: "registry-full", message: `the registry holds ${registered} devices (limits.maxDevices); delete some before '${deviceId}' can enroll` };
+      }
       const pending = options.autoAccept ? 0 : store.countDevices("pending");
       if (pending >= options.maxPendingDevices) {
         refused(1, { reason: "pending-full" });

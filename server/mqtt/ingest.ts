@@ -19,7 +19,7 @@ export interface IngestOptions {
   log: Logger;
   metrics: Metrics;
   autoAccept: boolean;
-  limits: Pick<ServerLimits, "maxPendingDevices" | "deviceMessageBurst" | "deviceMessagesPerMinute">;
+  limits: Pick<ServerLimits, "maxPendingDevices" | "maxDevices" | "deviceMessageBurst" | "deviceMessagesPerMinute">;
   now: () => Date;
   /** The per-device budget, shared with the broker's connections; one from `limits` when omitted. */
   budget?: DeviceBudget;
@@ -46,7 +46,7 @@ export function createIngest(options: IngestOptions): Ingest {
   const reports = options.metrics.counter("aptostree_mqtt_reports_total", "Device reports, by outcome");
   const hellos = options.metrics.counter("aptostree_mqtt_hellos_total", "Enrollment hellos, by outcome");
   const budget = options.budget ?? deviceBudget(new DeviceRateLimiter({ burst: options.limits.deviceMessageBurst, perMinute: options.limits.deviceMessagesPerMinute, now: () => now().getTime() }), options.metrics, log);
-  const enroll = options.enroll ?? createEnrollment({ store, metrics: options.metrics, autoAccept: options.autoAccept, maxPendingDevices: options.limits.maxPendingDevices });
+  const enroll = options.enroll ?? createEnrollment({ store, metrics: options.metrics, autoAccept: options.autoAccept, maxPendingDevices: options.limits.maxPendingDevices, maxDevices: options.limits.maxDevices });
 
   const hello = (deviceId: string, payload: Buffer): void => {
     try {

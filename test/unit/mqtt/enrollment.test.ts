@@ -38,7 +38,7 @@ afterEach(async () => {
 
 describe("pending enrollments", () => {
   it(`refuses the ${DEFAULT_LIMITS.maxPendingDevices + 1}st unknown device with 'server unavailable', counts it and stores nothing`, () => {
-    const enroll = createEnrollment({ store, metrics, autoAccept: false, maxPendingDevices: DEFAULT_LIMITS.maxPendingDevices });
+    const enroll = createEnrollment({ store, metrics, autoAccept: false, maxPendingDevices: DEFAULT_LIMITS.maxPendingDevices, maxDevices: DEFAULT_LIMITS.maxDevices });
     for (let i = 0; i < DEFAULT_LIMITS.maxPendingDevices; i++) expect(connect(`dev-${i}`, enroll)).toMatchObject({ ok: false, returnCode: 5 });
     const refused = connect("one-too-many", enroll);
     expect(refused).toMatchObject({ ok: false, returnCode: 3 });
@@ -51,7 +51,7 @@ describe("pending enrollments", () => {
   });
 
   it("makes room when a pending device is rejected or deleted", () => {
-    const enroll = createEnrollment({ store, metrics, autoAccept: false, maxPendingDevices: 2 });
+    const enroll = createEnrollment({ store, metrics, autoAccept: false, maxPendingDevices: 2, maxDevices: 100 });
     connect("a", enroll);
     connect("b", enroll);
     expect(connect("c", enroll)).toMatchObject({ returnCode: 3 });
@@ -63,9 +63,13 @@ describe("pending enrollments", () => {
     expect(connect("a", enroll)).toMatchObject({ returnCode: 5, reason: "device 'a' is rejected" });
   });
 
-  it("does not cap devices accepted automatically", () => {
-    const enroll = createEnrollment({ store, metrics, autoAccept: true, maxPendingDevices: 1 });
-    expect([connect("a", enroll), connect("b", enroll)]).toEqual([{ ok: true, deviceId: "a" }, { ok: true, deviceId: "b" }]);
+  it("does not cap devices accepted automatically by the pending cap, only by the registry's size", () => {
+    const enroll = createEnrollment({ store, metrics, autoAccept: true, maxPendingDevices: 1, maxDevices: 3 });
+    expect([connect("a", enroll), connect("b", enroll), connect("c", enroll)]).toEqual([{ ok: true, deviceId: "a" }, { ok: true, deviceId: "b" }, { ok: true, deviceId: "c" }]);
+    expect(connect("d", enroll)).toMatchObject({ ok: false, returnCode: 3 });
+    expect(store.getDevice("d")).toBeNull();
+    expect(metricValue(metrics, "aptostree_devices_enrollment_refused_total", { reason: "registry-full" })).toBe(1);
+    expect(connect("a", enroll)).toMatchObject({ ok: true });
   });
 
   it("refuses a hello beyond the cap through an external broker too", () => {
