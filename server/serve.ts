@@ -59,7 +59,7 @@ export async function startServer(settings: ServeSettings & { tickMilliseconds?:
     const events = { onReport: (report: Report) => void engine?.onReport(report), onOnline: () => void engine?.tick() };
     broker = settings.mqttUrl
       ? await connectExternalBroker({
-          url: settings.mqttUrl, prefix: DEFAULT_TOPIC_PREFIX, log, metrics,
+          url: settings.mqttUrl, prefix: DEFAULT_TOPIC_PREFIX, log, metrics, maxPacketBytes: settings.limits.mqttMaxPacketBytes,
           ingest: createIngest({ store, prefix: DEFAULT_TOPIC_PREFIX, log, metrics, autoAccept: settings.autoAccept, limits: settings.limits, now: () => new Date(), ...events }),
         })
       : await startBroker({ port: settings.mqttPort, wsPort: settings.mqttWsPort, host: settings.host, prefix: DEFAULT_TOPIC_PREFIX, store, log, metrics, autoAccept: settings.autoAccept, limits: settings.limits, ...events });

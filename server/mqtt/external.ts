@@ -5,7 +5,8 @@
  * and commands are signed end to end, so the broker is trusted with neither direction.
  */
 import { randomBytes } from "node:crypto";
-import mqtt from "mqtt";
+import { MqttClient } from "mqtt";
+import { openBrokerStream, parseBrokerUrl } from "./external-stream.ts";
 import type { Logger } from "../../shared/log.ts";
 import type { Metrics } from "../http/metrics.ts";
 import type { RunningBroker } from "./broker.ts";
@@ -18,16 +19,38 @@ export interface ExternalBrokerOptions {
   ingest: Ingest;
   log: Logger;
   metrics: Metrics;
+  /** Largest packet accepted from the broker (limits.mqttMaxPacketBytes). */
+  maxPacketBytes: number;
 }
 
 export async function connectExternalBroker(options: ExternalBrokerOptions): Promise<RunningBroker> {
   const connected = options.metrics.gauge("aptostree_mqtt_external_connected", "1 while connected to the external broker");
-  const client = await mqtt.connectAsync(options.url, {
+  const dropped = options.metrics.counter("aptostree_mqtt_dropped_total", "Connections the broker cut for breaking a limit, by reason");
+  const endpoint = parseBrokerUrl(options.url);
+  const streamBuilder = () =>
+    openBrokerStream(endpoint, options.maxPacketBytes, (error) => {
+      dropped(1, { reason: "external-packet-too-large" });
+      options.log.warn({ event: "mqtt.external.dropped", reason: error.message }, `cut the connection to the external broker: ${error.message}`);
+    });
+  const client = new MqttClient(streamBuilder, {
     clientId: `apt-ostree-server-${randomBytes(4).toString("hex")}`,
+    username: endpoint.username,
+    password: endpoint.password,
     clean: true,
     reconnectPeriod: 2000,
     connectTimeout: 10_000,
     protocolVersion: 4,
+  });
+  await new Promise<void>((resolve, reject) => {
+    const fail = (error: Error) => {
+      client.end(true);
+      reject(error);
+    };
+    client.once("error", fail);
+    client.once("connect", () => {
+      client.off("error", fail);
+      resolve();
+    });
   });
   connected(1);
   client.on("close", () => connected(0));
