@@ -165,11 +165,12 @@ describe("the agent takes only commands meant for it, newer than the last, for i
     await fixture.agent!.agent.idle();
     const before = await diskSnapshot();
 
-    // The broker replays rollout A's command, which would install v2 again.
+    // The broker replays rollout A's command, which would install v2 again. (The last command the
+    // agent took may be B's withdrawal: the server withdraws an update from a device that rolled back.)
     await brokerDelivers(older);
     expect(agentState()).toMatchObject({ name: "rolled-back", target: { command: rolloutB } });
     expect(logged("agent.command.rejected")).toEqual([
-      expect.objectContaining({ code: "E_COMMAND_STALE", reason: expect.stringMatching(new RegExp(`^command ${rolloutA} \\(update\\) was issued at \\S+, before command ${rolloutB} \\(update\\) issued at \\S+ that this device accepted: a stale or replayed copy$`)) }),
+      expect.objectContaining({ code: "E_COMMAND_STALE", reason: expect.stringMatching(new RegExp(`^command ${rolloutA} \\(update\\) was issued at \\S+, before (?:command ${rolloutB} \\(update\\)|the withdrawal of ${rolloutB}) issued at \\S+ that this device accepted: a stale or replayed copy$`)) }),
     ]);
     expect((await reportsFor(rolloutA)).filter((r) => r.state !== "idle")).toEqual([]);
     expect(await diskSnapshot()).toBe(before);
