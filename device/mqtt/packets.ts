@@ -83,7 +83,8 @@ function uint16(value: number): Buffer {
   return bytes;
 }
 
-function remainingLength(length: number): Buffer {
+/** The Remaining Length field (MQTT 3.1.1 section 2.2.3) for a body of `length` bytes. */
+export function remainingLength(length: number): Buffer {
   if (length > MAX_REMAINING_LENGTH) throw new RangeError(`an MQTT packet holds at most ${MAX_REMAINING_LENGTH} bytes, not ${length}`);
   const bytes: number[] = [];
   do {

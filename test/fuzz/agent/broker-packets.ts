@@ -3,18 +3,8 @@
  * written: valid packets, and streams a hostile broker might send instead (mutated, random,
  * oversized or 5-byte lengths, reserved types, QoS 2 or 3, floods, a big PUBLISH a byte at a time).
  */
+import { remainingLength } from "../../../device/mqtt/packets.ts";
 import type { Prng } from "../prng.ts";
-
-export function remainingLength(length: number): Buffer {
-  const bytes: number[] = [];
-  do {
-    let digit = length % 128;
-    length = Math.floor(length / 128);
-    if (length > 0) digit |= 0x80;
-    bytes.push(digit);
-  } while (length > 0);
-  return Buffer.from(bytes);
-}
 
 function packet(first: number, body: Buffer): Buffer {
   return Buffer.concat([Buffer.from([first]), remainingLength(body.length), body]);

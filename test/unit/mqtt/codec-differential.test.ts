@@ -17,7 +17,7 @@
 import mqttPacket from "mqtt-packet";
 import { describe, expect, it } from "vitest";
 import {
-  DEFAULT_MAX_PACKET_BYTES, DISCONNECT, encodeConnect, encodePuback, encodePublish, encodeSubscribe, MqttPacketTooLargeError, MqttProtocolError, PacketReader, PINGREQ,
+  DEFAULT_MAX_PACKET_BYTES, DISCONNECT, encodeConnect, encodePuback, encodePublish, encodeSubscribe, MqttPacketTooLargeError, MqttProtocolError, PacketReader, PINGREQ, remainingLength,
   type ConnectPacket, type IncomingPacket,
 } from "../../../device/mqtt/packets.ts";
 
@@ -106,16 +106,7 @@ function randomBrokerPacket(r: Random): Buffer {
   }
 }
 
-function remainingLength(length: number): number[] {
-  const bytes: number[] = [];
-  do {
-    let digit = length % 128;
-    length = Math.floor(length / 128);
-    if (length > 0) digit |= 0x80;
-    bytes.push(digit);
-  } while (length > 0);
-  return bytes;
-}
+const remainingLengthBytes = (length: number): number[] => [...remainingLength(length)];
 
 function mutate(r: Random, stream: Buffer, limit: number): Buffer {
   const at = () => r.int(stream.length + 1);
@@ -153,7 +144,7 @@ function mutate(r: Random, stream: Buffer, limit: number): Buffer {
       const frame = r.pick(frames(stream));
       const lengthBytes = frame.headerLength - 1;
       const declared = r.pick([2 ** 20, 268_435_455, limit + 1, -1, Math.max(0, (frame.length ?? 0) + r.int(7) - 3)]);
-      const encoded = declared === -1 ? [0xff, 0xff, 0xff, 0xff, 0x01] : remainingLength(declared);
+      const encoded = declared === -1 ? [0xff, 0xff, 0xff, 0xff, 0x01] : remainingLengthBytes(declared);
       return Buffer.concat([stream.subarray(0, frame.offset + 1), Buffer.from(encoded), stream.subarray(frame.offset + 1 + lengthBytes)]);
     }
     case 7: {
@@ -164,7 +155,7 @@ function mutate(r: Random, stream: Buffer, limit: number): Buffer {
       const length = isPublish ? Math.min(frame.body.length, 2 + frame.body.readUInt16BE(0) + r.int(2)) : r.int(frame.body.length + 1);
       const first = isPublish && ((frame.first >> 1) & 3) === 0 ? frame.first | 0x02 : frame.first;
       const end = frame.offset + frame.headerLength + frame.body.length;
-      return Buffer.concat([stream.subarray(0, frame.offset), Buffer.from([first, ...remainingLength(length)]), frame.body.subarray(0, length), stream.subarray(end)]);
+      return Buffer.concat([stream.subarray(0, frame.offset), Buffer.from([first, ...remainingLengthBytes(length)]), frame.body.subarray(0, length), stream.subarray(end)]);
     }
     case 8:
       return Buffer.concat([stream, r.bytes(1 + r.int(6))]);
