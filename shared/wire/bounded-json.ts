@@ -15,8 +15,6 @@ export interface JsonLimits {
   maxNodes: number;
 }
 
-export const DEFAULT_JSON_LIMITS: JsonLimits = { maxBytes: 64 * 1024, maxDepth: 16, maxNodes: 10_000 };
-
 export type JsonRefusal = "too-large" | "too-deep" | "too-many-values" | "not-json" | "non-finite-number";
 
 export class JsonRefusedError extends AptOstreeError {
@@ -28,7 +26,7 @@ export class JsonRefusedError extends AptOstreeError {
 }
 
 /** Parses `input` or throws JsonRefusedError saying which bound it broke; never anything else. */
-export function parseBoundedJson(input: string | Uint8Array, limits: JsonLimits = DEFAULT_JSON_LIMITS): unknown {
+export function parseBoundedJson(input: string | Uint8Array, limits: JsonLimits): unknown {
   const size = typeof input === "string" ? Buffer.byteLength(input, "utf8") : input.byteLength;
   if (size > limits.maxBytes) throw new JsonRefusedError("too-large", `document is ${size} bytes; the limit is ${limits.maxBytes}`);
   const text = typeof input === "string" ? input : Buffer.from(input.buffer, input.byteOffset, input.byteLength).toString("utf8");
@@ -40,7 +38,8 @@ export function parseBoundedJson(input: string | Uint8Array, limits: JsonLimits 
   } catch (error) {
     throw new JsonRefusedError("not-json", `not JSON: ${(error as Error).message.slice(0, 200)}`);
   }
-  checkValues(value, limits.maxNodes);
+  // The scan bounded the depth before JSON.parse; this counts the values and refuses non-finite numbers.
+  checkJsonValue(value, limits);
   return value;
 }
 
@@ -77,18 +76,5 @@ export function checkJsonValue(root: unknown, limits: Pick<JsonLimits, "maxDepth
     if (value === null || typeof value !== "object") continue;
     if (depth >= limits.maxDepth) throw new JsonRefusedError("too-deep", `document nests deeper than ${limits.maxDepth} levels`);
     for (const item of Array.isArray(value) ? value : Object.values(value)) pending.push({ value: item, depth: depth + 1 });
-  }
-}
-
-/** Counts values without recursion and refuses non-finite numbers. */
-function checkValues(root: unknown, maxNodes: number): void {
-  const pending: unknown[] = [root];
-  let nodes = 0;
-  while (pending.length > 0) {
-    const value = pending.pop();
-    if (++nodes > maxNodes) throw new JsonRefusedError("too-many-values", `document holds more than ${maxNodes} values`);
-    if (typeof value === "number" && !Number.isFinite(value)) throw new JsonRefusedError("non-finite-number", "document holds a number out of range (such as 1e999)");
-    if (Array.isArray(value)) for (const item of value) pending.push(item);
-    else if (value !== null && typeof value === "object") for (const key in value) pending.push((value as Record<string, unknown>)[key]);
   }
 }
