@@ -234,7 +234,8 @@ export class RolloutEngine {
         return;
       case "time-out":
         for (const deviceId of decision.deviceIds) store.setRolloutDeviceStatus(rollout.id, deviceId, "failed", `no final report within ${rollout.plan.waveTimeoutSeconds} s`, now);
-        await this.withdrawDue(rollout, "running", store.rolloutDevices(rollout.id).filter((m) => decision.deviceIds.includes(m.deviceId)));
+        const timedOut = new Set(decision.deviceIds);
+        await this.withdrawDue(rollout, "running", store.rolloutDevices(rollout.id).filter((m) => timedOut.has(m.deviceId)));
         return;
       case "pause":
         store.updateRollout(rollout.id, { ...rollout.progress, state: "paused" }, decision.reason, now);
