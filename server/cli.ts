@@ -8,11 +8,12 @@ import { publishCommand } from "./cli/publish.ts";
 import { deviceCommand } from "./cli/device.ts";
 import { rolloutCommand } from "./cli/rollout.ts";
 import { serveCommand } from "./cli/serve.ts";
+import { tlsCommand } from "./cli/tls.ts";
 
 export const serverCommand = defineCommand({
   name: "apt-ostree-server",
   description: "Compose, sign, publish and serve OSTree OS images for Debian appliances.",
-  subcommands: [composeCommand, publishCommand, serveCommand, rolloutCommand, deviceCommand, keysCommand, dbCommand, imageCommand],
+  subcommands: [composeCommand, publishCommand, serveCommand, rolloutCommand, deviceCommand, keysCommand, tlsCommand, dbCommand, imageCommand],
 });
 
 await runProcess(serverCommand);
