@@ -28,17 +28,21 @@ import { acceptedAfter, checkFresh, checkTarget, withdrawalCancels, withdrawnAft
 import { buildReport, reportBase } from "./report.ts";
 import { Reporter } from "./reporter.ts";
 import { DeviceFacts } from "./device-facts.ts";
+import type { DeviceTrust } from "../trust/device-trust.ts";
 
 export const AGENT_VERSION = "0.1.0";
 
 /** Commands waiting while an earlier one is taken: beyond this many the oldest waiting is dropped (logged). */
 export const MAX_PENDING_COMMANDS = 4;
 
+/** A burst of commands or polls walks the server's roots once, not once each. */
+export const TRUST_REFRESH_MS = 10_000;
+
 export interface AgentOptions {
   settings: AgentSettings;
   identity: DeviceIdentity;
-  /** Server keys pinned in the image: commands, manifests and commits must be signed by one. */
-  trustedKeys: Uint8Array[];
+  /** The keys each role signs with (docs/trust.md): commands, manifests and commits are checked against theirs. */
+  trust: DeviceTrust;
   bootCounter: BootCounter;
   strategy: RebootStrategy;
   /** Sends a signed report; rejects when the link is down (the report is re-sent on reconnect). */
@@ -59,6 +63,8 @@ export class Agent {
   private takingCommands = false;
   /** sha256 of the payload of the last command taken: the same bytes again are dropped before any parse or signature check. */
   private lastTakenDigest: Buffer | null = null;
+  /** When the last walk of the server's roots ended (ms since epoch): walks are at most one per TRUST_REFRESH_MS. */
+  private trustCheckedAt = -Infinity;
   /** Writes of the state file, one at a time: the last one to land holds the newest record. */
   private writing: Promise<void> = Promise.resolve();
   private progress: { bytes: number; total: number } | null = null;
@@ -150,7 +156,7 @@ export class Agent {
   }
 
   private async takeCommand(payload: Buffer | string): Promise<void> {
-    const { trustedKeys, log } = this.options;
+    const { trust, log } = this.options;
     // A cleared retained message (MQTT 3.1.1 §3.3.1.3: an empty retained payload), not a command.
     if (payload.length === 0) return log.debug({ event: "agent.command.cleared" }, "the retained command was cleared");
     // The very command taken last, again (a broker's replay, a retained copy on reconnect): it was
@@ -159,7 +165,9 @@ export class Agent {
     if (this.lastTakenDigest?.equals(digest)) return log.debug({ event: "agent.command.replayed" }, "the command taken last, again: dropped");
     let command: Command;
     try {
-      command = verifyCommand(payload, trustedKeys);
+      // A revoked command key must be known before a command it signed is believed.
+      await this.refreshTrust();
+      command = verifyCommand(payload, trust.signers("command"));
       checkTarget(command, this.options.identity.deviceId);
       checkFresh(command, this.record.lastCommand);
     } catch (error) {
@@ -210,17 +218,34 @@ export class Agent {
   }
 
   /**
+   * Learns newer roots (a rotated or revoked key) before believing a signature. A server that
+   * cannot be reached or serves a root that does not verify leaves the trusted root as it was:
+   * logged, and the signature is then checked against what the device already trusts.
+   */
+  private async refreshTrust(): Promise<void> {
+    const now = Date.now();
+    if (now - this.trustCheckedAt < TRUST_REFRESH_MS) return;
+    this.trustCheckedAt = now;
+    try {
+      await this.options.trust.refresh();
+    } catch (error) {
+      this.options.log.warn({ event: "agent.trust.refresh-failed", code: (error as AptOstreeError).code, reason: (error as Error).message }, `cannot update the trusted root: ${(error as Error).message}`);
+    }
+  }
+
+  /**
    * An update to a signed manifest (from a command, or from the CLI with a local id): verified
    * against the pinned keys, the booted sequence and this device (its architecture, channel and
    * ref), then fed to the machine. A refusal is reported as the command's failed outcome and
    * changes nothing.
    */
   async acceptManifest(id: string, signedManifest: unknown, options: { ref?: string; manual?: boolean } = {}): Promise<void> {
-    const { settings, trustedKeys, log } = this.options;
+    const { settings, trust, log } = this.options;
     const booted = await this.facts.booted();
     try {
       const bootedSequence = booted ? await this.facts.sequenceOf(booted.checksum) : undefined;
-      const manifest = verifySignedManifest(signedManifest, { trustedKeys, now: this.now(), architecture: settings.architecture, channel: settings.channel, ref: options.ref ?? (booted?.origin || settings.ref), bootedSequence });
+      await this.refreshTrust();
+      const manifest = verifySignedManifest(signedManifest, { signers: trust.signers("release"), now: this.now(), architecture: settings.architecture, channel: settings.channel, ref: options.ref ?? (booted?.origin || settings.ref), bootedSequence });
       const target: UpdateTarget = {
         command: id,
         ref: manifest.ref,
@@ -401,7 +426,7 @@ export class Agent {
     this.lastProgressSent = Date.now();
     try {
       // Verified again: the kept copy comes from the state file on disk.
-      const verified = verifySignedManifest(target.manifest, { trustedKeys: this.options.trustedKeys, now: this.now(), architecture: settings.architecture, ref: target.ref });
+      const verified = verifySignedManifest(target.manifest, { signers: this.options.trust.signers("release"), now: this.now(), architecture: settings.architecture, ref: target.ref });
       if (verified.commit !== target.commit) throw new StageError("the kept manifest names another commit than the update", false);
       const staged = await stageUpdate({
         sysroot: settings.sysroot,
@@ -410,7 +435,7 @@ export class Agent {
         repoUrl: repoUrl(settings.server),
         manifest: verified,
         deployments: await this.facts.deployments(),
-        trustedKeys: this.options.trustedKeys,
+        imageSigners: this.options.trust.signers("image"),
         downloadDir: join(settings.stateDir, "downloads"),
         stage: settings.stage,
         stallMs: settings.downloadStallSeconds * 1000,

@@ -3,6 +3,7 @@
  * request line and reads one JSON answer line, so operations run inside the agent, one at a time,
  * and never race with an update the server started.
  */
+import type { DeviceTrust } from "../trust/device-trust.ts";
 import { chmod, mkdir } from "node:fs/promises";
 import { createConnection, createServer, type Server } from "node:net";
 import { dirname } from "node:path";
@@ -28,12 +29,12 @@ export const ControlRequestSchema = z.discriminatedUnion("op", [
 export type ControlRequest = z.infer<typeof ControlRequestSchema>;
 export type ControlAnswer = { ok: true; result: unknown } | { ok: false; code: string; error: string };
 
-export async function handleControl(agent: Agent, settings: AgentSettings, trustedKeys: Uint8Array[], request: ControlRequest): Promise<unknown> {
+export async function handleControl(agent: Agent, settings: AgentSettings, trust: DeviceTrust, request: ControlRequest): Promise<unknown> {
   switch (request.op) {
     case "state":
       return { state: agent.state };
     case "upgrade":
-      return upgrade(agent, settings, trustedKeys, request);
+      return upgrade(agent, settings, trust, request);
     case "reboot":
       return { rebooting: await agent.rebootNow(), state: agent.state.name };
     case "cancel":

@@ -1,7 +1,6 @@
-/** Wires the agent's parts from its settings: identity, pinned keys, boot counter, strategy, MQTT. */
+/** Wires the agent's parts from its settings: identity, trusted root, boot counter, strategy, MQTT. */
 import { AptOstreeError } from "../../shared/errors.ts";
 import type { Logger } from "../../shared/log.ts";
-import { readPinnedKeys } from "../../shared/sign/keys.ts";
 import type { AgentSettings } from "../config/settings.ts";
 import { grubenvBootCounter } from "../health/boot-counter.ts";
 import { rebootStrategy } from "../strategy/index.ts";
@@ -13,6 +12,7 @@ import { acquirePidLock, LockHeldError } from "../../shared/fs/pid-lock.ts";
 import { stateLockPath } from "./state-file.ts";
 import { handleControl, serveControlSocket } from "./control-socket.ts";
 import { startPoller } from "./poll.ts";
+import { loadDeviceTrust } from "../trust/load.ts";
 import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
 import { runProgram } from "../../shared/process/run.ts";
@@ -26,21 +26,18 @@ export interface RunningAgent {
 }
 
 export async function runAgent(settings: AgentSettings, log: Logger): Promise<RunningAgent> {
-  const trustedKeys = await readPinnedKeys(settings.keysDir).catch((error: Error) => {
-    throw new AptOstreeError("E_NO_KEYS", `cannot read the pinned server keys in ${settings.keysDir}: ${error.message}`, { cause: error });
-  });
-  if (trustedKeys.length === 0) throw new AptOstreeError("E_NO_KEYS", `no server key pinned in ${settings.keysDir}: the agent would trust nothing`);
   await mkdir(settings.stateDir, { recursive: true, mode: 0o700 });
   const releaseLock = await takeStateLock(settings, 60_000);
   // Holding the lock, nothing else writes here: what a kill -9 left between write and rename goes.
   const leftovers = await removeAtomicWriteLeftovers(settings.stateDir);
   if (leftovers.length > 0) log.info({ event: "agent.leftovers.removed", files: leftovers }, `removed ${leftovers.join(", ")} left by an interrupted write`);
   const identity = await loadIdentity(settings.stateDir, settings.deviceId);
+  const trust = await loadDeviceTrust(settings, log);
   let link: MqttLink | null = null;
   const agent = new Agent({
     settings,
     identity,
-    trustedKeys,
+    trust,
     bootCounter: grubenvBootCounter(settings.grubenv),
     strategy: rebootStrategy(settings),
     publishReport: async (payload) => {
@@ -59,7 +56,7 @@ export async function runAgent(settings: AgentSettings, log: Logger): Promise<Ru
   });
   await agent.start();
   const stopPolling = startPoller({ agent, settings, connected: () => link?.connected() ?? false, log });
-  const control = await serveControlSocket(settings.socket, (request) => handleControl(agent, settings, trustedKeys, request), log);
+  const control = await serveControlSocket(settings.socket, (request) => handleControl(agent, settings, trust, request), log);
   log.info({ event: "agent.started", deviceId: identity.deviceId, state: agent.state.name }, `apt-ostreed ${identity.deviceId}: ${agent.state.name}`);
   void prepareHttpClientCodeCache(settings, log);
   return {

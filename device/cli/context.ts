@@ -8,7 +8,7 @@ import { resolve } from "node:path";
 import type { OptionSpec } from "../../shared/cli/command.ts";
 import { AptOstreeError } from "../../shared/errors.ts";
 import { silentLogger, createLogger } from "../../shared/log.ts";
-import { readPinnedKeys } from "../../shared/sign/keys.ts";
+import { loadDeviceTrust } from "../trust/load.ts";
 import { Agent } from "../agent/agent.ts";
 import { askAgent, handleControl, type ControlRequest } from "../agent/control-socket.ts";
 import { loadIdentity } from "../agent/identity.ts";
@@ -67,24 +67,23 @@ export async function viaAgent(settings: AgentSettings, request: ControlRequest)
 }
 
 async function runHere(settings: AgentSettings, request: ControlRequest): Promise<unknown> {
-  const trustedKeys = await readPinnedKeys(settings.keysDir).catch((error: Error) => {
-    throw new AptOstreeError("E_NO_KEYS", `cannot read the pinned server keys in ${settings.keysDir}: ${error.message}`);
-  });
+  const log = process.env.APT_OSTREE_LOG_LEVEL ? createLogger({ name: "apt-ostree" }) : silentLogger();
+  const trust = await loadDeviceTrust(settings, log);
   const agent = new Agent({
     settings,
     identity: await loadIdentity(settings.stateDir, settings.deviceId),
-    trustedKeys,
+    trust,
     bootCounter: grubenvBootCounter(settings.grubenv),
     strategy: commandStrategy,
     publishReport: async () => {
       throw new Error("no broker link: the CLI works without the agent");
     },
     serverReached: async () => false,
-    log: process.env.APT_OSTREE_LOG_LEVEL ? createLogger({ name: "apt-ostree" }) : silentLogger(),
+    log,
   });
   await agent.load();
   try {
-    return await handleControl(agent, settings, trustedKeys, request);
+    return await handleControl(agent, settings, trust, request);
   } finally {
     await agent.idle();
     agent.stop();

@@ -1,7 +1,8 @@
 /** `upgrade`, `deploy VERSION|COMMIT`, `rebase REF` and `cancel`: operations the agent runs. */
 import { defineCommand, printResult, type CommandIO } from "../../shared/cli/command.ts";
 import { AptOstreeError, UsageError } from "../../shared/errors.ts";
-import { readPinnedKeys } from "../../shared/sign/keys.ts";
+import { loadDeviceTrust } from "../trust/load.ts";
+import { silentLogger } from "../../shared/log.ts";
 import type { UpgradeResult } from "../ops/upgrade.ts";
 import { sysrootRepo } from "../sysroot/deployments.ts";
 import { deployRetaining } from "../sysroot/deploy.ts";
@@ -65,9 +66,10 @@ export const deployCommand = defineCommand({
   async run({ options, positionals, io }) {
     const wanted = positionals[0]!;
     if (!/^[0-9a-f]{64}$/.test(wanted)) return runUpgrade(options, io, { version: wanted });
-    // A local commit: its OSTree signature must verify against the pinned keys before it is deployed.
+    // A local commit: its OSTree signatures must verify against the image keys before it is deployed.
     const settings = await cliSettings(options);
-    await verifyCommitInRepo(sysrootRepo(settings.sysroot), wanted, await readPinnedKeys(settings.keysDir)).catch((error: AptOstreeError) => {
+    const trust = await loadDeviceTrust(settings, silentLogger());
+    await verifyCommitInRepo(sysrootRepo(settings.sysroot), wanted, trust.signers("image")).catch((error: AptOstreeError) => {
       throw error.code === "E_UNKNOWN_COMMIT" ? new AptOstreeError(error.code, `${error.message}; deploy a version the channel publishes instead`) : error;
     });
     if ((await deploymentsOf(settings)).find((d) => d.booted)?.checksum === wanted) throw new UsageError(`${wanted.slice(0, 12)} is already booted`);

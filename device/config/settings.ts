@@ -32,6 +32,10 @@ export const AgentConfigSchema = z.partial(
     sysroot: nonEmpty,
     stateDir: nonEmpty,
     keysDir: nonEmpty,
+    /** The image's root of trust (docs/trust.md); without it the keys in keysDir sign every role (legacy). */
+    rootFile: nonEmpty,
+    /** Where the image keys are written for stock `ostree` (trusted.ed25519.d); empty: nowhere. */
+    ostreeKeysFile: z.string(),
     healthDir: nonEmpty,
     /** The booted deployment is the one whose directory is this root (ostree compares device and inode the same way). */
     rootDir: nonEmpty,
@@ -80,6 +84,8 @@ export const AGENT_DEFAULTS: AgentSettings = {
   sysroot: "/",
   stateDir: "/var/lib/apt-ostree",
   keysDir: "/usr/lib/apt-ostree/keys.d",
+  rootFile: "/usr/lib/apt-ostree/root.json",
+  ostreeKeysFile: "/etc/ostree/trusted.ed25519.d/apt-ostree-image",
   healthDir: "/etc/apt-ostree/health.d",
   rootDir: "/",
   bootIdFile: KERNEL_BOOT_ID_FILE,

@@ -3,6 +3,7 @@
  * through the control socket, or one the CLI loads itself): fetch the channel's signed manifest,
  * check it names what was asked for, and stage it as a manual update (no reboot unless asked).
  */
+import type { DeviceTrust } from "../trust/device-trust.ts";
 import { randomBytes } from "node:crypto";
 import { AptOstreeError } from "../../shared/errors.ts";
 import { verifySignedManifest } from "../../shared/verify/manifest.ts";
@@ -36,12 +37,13 @@ export class UpgradeError extends AptOstreeError {
   }
 }
 
-export async function upgrade(agent: Agent, settings: AgentSettings, trustedKeys: Uint8Array[], request: UpgradeRequest): Promise<UpgradeResult> {
+export async function upgrade(agent: Agent, settings: AgentSettings, trust: DeviceTrust, request: UpgradeRequest): Promise<UpgradeResult> {
   const booted = await agent.bootedDeployment();
   const ref = request.ref ?? (booted?.origin || settings.ref);
   if (!ref) throw new UpgradeError("E_NO_REF", "no ref to follow: the booted deployment has no origin and 'ref' is not configured");
   const signed = await fetchChannelManifest(settings.server, settings.channel, ref);
-  const manifest = verifySignedManifest(signed, { trustedKeys, now: new Date(), architecture: settings.architecture, ref });
+  await trust.refresh();
+  const manifest = verifySignedManifest(signed, { signers: trust.signers("release"), now: new Date(), architecture: settings.architecture, ref });
   if (request.version !== undefined && manifest.version !== request.version) {
     throw new UpgradeError("E_VERSION_NOT_PUBLISHED", `channel ${settings.channel} publishes ${ref} version ${manifest.version}, not ${request.version}; the server signs manifests only for what a channel publishes`);
   }

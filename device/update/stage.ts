@@ -6,6 +6,7 @@
  * before the ref moves and `ostree admin deploy` runs. A commit that fails verification is
  * pruned again: the sysroot ends as it started.
  */
+import type { Signers } from "../../shared/trust/signers.ts";
 import { rm } from "node:fs/promises";
 import { join } from "node:path";
 import { mapConcurrent } from "../../shared/concurrency.ts";
@@ -38,7 +39,8 @@ export interface StageRequest {
   manifest: Manifest;
   /** The sysroot's deployments now (the booted one's delta is fetched; pruning after the deploy needs them). */
   deployments: Deployment[];
-  trustedKeys: Uint8Array[];
+  /** The image role's keys: the commit must carry their signatures. */
+  imageSigners: Signers;
   /** Where delta files are downloaded (kept across restarts so downloads resume). */
   downloadDir: string;
   /** `--stage` (a booted system) or a plain deploy (a sysroot that is not booted). */
@@ -52,13 +54,13 @@ export interface StageRequest {
 
 export const REMOTE_NAME = "apt-ostree";
 
-/** A commit in a local repo: it is the commit named and carries a valid OSTree ed25519 signature by a pinned key. Returns the commit object. */
-export async function verifyCommitInRepo(repo: string, checksum: string, trustedKeys: Uint8Array[]): Promise<Uint8Array> {
+/** A commit in a local repo: it is the commit named and carries valid OSTree ed25519 signatures by the image keys. Returns the commit object. */
+export async function verifyCommitInRepo(repo: string, checksum: string, imageSigners: Signers): Promise<Uint8Array> {
   const commitObject = await readCommitObject(repo, checksum).catch((error: NodeJS.ErrnoException) => {
     if (error.code === "ENOENT") throw new AptOstreeError("E_UNKNOWN_COMMIT", `commit ${checksum} is not in ${repo}`, { cause: error });
     throw error;
   });
-  verifyCommit({ checksum, commitObject, detachedMetadata: await readDetachedMetadata(repo, checksum) }, trustedKeys);
+  verifyCommit({ checksum, commitObject, detachedMetadata: await readDetachedMetadata(repo, checksum) }, imageSigners);
   return commitObject;
 }
 
@@ -88,7 +90,7 @@ export async function stageUpdate(request: StageRequest): Promise<StageResult> {
   }
   let commitObject: Uint8Array;
   try {
-    commitObject = await verifyCommitInRepo(repo, manifest.commit, request.trustedKeys);
+    commitObject = await verifyCommitInRepo(repo, manifest.commit, request.imageSigners);
   } catch (error) {
     await runOstree(["prune", `--repo=${repo}`, "--refs-only"]).catch((pruneError: Error) => log.warn({ event: "stage.prune.failed", err: pruneError }, "could not prune the refused commit"));
     throw new StageError(`refusing ${manifest.version} (${manifest.commit.slice(0, 12)}): ${errorChain(error)}`, false, error);

@@ -5,7 +5,10 @@
  */
 import { AptOstreeError } from "../errors.ts";
 import { decode, encode, isVariant, variant, type GVValue } from "../gvariant/index.ts";
-import { keyId, sign, verify, type Ed25519KeyPair } from "./ed25519.ts";
+import { sign, verify, type Ed25519KeyPair } from "./ed25519.ts";
+import { MAX_SIGNATURES } from "./canonical-signature.ts";
+import { KeyRevokedError, SignatureThresholdError, WrongRoleError } from "../trust/errors.ts";
+import type { Signers } from "../trust/signers.ts";
 
 export const OSTREE_SIGN_KEY = "ostree.sign.ed25519";
 const VARDICT = "a{sv}";
@@ -46,18 +49,25 @@ export function addOstreeSignature(detached: Uint8Array | null, data: Uint8Array
 }
 
 /**
- * Checks that one of the signatures in `detached` is valid for `data` under one of `trustedKeys`
- * and returns that key's id; otherwise throws, naming what was tried (at most 3 keys).
+ * Checks that signatures in `detached` by at least `signers.threshold` distinct keys of the role
+ * are valid for `data` and returns the first such key's id; otherwise throws, saying whether a
+ * revoked key or a key of another role signed it (OSTree's signatures carry no key id, so each
+ * known key is tried against each of the first MAX_SIGNATURES signatures).
  */
-export function verifyOstreeSignature(data: Uint8Array, detached: Uint8Array | null, trustedKeys: Uint8Array[], what: string): string {
-  if (trustedKeys.length === 0) throw new SignatureVerificationError(`cannot verify ${what}: no trusted ed25519 keys are pinned`);
-  const signatures = readOstreeSignatures(detached);
+export function verifyOstreeSignature(data: Uint8Array, detached: Uint8Array | null, signers: Signers, what: string): string {
+  if (signers.keys.size === 0) throw new SignatureVerificationError(`cannot verify ${what}: no trusted ed25519 keys are pinned`);
+  const signatures = readOstreeSignatures(detached).slice(0, MAX_SIGNATURES);
   if (signatures.length === 0) throw new SignatureVerificationError(`${what} has no ${OSTREE_SIGN_KEY} signature`);
-  for (const publicKey of trustedKeys) {
-    if (signatures.some((signature) => verify(signature, data, publicKey))) return keyId(publicKey);
-  }
-  const tried = trustedKeys.slice(0, 3).map((k) => keyId(k).slice(0, 16)).join(", ");
+  const signedBy = (publicKey: Uint8Array) => signatures.some((signature) => verify(signature, data, publicKey));
+  const valid = [...signers.keys].filter(([, publicKey]) => signedBy(publicKey)).map(([id]) => id);
+  if (valid.length >= signers.threshold) return valid[0]!;
+  const revoked = [...signers.revoked].find(([, publicKey]) => signedBy(publicKey));
+  if (revoked) throw new KeyRevokedError(what, revoked[0], signers.rootVersion);
+  if (valid.length > 0) throw new SignatureThresholdError(what, valid.length, signers);
+  const foreign = [...signers.otherRoles].find(([, key]) => signedBy(key.publicKey));
+  if (foreign) throw new WrongRoleError(what, foreign[0], foreign[1].role, signers.role, signers.rootVersion);
+  const tried = [...signers.keys.keys()].slice(0, 3).map((id) => id.slice(0, 16)).join(", ");
   throw new SignatureVerificationError(
-    `${what}: none of its ${signatures.length} signature(s) is valid for the trusted key(s) ${tried}${trustedKeys.length > 3 ? ", ..." : ""}`,
+    `${what}: none of its ${signatures.length} signature(s) is valid for the trusted ${signers.role === "pinned" ? "" : `${signers.role} `}key(s) ${tried}${signers.keys.size > 3 ? ", ..." : ""}`,
   );
 }

@@ -1,6 +1,7 @@
 import { createHash } from "node:crypto";
 import { AptOstreeError } from "../errors.ts";
 import { verifyOstreeSignature } from "../sign/ostree-signature.ts";
+import type { Signers } from "../trust/signers.ts";
 
 export class CommitChecksumMismatchError extends AptOstreeError {
   constructor(expected: string, actual: string) {
@@ -17,9 +18,9 @@ export interface CommitToVerify {
   detachedMetadata: Uint8Array | null;
 }
 
-/** Checks the commit object is the named commit and carries a valid `ostree.sign.ed25519` signature; returns the signing key id. */
-export function verifyCommit(commit: CommitToVerify, trustedKeys: Uint8Array[]): string {
+/** Checks the commit object is the named commit and carries valid `ostree.sign.ed25519` signatures by the image keys; returns a signing key id. */
+export function verifyCommit(commit: CommitToVerify, imageSigners: Signers): string {
   const actual = createHash("sha256").update(commit.commitObject).digest("hex");
   if (actual !== commit.checksum) throw new CommitChecksumMismatchError(commit.checksum, actual);
-  return verifyOstreeSignature(commit.commitObject, commit.detachedMetadata, trustedKeys, `commit ${commit.checksum.slice(0, 12)}`);
+  return verifyOstreeSignature(commit.commitObject, commit.detachedMetadata, imageSigners, `commit ${commit.checksum.slice(0, 12)}`);
 }

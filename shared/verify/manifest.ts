@@ -5,6 +5,8 @@
  */
 import { AptOstreeError } from "../errors.ts";
 import { verifyCanonical } from "../sign/canonical-signature.ts";
+import type { Signers } from "../trust/signers.ts";
+import { refusalFor } from "../trust/verdict.ts";
 import { ManifestSchema, SignedManifestSchema, type Manifest } from "../wire/manifest.ts";
 import { describeIssues } from "../zod.ts";
 import { checkJsonValue, parseBoundedJson, type JsonLimits } from "../wire/bounded-json.ts";
@@ -21,7 +23,7 @@ export class MalformedManifestError extends ManifestRejectedError {
 }
 export class UnknownManifestKeyError extends ManifestRejectedError {
   constructor(keyIds: string[]) {
-    super("E_MANIFEST_UNKNOWN_KEY", `manifest is signed only by unknown key(s) ${keyIds.map((k) => k.slice(0, 16)).join(", ")}; pin the server's public key in keys.d`);
+    super("E_MANIFEST_UNKNOWN_KEY", `manifest is signed only by unknown key(s) ${keyIds.map((k) => k.slice(0, 16)).join(", ")}; no release key of the trusted root (or pinned key) signed it`);
   }
 }
 export class ManifestSignatureError extends ManifestRejectedError {
@@ -56,7 +58,8 @@ export class RollbackRejectedError extends ManifestRejectedError {
 }
 
 export interface ManifestExpectations {
-  trustedKeys: Uint8Array[];
+  /** The release role's keys (or legacy pinned keys). */
+  signers: Signers;
   now: Date;
   architecture: string;
   /** The channel the device follows; omit to accept any. */
@@ -71,9 +74,10 @@ export function verifySignedManifest(input: unknown, expect: ManifestExpectation
   const envelope = SignedManifestSchema.safeParse(typeof input === "string" ? parseJson(input) : checkBounds(input));
   if (!envelope.success) throw new MalformedManifestError(describeIssues(envelope.error.issues));
 
-  const verdict = verifyCanonical(envelope.data.manifest, envelope.data.signatures, expect.trustedKeys);
+  const verdict = verifyCanonical(envelope.data.manifest, envelope.data.signatures, expect.signers);
   if (!verdict.ok && verdict.reason === "unknown-key") throw new UnknownManifestKeyError(verdict.keyids);
   if (!verdict.ok && verdict.reason === "bad-signature") throw new ManifestSignatureError(verdict.keyid);
+  if (!verdict.ok) throw refusalFor(verdict, "manifest", expect.signers);
 
   const parsed = ManifestSchema.safeParse(envelope.data.manifest);
   if (!parsed.success) throw new MalformedManifestError(describeIssues(parsed.error.issues));

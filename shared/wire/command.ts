@@ -7,6 +7,8 @@ import * as z from "zod/mini";
 import { describeIssue, describeIssues } from "../zod.ts";
 import { AptOstreeError } from "../errors.ts";
 import { signCanonical, verifyCanonical, type SignatureEntry } from "../sign/canonical-signature.ts";
+import type { Signers } from "../trust/signers.ts";
+import { refusalFor } from "../trust/verdict.ts";
 import type { Ed25519KeyPair } from "../sign/ed25519.ts";
 import { JsonRefusedError, parseBoundedJson, type JsonLimits } from "./bounded-json.ts";
 import { SignaturesSchema, SignedManifestSchema } from "./manifest.ts";
@@ -55,8 +57,8 @@ export function signCommand(command: Command, keys: Ed25519KeyPair[]): string {
   return JSON.stringify({ command, signatures });
 }
 
-/** Device side: a command counts only when a pinned server key signed it. */
-export function verifyCommand(payload: string | Uint8Array, trustedKeys: Uint8Array[]): Command {
+/** Device side: a command counts only when the command role's keys signed it (a threshold of them). */
+export function verifyCommand(payload: string | Uint8Array, signers: Signers): Command {
   let document: unknown;
   try {
     document = parseBoundedJson(payload, COMMAND_JSON_LIMITS);
@@ -65,8 +67,10 @@ export function verifyCommand(payload: string | Uint8Array, trustedKeys: Uint8Ar
   }
   const envelope = SignedCommandSchema.safeParse(document);
   if (!envelope.success) throw new CommandRejectedError(`malformed command envelope: ${describeIssue(envelope.error.issues[0]!)}`);
-  const verdict = verifyCanonical(envelope.data.command, envelope.data.signatures, trustedKeys);
-  if (!verdict.ok) throw new CommandRejectedError(verdict.reason === "unknown-key" ? "command is signed only by unknown keys" : "command signature does not verify");
+  const verdict = verifyCanonical(envelope.data.command, envelope.data.signatures, signers);
+  if (!verdict.ok && verdict.reason === "unknown-key") throw new CommandRejectedError("command is signed only by unknown keys");
+  if (!verdict.ok && verdict.reason === "bad-signature") throw new CommandRejectedError("command signature does not verify");
+  if (!verdict.ok) throw refusalFor(verdict, "command", signers);
   const parsed = CommandSchema.safeParse(envelope.data.command);
   if (!parsed.success) throw new CommandRejectedError(`malformed command: ${describeIssues(parsed.error.issues)}`);
   return parsed.data;

@@ -7,6 +7,7 @@ import * as z from "zod/mini";
 import { describeIssue, describeIssues } from "../zod.ts";
 import { AptOstreeError } from "../errors.ts";
 import { signCanonical, verifyCanonical } from "../sign/canonical-signature.ts";
+import { anyOf } from "../trust/signers.ts";
 import { keyId, type Ed25519KeyPair } from "../sign/ed25519.ts";
 import { JsonRefusedError, parseBoundedJson, type JsonLimits } from "./bounded-json.ts";
 import { NAME_PATTERN } from "./topics.ts";
@@ -117,7 +118,7 @@ export function verifyReport(payload: string | Uint8Array, expect: { deviceId: s
   }
   const envelope = SignedReportSchema.safeParse(document);
   if (!envelope.success) throw new ReportRejectedError("E_REPORT_MALFORMED", `report envelope: ${describeIssue(envelope.error.issues[0]!)}`);
-  const verdict = verifyCanonical(envelope.data.report, [{ keyid: keyId(expect.publicKey), sig: envelope.data.sig }], [expect.publicKey]);
+  const verdict = verifyCanonical(envelope.data.report, [{ keyid: keyId(expect.publicKey), sig: envelope.data.sig }], anyOf([expect.publicKey]));
   if (!verdict.ok) throw new ReportRejectedError("E_REPORT_SIGNATURE", `report on ${expect.deviceId}'s topic is not signed by ${expect.deviceId}'s key`);
   const parsed = ReportSchema.safeParse(envelope.data.report);
   if (!parsed.success) throw new ReportRejectedError("E_REPORT_MALFORMED", describeIssues(parsed.error.issues));

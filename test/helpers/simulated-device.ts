@@ -3,6 +3,7 @@
  * from its command topic (verified with the server's key), and reports like the agent will.
  * Its behaviour on an update is set by the test: healthy, rolled-back, failed or silent.
  */
+import { anyOf } from "../../shared/trust/signers.ts";
 import mqtt, { type MqttClient } from "mqtt";
 import { generateKeyPair, type Ed25519KeyPair } from "../../shared/sign/ed25519.ts";
 import { verifyCommand } from "../../shared/wire/command.ts";
@@ -75,7 +76,7 @@ export class SimulatedDevice {
   }
 
   private async onCommand(payload: Buffer): Promise<void> {
-    const command = verifyCommand(payload, [this.serverKey]);
+    const command = verifyCommand(payload, anyOf([this.serverKey]));
     if (command.device !== this.id) throw new Error(`command ${command.id} is for ${command.device}, not ${this.id}`);
     if (command.type === "withdraw") {
       this.withdrawals.push({ id: command.id, reason: command.reason });
@@ -86,7 +87,7 @@ export class SimulatedDevice {
     const earlier = this.outcomes.get(command.id);
     if (earlier) return this.report(earlier);
     if (command.type !== "update" || this.behaviour === "silent") return;
-    const manifest = verifySignedManifest(command.manifest, { trustedKeys: [this.serverKey], now: new Date(), architecture: "amd64" });
+    const manifest = verifySignedManifest(command.manifest, { signers: anyOf([this.serverKey]), now: new Date(), architecture: "amd64" });
     const target = { commit: manifest.commit, version: manifest.version };
     const outcome: Partial<Report> & { state: Report["state"] } =
       this.behaviour === "healthy" ? { state: "healthy", command: command.id }

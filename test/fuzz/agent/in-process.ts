@@ -7,6 +7,7 @@
  * and then only what a pinned key signed, or throws the module's typed error; anything else
  * (a TypeError, a RangeError, a stack overflow, a case that takes seconds) is a finding.
  */
+import { anyOf } from "../../../shared/trust/signers.ts";
 import { createHash } from "node:crypto";
 import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
@@ -47,7 +48,7 @@ export interface InProcessContext {
 export function inProcessContext(scratchDir: string, deltaFiles: InProcessContext["deltaFiles"]): InProcessContext {
   const pinned = generateKeyPair();
   const now = new Date("2031-05-01T12:00:00Z");
-  return { pinned, stranger: generateKeyPair(), now, expect: { trustedKeys: [pinned.publicKey], now, architecture: "amd64", ref: REF, bootedSequence: 5 }, deltaFiles, scratchDir };
+  return { pinned, stranger: generateKeyPair(), now, expect: { signers: anyOf([pinned.publicKey]), now, architecture: "amd64", ref: REF, bootedSequence: 5 }, deltaFiles, scratchDir };
 }
 
 /** A short, stable name for why a command was refused (all refusals share E_COMMAND_REJECTED). */
@@ -88,7 +89,7 @@ export function commandCase(prng: Prng, ctx: InProcessContext, family = prng.pic
   const command = prng.pick(validCommands(ctx.now.toISOString(), signed));
   const mutant = mutateSigned(prng, "command", command, ctx, family);
   const input = inputOf(mutant);
-  const { value, refusal } = guarded("verifyCommand", input, (e) => (e instanceof CommandRejectedError ? `command:${e.code}:${commandRefusalKind(e.message)}` : null), () => verifyCommand(input, [ctx.pinned.publicKey]));
+  const { value, refusal } = guarded("verifyCommand", input, (e) => (e instanceof CommandRejectedError ? `command:${e.code}:${commandRefusalKind(e.message)}` : null), () => verifyCommand(input, anyOf([ctx.pinned.publicKey])));
   if (refusal) return refusal;
   if (!mutant.pinnedSigned.has(canonicalJson(value))) throw new Finding(`verifyCommand accepted a command no pinned key signed (${mutant.how})`, hexOf(input));
   return "command:accepted";
@@ -208,7 +209,7 @@ export function mqttCase(prng: Prng, ctx: InProcessContext): string {
 /** What the agent does with a PUBLISH's payload: verify it as a command. */
 function commandOf(payload: Buffer, ctx: InProcessContext): void {
   try {
-    verifyCommand(payload, [ctx.pinned.publicKey]);
+    verifyCommand(payload, anyOf([ctx.pinned.publicKey]));
   } catch (error) {
     if (!(error instanceof CommandRejectedError)) throw new Finding(`verifyCommand threw ${(error as Error).name} on a broker's payload: ${(error as Error).message}`, hexOf(payload));
   }

@@ -4,6 +4,7 @@
  * (a case seed makes the same input again whatever the campaign's keys). Each must now be refused
  * with the module's typed error. Add a failing input or case seed here with the bug it found.
  */
+import { anyOf } from "../../../shared/trust/signers.ts";
 import { keyId } from "../../../shared/sign/ed25519.ts";
 import { CommandRejectedError, verifyCommand } from "../../../shared/wire/command.ts";
 import { ManifestRejectedError, verifySignedManifest } from "../../../shared/verify/manifest.ts";
@@ -51,7 +52,7 @@ function replayInput(input: KeptInput, ctx: InProcessContext): string {
   try {
     switch (input.layer) {
       case "command":
-        verifyCommand(bytes, [ctx.pinned.publicKey]);
+        verifyCommand(bytes, anyOf([ctx.pinned.publicKey]));
         return "regression:command-accepted";
       case "manifest-object":
         verifySignedManifest(JSON.parse(bytes.toString("utf8")), ctx.expect);

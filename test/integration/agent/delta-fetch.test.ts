@@ -3,6 +3,7 @@
  * the others are stopped and settle before the failure is reported: a retry never finds a
  * download from the failed attempt still writing to a part file.
  */
+import { anyOf } from "../../../shared/trust/signers.ts";
 import { createHash } from "node:crypto";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
@@ -83,7 +84,7 @@ describe("fetching a static delta", () => {
     try {
       const staged = stageUpdate({
         sysroot: join(dir, "sysroot"), rootDir: "/", osname: "test", repoUrl: base, manifest: manifest(), deployments: [booted],
-        trustedKeys: [], downloadDir: dir, stage: false, stallMs: 400, onProgress: () => undefined, log: silentLogger(),
+        imageSigners: anyOf([]), downloadDir: dir, stage: false, stallMs: 400, onProgress: () => undefined, log: silentLogger(),
       });
       await expect(staged).rejects.toThrow(StageError);
       await expect(staged).rejects.toMatchObject({ retryable: true, message: expect.stringContaining(`GET ${base}/${STALLS}: no progress`) });

@@ -3,6 +3,7 @@
  * update reboots once it says yes; a rebase stages a commit of another ref (the manifest is
  * checked against the ref asked for, also when the download re-verifies it).
  */
+import { pinnedTrust } from "../../../device/trust/device-trust.ts";
 import { readFile, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -33,7 +34,7 @@ async function makeAgent(): Promise<Agent> {
   const agent = new Agent({
     settings: fixture.settings,
     identity: await loadIdentity(fixture.settings.stateDir, fixture.settings.deviceId),
-    trustedKeys: [fixture.key.publicKey],
+    trust: pinnedTrust([fixture.key.publicKey]),
     bootCounter: grubenvBootCounter(fixture.settings.grubenv),
     strategy,
     publishReport: async () => undefined,
@@ -75,7 +76,7 @@ describe("reboot strategy and rebase", () => {
     allowed = false;
     const agent = await makeAgent();
     try {
-      const result = await upgrade(agent, fixture.settings, [fixture.key.publicKey], { ref: OTHER_REF });
+      const result = await upgrade(agent, fixture.settings, pinnedTrust([fixture.key.publicKey]), { ref: OTHER_REF });
       expect(result).toMatchObject({ available: true, state: "staged", manifest: { ref: OTHER_REF, version: "10" } });
       const deployments = await readDeployments({ sysroot: fixture.disk.sysroot, rootDir: fixture.disk.rootDir });
       expect(deployments[0]).toMatchObject({ origin: OTHER_REF, version: "10", pending: true });

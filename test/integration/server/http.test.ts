@@ -1,4 +1,5 @@
 import { request } from "node:http";
+import { anyOf } from "../../../shared/trust/signers.ts";
 import { readFile, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { execa } from "execa";
@@ -67,7 +68,7 @@ describe("serving the repo over HTTP", () => {
   it("serves the signed manifest as JSON that verifies", async () => {
     const res = await fetch(`${base}/repo/channels/stable/${REF}.json`);
     expect(res.headers.get("content-type")).toBe("application/json; charset=utf-8");
-    expect(verifySignedManifest(await res.text(), { trustedKeys: [key.publicKey], now: new Date(), architecture: "amd64" }).commit).toBe(commit);
+    expect(verifySignedManifest(await res.text(), { signers: anyOf([key.publicKey]), now: new Date(), architecture: "amd64" }).commit).toBe(commit);
   });
 
   it("answers a Range request with 206 and exactly those bytes, so downloads can resume", async () => {

@@ -1,4 +1,5 @@
 import { describe, expect, it } from "vitest";
+import { anyOf } from "../../../shared/trust/signers.ts";
 import { acceptedAfter, checkFresh, checkTarget, CommandForAnotherDeviceError, MAX_WITHDRAWN_KEPT, StaleCommandError, withdrawalCancels, withdrawnAfter, WithdrawnUpdateError, type AcceptedCommand, type WithdrawnUpdate } from "../../../device/agent/command-check.ts";
 import type { AgentState, UpdateTarget } from "../../../device/agent/machine.ts";
 import { generateKeyPair } from "../../../shared/sign/ed25519.ts";
@@ -134,7 +135,7 @@ describe("a manifest's channel", () => {
   const key = generateKeyPair();
   const now = new Date(T0);
   const manifest: Manifest = { schema: 1, ref: "os/x", commit: "2".repeat(64), version: "2", sequence: 2, architecture: "amd64", channel: "stable", issued: T0, expires: T2, downgrade: false, deltas: [] };
-  const expectations = { trustedKeys: [key.publicKey], now, architecture: "amd64", ref: "os/x" };
+  const expectations = { signers: anyOf([key.publicKey]), now, architecture: "amd64", ref: "os/x" };
 
   it.each([
     ["the channel the device follows", "stable", "stable"],

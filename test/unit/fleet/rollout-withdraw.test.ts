@@ -4,6 +4,7 @@
  * paused or aborted rollout is due are published again (the old process may have recorded the
  * state and died before publishing), and a device a later rollout commanded keeps that command.
  */
+import { anyOf } from "../../../shared/trust/signers.ts";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { silentLogger } from "../../../shared/log.ts";
@@ -29,7 +30,7 @@ function engine(): RolloutEngine {
     log: silentLogger(),
     now: () => t0,
     publish: async (topic, payload, retain) => {
-      const command = verifyCommand(Buffer.from(payload), [key.publicKey]);
+      const command = verifyCommand(Buffer.from(payload), anyOf([key.publicKey]));
       expect(topic).toBe(`apt-ostree/devices/${command.device}/cmd`);
       expect(retain).toBe(true);
       published.push(`${command.device} ${command.type} ${command.id}${command.type === "withdraw" ? ` ${command.reason}` : ""}`);

@@ -1,4 +1,5 @@
 import { describe, expect, it } from "vitest";
+import { anyOf } from "../../../shared/trust/signers.ts";
 import { generateKeyPair, keyId } from "../../../shared/sign/ed25519.ts";
 import { formatPublicKey, formatSecretKey, parsePublicKeys, parseSecretKey } from "../../../shared/sign/keys.ts";
 import { addOstreeSignature, readOstreeSignatures, verifyOstreeSignature } from "../../../shared/sign/ostree-signature.ts";
@@ -13,15 +14,15 @@ const commitMeta = vectorObject(VECTOR_COMMIT, "commitmeta");
 
 describe("OSTree ed25519 signatures (upstream vectors)", () => {
   it("accepts the commit signed by upstream OSTree with key A", () => {
-    expect(verifyOstreeSignature(commitObject, commitMeta, keyA, "vector commit")).toBe(keyId(keyA[0]!));
+    expect(verifyOstreeSignature(commitObject, commitMeta, anyOf(keyA), "vector commit")).toBe(keyId(keyA[0]!));
   });
 
   it("accepts the summary signed by upstream OSTree with key A", () => {
-    expect(verifyOstreeSignature(vectorFile("repo/summary"), vectorFile("repo/summary.sig"), keyA, "summary")).toBe(keyId(keyA[0]!));
+    expect(verifyOstreeSignature(vectorFile("repo/summary"), vectorFile("repo/summary.sig"), anyOf(keyA), "summary")).toBe(keyId(keyA[0]!));
   });
 
   it("rejects the commit against key B, naming the key it tried", () => {
-    expect(() => verifyOstreeSignature(commitObject, commitMeta, keyB, "vector commit")).toThrow(
+    expect(() => verifyOstreeSignature(commitObject, commitMeta, anyOf(keyB), "vector commit")).toThrow(
       new RegExp(`none of its 1 signature\\(s\\) is valid for the trusted key\\(s\\) ${keyId(keyB[0]!).slice(0, 16)}`),
     );
   });
@@ -38,14 +39,14 @@ describe("OSTree ed25519 signatures (upstream vectors)", () => {
     expect(Buffer.from(addOstreeSignature(commitMeta, commitObject, secretA))).toEqual(commitMeta);
     const second = addOstreeSignature(commitMeta, commitObject, generateKeyPair());
     expect(readOstreeSignatures(second)).toHaveLength(2);
-    expect(verifyOstreeSignature(commitObject, second, keyA, "commit")).toBe(keyId(keyA[0]!));
+    expect(verifyOstreeSignature(commitObject, second, anyOf(keyA), "commit")).toBe(keyId(keyA[0]!));
   });
 
   it("detects a tampered commit object", () => {
     const tampered = Buffer.from(commitObject);
     tampered[tampered.length - 40]! ^= 1;
-    expect(() => verifyOstreeSignature(tampered, commitMeta, keyA, "commit")).toThrow(/none of its 1 signature/);
-    expect(() => verifyCommit({ checksum: VECTOR_COMMIT, commitObject: tampered, detachedMetadata: commitMeta }, keyA)).toThrow(
+    expect(() => verifyOstreeSignature(tampered, commitMeta, anyOf(keyA), "commit")).toThrow(/none of its 1 signature/);
+    expect(() => verifyCommit({ checksum: VECTOR_COMMIT, commitObject: tampered, detachedMetadata: commitMeta }, anyOf(keyA))).toThrow(
       CommitChecksumMismatchError,
     );
   });
@@ -53,12 +54,12 @@ describe("OSTree ed25519 signatures (upstream vectors)", () => {
   it("detects a tampered commit signature", () => {
     const tampered = Buffer.from(commitMeta);
     tampered[30]! ^= 0x80;
-    expect(() => verifyCommit({ checksum: VECTOR_COMMIT, commitObject, detachedMetadata: tampered }, keyA)).toThrow(/none of its 1 signature/);
+    expect(() => verifyCommit({ checksum: VECTOR_COMMIT, commitObject, detachedMetadata: tampered }, anyOf(keyA))).toThrow(/none of its 1 signature/);
   });
 
   it("rejects an unsigned commit and an empty key list with distinct messages", () => {
-    expect(() => verifyCommit({ checksum: VECTOR_COMMIT, commitObject, detachedMetadata: null }, keyA)).toThrow(/has no ostree.sign.ed25519 signature/);
-    expect(() => verifyCommit({ checksum: VECTOR_COMMIT, commitObject, detachedMetadata: commitMeta }, [])).toThrow(/no trusted ed25519 keys/);
+    expect(() => verifyCommit({ checksum: VECTOR_COMMIT, commitObject, detachedMetadata: null }, anyOf(keyA))).toThrow(/has no ostree.sign.ed25519 signature/);
+    expect(() => verifyCommit({ checksum: VECTOR_COMMIT, commitObject, detachedMetadata: commitMeta }, anyOf([]))).toThrow(/no trusted ed25519 keys/);
   });
 });
 

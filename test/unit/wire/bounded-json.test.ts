@@ -1,4 +1,5 @@
 import { describe, expect, it } from "vitest";
+import { anyOf } from "../../../shared/trust/signers.ts";
 import { generateKeyPair, keyId } from "../../../shared/sign/ed25519.ts";
 import { MalformedManifestError, verifySignedManifest } from "../../../shared/verify/manifest.ts";
 import { checkJsonValue, JsonRefusedError } from "../../../shared/wire/bounded-json.ts";
@@ -22,7 +23,7 @@ describe("bounds on a JSON document that arrives already parsed", () => {
   it("has a manifest handed over as an object refused as malformed, not thrown from canonical JSON", () => {
     const pinned = generateKeyPair();
     const signatures = [{ keyid: keyId(pinned.publicKey), sig: `${"A".repeat(86)}==` }];
-    const expected = { trustedKeys: [pinned.publicKey], now: new Date(), architecture: "amd64" };
+    const expected = { signers: anyOf([pinned.publicKey]), now: new Date(), architecture: "amd64" };
     let deep = "0";
     for (let i = 0; i < 20_000; i++) deep = `[${deep}]`;
     for (const manifest of [JSON.parse('{"schema":1e999}'), JSON.parse(`{"schema":${deep}}`)]) {

@@ -1,4 +1,5 @@
 import { describe, expect, it } from "vitest";
+import { anyOf } from "../../../shared/trust/signers.ts";
 import { generateKeyPair } from "../../../shared/sign/ed25519.ts";
 import { canonicalJson } from "../../../shared/wire/canonical-json.ts";
 import { serializeSignedManifest, signManifest, type Manifest } from "../../../shared/wire/manifest.ts";
@@ -28,7 +29,7 @@ const manifest: Manifest = {
   downgrade: false,
   deltas: [{ from: "b".repeat(64), fromVersion: "2", size: 10, files: [{ path: "deltas/ab/cd-ef/superblock", size: 10, sha256: "c".repeat(64) }] }],
 };
-const expect_ = { trustedKeys: [key.publicKey], now, architecture: "amd64", ref: manifest.ref, bootedSequence: 2 };
+const expect_ = { signers: anyOf([key.publicKey]), now, architecture: "amd64", ref: manifest.ref, bootedSequence: 2 };
 const published = (m: Manifest = manifest) => serializeSignedManifest(signManifest(m, [key]));
 const goodSignature = signManifest(manifest, [key]).signatures[0]!;
 
