@@ -66,7 +66,7 @@ async function main(): Promise<void> {
 
   say("\n== Server: HTTP repo, API and dashboard, embedded MQTT broker (loopback)");
   const server = await startServer(
-    { repo, data: join(demoDir, "server"), httpPort: HTTP_PORT, mqttPort: MQTT_PORT, mqttWsPort: null, mqttUrl: null, host: "127.0.0.1", autoAccept: true, adminToken: token, signingKey: join(demoDir, "ed25519.secret"), limits: DEFAULT_LIMITS },
+    { repo, data: join(demoDir, "server"), httpPort: HTTP_PORT, mqttPort: MQTT_PORT, mqttWsPort: null, mqttUrl: null, host: "127.0.0.1", autoAccept: true, adminToken: token, signingKey: join(demoDir, "ed25519.secret"), limits: DEFAULT_LIMITS, tls: null },
     log,
   );
   const base = `http://127.0.0.1:${server.httpPort}`;

@@ -1,6 +1,7 @@
 /** `apt-ostree-server serve`: one process serving the repo, the API, the embedded MQTT broker and the store. */
 import { randomBytes } from "node:crypto";
 import { createServer, type Server } from "node:http";
+import { createServer as createHttpsServer } from "node:https";
 import { mkdir, readFile, stat, writeFile } from "node:fs/promises";
 import type { AddressInfo } from "node:net";
 import { join } from "node:path";
@@ -21,6 +22,8 @@ import { DEFAULT_TOPIC_PREFIX } from "../shared/wire/topics.ts";
 import { readSecretKeyFile } from "../shared/sign/keys.ts";
 import { RolloutEngine } from "./fleet/rollouts.ts";
 import { DeviceAdmin } from "./fleet/device-admin.ts";
+import { ensureServerTls, readServerTls, type ServerTls } from "./tls/tls-dir.ts";
+import { handshakeFailureCounter } from "./tls/listeners.ts";
 
 export interface RunningServer {
   httpPort: number;
@@ -33,6 +36,8 @@ export interface RunningServer {
   engine: RolloutEngine;
   /** Where the generated admin token is kept, when none was configured. */
   adminTokenFile: string | null;
+  /** The CA clients verify the server with (HTTPS, MQTT over TLS, WSS); null on plain ports. */
+  caFile: string | null;
   close(): Promise<void>;
 }
 
@@ -47,6 +52,7 @@ export async function startServer(settings: ServeSettings & { tickMilliseconds?:
     throw new ServeError(`${settings.repo} is not an OSTree repo (no config file); compose and publish into it first, or pass --repo`);
   }
   await mkdir(settings.data, { recursive: true, mode: 0o750 });
+  const tls = await serverTls(settings, log);
   const { token, file } = await adminToken(settings);
   const key = settings.signingKey ? await readSecretKeyFile(settings.signingKey) : null;
   const metrics = new Metrics();
@@ -62,7 +68,7 @@ export async function startServer(settings: ServeSettings & { tickMilliseconds?:
           url: settings.mqttUrl, prefix: DEFAULT_TOPIC_PREFIX, log, metrics, maxPacketBytes: settings.limits.mqttMaxPacketBytes,
           ingest: createIngest({ store, prefix: DEFAULT_TOPIC_PREFIX, log, metrics, autoAccept: settings.autoAccept, limits: settings.limits, now: () => new Date(), ...events }),
         })
-      : await startBroker({ port: settings.mqttPort, wsPort: settings.mqttWsPort, host: settings.host, prefix: DEFAULT_TOPIC_PREFIX, store, log, metrics, autoAccept: settings.autoAccept, limits: settings.limits, ...events });
+      : await startBroker({ port: settings.mqttPort, wsPort: settings.mqttWsPort, host: settings.host, tls, prefix: DEFAULT_TOPIC_PREFIX, store, log, metrics, autoAccept: settings.autoAccept, limits: settings.limits, ...events });
   } catch (error) {
     store.close();
     const where = settings.mqttUrl ? `connect to the broker ${redactUrl(settings.mqttUrl)}` : `start MQTT on ${settings.host}:${settings.mqttPort}`;
@@ -73,7 +79,13 @@ export async function startServer(settings: ServeSettings & { tickMilliseconds?:
   const timer = setInterval(() => void engine!.tick(), settings.tickMilliseconds ?? 1000);
   timer.unref();
   const sessions = await DashboardSessions.open({ keyFile: join(settings.data, "session-key"), lifetimeSeconds: settings.limits.dashboardSessionHours * 3600 });
-  const server = createServer({ requestTimeout: 60_000, headersTimeout: 15_000 }, createHttpHandler({ repo: settings.repo, adminToken: token, store, engine, log, metrics, changes, sessions, devices: new DeviceAdmin({ store, broker, prefix: DEFAULT_TOPIC_PREFIX, log }) }));
+  const httpOptions = { requestTimeout: 60_000, headersTimeout: 15_000 };
+  const server: Server = tls ? createHttpsServer({ ...httpOptions, cert: tls.cert, key: tls.key, handshakeTimeout: 15_000 }) : createServer(httpOptions);
+  if (tls) {
+    const handshakeFailed = handshakeFailureCounter(metrics, log);
+    server.on("tlsClientError", (error: Error, socket: { remoteAddress?: string }) => handshakeFailed("http", socket.remoteAddress ?? "unknown", error));
+  }
+  server.on("request", createHttpHandler({ repo: settings.repo, adminToken: token, store, engine, log, metrics, changes, sessions, devices: new DeviceAdmin({ store, broker, prefix: DEFAULT_TOPIC_PREFIX, log }) }));
   try {
     await listen(server, settings.httpPort, settings.host);
   } catch (error) {
@@ -82,7 +94,7 @@ export async function startServer(settings: ServeSettings & { tickMilliseconds?:
     throw error;
   }
   const httpPort = (server.address() as AddressInfo).port;
-  log.info({ event: "serve.started", httpPort, mqttPort: broker.port, host: settings.host, repo: settings.repo, data: settings.data }, `serving on http://${settings.host}:${httpPort}/`);
+  log.info({ event: "serve.started", httpPort, mqttPort: broker.port, host: settings.host, repo: settings.repo, data: settings.data, ca: tls?.caFile ?? null }, `serving on ${tls ? "https" : "http"}://${settings.host}:${httpPort}/`);
   return {
     httpPort,
     mqttPort: broker.port,
@@ -90,6 +102,7 @@ export async function startServer(settings: ServeSettings & { tickMilliseconds?:
     store,
     broker,
     adminTokenFile: file,
+    caFile: tls?.caFile ?? null,
     engine,
     close: async () => {
       clearInterval(timer);
@@ -102,6 +115,19 @@ export async function startServer(settings: ServeSettings & { tickMilliseconds?:
       store.close();
     },
   };
+}
+
+/** The TLS files serve presents: the configured directory's, or DATA/tls, made on first start. */
+async function serverTls(settings: ServeSettings, log: Logger): Promise<ServerTls | null> {
+  if (!settings.tls) return null;
+  try {
+    if (!settings.tls.create) return await readServerTls(settings.tls.dir);
+    // The address serve listens on, when it is one, is a name clients use.
+    const listening = ["0.0.0.0", "::", ""].includes(settings.host) ? [] : [settings.host];
+    return await ensureServerTls(settings.tls.dir, listening, log);
+  } catch (error) {
+    throw new ServeError(`cannot serve TLS from ${settings.tls.dir}: ${(error as Error).message}; or pass --insecure-plain for plain ports`, error);
+  }
 }
 
 /** The configured token, or one generated on first start and kept (0600) in the data dir. */

@@ -18,7 +18,9 @@ export const serveCommand = defineCommand({
     "auto-accept": { type: "boolean", description: "Accept unknown devices at their first connection (env APT_OSTREE_AUTO_ACCEPT=1)" },
     key: { type: "string", valueName: "FILE", description: "ed25519 secret key that signs rollout commands (env APT_OSTREE_SIGNING_KEY)" },
     host: { type: "string", valueName: "ADDR", description: `Address to listen on (env APT_OSTREE_HOST; default ${SERVE_DEFAULTS.host})` },
-    config: { type: "string", valueName: "FILE", description: "YAML/JSON config file: repo, data, httpPort, mqttPort, mqttWsPort, mqttUrl, host, autoAccept, adminToken, signingKey, limits (docs/server.md; env APT_OSTREE_SERVER_CONFIG)" },
+    "tls-dir": { type: "string", valueName: "DIR", description: "Serve HTTPS, MQTT over TLS and WSS with DIR/server.pem and DIR/server.key ('tls init'; env APT_OSTREE_TLS_DIR; default DATA/tls, made on first start)" },
+    "insecure-plain": { type: "boolean", description: "Serve plain HTTP, MQTT and WebSocket instead: tokens cross the network in clear (env APT_OSTREE_INSECURE_PLAIN=1)" },
+    config: { type: "string", valueName: "FILE", description: "YAML/JSON config file: repo, data, httpPort, mqttPort, mqttWsPort, mqttUrl, host, autoAccept, adminToken, signingKey, tlsDir, insecurePlain, limits (docs/server.md; env APT_OSTREE_SERVER_CONFIG)" },
   },
   notes: [
     "Precedence: flags, then environment, then the config file, then defaults.",
@@ -32,15 +34,17 @@ export const serveCommand = defineCommand({
     const configPath = options.config ?? io.env.APT_OSTREE_SERVER_CONFIG;
     const file: ConfigFile = configPath ? await readConfigFile(resolve(configPath)) : {};
     const settings = resolveServeSettings(
-      { repo: options.repo, data: options.data, httpPort: options["http-port"], mqttPort: options["mqtt-port"], mqttWsPort: options["mqtt-ws-port"], mqttUrl: options["mqtt-url"], host: options.host, autoAccept: options["auto-accept"], signingKey: options.key },
+      { repo: options.repo, data: options.data, httpPort: options["http-port"], mqttPort: options["mqtt-port"], mqttWsPort: options["mqtt-ws-port"], mqttUrl: options["mqtt-url"], host: options.host, autoAccept: options["auto-accept"], signingKey: options.key, tlsDir: options["tls-dir"], insecurePlain: options["insecure-plain"] },
       io.env,
       file,
     );
     const log = createLogger({ name: "serve" });
     const server = await startServer({ ...settings, repo: resolve(settings.repo), data: resolve(settings.data) }, log);
-    io.stdout.write(`Serving ${resolve(settings.repo)} on http://${settings.host}:${server.httpPort}/repo/\n`);
-    io.stdout.write(server.mqttPort === null ? `MQTT through ${redactUrl(settings.mqttUrl!)}\n` : `MQTT on mqtt://${settings.host}:${server.mqttPort}${server.mqttWsPort ? ` and ws://${settings.host}:${server.mqttWsPort}/mqtt` : ""}\n`);
+    const secure = server.caFile !== null ? "s" : "";
+    io.stdout.write(`Serving ${resolve(settings.repo)} on http${secure}://${settings.host}:${server.httpPort}/repo/\n`);
+    io.stdout.write(server.mqttPort === null ? `MQTT through ${redactUrl(settings.mqttUrl!)}\n` : `MQTT on mqtt${secure}://${settings.host}:${server.mqttPort}${server.mqttWsPort ? ` and ws${secure}://${settings.host}:${server.mqttWsPort}/mqtt` : ""}\n`);
     if (server.adminTokenFile) io.stdout.write(`Admin token: ${server.adminTokenFile}\n`);
+    io.stdout.write(server.caFile !== null ? `CA: ${server.caFile} (devices pin it: image build --ca; the CLI: --ca or APT_OSTREE_CA)\n` : "TLS off (--insecure-plain): tokens and the fleet's traffic cross the network in clear\n");
     await new Promise<void>((done) => {
       const stop = () => void server.close().then(done);
       process.once("SIGTERM", stop);

@@ -3,6 +3,7 @@
  * set wins). The config file is YAML or JSON with the same names as the flags, in camelCase.
  */
 import { readFile } from "node:fs/promises";
+import { join } from "node:path";
 import { parse as parseYaml } from "yaml";
 import { z } from "zod";
 import { AptOstreeError } from "../../shared/errors.ts";
@@ -20,6 +21,8 @@ export const ConfigFileSchema = z
     host: z.string().min(1),
     adminToken: z.string().min(16, "adminToken must be at least 16 characters"),
     signingKey: z.string().min(1),
+    tlsDir: z.string().min(1),
+    insecurePlain: z.boolean(),
     limits: LimitsSchema.partial(),
   })
   .partial()
@@ -45,6 +48,8 @@ export interface ServeSettings {
   signingKey: string | null;
   /** Bounds on what clients may send and hold (config file `limits:`; docs/server.md). */
   limits: ServerLimits;
+  /** HTTPS, MQTT over TLS and WSS with the files in `dir` (made there first when `create`); null: plain ports (--insecure-plain). */
+  tls: { dir: string; create: boolean } | null;
 }
 
 export interface ServeFlags {
@@ -57,6 +62,8 @@ export interface ServeFlags {
   host?: string;
   autoAccept?: boolean;
   signingKey?: string;
+  tlsDir?: string;
+  insecurePlain?: boolean;
 }
 
 export class ConfigError extends AptOstreeError {
@@ -118,5 +125,27 @@ export function resolveServeSettings(flags: ServeFlags, env: NodeJS.ProcessEnv, 
     adminToken: token,
     signingKey: flags.signingKey ?? env.APT_OSTREE_SIGNING_KEY ?? file.signingKey ?? null,
     limits: { ...DEFAULT_LIMITS, ...file.limits },
+    tls: resolveTls(flags, env, file),
   };
+}
+
+/**
+ * TLS or plain ports: the first source (flags, environment, config file) that names a TLS dir or
+ * asks for plain ports decides; naming both in one source is an error. Neither anywhere: TLS
+ * with DATA/tls, made on first start.
+ */
+function resolveTls(flags: ServeFlags, env: NodeJS.ProcessEnv, file: ConfigFile): ServeSettings["tls"] {
+  const envPlain = env.APT_OSTREE_INSECURE_PLAIN === "1" || env.APT_OSTREE_INSECURE_PLAIN === "true";
+  const sources = [
+    { tlsDir: flags.tlsDir, plain: flags.insecurePlain === true, names: "--tls-dir and --insecure-plain" },
+    { tlsDir: env.APT_OSTREE_TLS_DIR || undefined, plain: envPlain, names: "APT_OSTREE_TLS_DIR and APT_OSTREE_INSECURE_PLAIN" },
+    { tlsDir: file.tlsDir, plain: file.insecurePlain === true, names: "tlsDir and insecurePlain in the config file" },
+  ];
+  for (const source of sources) {
+    if (source.tlsDir !== undefined && source.plain) throw new ConfigError(`${source.names} contradict each other: serve TLS from a directory, or plain ports, not both`);
+    if (source.plain) return null;
+    if (source.tlsDir !== undefined) return { dir: source.tlsDir, create: false };
+  }
+  const data = flags.data ?? env.APT_OSTREE_DATA ?? file.data ?? SERVE_DEFAULTS.data;
+  return { dir: join(data, "tls"), create: true };
 }

@@ -4,7 +4,8 @@
  */
 import { createServer, type Server, type Socket } from "node:net";
 import type { Duplex } from "node:stream";
-import { createServer as createHttpServer } from "node:http";
+import { createServer as createHttpServer, type IncomingMessage, type ServerResponse } from "node:http";
+import { createServer as createHttpsServer } from "node:https";
 import { WebSocketServer, createWebSocketStream } from "ws";
 import type { AddressInfo } from "node:net";
 import aedesModule, { type Client } from "aedes";
@@ -20,6 +21,7 @@ import { createEnrollment } from "./enrollment.ts";
 import { ConnectionLimiter, type Admission } from "./connection-limits.ts";
 import { guardConnection, PacketTooLargeError } from "./frame-guard.ts";
 import type { ServerLimits } from "../config/limits.ts";
+import { acceptTls, handshakeFailureCounter, secureContext, type TlsCredentials } from "../tls/listeners.ts";
 
 export interface BrokerOptions {
   port: number;
@@ -33,6 +35,8 @@ export interface BrokerOptions {
   /** Accept unknown devices at their first connection instead of leaving them pending. */
   autoAccept: boolean;
   limits: ServerLimits;
+  /** MQTT over TLS on `port` and WSS on `wsPort` with this certificate; null or absent: plain. */
+  tls?: TlsCredentials | null;
   now?: () => Date;
   /** Called after a report is verified and stored. */
   onReport?: (report: Report) => void;
@@ -197,7 +201,14 @@ export async function startBroker(options: BrokerOptions): Promise<RunningBroker
     broker.handle(guardedConnection);
   };
 
-  const server: Server = createServer((socket: Socket) => accept(socket, socket.remoteAddress ?? "unknown", () => socket.destroy()));
+  // With TLS the limits count the connection before its handshake, and the guard reads the
+  // decrypted stream; the broker's CONNECT timeout also bounds a handshake that never ends.
+  const context = options.tls ? secureContext(options.tls) : null;
+  const handshakeFailed = handshakeFailureCounter(options.metrics, log);
+  const server: Server = createServer((socket: Socket) => {
+    const address = socket.remoteAddress ?? "unknown";
+    accept(context ? acceptTls(socket, context, (error) => handshakeFailed("mqtt", address, error)) : socket, address, () => socket.destroy());
+  });
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
     server.listen(options.port, options.host, () => resolve());
@@ -205,7 +216,11 @@ export async function startBroker(options: BrokerOptions): Promise<RunningBroker
   const port = (server.address() as AddressInfo).port;
   // A dedicated HTTP server: ws answers 400 to any other upgrade, which must not reach the repo's
   // HTTP server (curl, under ostree, asks to upgrade plain HTTP to h2c).
-  const wsServer = options.wsPort === null ? null : createHttpServer((_req, res) => res.writeHead(426, { upgrade: "websocket" }).end("MQTT over WebSocket: connect to /mqtt\n"));
+  const notMqtt = (_req: IncomingMessage, res: ServerResponse) => res.writeHead(426, { upgrade: "websocket" }).end("MQTT over WebSocket: connect to /mqtt\n");
+  const wsServer = options.wsPort === null ? null
+    : options.tls ? createHttpsServer({ ...options.tls, handshakeTimeout: options.limits.mqttConnectTimeoutSeconds * 1000 }, notMqtt)
+    : createHttpServer(notMqtt);
+  if (options.tls) wsServer?.on("tlsClientError", (error, socket) => handshakeFailed("mqtt-ws", socket.remoteAddress ?? "unknown", error));
   // One MQTT packet per WebSocket message at most, and ws's own default is 100 MiB.
   const webSockets = wsServer ? new WebSocketServer({ server: wsServer, path: "/mqtt", maxPayload: options.limits.mqttMaxPacketBytes }) : null;
   webSockets?.on("connection", (socket, request) => accept(createWebSocketStream(socket), request.socket.remoteAddress ?? "unknown", () => socket.terminate()));
@@ -216,7 +231,8 @@ export async function startBroker(options: BrokerOptions): Promise<RunningBroker
     });
   }
   const wsPort = wsServer ? (wsServer.address() as AddressInfo).port : null;
-  log.info({ event: "mqtt.started", port, wsPort }, `MQTT on ${options.host}:${port}${wsPort ? `, WebSocket on ${wsPort}/mqtt` : ""}`);
+  const secure = options.tls ? " over TLS" : "";
+  log.info({ event: "mqtt.started", port, wsPort, tls: Boolean(options.tls) }, `MQTT${secure} on ${options.host}:${port}${wsPort ? `, WebSocket${secure} on ${wsPort}/mqtt` : ""}`);
 
   return {
     port,

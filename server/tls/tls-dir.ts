@@ -10,6 +10,7 @@ import { join } from "node:path";
 import { AptOstreeError } from "../../shared/errors.ts";
 import { writeFileAtomic } from "../../shared/fs/atomic-write.ts";
 import type { Logger } from "../../shared/log.ts";
+import { normalizeHostName } from "./host-name.ts";
 
 export const TLS_FILES = { ca: "ca.pem", caKey: "ca.key", cert: "server.pem", key: "server.key" } as const;
 export const DEFAULT_TLS_HOSTS = ["localhost", "127.0.0.1"];
@@ -85,7 +86,8 @@ export async function readServerTls(dir: string): Promise<ServerTls> {
 export async function ensureServerTls(dir: string, extraHosts: string[], log: Logger): Promise<ServerTls> {
   const paths = tlsDirPaths(dir);
   if (!(await stat(paths.cert).catch(() => null))) {
-    const hosts = [...new Set([...DEFAULT_TLS_HOSTS, hostname(), ...extraHosts])];
+    // A host name a certificate cannot carry (an underscore) is left out rather than failing the start.
+    const hosts = [...new Set([...DEFAULT_TLS_HOSTS, hostname(), ...extraHosts].map(normalizeHostName).filter((name): name is string => name !== null))];
     await initTlsDir(dir, hosts);
     log.info({ event: "serve.tls.created", dir, hosts }, `made a CA and a server certificate for ${hosts.join(", ")} in ${dir}`);
   }

@@ -53,7 +53,7 @@ export async function benchFleet(broker: FleetRun["broker"], devices: number, lo
     await publishSyntheticVersion(repo, REF, dir, key, 1);
     if (broker === "mosquitto") mosquitto = await startMosquitto(dir);
     const [httpPort, mqttPort] = [await freePort(), await freePort()];
-    const args = [SERVER_CLI, "serve", "--data", join(dir, "data"), "--repo", repo, "--http-port", String(httpPort), "--mqtt-port", String(mqttPort), "--mqtt-ws-port", "off", "--auto-accept", "--key", join(dir, "server.secret")];
+    const args = [SERVER_CLI, "serve", "--data", join(dir, "data"), "--repo", repo, "--http-port", String(httpPort), "--mqtt-port", String(mqttPort), "--mqtt-ws-port", "off", "--insecure-plain", "--auto-accept", "--key", join(dir, "server.secret")];
     if (mosquitto) args.push("--mqtt-url", mosquitto.serverUrl);
     server = spawn(process.execPath, args, { env: { ...process.env, APT_OSTREE_ADMIN_TOKEN: TEST_ADMIN_TOKEN, APT_OSTREE_LOG_LEVEL: "warn" }, stdio: ["ignore", "ignore", "inherit"] });
     await until(async () => (await fetch(`http://127.0.0.1:${httpPort}/healthz`)).ok, "the server to start", 60_000);

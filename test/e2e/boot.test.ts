@@ -126,7 +126,7 @@ beforeAll(async () => {
   await compose({ recipesDir: DEFAULT_RECIPES_DIR, image: "appliance-minimal", machine: MACHINE, repo, cacheDir: cache, indexMaxAgeSeconds: 7 * 86400, log, progress: createComposeProgress(log) });
   await publish({ repo, ref: REF, key, channel: "stable", deltaDepth: 3, scratchDelta: false, expiresInSeconds: 86400, log });
 
-  server = spawn(process.execPath, [SERVER_CLI, "serve", "--repo", repo, "--data", join(dir, "data"), "--host", "127.0.0.1", "--http-port", "0", "--mqtt-port", "0", "--mqtt-ws-port", "off", "--auto-accept", "--key", join(dir, "ed25519.secret")], {
+  server = spawn(process.execPath, [SERVER_CLI, "serve", "--repo", repo, "--data", join(dir, "data"), "--host", "127.0.0.1", "--http-port", "0", "--mqtt-port", "0", "--mqtt-ws-port", "off", "--insecure-plain", "--auto-accept", "--key", join(dir, "ed25519.secret")], {
     env: { ...process.env, APT_OSTREE_ADMIN_TOKEN: TEST_ADMIN_TOKEN },
     stdio: ["ignore", "pipe", "inherit"],
   });

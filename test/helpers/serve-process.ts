@@ -5,6 +5,7 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
+import { Agent, fetch as undiciFetch } from "undici";
 import { initRepo } from "../../shared/ostree/repo.ts";
 import type { ServerLimits } from "../../server/config/limits.ts";
 import { SERVER_CLI } from "./cli.ts";
@@ -19,6 +20,8 @@ export interface ServeProcessOptions {
   /** A repo to serve; an empty archive repo under `dir` when omitted. */
   repo?: string;
   signingKey?: string;
+  /** Serve HTTPS, MQTT over TLS and WSS with this directory's files (`tls init`); plain ports (--insecure-plain) when omitted. */
+  tlsDir?: string;
 }
 
 export interface ServeProcess {
@@ -26,6 +29,10 @@ export interface ServeProcess {
   mqttPort: number;
   mqttWsPort: number;
   child: ChildProcess;
+  /** https://127.0.0.1:port with a TLS dir, http:// otherwise. */
+  baseUrl: string;
+  /** fetch that trusts the server's CA (the global fetch on plain ports). */
+  fetch: typeof fetch;
   /** Exit code or signal once the process ended; null while it runs. */
   exited(): string | null;
   /** Resident memory of the process, from /proc, in bytes. */
@@ -46,6 +53,7 @@ export async function startServeProcess(options: ServeProcessOptions): Promise<S
   const args = [SERVER_CLI, "serve", "--config", config, "--data", join(options.dir, "data"), "--repo", repo, "--host", "127.0.0.1", "--http-port", String(httpPort), "--mqtt-port", String(mqttPort), "--mqtt-ws-port", String(mqttWsPort)];
   if (options.autoAccept) args.push("--auto-accept");
   if (options.signingKey) args.push("--key", options.signingKey);
+  args.push(...(options.tlsDir ? ["--tls-dir", options.tlsDir] : ["--insecure-plain"]));
   const child = spawn(process.execPath, args, { env: { ...process.env, APT_OSTREE_ADMIN_TOKEN: TEST_ADMIN_TOKEN, APT_OSTREE_LOG_LEVEL: "info" }, stdio: ["ignore", "ignore", "pipe"] });
   let stderr = "";
   child.stderr!.setEncoding("utf8").on("data", (text: string) => {
@@ -53,7 +61,8 @@ export async function startServeProcess(options: ServeProcessOptions): Promise<S
   });
   let exit: string | null = null;
   child.once("exit", (code, signal) => (exit = signal ?? String(code)));
-  const base = `http://127.0.0.1:${httpPort}`;
+  const base = `${options.tlsDir ? "https" : "http"}://127.0.0.1:${httpPort}`;
+  const fetch = options.tlsDir ? trustingFetch(await readFile(join(options.tlsDir, "ca.pem"), "utf8")) : globalThis.fetch;
   const api = (path: string, init: RequestInit = {}) => fetch(`${base}${path}`, { ...init, headers: { authorization: `Bearer ${TEST_ADMIN_TOKEN}`, ...(init.headers as Record<string, string> | undefined) } });
   await until(async () => exit === null && (await fetch(`${base}/healthz`)).ok, "the server to start", 60_000, { detail: () => `exit ${exit}; stderr: ${stderr.slice(-2000)}` });
   return {
@@ -61,6 +70,8 @@ export async function startServeProcess(options: ServeProcessOptions): Promise<S
     mqttPort,
     mqttWsPort,
     child,
+    baseUrl: base,
+    fetch,
     exited: () => exit,
     rss: async () => Number(/VmRSS:\s+(\d+) kB/.exec(await readFile(`/proc/${child.pid}/status`, "utf8"))![1]) * 1024,
     log: () => stderr,
@@ -84,4 +95,10 @@ export async function startServeProcess(options: ServeProcessOptions): Promise<S
       if (exit === null) child.kill("SIGKILL");
     },
   };
+}
+
+/** undici's fetch with a pool that trusts only `ca` (PEM). */
+export function trustingFetch(ca: string): typeof fetch {
+  const dispatcher = new Agent({ connect: { ca } });
+  return ((input: string, init: RequestInit = {}) => undiciFetch(input, { ...(init as object), dispatcher })) as unknown as typeof fetch;
 }

@@ -36,7 +36,7 @@ function freePort(): Promise<number> {
 async function startServerProcess(): Promise<void> {
   serverProcess = spawn(
     process.execPath,
-    [SERVER_CLI, "serve", "--repo", join(dir, "repo"), "--data", join(dir, "data"), "--http-port", String(httpPort), "--mqtt-port", String(mqttPort), "--mqtt-ws-port", "off", "--host", "127.0.0.1", "--auto-accept", "--key", join(dir, "server.secret")],
+    [SERVER_CLI, "serve", "--repo", join(dir, "repo"), "--data", join(dir, "data"), "--http-port", String(httpPort), "--mqtt-port", String(mqttPort), "--mqtt-ws-port", "off", "--host", "127.0.0.1", "--insecure-plain", "--auto-accept", "--key", join(dir, "server.secret")],
     { env: { ...process.env, APT_OSTREE_ADMIN_TOKEN: TOKEN, APT_OSTREE_LOG_LEVEL: "warn" }, stdio: "ignore" },
   );
   await until(async () => (await fetch(`http://127.0.0.1:${httpPort}/healthz`).catch(() => null))?.ok, "the server to answer");

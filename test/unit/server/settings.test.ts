@@ -16,14 +16,38 @@ describe("serve settings", () => {
     const file = { repo: "/file/repo", data: "/file/data", httpPort: 1111, host: "::1", adminToken: "file-token-0123456789" };
     const env = { APT_OSTREE_REPO: "/env/repo", APT_OSTREE_HTTP_PORT: "2222", APT_OSTREE_ADMIN_TOKEN: "env-token-0123456789" };
     expect(resolveServeSettings({ repo: "/flag/repo" }, env, file)).toEqual({
-      repo: "/flag/repo", data: "/file/data", httpPort: 2222, mqttPort: 1883, mqttWsPort: 8083, host: "::1", mqttUrl: null, autoAccept: false, adminToken: "env-token-0123456789", signingKey: null, limits: DEFAULT_LIMITS,
+      repo: "/flag/repo", data: "/file/data", httpPort: 2222, mqttPort: 1883, mqttWsPort: 8083, host: "::1", mqttUrl: null, autoAccept: false, adminToken: "env-token-0123456789", signingKey: null, limits: DEFAULT_LIMITS, tls: { dir: "/file/data/tls", create: true },
     });
     expect(resolveServeSettings({ mqttPort: "1884" }, { APT_OSTREE_AUTO_ACCEPT: "1" }, { mqttPort: 1999 })).toMatchObject({ mqttPort: 1884, autoAccept: true });
     expect(resolveServeSettings({}, {}, { mqttPort: 1999, autoAccept: true })).toMatchObject({ mqttPort: 1999, autoAccept: true });
     expect(resolveServeSettings({ mqttWsPort: "off" }, {}, { mqttWsPort: 9001 }).mqttWsPort).toBeNull();
     expect(resolveServeSettings({}, {}, { mqttWsPort: 9001 }).mqttWsPort).toBe(9001);
     expect(resolveServeSettings({ httpPort: "3333" }, env, file).httpPort).toBe(3333);
-    expect(resolveServeSettings({}, {}, {})).toEqual({ ...SERVE_DEFAULTS, mqttUrl: null, adminToken: null, signingKey: null, limits: DEFAULT_LIMITS });
+    expect(resolveServeSettings({}, {}, {})).toEqual({ ...SERVE_DEFAULTS, mqttUrl: null, adminToken: null, signingKey: null, limits: DEFAULT_LIMITS, tls: { dir: `${SERVE_DEFAULTS.data}/tls`, create: true } });
+  });
+
+  it.each([
+    ["nothing set: TLS from DATA/tls, made on first start", {}, {}, {}, { dir: "/d/tls", create: true }],
+    ["--tls-dir", { tlsDir: "/flag/tls" }, {}, {}, { dir: "/flag/tls", create: false }],
+    ["--insecure-plain", { insecurePlain: true }, {}, {}, null],
+    ["APT_OSTREE_TLS_DIR", {}, { APT_OSTREE_TLS_DIR: "/env/tls" }, {}, { dir: "/env/tls", create: false }],
+    ["APT_OSTREE_INSECURE_PLAIN=1", {}, { APT_OSTREE_INSECURE_PLAIN: "1" }, {}, null],
+    ["APT_OSTREE_INSECURE_PLAIN=0 is not a request for plain ports", {}, { APT_OSTREE_INSECURE_PLAIN: "0" }, {}, { dir: "/d/tls", create: true }],
+    ["tlsDir in the config file", {}, {}, { tlsDir: "/file/tls" }, { dir: "/file/tls", create: false }],
+    ["insecurePlain in the config file", {}, {}, { insecurePlain: true }, null],
+    ["a flag's TLS dir over the environment's plain ports", { tlsDir: "/flag/tls" }, { APT_OSTREE_INSECURE_PLAIN: "1" }, {}, { dir: "/flag/tls", create: false }],
+    ["the environment's plain ports over the file's TLS dir", {}, { APT_OSTREE_INSECURE_PLAIN: "1" }, { tlsDir: "/file/tls" }, null],
+    ["--insecure-plain over the file's TLS dir", { insecurePlain: true }, {}, { tlsDir: "/file/tls" }, null],
+  ])("TLS or plain ports: %s", (_name, flags, env, file, tls) => {
+    expect(resolveServeSettings({ data: "/d", ...flags }, env, file).tls).toEqual(tls);
+  });
+
+  it.each([
+    [{ tlsDir: "/t", insecurePlain: true }, {}, {}, /--tls-dir and --insecure-plain contradict each other/],
+    [{}, { APT_OSTREE_TLS_DIR: "/t", APT_OSTREE_INSECURE_PLAIN: "1" }, {}, /APT_OSTREE_TLS_DIR and APT_OSTREE_INSECURE_PLAIN contradict each other/],
+    [{}, {}, { tlsDir: "/t", insecurePlain: true }, /tlsDir and insecurePlain in the config file contradict each other/],
+  ])("refuses a TLS dir and plain ports asked for in one place", (flags, env, file, message) => {
+    expect(() => resolveServeSettings(flags, env, file)).toThrow(message);
   });
 
   it.each([
