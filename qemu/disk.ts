@@ -168,6 +168,8 @@ export interface DeviceSettings {
   deviceId?: string;
   groups?: string[];
   bootTries?: number;
+  /** The fleet enrollment secret (the file's text), for a server's --auto-accept; written 0600. */
+  enrollmentSecret?: string;
 }
 
 /** The device's own /etc files on a built disk: its agent.yaml and the pinned server keys. */
@@ -179,8 +181,10 @@ export function deviceEtcFiles(settings: DeviceSettings): Record<string, string>
     ...(settings.groups?.length ? { groups: settings.groups } : {}),
     keysDir: "/etc/apt-ostree/keys.d",
     ...(settings.bootTries ? { bootTries: settings.bootTries } : {}),
+    ...(settings.enrollmentSecret !== undefined ? { enrollmentSecretFile: "/etc/apt-ostree/enrollment-secret" } : {}),
   };
   return {
+    ...(settings.enrollmentSecret !== undefined ? { "apt-ostree/enrollment-secret": settings.enrollmentSecret } : {}),
     "apt-ostree/agent.yaml": `# Written by apt-ostree-server image build.\n${toYaml(config)}`,
     "apt-ostree/keys.d/server.pub": settings.publicKeys.map(formatPublicKey).join(""),
   };

@@ -42,6 +42,9 @@ async function main(): Promise<void> {
   const key = generateKeyPair();
   await writeFile(join(demoDir, "ed25519.secret"), formatSecretKey(key), { mode: 0o600 });
   const token = randomBytes(18).toString("base64url");
+  // --auto-accept admits only devices proving the fleet enrollment secret: the disk carries it.
+  const enrollmentSecret = randomBytes(32).toString("base64");
+  await writeFile(join(demoDir, "enrollment-secret"), `${enrollmentSecret}\n`, { mode: 0o600 });
   const say = (line: string) => process.stdout.write(`${line}\n`);
   const demoStarted = Date.now();
 
@@ -66,7 +69,7 @@ async function main(): Promise<void> {
 
   say("\n== Server: HTTP repo, API and dashboard, embedded MQTT broker (loopback)");
   const server = await startServer(
-    { repo, data: join(demoDir, "server"), httpPort: HTTP_PORT, mqttPort: MQTT_PORT, mqttWsPort: null, mqttUrl: null, host: "127.0.0.1", autoAccept: true, adminToken: token, signingKey: join(demoDir, "ed25519.secret"), limits: DEFAULT_LIMITS, tls: null },
+    { repo, data: join(demoDir, "server"), httpPort: HTTP_PORT, mqttPort: MQTT_PORT, mqttWsPort: null, mqttUrl: null, host: "127.0.0.1", autoAccept: true, enrollmentSecretFile: join(demoDir, "enrollment-secret"), adminToken: token, signingKey: join(demoDir, "ed25519.secret"), limits: DEFAULT_LIMITS, tls: null },
     log,
   );
   const base = `http://127.0.0.1:${server.httpPort}`;
@@ -82,7 +85,7 @@ async function main(): Promise<void> {
   const disk = join(demoDir, "device.img");
   await buildDisk({
     repo, ref: v1.ref, out: disk, sizeBytes: 4 * 1024 ** 3, osname: "debian", workDir: demoDir, log,
-    etcFiles: deviceEtcFiles({ server: `http://${HOST_FROM_GUEST}:${server.httpPort}`, mqtt: `mqtt://${HOST_FROM_GUEST}:${server.mqttPort}`, publicKeys: [key.publicKey], deviceId: "demo-vm-1", groups: ["demo"] }),
+    etcFiles: deviceEtcFiles({ server: `http://${HOST_FROM_GUEST}:${server.httpPort}`, mqtt: `mqtt://${HOST_FROM_GUEST}:${server.mqttPort}`, publicKeys: [key.publicKey], deviceId: "demo-vm-1", groups: ["demo"], enrollmentSecret }),
   });
   const vm = new Vm({ disk, serialLog: join(demoDir, "serial.log"), accel: accelFromEnv() });
   const stopAll = async () => {
@@ -107,6 +110,9 @@ async function main(): Promise<void> {
     ]);
     say(`\n== Device demo-vm-1 enrolled and reported version ${enrolled.booted.version} ${enrolledAfter} after power-on`);
 
+    // The group the device reports is only shown: the operator puts it in the group rollouts select.
+    await api("devices/demo-vm-1/groups", { groups: ["demo"] });
+    say("== Operator puts demo-vm-1 in group demo");
     say(`== Rollout of version ${v2.version} to group demo`);
     const rolloutStarted = Date.now();
     const { rollout } = await api("rollouts", { ref: v2.ref, select: { groups: ["demo"] }, waves: "100%", waveDelay: "0s", waveTimeout: "30m" });

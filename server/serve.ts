@@ -22,6 +22,7 @@ import { DEFAULT_TOPIC_PREFIX } from "../shared/wire/topics.ts";
 import { readSecretKeyFile } from "../shared/sign/keys.ts";
 import { RolloutEngine } from "./fleet/rollouts.ts";
 import { DeviceAdmin } from "./fleet/device-admin.ts";
+import { autoAcceptSecret } from "./config/auto-accept.ts";
 import { ensureServerTls, readServerTls, type ServerTls } from "./tls/tls-dir.ts";
 import { handshakeFailureCounter } from "./tls/listeners.ts";
 
@@ -55,6 +56,7 @@ export async function startServer(settings: ServeSettings & { tickMilliseconds?:
   const tls = await serverTls(settings, log);
   const { token, file } = await adminToken(settings);
   const key = settings.signingKey ? await readSecretKeyFile(settings.signingKey) : null;
+  const enrollmentSecret = await autoAcceptSecret(settings);
   const metrics = new Metrics();
   const changes = new FleetChanges();
   const retention = { maxEventsPerDevice: settings.limits.historyMaxEventsPerDevice, maxAgeDays: settings.limits.historyMaxAgeDays };
@@ -66,9 +68,9 @@ export async function startServer(settings: ServeSettings & { tickMilliseconds?:
     broker = settings.mqttUrl
       ? await connectExternalBroker({
           url: settings.mqttUrl, prefix: DEFAULT_TOPIC_PREFIX, log, metrics, maxPacketBytes: settings.limits.mqttMaxPacketBytes,
-          ingest: createIngest({ store, prefix: DEFAULT_TOPIC_PREFIX, log, metrics, autoAccept: settings.autoAccept, limits: settings.limits, now: () => new Date(), ...events }),
+          ingest: createIngest({ store, prefix: DEFAULT_TOPIC_PREFIX, log, metrics, autoAcceptSecret: enrollmentSecret, limits: settings.limits, now: () => new Date(), ...events }),
         })
-      : await startBroker({ port: settings.mqttPort, wsPort: settings.mqttWsPort, host: settings.host, tls, prefix: DEFAULT_TOPIC_PREFIX, store, log, metrics, autoAccept: settings.autoAccept, limits: settings.limits, ...events });
+      : await startBroker({ port: settings.mqttPort, wsPort: settings.mqttWsPort, host: settings.host, tls, prefix: DEFAULT_TOPIC_PREFIX, store, log, metrics, autoAcceptSecret: enrollmentSecret, limits: settings.limits, ...events });
   } catch (error) {
     store.close();
     const where = settings.mqttUrl ? `connect to the broker ${redactUrl(settings.mqttUrl)}` : `start MQTT on ${settings.host}:${settings.mqttPort}`;

@@ -14,6 +14,8 @@ import type { DeviceIdentity } from "./identity.ts";
 export interface MqttLinkOptions {
   settings: Pick<AgentSettings, "mqtt" | "mqttAuth" | "groups">;
   identity: DeviceIdentity;
+  /** The fleet enrollment secret: each token then proves it (for a server's --auto-accept); null for none. */
+  enrollmentSecret: Uint8Array | null;
   onCommand: (payload: Buffer) => void;
   onConnected: () => void;
   log: Logger;
@@ -34,7 +36,7 @@ export function connectMqtt(options: MqttLinkOptions): MqttLink {
   const { identity, settings, log } = options;
   const id = identity.deviceId;
   const prefix = DEFAULT_TOPIC_PREFIX;
-  const token = () => createDeviceToken(id, identity.key, new Date());
+  const token = () => createDeviceToken(id, identity.key, new Date(), undefined, options.enrollmentSecret);
   let connectedOnce = false;
   const waiters = new Set<() => void>();
 
@@ -66,8 +68,8 @@ export function connectMqtt(options: MqttLinkOptions): MqttLink {
     onError: (error) => log.warn({ event: "agent.mqtt.error", err: error }, `broker: ${error.message}`),
   });
 
-  // The server learns a device's groups from its reports, so a first connection may be refused
-  // its group topics until the first report is in: try again a few times.
+  // The server opens group topics for the groups its operator assigned, which may come after the
+  // device connects (or never: the config's groups are only reported): try again a few times.
   const subscribeGroups = async (attempt: number): Promise<void> => {
     if (settings.groups.length === 0 || !client.connected) return;
     try {

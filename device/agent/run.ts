@@ -6,6 +6,7 @@ import { grubenvBootCounter } from "../health/boot-counter.ts";
 import { rebootStrategy } from "../strategy/index.ts";
 import { Agent } from "./agent.ts";
 import { loadIdentity } from "./identity.ts";
+import { loadEnrollmentSecret } from "./enrollment-secret.ts";
 import { connectMqtt, type MqttLink } from "./mqtt-link.ts";
 import { removeAtomicWriteLeftovers } from "../../shared/fs/atomic-write.ts";
 import { acquirePidLock, LockHeldError } from "../../shared/fs/pid-lock.ts";
@@ -50,6 +51,7 @@ export async function runAgent(settings: AgentSettings, log: Logger): Promise<Ru
   link = connectMqtt({
     settings,
     identity,
+    enrollmentSecret: await loadEnrollmentSecret(settings.enrollmentSecretFile, log),
     onCommand: (payload) => void agent.onCommand(payload),
     onConnected: () => void agent.onConnected(),
     log,

@@ -24,7 +24,10 @@ export const AgentConfigSchema = z.partial(
     /** `token`: the signed token is the MQTT password (embedded broker); `hello`: publish it (external broker). */
     mqttAuth: z.enum(["token", "hello"]),
     deviceId: z.string().check(z.regex(NAME_PATTERN, "letters, digits, '.', '_' and '-' only")),
+    /** Groups the device reports; the operator decides which it is in (shown on the server, never selected on). */
     groups: z.array(z.string().check(z.regex(NAME_PATTERN))),
+    /** The fleet enrollment secret: its proof in the token lets a server with --auto-accept admit the device; a missing file is no proof. */
+    enrollmentSecretFile: nonEmpty,
     ref: nonEmpty,
     channel: nonEmpty,
     architecture: nonEmpty,
@@ -77,6 +80,7 @@ export const AGENT_DEFAULTS: AgentSettings = {
   mqttAuth: "token",
   deviceId: null,
   groups: [],
+  enrollmentSecretFile: "/etc/apt-ostree/enrollment-secret",
   ref: "",
   channel: "stable",
   architecture: process.arch === "arm64" ? "arm64" : "amd64",

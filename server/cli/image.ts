@@ -4,6 +4,7 @@ import { defineCommand, printResult } from "../../shared/cli/command.ts";
 import { UsageError } from "../../shared/errors.ts";
 import { createLogger } from "../../shared/log.ts";
 import { readPublicKeyFile } from "../../shared/sign/keys.ts";
+import { readEnrollmentSecret } from "../../shared/enrollment-secret.ts";
 import { buildDisk, deviceEtcFiles } from "../../qemu/disk.ts";
 import { HOST_FROM_GUEST, Vm, accelFromEnv, type VmArchitecture } from "../../qemu/vm.ts";
 import { defaultCacheDir, workDir } from "../compose/cache.ts";
@@ -30,7 +31,8 @@ const build = defineCommand({
     server: { type: "string", valueName: "URL", default: `http://${HOST_FROM_GUEST}:8080`, description: "Server URL the device uses (10.0.2.2 is the host in qemu's user network)" },
     mqtt: { type: "string", valueName: "URL", default: `mqtt://${HOST_FROM_GUEST}:1883`, description: "MQTT broker URL the device uses" },
     "device-id": { type: "string", valueName: "ID", description: "Device id (default: generated on first boot)" },
-    groups: { type: "string", valueName: "A,B", description: "Rollout groups of the device" },
+    groups: { type: "string", valueName: "A,B", description: "Groups the device reports (the server's operator assigns the groups rollouts select on)" },
+    "enrollment-secret": { type: "string", valueName: "FILE", description: "The fleet enrollment secret (as given to serve --enrollment-secret-file), so a server with --auto-accept admits the device" },
     "boot-tries": { type: "string", valueName: "N", default: "3", description: "Boots a new deployment gets before GRUB falls back" },
     json: { type: "boolean", description: "Print {out, commit, version, architecture, kernelArgs} as the last line of stdout" },
   },
@@ -39,6 +41,8 @@ const build = defineCommand({
     const bootTries = Number(options["boot-tries"]);
     if (!Number.isInteger(bootTries) || bootTries < 1 || bootTries > 9) throw new UsageError(`--boot-tries: '${options["boot-tries"]}' must be 1..9`);
     const publicKeys = await readPublicKeyFile(resolve(options.key));
+    // Checked as serve checks it, so a disk never carries a secret the server would refuse.
+    const enrollmentSecret = options["enrollment-secret"] === undefined ? undefined : Buffer.from(await readEnrollmentSecret(resolve(options["enrollment-secret"]))).toString("utf8");
     const cache = defaultCacheDir(io.env);
     await mkdir(workDir(cache), { recursive: true });
     const result = await buildDisk({
@@ -48,7 +52,7 @@ const build = defineCommand({
       out: resolve(options.out),
       sizeBytes: parseSize(options.size, "size"),
       osname: "debian",
-      etcFiles: deviceEtcFiles({ server: options.server, mqtt: options.mqtt, publicKeys, deviceId: options["device-id"], groups: options.groups?.split(",").filter(Boolean), bootTries }),
+      etcFiles: deviceEtcFiles({ server: options.server, mqtt: options.mqtt, publicKeys, deviceId: options["device-id"], groups: options.groups?.split(",").filter(Boolean), bootTries, enrollmentSecret }),
       workDir: workDir(cache),
       log: createLogger({ name: "image" }),
     });

@@ -15,26 +15,28 @@ export const serveCommand = defineCommand({
     "mqtt-port": { type: "string", valueName: "N", description: `Embedded MQTT broker port, 0 for any free one (env APT_OSTREE_MQTT_PORT; default ${SERVE_DEFAULTS.mqttPort})` },
     "mqtt-ws-port": { type: "string", valueName: "N|off", description: `MQTT over WebSocket port, path /mqtt (env APT_OSTREE_MQTT_WS_PORT; default ${SERVE_DEFAULTS.mqttWsPort})` },
     "mqtt-url": { type: "string", valueName: "URL", description: "Use this external broker (mqtt://user:pass@host:port) instead of the embedded one (env APT_OSTREE_MQTT_URL)" },
-    "auto-accept": { type: "boolean", description: "Accept unknown devices at their first connection (env APT_OSTREE_AUTO_ACCEPT=1)" },
+    "auto-accept": { type: "boolean", description: "Accept unknown devices at their first connection when they prove the fleet enrollment secret (env APT_OSTREE_AUTO_ACCEPT=1; needs --enrollment-secret-file)" },
+    "enrollment-secret-file": { type: "string", valueName: "FILE", description: "The fleet enrollment secret devices prove for --auto-accept, at least 16 bytes (env APT_OSTREE_ENROLLMENT_SECRET_FILE)" },
     key: { type: "string", valueName: "FILE", description: "ed25519 secret key that signs rollout commands (env APT_OSTREE_SIGNING_KEY)" },
     host: { type: "string", valueName: "ADDR", description: `Address to listen on (env APT_OSTREE_HOST; default ${SERVE_DEFAULTS.host})` },
     "tls-dir": { type: "string", valueName: "DIR", description: "Serve HTTPS, MQTT over TLS and WSS with DIR/server.pem and DIR/server.key ('tls init'; env APT_OSTREE_TLS_DIR; default DATA/tls, made on first start)" },
     "insecure-plain": { type: "boolean", description: "Serve plain HTTP, MQTT and WebSocket instead: tokens cross the network in clear (env APT_OSTREE_INSECURE_PLAIN=1)" },
-    config: { type: "string", valueName: "FILE", description: "YAML/JSON config file: repo, data, httpPort, mqttPort, mqttWsPort, mqttUrl, host, autoAccept, adminToken, signingKey, tlsDir, insecurePlain, limits (docs/server.md; env APT_OSTREE_SERVER_CONFIG)" },
+    config: { type: "string", valueName: "FILE", description: "YAML/JSON config file: repo, data, httpPort, mqttPort, mqttWsPort, mqttUrl, host, autoAccept, enrollmentSecretFile, adminToken, signingKey, tlsDir, insecurePlain, limits (docs/server.md; env APT_OSTREE_SERVER_CONFIG)" },
   },
   notes: [
     "Precedence: flags, then environment, then the config file, then defaults.",
     "The admin API (/api/v1) needs 'Authorization: Bearer <token>': APT_OSTREE_ADMIN_TOKEN or adminToken in the",
     "config file; without either, a token is generated on first start and kept in DATA/admin-token (0600).",
     "Devices connect over MQTT with their id and a signed token; unknown ones wait as pending until",
-    "POST /api/v1/devices/{id}/accept (or --auto-accept). With --mqtt-url the broker authenticates devices and",
+    "POST /api/v1/devices/{id}/accept, or are admitted at once when preauthorized with their key (device preauthorize)",
+    "or, with --auto-accept, when their token proves the fleet enrollment secret. With --mqtt-url the broker authenticates devices and",
     "enforces topic ACLs (docs/mosquitto/); devices enroll by publishing their signed token on devices/<id>/hello.",
   ],
   async run({ options, io }) {
     const configPath = options.config ?? io.env.APT_OSTREE_SERVER_CONFIG;
     const file: ConfigFile = configPath ? await readConfigFile(resolve(configPath)) : {};
     const settings = resolveServeSettings(
-      { repo: options.repo, data: options.data, httpPort: options["http-port"], mqttPort: options["mqtt-port"], mqttWsPort: options["mqtt-ws-port"], mqttUrl: options["mqtt-url"], host: options.host, autoAccept: options["auto-accept"], signingKey: options.key, tlsDir: options["tls-dir"], insecurePlain: options["insecure-plain"] },
+      { repo: options.repo, data: options.data, httpPort: options["http-port"], mqttPort: options["mqtt-port"], mqttWsPort: options["mqtt-ws-port"], mqttUrl: options["mqtt-url"], host: options.host, autoAccept: options["auto-accept"], enrollmentSecretFile: options["enrollment-secret-file"], signingKey: options.key, tlsDir: options["tls-dir"], insecurePlain: options["insecure-plain"] },
       io.env,
       file,
     );

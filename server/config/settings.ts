@@ -18,6 +18,7 @@ export const ConfigFileSchema = z
     mqttWsPort: z.union([z.number().int().min(0).max(65535), z.literal("off")]),
     mqttUrl: z.string().regex(/^(mqtts?|wss?|tcp):\/\//, "must be an mqtt://, mqtts://, ws:// or wss:// URL"),
     autoAccept: z.boolean(),
+    enrollmentSecretFile: z.string().min(1),
     host: z.string().min(1),
     adminToken: z.string().min(16, "adminToken must be at least 16 characters"),
     signingKey: z.string().min(1),
@@ -40,8 +41,10 @@ export interface ServeSettings {
   /** An external broker to use instead of the embedded one. */
   mqttUrl: string | null;
   host: string;
-  /** Accept unknown devices at their first connection. */
+  /** Accept unknown devices at their first connection when they prove the enrollment secret. */
   autoAccept: boolean;
+  /** The fleet enrollment secret auto-accept checks proofs against; required with autoAccept. */
+  enrollmentSecretFile: string | null;
   /** Null when none is configured: the server then keeps a generated one in the data dir. */
   adminToken: string | null;
   /** ed25519 secret key file that signs commands; null: rollouts cannot be created. */
@@ -61,6 +64,7 @@ export interface ServeFlags {
   mqttUrl?: string;
   host?: string;
   autoAccept?: boolean;
+  enrollmentSecretFile?: string;
   signingKey?: string;
   tlsDir?: string;
   insecurePlain?: boolean;
@@ -111,6 +115,7 @@ export function resolveServeSettings(flags: ServeFlags, env: NodeJS.ProcessEnv, 
   const wsFromFile = file.mqttWsPort === "off" ? null : file.mqttWsPort;
   const mqttWsPort = wsText !== undefined ? (wsText === "off" ? null : port(wsText, wsSource)) : wsFromFile !== undefined ? wsFromFile : SERVE_DEFAULTS.mqttWsPort;
   const autoAccept = flags.autoAccept || (env.APT_OSTREE_AUTO_ACCEPT !== undefined ? env.APT_OSTREE_AUTO_ACCEPT === "1" || env.APT_OSTREE_AUTO_ACCEPT === "true" : file.autoAccept ?? SERVE_DEFAULTS.autoAccept);
+  const enrollmentSecretFile = flags.enrollmentSecretFile ?? env.APT_OSTREE_ENROLLMENT_SECRET_FILE ?? file.enrollmentSecretFile ?? null;
   const token = env.APT_OSTREE_ADMIN_TOKEN ?? file.adminToken ?? null;
   if (token !== null && token.length < 16) throw new ConfigError("APT_OSTREE_ADMIN_TOKEN must be at least 16 characters");
   return {
@@ -121,6 +126,7 @@ export function resolveServeSettings(flags: ServeFlags, env: NodeJS.ProcessEnv, 
     mqttWsPort,
     mqttUrl: flags.mqttUrl ?? env.APT_OSTREE_MQTT_URL ?? file.mqttUrl ?? null,
     autoAccept,
+    enrollmentSecretFile,
     host: flags.host ?? env.APT_OSTREE_HOST ?? file.host ?? SERVE_DEFAULTS.host,
     adminToken: token,
     signingKey: flags.signingKey ?? env.APT_OSTREE_SIGNING_KEY ?? file.signingKey ?? null,

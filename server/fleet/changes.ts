@@ -60,6 +60,27 @@ export function notifyingStore(store: FleetStore, changes: FleetChanges): FleetS
       device(id);
       return record;
     },
+    preauthorizeDevice: (id, publicKey, groups, now) => {
+      const record = store.preauthorizeDevice(id, publicKey, groups, now);
+      device(id);
+      return record;
+    },
+    revokeDevice: (id, now) => {
+      const record = store.revokeDevice(id, now);
+      device(id);
+      return record;
+    },
+    rekeyDevice: (id, publicKey, now) => {
+      const record = store.rekeyDevice(id, publicKey, now);
+      device(id);
+      return record;
+    },
+    revokedKey: (publicKey) => store.revokedKey(publicKey),
+    setDeviceGroups: (id, groups, now) => {
+      const record = store.setDeviceGroups(id, groups, now);
+      device(id);
+      return record;
+    },
     setDeviceTags: (id, tags) => {
       const record = store.setDeviceTags(id, tags);
       device(id);

@@ -1,14 +1,26 @@
 /**
  * What an operator does to a device besides accepting it. Reject: the record stays, with its
  * key, as `rejected` — its connections are refused from now on (whatever key it presents), its
- * current one is ended, and it cannot come back as pending under that id. Delete: the device is
+ * current one is ended, and it cannot come back as pending under that id; accept undoes it.
+ * Revoke: as reject, for good — the record says `revoked`, its key is barred under any id, accept
+ * cannot undo it; only a new key (rekey) admits the device again. Rekey: the device's key is
+ * replaced (its storage was), the old one barred, its connection ended. Delete: the device is
  * forgotten — record, history, rollout memberships and the retained MQTT messages on its topics
- * — and its connection ended; if it connects again it enrolls as a new pending device.
+ * — and its connection ended; if it connects again it enrolls as a new pending device (a revoked
+ * key stays barred). Preauthorize: a device the operator knows by id and key before it connects.
  */
 import type { Logger } from "../../shared/log.ts";
 import { deviceTopic, type DeviceTopicKind } from "../../shared/wire/topics.ts";
 import type { RunningBroker } from "../mqtt/broker.ts";
+import { AptOstreeError } from "../../shared/errors.ts";
 import type { DeviceRecord, FleetStore } from "./store.ts";
+
+/** An operation that the device's enrollment state does not allow, or a barred key (HTTP 409). */
+export class EnrollmentConflictError extends AptOstreeError {
+  constructor(message: string) {
+    super("E_ENROLLMENT_CONFLICT", message);
+  }
+}
 
 export interface DeviceAdminOptions {
   store: FleetStore;
@@ -27,10 +39,74 @@ export class DeviceAdmin {
 
   /** Throws DeviceNotFoundError for an unknown id. */
   reject(id: string): DeviceRecord {
-    const device = this.options.store.rejectDevice(id, (this.options.now ?? (() => new Date()))());
+    if (this.options.store.getDevice(id)?.enrollment === "revoked") throw new EnrollmentConflictError(`device '${id}' is already revoked, which is stronger than rejected`);
+    const device = this.options.store.rejectDevice(id, this.now());
     const disconnected = this.options.broker.disconnect?.(id) ?? false;
     this.options.log.warn({ event: "device.rejected", deviceId: id, disconnected }, `rejected device ${id}${disconnected ? " and ended its connection" : ""}`);
     return device;
+  }
+
+  /**
+   * Admits `id` at its first connection with exactly `publicKey`, in the operator's `groups`.
+   * Replaces a pending record (whoever enrolled under that id first) or an earlier
+   * preauthorization; refuses a device already accepted, rejected or revoked (rekey changes its
+   * key) and a barred key.
+   */
+  preauthorize(id: string, publicKey: string, groups: string[]): DeviceRecord {
+    const existing = this.options.store.getDevice(id);
+    if (existing && existing.enrollment !== "pending" && existing.enrollment !== "preauthorized") {
+      throw new EnrollmentConflictError(`device '${id}' is already ${existing.enrollment}; 'device rekey ${id} --key PUB' gives it another key`);
+    }
+    this.refuseBarredKey(publicKey);
+    const device = this.options.store.preauthorizeDevice(id, publicKey, groups, this.now());
+    // A pending device connected under this id with some key: it is ended and must come back with the named one.
+    const disconnected = existing ? (this.options.broker.disconnect?.(id) ?? false) : false;
+    this.options.log.warn({ event: "device.preauthorized", deviceId: id, groups, replaced: existing?.enrollment ?? null, disconnected }, `preauthorized device ${id}${existing ? ` (replacing its ${existing.enrollment} record)` : ""}`);
+    return device;
+  }
+
+  /** Accepts a pending, preauthorized or rejected device; a revoked one needs a new key (rekey). Throws DeviceNotFoundError. */
+  accept(id: string): DeviceRecord {
+    if (this.options.store.getDevice(id)?.enrollment === "revoked") throw new EnrollmentConflictError(`device '${id}' is revoked and its key barred; 'device rekey ${id} --key PUB' admits it with a new key`);
+    const device = this.options.store.acceptDevice(id, this.now());
+    this.options.log.info({ event: "device.accepted", deviceId: id }, `accepted device ${id}`);
+    return device;
+  }
+
+  /** Refuses the device for good and bars its key; ends its connection. Throws DeviceNotFoundError. */
+  revoke(id: string): DeviceRecord {
+    const device = this.options.store.revokeDevice(id, this.now());
+    const disconnected = this.options.broker.disconnect?.(id) ?? false;
+    this.options.log.warn({ event: "device.revoked", deviceId: id, disconnected }, `revoked device ${id} and its key${disconnected ? "; ended its connection" : ""}`);
+    return device;
+  }
+
+  /** Replaces the device's key (the old one is barred) and ends its connection; a revoked or rejected device is accepted with it. */
+  rekey(id: string, publicKey: string): DeviceRecord {
+    const existing = this.options.store.getDevice(id);
+    if (existing?.publicKey === publicKey) throw new EnrollmentConflictError(`device '${id}' already has this key`);
+    if (existing?.enrollment === "pending") throw new EnrollmentConflictError(`device '${id}' is pending; accept it, or preauthorize it with the key it should have`);
+    this.refuseBarredKey(publicKey);
+    const device = this.options.store.rekeyDevice(id, publicKey, this.now());
+    const disconnected = this.options.broker.disconnect?.(id) ?? false;
+    this.options.log.warn({ event: "device.rekeyed", deviceId: id, disconnected }, `gave device ${id} a new key; the old one is refused from now on${disconnected ? "; ended its connection" : ""}`);
+    return device;
+  }
+
+  /** Sets the groups rollouts select the device by (`group=`) and whose command topics it may read. */
+  setGroups(id: string, groups: string[]): DeviceRecord {
+    const device = this.options.store.setDeviceGroups(id, groups, this.now());
+    this.options.log.info({ event: "device.groups", deviceId: id, groups: device.groups }, `device ${id} is in ${device.groups.join(", ") || "no group"}`);
+    return device;
+  }
+
+  private refuseBarredKey(publicKey: string): void {
+    const barred = this.options.store.revokedKey(publicKey);
+    if (barred) throw new EnrollmentConflictError(`that key was ${barred.reason === "revoked" ? "revoked" : "replaced"} on device '${barred.deviceId}' at ${barred.revokedAt}; a barred key never comes back: give the device a new one`);
+  }
+
+  private now(): Date {
+    return (this.options.now ?? (() => new Date()))();
   }
 
   /** Throws DeviceNotFoundError for an unknown id; returns the record as it was. */

@@ -3,7 +3,7 @@ import Database from "better-sqlite3";
 import { AptOstreeError } from "../../shared/errors.ts";
 import type { Report } from "../../shared/wire/report.ts";
 import { DEFAULT_LIMITS } from "../config/limits.ts";
-import type { DeviceCounts, DeviceEvent, DeviceRecord, EnrollmentState, FleetStore, HistoryRetention, RolloutDeviceRecord, RolloutRecord } from "./store.ts";
+import { ENROLLMENT_STATES, type DeviceCounts, type DeviceEvent, type DeviceRecord, type EnrollmentState, type FleetStore, type HistoryRetention, type RevokedKey, type RolloutDeviceRecord, type RolloutRecord } from "./store.ts";
 import type { RolloutDeviceStatus, RolloutMember, RolloutProgress, RolloutState } from "./waves.ts";
 import { MIGRATIONS } from "./store-sqlite-schema.ts";
 
@@ -23,6 +23,7 @@ interface DeviceRow {
   public_key: string;
   enrollment: DeviceRecord["enrollment"];
   groups_json: string;
+  reported_groups_json: string;
   tags_json: string;
   architecture: string | null;
   state: DeviceRecord["state"];
@@ -52,8 +53,11 @@ export class SqliteFleetStore implements FleetStore {
     this.db = new Database(path);
     this.db.pragma("journal_mode = WAL");
     this.db.pragma("synchronous = FULL");
-    this.db.pragma("foreign_keys = ON");
+    // Migrations that rebuild a table run with foreign keys off (better-sqlite3 turns them on by
+    // default; the pragma cannot change inside a transaction).
+    this.db.pragma("foreign_keys = OFF");
     this.migrate();
+    this.db.pragma("foreign_keys = ON");
   }
 
   getDevice(id: string): DeviceRecord | null {
@@ -67,7 +71,7 @@ export class SqliteFleetStore implements FleetStore {
   }
 
   deviceCounts(): DeviceCounts {
-    const byEnrollment: Record<EnrollmentState, number> = { pending: 0, accepted: 0, rejected: 0 };
+    const byEnrollment = Object.fromEntries(ENROLLMENT_STATES.map((state) => [state, 0])) as Record<EnrollmentState, number>;
     let devices = 0;
     let online = 0;
     const rows = this.db.prepare("SELECT enrollment, COUNT(*) AS n, SUM(online) AS online FROM devices GROUP BY enrollment").all() as Array<{ enrollment: EnrollmentState; n: number; online: number }>;
@@ -87,8 +91,9 @@ export class SqliteFleetStore implements FleetStore {
     };
   }
 
-  countDevices(enrollment: EnrollmentState): number {
-    return (this.db.prepare("SELECT COUNT(*) AS n FROM devices WHERE enrollment = ?").get(enrollment) as { n: number }).n;
+  countDevices(enrollment?: EnrollmentState): number {
+    const row = enrollment === undefined ? this.db.prepare("SELECT COUNT(*) AS n FROM devices").get() : this.db.prepare("SELECT COUNT(*) AS n FROM devices WHERE enrollment = ?").get(enrollment);
+    return (row as { n: number }).n;
   }
 
   enrollPending(id: string, publicKey: string, now: Date): DeviceRecord {
@@ -97,6 +102,19 @@ export class SqliteFleetStore implements FleetStore {
         .prepare("INSERT OR IGNORE INTO devices (id, public_key, enrollment, enrolled_at) VALUES (?, ?, 'pending', ?)")
         .run(id, publicKey, now.toISOString());
       if (inserted.changes > 0) this.addEvent(id, now, "enrolled", null);
+    })();
+    return this.getDevice(id)!;
+  }
+
+  preauthorizeDevice(id: string, publicKey: string, groups: string[], now: Date): DeviceRecord {
+    this.db.transaction(() => {
+      this.db
+        .prepare(
+          `INSERT INTO devices (id, public_key, enrollment, groups_json, enrolled_at) VALUES (@id, @key, 'preauthorized', @groups, @now)
+           ON CONFLICT(id) DO UPDATE SET public_key = @key, enrollment = 'preauthorized', groups_json = @groups, online = 0, last_counter = NULL`,
+        )
+        .run({ id, key: publicKey, groups: JSON.stringify(sortedSet(groups)), now: now.toISOString() });
+      this.addEvent(id, now, "preauthorized", null);
     })();
     return this.getDevice(id)!;
   }
@@ -119,6 +137,36 @@ export class SqliteFleetStore implements FleetStore {
     return this.getDevice(id)!;
   }
 
+  revokeDevice(id: string, now: Date): DeviceRecord {
+    this.db.transaction(() => {
+      const device = this.getDevice(id);
+      if (!device) throw new DeviceNotFoundError(id);
+      this.barKey(device.publicKey, id, now, "revoked");
+      this.db.prepare("UPDATE devices SET enrollment = 'revoked', online = 0 WHERE id = ?").run(id);
+      this.addEvent(id, now, "revoked", null);
+    })();
+    return this.getDevice(id)!;
+  }
+
+  rekeyDevice(id: string, publicKey: string, now: Date): DeviceRecord {
+    this.db.transaction(() => {
+      const device = this.getDevice(id);
+      if (!device) throw new DeviceNotFoundError(id);
+      this.barKey(device.publicKey, id, now, "rekeyed");
+      // A new key is new storage: its report counter starts again.
+      this.db
+        .prepare("UPDATE devices SET public_key = ?, enrollment = CASE enrollment WHEN 'preauthorized' THEN 'preauthorized' ELSE 'accepted' END, online = 0, last_counter = NULL WHERE id = ?")
+        .run(publicKey, id);
+      this.addEvent(id, now, "rekeyed", null);
+    })();
+    return this.getDevice(id)!;
+  }
+
+  revokedKey(publicKey: string): RevokedKey | null {
+    const row = this.db.prepare("SELECT * FROM revoked_keys WHERE public_key = ?").get(publicKey) as { public_key: string; device_id: string; revoked_at: string; reason: RevokedKey["reason"] } | undefined;
+    return row ? { publicKey: row.public_key, deviceId: row.device_id, revokedAt: row.revoked_at, reason: row.reason } : null;
+  }
+
   deleteDevice(id: string): DeviceRecord {
     const device = this.getDevice(id);
     if (!device) throw new DeviceNotFoundError(id);
@@ -131,8 +179,17 @@ export class SqliteFleetStore implements FleetStore {
   }
 
   setDeviceTags(id: string, tags: string[]): DeviceRecord {
-    const updated = this.db.prepare("UPDATE devices SET tags_json = ? WHERE id = ?").run(JSON.stringify([...new Set(tags)].sort()), id);
+    const updated = this.db.prepare("UPDATE devices SET tags_json = ? WHERE id = ?").run(JSON.stringify(sortedSet(tags)), id);
     if (updated.changes === 0) throw new DeviceNotFoundError(id);
+    return this.getDevice(id)!;
+  }
+
+  setDeviceGroups(id: string, groups: string[], now: Date): DeviceRecord {
+    this.db.transaction(() => {
+      const updated = this.db.prepare("UPDATE devices SET groups_json = ? WHERE id = ?").run(JSON.stringify(sortedSet(groups)), id);
+      if (updated.changes === 0) throw new DeviceNotFoundError(id);
+      this.addEvent(id, now, "groups", null);
+    })();
     return this.getDevice(id)!;
   }
 
@@ -143,7 +200,7 @@ export class SqliteFleetStore implements FleetStore {
         .prepare(
           `UPDATE devices SET state = @state, last_counter = @counter, last_seen = @now, online = 1,
              architecture = COALESCE(@architecture, architecture), agent_version = COALESCE(@agentVersion, agent_version),
-             groups_json = COALESCE(@groups, groups_json),
+             reported_groups_json = COALESCE(@groups, reported_groups_json),
              booted_json = COALESCE(@booted, booted_json),
              staged_json = CASE WHEN @stagedGiven THEN @staged ELSE staged_json END,
              pending_json = CASE WHEN @pendingGiven THEN @pending ELSE pending_json END,
@@ -276,11 +333,19 @@ export class SqliteFleetStore implements FleetStore {
     }
   }
 
+  /** Records a key as barred; the first reason stays (a key revoked, then its device rekeyed, stays 'revoked'). */
+  private barKey(publicKey: string, deviceId: string, now: Date, reason: RevokedKey["reason"]): void {
+    this.db.prepare("INSERT OR IGNORE INTO revoked_keys (public_key, device_id, revoked_at, reason) VALUES (?, ?, ?, ?)").run(publicKey, deviceId, now.toISOString(), reason);
+  }
+
+  /** Runs with foreign keys off (a migration may rebuild a referenced table); each checks them before it commits. */
   private migrate(): void {
     const version = this.db.pragma("user_version", { simple: true }) as number;
     for (let next = version; next < MIGRATIONS.length; next++) {
       this.db.transaction(() => {
         this.db.exec(MIGRATIONS[next]!);
+        const broken = this.db.pragma("foreign_key_check") as unknown[];
+        if (broken.length > 0) throw new AptOstreeError("E_STORE_MIGRATION", `migration ${next + 1} would break ${broken.length} foreign key(s), e.g. ${JSON.stringify(broken[0])}; the store is left at version ${next}`);
         this.db.pragma(`user_version = ${next + 1}`);
       })();
     }
@@ -337,6 +402,7 @@ function toRecord(row: DeviceRow): DeviceRecord {
     publicKey: row.public_key,
     enrollment: row.enrollment,
     groups: JSON.parse(row.groups_json) as string[],
+    reportedGroups: JSON.parse(row.reported_groups_json) as string[],
     tags: JSON.parse(row.tags_json) as string[],
     architecture: row.architecture,
     state: row.state,
@@ -350,4 +416,8 @@ function toRecord(row: DeviceRow): DeviceRecord {
     lastCounter: row.last_counter,
     enrolledAt: row.enrolled_at,
   };
+}
+
+function sortedSet(values: string[]): string[] {
+  return [...new Set(values)].sort();
 }

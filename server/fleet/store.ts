@@ -5,7 +5,15 @@
 import type { Report } from "../../shared/wire/report.ts";
 import type { RolloutDeviceStatus, RolloutMember, RolloutPlan, RolloutProgress, RolloutState } from "./waves.ts";
 
-export type EnrollmentState = "pending" | "accepted" | "rejected";
+/**
+ * pending: enrolled itself, waits for the operator. preauthorized: the operator named its key
+ * before it ever connected; accepted at its first connection with exactly that key. accepted.
+ * rejected: refused under this id until accepted again. revoked: refused for good under this id,
+ * and its key anywhere; `rekey` gives it a new key and admits it again.
+ */
+export type EnrollmentState = "pending" | "preauthorized" | "accepted" | "rejected" | "revoked";
+
+export const ENROLLMENT_STATES: readonly EnrollmentState[] = ["pending", "preauthorized", "accepted", "rejected", "revoked"];
 
 export interface DeploymentRef {
   commit: string;
@@ -17,7 +25,10 @@ export interface DeviceRecord {
   /** base64 ed25519 public key the device enrolled with. */
   publicKey: string;
   enrollment: EnrollmentState;
+  /** Rollout groups, as the operator assigns them: what `group=` selects and the ACL opens. */
   groups: string[];
+  /** Groups the device says it is in (its agent config), shown only: never selected on. */
+  reportedGroups: string[];
   tags: string[];
   architecture: string | null;
   state: Report["state"] | null;
@@ -38,8 +49,16 @@ export interface DeviceEvent {
   id: number;
   deviceId: string;
   at: string;
-  kind: "report" | "online" | "offline" | "enrolled" | "accepted" | "rejected";
+  kind: "report" | "online" | "offline" | "enrolled" | "preauthorized" | "accepted" | "rejected" | "revoked" | "rekeyed" | "groups";
   report: Report | null;
+}
+
+/** A key no device may present any more: the device it was revoked from, when, and how. */
+export interface RevokedKey {
+  publicKey: string;
+  deviceId: string;
+  revokedAt: string;
+  reason: "revoked" | "rekeyed";
 }
 
 /** Devices counted by the store (aggregate queries), never by reading every record. */
@@ -110,18 +129,34 @@ export interface FleetStore {
   /** All devices, or those in one enrollment state. */
   listDevices(enrollment?: EnrollmentState): DeviceRecord[];
   deviceCounts(): DeviceCounts;
-  /** Devices in one enrollment state (an index count). */
-  countDevices(enrollment: EnrollmentState): number;
+  /** Devices in one enrollment state, or all of them (an index count). */
+  countDevices(enrollment?: EnrollmentState): number;
   /** Records an unknown device as pending (no-op for a known one); returns the record. */
   enrollPending(id: string, publicKey: string, now: Date): DeviceRecord;
-  /** Accepts a pending (or rejected) device; throws DeviceNotFoundError for an unknown id. */
+  /**
+   * Records (or replaces a pending or preauthorized record with) a preauthorized device: this key,
+   * these operator-assigned groups. The caller checks the state it replaces (device-admin.ts).
+   */
+  preauthorizeDevice(id: string, publicKey: string, groups: string[], now: Date): DeviceRecord;
+  /** Accepts a pending, preauthorized (or rejected) device; throws DeviceNotFoundError for an unknown id. */
   acceptDevice(id: string, now: Date): DeviceRecord;
   /** Rejects a device (kept with its key, offline, refused from now on); throws DeviceNotFoundError. */
   rejectDevice(id: string, now: Date): DeviceRecord;
+  /** Revokes a device: `revoked`, offline, its key barred for any id from now on; throws DeviceNotFoundError. */
+  revokeDevice(id: string, now: Date): DeviceRecord;
+  /**
+   * Gives a device a new key: the old one is barred, the report counter starts again, and the
+   * device is accepted (a preauthorized one stays preauthorized); throws DeviceNotFoundError.
+   */
+  rekeyDevice(id: string, publicKey: string, now: Date): DeviceRecord;
+  /** Why a key is barred (revoke, rekey), or null. */
+  revokedKey(publicKey: string): RevokedKey | null;
   /** Removes a device, its history and its rollout memberships; returns what it was; throws DeviceNotFoundError. */
   deleteDevice(id: string): DeviceRecord;
   /** Replaces the operator-set tags of a device; throws DeviceNotFoundError for an unknown id. */
   setDeviceTags(id: string, tags: string[]): DeviceRecord;
+  /** Replaces the operator-assigned groups of a device; throws DeviceNotFoundError for an unknown id. */
+  setDeviceGroups(id: string, groups: string[], now: Date): DeviceRecord;
   /** Stores an accepted report: device fields, counter and history in one transaction. */
   recordReport(report: Report, now: Date): void;
   /** Records a change of the online flag; false (and nothing written) when it already was so. */

@@ -11,7 +11,7 @@ import { createRollout, describeRollout, withRolloutErrors } from "./api/rollout
 import { readJsonBody } from "./body.ts";
 import { readFleetSummary } from "../fleet/summary.ts";
 import type { DeviceAdmin } from "../fleet/device-admin.ts";
-import { acceptDevice, deleteDevice, getDevice, listDevices, rejectDevice, setDeviceTags } from "./api/devices.ts";
+import { acceptDevice, deleteDevice, getDevice, listDevices, preauthorizeDevice, rejectDevice, rekeyDevice, revokeDevice, setDeviceGroups, setDeviceTags } from "./api/devices.ts";
 import { fleetGauges } from "./fleet-metrics.ts";
 import { listReleases } from "./api/releases.ts";
 import { OPENAPI } from "./api/openapi.ts";
@@ -34,7 +34,7 @@ export interface HttpAppOptions {
   changes: FleetChanges;
   /** Dashboard session cookies: issued at login, checked on each request, all ended on demand. */
   sessions: DashboardSessions;
-  /** Rejects and deletes devices (ending their connections, clearing their retained messages). */
+  /** Enrollment actions (preauthorize, accept, reject, revoke, rekey), groups and deletion (ending connections, clearing retained messages). */
   devices: DeviceAdmin;
   now?: () => Date;
 }
@@ -87,13 +87,19 @@ export function createHttpHandler(options: HttpAppOptions): HttpHandler {
       if (resource.join("/") === "releases") return only(method, ["GET"], async () => sendJson(res, 200, { releases: await listReleases(options.repo) }));
       if (resource[0] === "devices") {
         const [, id, action] = resource;
-        if (id === undefined) return only(method, ["GET"], () => sendJson(res, 200, listDevices(options.store)));
+        if (id === undefined) {
+          if (method === "POST") return sendJson(res, 201, preauthorizeDevice(options.devices, await readJsonBody(req)));
+          return only(method, ["GET", "POST"], () => sendJson(res, 200, listDevices(options.store)));
+        }
         if (action === undefined && resource.length === 2) {
           if (method === "DELETE") return sendJson(res, 200, await deleteDevice(options.store, options.devices, id));
           return only(method, ["GET", "DELETE"], () => sendJson(res, 200, getDevice(options.store, id)));
         }
         if (action === "reject" && resource.length === 3) return only(method, ["POST"], () => sendJson(res, 200, rejectDevice(options.store, options.devices, id)));
-        if (action === "accept" && resource.length === 3) return only(method, ["POST"], () => sendJson(res, 200, acceptDevice(options.store, id, (options.now ?? (() => new Date()))())));
+        if (action === "accept" && resource.length === 3) return only(method, ["POST"], () => sendJson(res, 200, acceptDevice(options.store, options.devices, id)));
+        if (action === "revoke" && resource.length === 3) return only(method, ["POST"], () => sendJson(res, 200, revokeDevice(options.store, options.devices, id)));
+        if (action === "rekey" && resource.length === 3) return only(method, ["POST"], async () => sendJson(res, 200, rekeyDevice(options.store, options.devices, id, await readJsonBody(req))));
+        if (action === "groups" && resource.length === 3) return only(method, ["POST"], async () => sendJson(res, 200, setDeviceGroups(options.store, options.devices, id, await readJsonBody(req))));
         if (action === "tags" && resource.length === 3) return only(method, ["POST"], async () => sendJson(res, 200, setDeviceTags(options.store, id, await readJsonBody(req))));
       }
       if (resource[0] === "rollouts") {

@@ -1,6 +1,7 @@
 /**
  * Pure topic policy (DESIGN.md 3.1): a device publishes only its own state, online flag and hello, and
- * subscribes only to its own command topic and its groups' command topics. Exact topics only:
+ * subscribes only to its own command topic and the command topics of the groups the operator
+ * assigned it (`device.groups`; never those it reports). Exact topics only:
  * a wildcard subscription could read other devices' commands.
  */
 import { parseTopic } from "../../shared/wire/topics.ts";

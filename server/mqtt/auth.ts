@@ -2,10 +2,10 @@
  * Who may connect: a device whose MQTT client id and username are its id and whose password is
  * a valid token (shared/wire/device-token.ts) signed by the key on record. An unknown id is
  * enrolled as pending (while there is room: enrollment.ts) and refused until an operator accepts
- * it (or auto-accept is on); a rejected one stays refused.
+ * it (or it proves the fleet enrollment secret to auto-accept); rejected and revoked ones stay refused.
  */
 import { verifyDeviceToken } from "../../shared/wire/device-token.ts";
-import type { Enroll } from "./enrollment.ts";
+import { pendingReason, REFUSAL_RETURN_CODE, type Enroll } from "./enrollment.ts";
 
 export type ConnectDecision =
   | { ok: true; deviceId: string }
@@ -28,10 +28,11 @@ export function authenticateDevice(attempt: ConnectAttempt, now: Date, enroll: E
   }
   const { token } = verified;
   if (token.deviceId !== attempt.username) return { ok: false, returnCode: 4, reason: `token is for '${token.deviceId}', not '${attempt.username}'` };
-  const enrolled = enroll(token.deviceId, token.publicKey, now);
+  const enrolled = enroll({ deviceId: token.deviceId, publicKey: token.publicKey, proof: token.enrollment }, now);
   // 3, "server unavailable": enrollment is full for now, the device may try again later.
-  if (!enrolled.ok) return { ok: false, returnCode: enrolled.reason === "key-mismatch" ? 4 : 3, reason: enrolled.message };
+  if (!enrolled.ok) return { ok: false, returnCode: REFUSAL_RETURN_CODE[enrolled.reason], reason: enrolled.message };
   const { device } = enrolled;
-  if (device.enrollment !== "accepted") return { ok: false, returnCode: 5, reason: `device '${device.id}' is ${device.enrollment}${device.enrollment === "pending" ? "; accept it first" : ""}` };
+  if (device.enrollment === "pending") return { ok: false, returnCode: 5, reason: pendingReason(device.id, enrolled.proof) };
+  if (device.enrollment !== "accepted") return { ok: false, returnCode: 5, reason: `device '${device.id}' is ${device.enrollment}` };
   return { ok: true, deviceId: device.id };
 }

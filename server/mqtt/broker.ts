@@ -15,6 +15,7 @@ import { createIngest } from "./ingest.ts";
 import type { FleetStore } from "../fleet/store.ts";
 import type { Metrics } from "../http/metrics.ts";
 import { mayPublish, maySubscribe } from "./acl.ts";
+import { parseTopic } from "../../shared/wire/topics.ts";
 import { authenticateDevice } from "./auth.ts";
 import { DeviceRateLimiter, deviceBudget } from "./device-rate.ts";
 import { createEnrollment } from "./enrollment.ts";
@@ -32,8 +33,8 @@ export interface BrokerOptions {
   store: FleetStore;
   log: Logger;
   metrics: Metrics;
-  /** Accept unknown devices at their first connection instead of leaving them pending. */
-  autoAccept: boolean;
+  /** Accept unknown devices that prove this fleet enrollment secret at once instead of leaving them pending; null: none. */
+  autoAcceptSecret: Uint8Array | null;
   limits: ServerLimits;
   /** MQTT over TLS on `port` and WSS on `wsPort` with this certificate; null or absent: plain. */
   tls?: TlsCredentials | null;
@@ -89,10 +90,10 @@ export async function startBroker(options: BrokerOptions): Promise<RunningBroker
       log.error({ event: "mqtt.handler.error", on: event, err: error }, `handling the broker's ${event} event failed; the message was dropped`);
     }
   };
-  const enroll = createEnrollment({ store, metrics: options.metrics, autoAccept: options.autoAccept, maxPendingDevices: options.limits.maxPendingDevices, maxDevices: options.limits.maxDevices });
+  const enroll = createEnrollment({ store, metrics: options.metrics, log, autoAcceptSecret: options.autoAcceptSecret, maxPendingDevices: options.limits.maxPendingDevices, maxDevices: options.limits.maxDevices });
   // One budget per device for its connections and its messages (issue 18, finding 4).
   const budget = deviceBudget(new DeviceRateLimiter({ burst: options.limits.deviceMessageBurst, perMinute: options.limits.deviceMessagesPerMinute, now: () => now().getTime() }), options.metrics, log);
-  const ingest = createIngest({ store, prefix, log, metrics: options.metrics, autoAccept: options.autoAccept, limits: options.limits, budget, enroll, now, onReport: options.onReport, onOnline: options.onOnline });
+  const ingest = createIngest({ store, prefix, log, metrics: options.metrics, autoAcceptSecret: options.autoAcceptSecret, limits: options.limits, budget, enroll, now, onReport: options.onReport, onOnline: options.onOnline });
 
   const broker: Aedes = aedesModule.createBroker({
     connectTimeout: options.limits.mqttConnectTimeoutSeconds * 1000,
@@ -140,10 +141,10 @@ export async function startBroker(options: BrokerOptions): Promise<RunningBroker
       const device = store.getDevice(deviceId);
       if (device && maySubscribe(prefix, device, subscription.topic)) return callback(null, subscription);
       denied(1, { action: "subscribe" });
-      // A device learns its group topics are open only once its first report told the server its
-      // groups; until then a refusal is the expected order of things, and the agent tries again.
-      const beforeFirstReport = device !== null && device.state === null;
-      log[beforeFirstReport ? "info" : "warn"]({ event: "mqtt.subscribe.denied", clientId: client.id, topic: subscription.topic }, `denied subscription to ${subscription.topic}${beforeFirstReport ? " (before the device's first report; it retries)" : ""}`);
+      // Group topics open for the groups the operator assigned, not those the device's config
+      // names: an agent asking for a group it was not put in is expected, not an attack.
+      const unassignedGroup = parseTopic(prefix, subscription.topic)?.scope === "group";
+      log[unassignedGroup ? "info" : "warn"]({ event: "mqtt.subscribe.denied", clientId: client.id, topic: subscription.topic }, `denied subscription to ${subscription.topic}${unassignedGroup ? " (a group the operator has not assigned to the device)" : ""}`);
       return callback(null, null);
     },
   });

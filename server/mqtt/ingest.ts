@@ -11,19 +11,20 @@ import type { FleetStore } from "../fleet/store.ts";
 import type { Metrics } from "../http/metrics.ts";
 import type { ServerLimits } from "../config/limits.ts";
 import { DeviceRateLimiter, deviceBudget, type DeviceBudget } from "./device-rate.ts";
-import { createEnrollment, type Enroll } from "./enrollment.ts";
+import { createEnrollment, pendingReason, type Enroll } from "./enrollment.ts";
 
 export interface IngestOptions {
   store: FleetStore;
   prefix: string;
   log: Logger;
   metrics: Metrics;
-  autoAccept: boolean;
+  /** Auto-accept devices that prove this fleet enrollment secret; null: none. */
+  autoAcceptSecret: Uint8Array | null;
   limits: Pick<ServerLimits, "maxPendingDevices" | "maxDevices" | "deviceMessageBurst" | "deviceMessagesPerMinute">;
   now: () => Date;
   /** The per-device budget, shared with the broker's connections; one from `limits` when omitted. */
   budget?: DeviceBudget;
-  /** Enrollment policy; one from `limits` and `autoAccept` when omitted. */
+  /** Enrollment policy; one from `limits` and `autoAcceptSecret` when omitted. */
   enroll?: Enroll;
   onReport?: (report: Report) => void;
   /** Called when an accepted device comes online (not when it says so again). */
@@ -46,7 +47,7 @@ export function createIngest(options: IngestOptions): Ingest {
   const reports = options.metrics.counter("aptostree_mqtt_reports_total", "Device reports, by outcome");
   const hellos = options.metrics.counter("aptostree_mqtt_hellos_total", "Enrollment hellos, by outcome");
   const budget = options.budget ?? deviceBudget(new DeviceRateLimiter({ burst: options.limits.deviceMessageBurst, perMinute: options.limits.deviceMessagesPerMinute, now: () => now().getTime() }), options.metrics, log);
-  const enroll = options.enroll ?? createEnrollment({ store, metrics: options.metrics, autoAccept: options.autoAccept, maxPendingDevices: options.limits.maxPendingDevices, maxDevices: options.limits.maxDevices });
+  const enroll = options.enroll ?? createEnrollment({ store, metrics: options.metrics, log, autoAcceptSecret: options.autoAcceptSecret, maxPendingDevices: options.limits.maxPendingDevices, maxDevices: options.limits.maxDevices });
 
   const hello = (deviceId: string, payload: Buffer): void => {
     try {
@@ -54,7 +55,7 @@ export function createIngest(options: IngestOptions): Ingest {
       if (store.getDevice(deviceId) && !budget(deviceId, "hello")) return;
       const { token } = verifyDeviceToken(payload.toString("utf8"), now());
       if (token.deviceId !== deviceId) throw new DeviceTokenError(`token is for '${token.deviceId}', published on '${deviceId}'`);
-      const enrolled = enroll(deviceId, token.publicKey, now());
+      const enrolled = enroll({ deviceId, publicKey: token.publicKey, proof: token.enrollment }, now());
       if (!enrolled.ok && enrolled.reason === "key-mismatch") throw new DeviceTokenError(enrolled.message);
       if (!enrolled.ok) {
         hellos(1, { outcome: enrolled.reason });
@@ -62,6 +63,9 @@ export function createIngest(options: IngestOptions): Ingest {
         return;
       }
       hellos(1, { outcome: enrolled.device.enrollment });
+      if (enrolled.device.enrollment === "pending" && (enrolled.proof === "missing" || enrolled.proof === "invalid")) {
+        log.warn({ event: "mqtt.hello.pending", deviceId, proof: enrolled.proof }, pendingReason(deviceId, enrolled.proof));
+      }
     } catch (error) {
       if (!(error instanceof DeviceTokenError)) throw error;
       hellos(1, { outcome: "rejected" });

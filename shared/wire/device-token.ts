@@ -2,7 +2,8 @@
  * The MQTT password of a device: a token it signs with its identity key, naming its id, its
  * public key and a short validity window. `<base64url canonical JSON>.<base64url signature>`.
  * The server checks the signature with the key in the token, then that the key is the one it
- * has on record for the id (an unknown id becomes a pending enrollment).
+ * has on record for the id (an unknown id becomes a pending enrollment). `enrollment`, when
+ * present, proves that the device knows the fleet enrollment secret (enrollment-proof.ts).
  */
 import * as z from "zod/mini";
 import { describeIssues } from "../zod.ts";
@@ -10,9 +11,10 @@ import { AptOstreeError } from "../errors.ts";
 import { sign, verify, type Ed25519KeyPair } from "../sign/ed25519.ts";
 import { canonicalBytes } from "../sign/canonical-signature.ts";
 import { parseBoundedJson } from "./bounded-json.ts";
+import { ENROLLMENT_PROOF_PATTERN, enrollmentProof } from "./enrollment-proof.ts";
 import { NAME_PATTERN } from "./topics.ts";
 
-/** A token is four short fields: anything longer is not one. */
+/** A token is five short fields: anything longer is not one. */
 export const MAX_TOKEN_LENGTH = 1024;
 
 export const DeviceTokenSchema = z.strictObject({
@@ -20,6 +22,7 @@ export const DeviceTokenSchema = z.strictObject({
   publicKey: z.string().check(z.regex(/^[A-Za-z0-9+/]{43}=$/, "is not a base64 ed25519 public key")),
   issued: z.iso.datetime({ offset: true }),
   expires: z.iso.datetime({ offset: true }),
+  enrollment: z.optional(z.string().check(z.regex(ENROLLMENT_PROOF_PATTERN, "is not an enrollment proof (base64url HMAC-SHA256)"))),
 });
 
 export type DeviceToken = z.infer<typeof DeviceTokenSchema>;
@@ -35,12 +38,15 @@ export const MAX_TOKEN_LIFETIME_SECONDS = 3600;
 /** Tolerated clock difference between device and server. */
 export const CLOCK_SKEW_SECONDS = 300;
 
-export function createDeviceToken(deviceId: string, key: Ed25519KeyPair, now: Date, lifetimeSeconds = 900): string {
+/** With `enrollmentSecret`, the token carries the proof that the device knows it (for auto-accept). */
+export function createDeviceToken(deviceId: string, key: Ed25519KeyPair, now: Date, lifetimeSeconds = 900, enrollmentSecret: Uint8Array | null = null): string {
+  const publicKey = Buffer.from(key.publicKey).toString("base64");
   const token: DeviceToken = {
     deviceId,
-    publicKey: Buffer.from(key.publicKey).toString("base64"),
+    publicKey,
     issued: now.toISOString(),
     expires: new Date(now.getTime() + lifetimeSeconds * 1000).toISOString(),
+    ...(enrollmentSecret ? { enrollment: enrollmentProof(enrollmentSecret, deviceId, publicKey) } : {}),
   };
   const bytes = canonicalBytes(token);
   return `${Buffer.from(bytes).toString("base64url")}.${Buffer.from(sign(bytes, key.seed)).toString("base64url")}`;
@@ -53,7 +59,7 @@ export function verifyDeviceToken(text: string, now: Date): { token: DeviceToken
   if (!body || !signature || extra !== undefined) throw new DeviceTokenError("not '<payload>.<signature>'");
   let parsed: unknown;
   try {
-    parsed = parseBoundedJson(Buffer.from(body, "base64url"), { maxBytes: MAX_TOKEN_LENGTH, maxDepth: 1, maxNodes: 5 });
+    parsed = parseBoundedJson(Buffer.from(body, "base64url"), { maxBytes: MAX_TOKEN_LENGTH, maxDepth: 1, maxNodes: 6 });
   } catch {
     throw new DeviceTokenError("the payload is not base64url JSON");
   }

@@ -13,6 +13,7 @@
  * v1 is a real compose; v2-v4 are v1's tree with a file added (test/helpers/derived-release.ts),
  * so the scenario composes once. Boot tries are 2, the fewest that show the counter counting.
  */
+import { randomBytes } from "node:crypto";
 import { spawn, type ChildProcess } from "node:child_process";
 import { mkdir, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
@@ -122,11 +123,13 @@ beforeAll(async () => {
   await mkdir(ARTIFACTS, { recursive: true });
   await writeFile(join(dir, "ed25519.secret"), formatSecretKey(key), { mode: 0o600 });
   await writeFile(join(dir, "ed25519.pub"), formatPublicKey(key.publicKey));
+  // --auto-accept admits the VM because its disk carries the fleet enrollment secret.
+  await writeFile(join(dir, "enrollment-secret"), `${randomBytes(32).toString("base64")}\n`, { mode: 0o600 });
 
   await compose({ recipesDir: DEFAULT_RECIPES_DIR, image: "appliance-minimal", machine: MACHINE, repo, cacheDir: cache, indexMaxAgeSeconds: 7 * 86400, log, progress: createComposeProgress(log) });
   await publish({ repo, ref: REF, key, channel: "stable", deltaDepth: 3, scratchDelta: false, expiresInSeconds: 86400, log });
 
-  server = spawn(process.execPath, [SERVER_CLI, "serve", "--repo", repo, "--data", join(dir, "data"), "--host", "127.0.0.1", "--http-port", "0", "--mqtt-port", "0", "--mqtt-ws-port", "off", "--insecure-plain", "--auto-accept", "--key", join(dir, "ed25519.secret")], {
+  server = spawn(process.execPath, [SERVER_CLI, "serve", "--repo", repo, "--data", join(dir, "data"), "--host", "127.0.0.1", "--http-port", "0", "--mqtt-port", "0", "--mqtt-ws-port", "off", "--insecure-plain", "--auto-accept", "--enrollment-secret-file", join(dir, "enrollment-secret"), "--key", join(dir, "ed25519.secret")], {
     env: { ...process.env, APT_OSTREE_ADMIN_TOKEN: TEST_ADMIN_TOKEN },
     stdio: ["ignore", "pipe", "inherit"],
   });
@@ -140,7 +143,7 @@ beforeAll(async () => {
 
   const disk = join(dir, "disk.img");
   const built = await execa(process.execPath, [SERVER_CLI, "image", "build", "--repo", repo, "--ref", REF, "--out", disk, "--key", join(dir, "ed25519.pub"),
-    "--server", `http://${HOST_FROM_GUEST}:${httpPort}`, "--mqtt", `mqtt://${HOST_FROM_GUEST}:${mqttPort}`, "--boot-tries", String(BOOT_TRIES), "--json"], { all: true });
+    "--server", `http://${HOST_FROM_GUEST}:${httpPort}`, "--mqtt", `mqtt://${HOST_FROM_GUEST}:${mqttPort}`, "--boot-tries", String(BOOT_TRIES), "--enrollment-secret", join(dir, "enrollment-secret"), "--json"], { all: true });
   expect(JSON.parse(built.stdout.trim().split("\n").at(-1)!).version).toBe("1");
   expect((await execa("losetup", ["-a"])).stdout).toBe(loopsBefore);
 

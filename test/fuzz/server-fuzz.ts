@@ -17,6 +17,7 @@ import { TEST_ADMIN_TOKEN } from "../helpers/server-settings.ts";
 import { makeTempDir, removeTree } from "../helpers/tmp.ts";
 import { Prng } from "./prng.ts";
 import { countRefusal, type FuzzReport, type FuzzRunOptions } from "./report.ts";
+import { TEST_ENROLLMENT_SECRET } from "../helpers/enrollment-secret.ts";
 
 const P = "apt-ostree/";
 const BATCH = 25;
@@ -99,7 +100,7 @@ function connectDevice(server: ServeProcess, id: string, key: Ed25519KeyPair, ex
     const client = mqtt.connect(`mqtt://127.0.0.1:${server.mqttPort}`, {
       clientId: id, username: id, protocolVersion: 4, reconnectPeriod: 200, connectTimeout: 5000,
       ...extra,
-      password: createDeviceToken(id, key, new Date()),
+      password: createDeviceToken(id, key, new Date(), undefined, TEST_ENROLLMENT_SECRET),
     });
     client.on("error", () => undefined);
     client.once("connect", () => resolve(client));
@@ -112,7 +113,7 @@ async function enrolledDevice(ctx: Context, id: string): Promise<ModelDevice> {
   ctx.allowedIds.add(id);
   const client = await connectDevice(ctx.server, id, key);
   // Each reconnect needs a token signed now.
-  client.on("reconnect", () => (client.options.password = createDeviceToken(id, key, new Date())));
+  client.on("reconnect", () => (client.options.password = createDeviceToken(id, key, new Date(), undefined, TEST_ENROLLMENT_SECRET)));
   return { id, key, client, counter: 0, state: null, lastCounter: null, accepted: [] };
 }
 

@@ -16,6 +16,7 @@ import { startServer, type RunningServer } from "../../server/serve.ts";
 import { AGENT_DEFAULTS, type AgentSettings } from "../../device/config/settings.ts";
 import { runAgent, type RunningAgent } from "../../device/agent/run.ts";
 import { testServerSettings } from "./server-settings.ts";
+import { autoAcceptSettings } from "./enrollment-secret.ts";
 import { commitSyntheticImage } from "./synthetic-image.ts";
 import { createDeviceDisk, OSNAME, type SimulatedBootloader } from "./simulated-bootloader.ts";
 import { makeTempDir, removeTree } from "./tmp.ts";
@@ -53,7 +54,7 @@ export class AgentFixture {
     await initRepo(this.repo, "archive");
     await writeFile(join(this.dir, "server.secret"), formatSecretKey(this.key), { mode: 0o600 });
     for (let version = 1; version <= (options.publishUpTo ?? 1); version++) await this.publishVersion(version);
-    this.server = await startServer({ ...testServerSettings({ repo: this.repo, data: join(this.dir, "data"), autoAccept: true, signingKey: join(this.dir, "server.secret") }), tickMilliseconds: 100 }, silentLogger());
+    this.server = await startServer({ ...testServerSettings({ repo: this.repo, data: join(this.dir, "data"), ...(await autoAcceptSettings(this.dir)), signingKey: join(this.dir, "server.secret") }), tickMilliseconds: 100 }, silentLogger());
     const device = join(this.dir, "device");
     this.disk = await createDeviceDisk(device, this.repo, REF, this.commits.get(options.bootedVersion ?? 1)!);
     await mkdir(join(device, "keys.d"), { recursive: true });
@@ -64,6 +65,7 @@ export class AgentFixture {
       mqtt: `mqtt://127.0.0.1:${this.server.mqttPort}`,
       deviceId: DEVICE_ID,
       groups: ["lab"],
+      enrollmentSecretFile: join(this.dir, "enrollment-secret"),
       ref: REF,
       osname: OSNAME,
       sysroot: this.disk.sysroot,

@@ -9,12 +9,14 @@ import { Agent, fetch as undiciFetch } from "undici";
 import { initRepo } from "../../shared/ostree/repo.ts";
 import type { ServerLimits } from "../../server/config/limits.ts";
 import { SERVER_CLI } from "./cli.ts";
+import { autoAcceptSettings } from "./enrollment-secret.ts";
 import { freePort } from "./mosquitto.ts";
 import { TEST_ADMIN_TOKEN } from "./server-settings.ts";
 import { until } from "./wait.ts";
 
 export interface ServeProcessOptions {
   dir: string;
+  /** --auto-accept, with the test enrollment secret (enrollment-secret.ts) for devices to prove. */
   autoAccept?: boolean;
   limits?: Partial<ServerLimits>;
   /** A repo to serve; an empty archive repo under `dir` when omitted. */
@@ -51,7 +53,7 @@ export async function startServeProcess(options: ServeProcessOptions): Promise<S
   const config = join(options.dir, "serve.json");
   await writeFile(config, JSON.stringify({ limits: options.limits ?? {} }));
   const args = [SERVER_CLI, "serve", "--config", config, "--data", join(options.dir, "data"), "--repo", repo, "--host", "127.0.0.1", "--http-port", String(httpPort), "--mqtt-port", String(mqttPort), "--mqtt-ws-port", String(mqttWsPort)];
-  if (options.autoAccept) args.push("--auto-accept");
+  if (options.autoAccept) args.push("--auto-accept", "--enrollment-secret-file", (await autoAcceptSettings(options.dir)).enrollmentSecretFile);
   if (options.signingKey) args.push("--key", options.signingKey);
   args.push(...(options.tlsDir ? ["--tls-dir", options.tlsDir] : ["--insecure-plain"]));
   const child = spawn(process.execPath, args, { env: { ...process.env, APT_OSTREE_ADMIN_TOKEN: TEST_ADMIN_TOKEN, APT_OSTREE_LOG_LEVEL: "info" }, stdio: ["ignore", "ignore", "pipe"] });

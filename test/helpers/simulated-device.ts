@@ -30,14 +30,15 @@ export class SimulatedDevice {
   private counter = 0;
   private client: MqttClient | null = null;
 
-  constructor(readonly id: string, private readonly serverKey: Uint8Array, private readonly groups: string[]) {}
+  /** `enrollmentSecret`: the fleet secret its tokens prove (for a server with auto-accept). */
+  constructor(readonly id: string, private readonly serverKey: Uint8Array, private readonly groups: string[], private readonly options: { enrollmentSecret?: Uint8Array } = {}) {}
 
   /**
    * With the embedded broker the signed token is the MQTT password; through an external broker
    * (`external`) the device connects as the broker allows and publishes the token as its hello.
    */
   async connect(port: number, options: { external?: boolean } = {}): Promise<void> {
-    const token = createDeviceToken(this.id, this.key, new Date());
+    const token = createDeviceToken(this.id, this.key, new Date(), undefined, this.options.enrollmentSecret ?? null);
     this.client = await mqtt.connectAsync(`mqtt://127.0.0.1:${port}`, {
       clientId: this.id,
       ...(options.external ? {} : { username: this.id, password: token }),

@@ -1,7 +1,7 @@
-/** /api/v1/devices: the fleet as the store knows it, enrollment, rejection and deletion. */
+/** /api/v1/devices: the fleet as the store knows it; enrollment (preauthorize, accept, reject, revoke, rekey), groups, tags, deletion. */
 import { z } from "zod";
 import { NAME_PATTERN } from "../../../shared/wire/topics.ts";
-import type { DeviceAdmin } from "../../fleet/device-admin.ts";
+import { EnrollmentConflictError, type DeviceAdmin } from "../../fleet/device-admin.ts";
 import type { DeviceRecord, FleetStore } from "../../fleet/store.ts";
 import { HttpError } from "../http-error.ts";
 
@@ -15,15 +15,65 @@ export function getDevice(store: FleetStore, id: string): { device: DeviceRecord
   return { device, events: store.deviceEvents(id, 100) };
 }
 
-export function acceptDevice(store: FleetStore, id: string, now: Date): { device: DeviceRecord } {
-  if (!store.getDevice(id)) throw new HttpError(404, "E_DEVICE_NOT_FOUND", `no device '${id}': it must connect once to enroll`);
-  return { device: store.acceptDevice(id, now) };
+export function acceptDevice(store: FleetStore, admin: DeviceAdmin, id: string): { device: DeviceRecord } {
+  if (!store.getDevice(id)) throw new HttpError(404, "E_DEVICE_NOT_FOUND", `no device '${id}': it must connect once to enroll, or be preauthorized (POST /api/v1/devices)`);
+  return { device: conflicts(() => admin.accept(id)) };
 }
 
 /** Refuses the device from now on and ends its connection; it stays listed as rejected. */
 export function rejectDevice(store: FleetStore, admin: DeviceAdmin, id: string): { device: DeviceRecord } {
   if (!store.getDevice(id)) throw new HttpError(404, "E_DEVICE_NOT_FOUND", `no device '${id}'`);
-  return { device: admin.reject(id) };
+  return { device: conflicts(() => admin.reject(id)) };
+}
+
+/** Refuses the device for good, bars its key under any id, ends its connection; it stays listed as revoked. */
+export function revokeDevice(store: FleetStore, admin: DeviceAdmin, id: string): { device: DeviceRecord } {
+  if (!store.getDevice(id)) throw new HttpError(404, "E_DEVICE_NOT_FOUND", `no device '${id}'`);
+  return { device: admin.revoke(id) };
+}
+
+/** base64 of a raw 32-byte ed25519 public key, as device tokens carry it. */
+const PublicKeySchema = z.string().regex(/^[A-Za-z0-9+/]{43}=$/, "is not a base64 ed25519 public key (44 characters ending in '=')");
+const GroupsSchema = z.array(z.string().regex(NAME_PATTERN, "groups are lowercase letters, digits, '.', '_' or '-'")).max(32);
+
+export const PreauthorizeSchema = z.object({ id: z.string().regex(NAME_PATTERN, "is not a device id (lowercase letters, digits, '.', '_' or '-')"), publicKey: PublicKeySchema, groups: GroupsSchema.default([]) }).strict();
+export const RekeySchema = z.object({ publicKey: PublicKeySchema }).strict();
+export const GroupsBodySchema = z.object({ groups: GroupsSchema }).strict();
+
+/** A device admitted at its first connection with exactly this key (Mender's preauthorization). */
+export function preauthorizeDevice(admin: DeviceAdmin, body: unknown): { device: DeviceRecord } {
+  const input = parseBody(PreauthorizeSchema, body, "E_BAD_PREAUTHORIZATION");
+  return { device: conflicts(() => admin.preauthorize(input.id, input.publicKey, input.groups)) };
+}
+
+/** Replaces the device's key; the old one is refused from now on. */
+export function rekeyDevice(store: FleetStore, admin: DeviceAdmin, id: string, body: unknown): { device: DeviceRecord } {
+  const input = parseBody(RekeySchema, body, "E_BAD_KEY");
+  if (!store.getDevice(id)) throw new HttpError(404, "E_DEVICE_NOT_FOUND", `no device '${id}'`);
+  return { device: conflicts(() => admin.rekey(id, input.publicKey)) };
+}
+
+/** Replaces the operator-assigned groups that rollout selectors (`group=`) match. */
+export function setDeviceGroups(store: FleetStore, admin: DeviceAdmin, id: string, body: unknown): { device: DeviceRecord } {
+  const input = parseBody(GroupsBodySchema, body, "E_BAD_GROUPS");
+  if (!store.getDevice(id)) throw new HttpError(404, "E_DEVICE_NOT_FOUND", `no device '${id}'`);
+  return { device: admin.setGroups(id, input.groups) };
+}
+
+function parseBody<T>(schema: z.ZodType<T>, body: unknown, code: string): T {
+  const parsed = schema.safeParse(body);
+  if (parsed.success) return parsed.data;
+  const issue = parsed.error.issues[0]!;
+  throw new HttpError(400, code, `${issue.path.join(".") || "body"}: ${issue.code === "unrecognized_keys" ? `unknown field ${issue.keys.join(", ")}` : issue.message}`);
+}
+
+function conflicts<T>(operation: () => T): T {
+  try {
+    return operation();
+  } catch (error) {
+    if (error instanceof EnrollmentConflictError) throw new HttpError(409, error.code, error.message);
+    throw error;
+  }
 }
 
 /** Forgets the device, its history and its retained messages; answers with the record as it was. */

@@ -4,7 +4,7 @@
  * is generated from the zod schema its handler checks the body against.
  */
 import { z } from "zod";
-import { TagsSchema } from "./devices.ts";
+import { GroupsBodySchema, PreauthorizeSchema, RekeySchema, TagsSchema } from "./devices.ts";
 import { CreateRolloutSchema } from "./rollouts.ts";
 
 type Method = "get" | "post" | "delete";
@@ -34,12 +34,13 @@ const COMPONENTS = {
       Deployment: { type: ["object", "null"], required: ["commit", "version"], properties: { commit: { type: "string", pattern: "^[0-9a-f]{64}$" }, version: { type: "string" } } },
       Device: {
         type: "object",
-        required: ["id", "publicKey", "enrollment", "groups", "tags", "online"],
+        required: ["id", "publicKey", "enrollment", "groups", "reportedGroups", "tags", "online"],
         properties: {
           id: { type: "string" },
           publicKey: { type: "string", description: "base64 ed25519 public key the device enrolled with" },
-          enrollment: { enum: ["pending", "accepted", "rejected"] },
-          groups: { type: "array", items: { type: "string" }, description: "As the device reports them" },
+          enrollment: { enum: ["pending", "preauthorized", "accepted", "rejected", "revoked"] },
+          groups: { type: "array", items: { type: "string" }, description: "As the operator assigns them: what rollouts select with group=" },
+          reportedGroups: { type: "array", items: { type: "string" }, description: "As the device reports them (its agent config); shown only, never selected on" },
           tags: { type: "array", items: { type: "string" }, description: "As the operator sets them" },
           architecture: { type: ["string", "null"] },
           state: { type: ["string", "null"], enum: ["idle", "downloading", "staged", "rebooting", "verifying", "healthy", "rolled-back", "failed", null] },
@@ -102,6 +103,11 @@ const OPERATIONS: Record<string, Partial<Record<Method, Operation>>> = {
   "/api/v1/fleet": { get: { summary: "Devices per version, state and enrollment; outcomes per rollout", responses: { "200": "Fleet summary", "401": UNAUTHORIZED } } },
   "/api/v1/devices": {
     get: { summary: "Every device the server knows, pending ones included", responses: { "200": { description: "{devices}", schema: object({ devices: { type: "array", items: ref("Device") } }) }, "401": UNAUTHORIZED } },
+    post: {
+      summary: "Preauthorize a device: accepted at its first connection if it presents exactly this key (another key is refused), in these operator-assigned groups",
+      body: PreauthorizeSchema,
+      responses: { "201": { description: "{device}", schema: object({ device: ref("Device") }) }, "400": "Bad body, with the reason", "409": "The device is already accepted, rejected or revoked, or the key was revoked" },
+    },
   },
   "/api/v1/devices/{id}": {
     get: { summary: "One device and its last 100 events (reports, online changes, enrollment)", responses: { "200": "{device, events}", "404": "No such device" } },
@@ -116,7 +122,23 @@ const OPERATIONS: Record<string, Partial<Record<Method, Operation>>> = {
       responses: { "200": { description: "{device}", schema: object({ device: ref("Device") }) }, "404": "No such device" },
     },
   },
-  "/api/v1/devices/{id}/accept": { post: { summary: "Accept a pending device: it may connect from now on", responses: { "200": "{device}", "404": "The device never connected" } } },
+  "/api/v1/devices/{id}/accept": { post: { summary: "Accept a pending, preauthorized or rejected device: it may connect from now on", responses: { "200": "{device}", "404": "The device never connected", "409": "The device is revoked (rekey it)" } } },
+  "/api/v1/devices/{id}/revoke": {
+    post: {
+      summary: "Revoke a device: kept as revoked, its connection ended, refused from now on, its key refused under any id; accept cannot undo it, rekey can",
+      responses: { "200": { description: "{device}", schema: object({ device: ref("Device") }) }, "404": "No such device" },
+    },
+  },
+  "/api/v1/devices/{id}/rekey": {
+    post: {
+      summary: "Give a device a new key (its storage was replaced): the old key is refused from now on, its connection ended, its report counter reset; a revoked or rejected device is accepted with it",
+      body: RekeySchema,
+      responses: { "200": { description: "{device}", schema: object({ device: ref("Device") }) }, "400": "Bad key", "404": "No such device", "409": "Pending device, same key, or a revoked key" },
+    },
+  },
+  "/api/v1/devices/{id}/groups": {
+    post: { summary: "Replace a device's groups (what rollout selectors group= match; the device's own claims are only reportedGroups)", body: GroupsBodySchema, responses: { "200": "{device}", "400": "Bad groups, with the reason", "404": "No such device" } },
+  },
   "/api/v1/devices/{id}/tags": {
     post: { summary: "Replace a device's tags (what rollout selectors tag= match)", body: TagsSchema, responses: { "200": "{device}", "400": "Bad tags, with the reason", "404": "No such device" } },
   },

@@ -21,6 +21,7 @@ import { createDeviceToken } from "../../../shared/wire/device-token.ts";
 import { DEFAULT_TOPIC_PREFIX, deviceTopic } from "../../../shared/wire/topics.ts";
 import { AgentFixture, DEVICE_ID, REF } from "../../helpers/agent-fixture.ts";
 import { until } from "../../helpers/wait.ts";
+import { TEST_ENROLLMENT_SECRET } from "../../helpers/enrollment-secret.ts";
 
 const fixture = new AgentFixture();
 const { api } = fixture;
@@ -52,7 +53,7 @@ async function listenAs(deviceId: string, key: Ed25519KeyPair): Promise<{ receiv
   const client: MqttClient = await mqtt.connectAsync(`mqtt://127.0.0.1:${fixture.server.mqttPort}`, {
     clientId: deviceId,
     username: deviceId,
-    password: createDeviceToken(deviceId, key, new Date()),
+    password: createDeviceToken(deviceId, key, new Date(), undefined, TEST_ENROLLMENT_SECRET),
     reconnectPeriod: 0,
     protocolVersion: 4,
   });

@@ -26,6 +26,7 @@ import { DEFAULT_TOPIC_PREFIX, deviceTopic } from "../../../shared/wire/topics.t
 import { AgentFixture, DEVICE_ID, REF } from "../../helpers/agent-fixture.ts";
 import { freePort } from "../../helpers/mosquitto.ts";
 import { until } from "../../helpers/wait.ts";
+import { TEST_ENROLLMENT_SECRET } from "../../helpers/enrollment-secret.ts";
 
 const fixture = new AgentFixture();
 const { api } = fixture;
@@ -61,7 +62,7 @@ async function ghostConnection(): Promise<{ received: Array<{ payload: string; t
   const client: MqttClient = await mqtt.connectAsync(`mqtt://127.0.0.1:${fixture.server.mqttPort}`, {
     clientId: DEVICE_ID,
     username: DEVICE_ID,
-    password: createDeviceToken(DEVICE_ID, identity.key, new Date()),
+    password: createDeviceToken(DEVICE_ID, identity.key, new Date(), undefined, TEST_ENROLLMENT_SECRET),
     reconnectPeriod: 0,
     protocolVersion: 4,
   });

@@ -63,7 +63,7 @@ describe("serve with --mqtt-url and a real mosquitto", () => {
     await a.reportNow("idle");
     await b.reportNow("idle");
     await until(() => server.store.getDevice("ext-a")!.lastCounter !== null && server.store.getDevice("ext-b")!.lastCounter !== null, "reports after acceptance");
-    expect(server.store.getDevice("ext-a")).toMatchObject({ enrollment: "accepted", state: "idle", groups: ["lab"] });
+    expect(server.store.getDevice("ext-a")).toMatchObject({ enrollment: "accepted", state: "idle", groups: [], reportedGroups: ["lab"] });
   });
 
   it("keeps A from publishing as B (mosquitto's ACL) and from forging B's reports (signatures)", async () => {

@@ -15,6 +15,7 @@ import { deviceTopic } from "../../../shared/wire/topics.ts";
 import { startServeProcess, type ServeProcess } from "../../helpers/serve-process.ts";
 import { makeTempDir, removeTree } from "../../helpers/tmp.ts";
 import { until } from "../../helpers/wait.ts";
+import { TEST_ENROLLMENT_SECRET } from "../../helpers/enrollment-secret.ts";
 
 const P = "apt-ostree/";
 const CONNECT_TIMEOUT_SECONDS = 2;
@@ -29,7 +30,7 @@ function device(id: string, will?: { topic: string; payload: Buffer }): Promise<
   keys.set(id, key);
   return new Promise((resolve, reject) => {
     const client = mqtt.connect(`mqtt://127.0.0.1:${server.mqttPort}`, {
-      clientId: id, username: id, password: createDeviceToken(id, key, new Date()), reconnectPeriod: 0, protocolVersion: 4,
+      clientId: id, username: id, password: createDeviceToken(id, key, new Date(), undefined, TEST_ENROLLMENT_SECRET), reconnectPeriod: 0, protocolVersion: 4,
       ...(will ? { will: { ...will, qos: 0, retain: false } } : {}),
     });
     clients.push(client);

@@ -14,6 +14,7 @@ import { makeTempDir, removeTree } from "../../helpers/tmp.ts";
 import { TEST_ADMIN_TOKEN } from "../../helpers/server-settings.ts";
 import { until } from "../../helpers/wait.ts";
 import { adminApi } from "../../helpers/admin-api.ts";
+import { autoAcceptSettings, TEST_ENROLLMENT_SECRET } from "../../helpers/enrollment-secret.ts";
 
 const REF = "test/bookworm/test-machine/test-image";
 const TOKEN = TEST_ADMIN_TOKEN;
@@ -36,7 +37,7 @@ function freePort(): Promise<number> {
 async function startServerProcess(): Promise<void> {
   serverProcess = spawn(
     process.execPath,
-    [SERVER_CLI, "serve", "--repo", join(dir, "repo"), "--data", join(dir, "data"), "--http-port", String(httpPort), "--mqtt-port", String(mqttPort), "--mqtt-ws-port", "off", "--host", "127.0.0.1", "--insecure-plain", "--auto-accept", "--key", join(dir, "server.secret")],
+    [SERVER_CLI, "serve", "--repo", join(dir, "repo"), "--data", join(dir, "data"), "--http-port", String(httpPort), "--mqtt-port", String(mqttPort), "--mqtt-ws-port", "off", "--host", "127.0.0.1", "--insecure-plain", "--auto-accept", "--enrollment-secret-file", join(dir, "enrollment-secret"), "--key", join(dir, "server.secret")],
     { env: { ...process.env, APT_OSTREE_ADMIN_TOKEN: TOKEN, APT_OSTREE_LOG_LEVEL: "warn" }, stdio: "ignore" },
   );
   await until(async () => (await fetch(`http://127.0.0.1:${httpPort}/healthz`).catch(() => null))?.ok, "the server to answer");
@@ -51,14 +52,17 @@ beforeAll(async () => {
   const repo = await initServerRepo(dir, key);
   for (const version of [1, 2]) await publishSyntheticVersion(repo, REF, dir, key, version);
   [httpPort, mqttPort] = [await freePort(), await freePort()];
+  await autoAcceptSettings(dir);
   await startServerProcess();
   for (let i = 0; i < 6; i++) {
-    const device = new SimulatedDevice(`kill-${i}`, key.publicKey, ["fleet"]);
+    const device = new SimulatedDevice(`kill-${i}`, key.publicKey, ["fleet"], { enrollmentSecret: TEST_ENROLLMENT_SECRET });
     device.updateDelayMs = 400;
     await device.connect(mqttPort);
     devices.push(device);
   }
-  await until(async () => (await api("devices")).devices.filter((d: { groups: string[] }) => d.groups.includes("fleet")).length === 6, "6 devices enrolled");
+  await until(async () => (await api("devices")).devices.filter((d: { reportedGroups: string[] }) => d.reportedGroups.includes("fleet")).length === 6, "6 devices enrolled");
+  // Rollouts select on the groups the operator assigns, not on those the devices report.
+  for (const device of devices) await api(`devices/${device.id}/groups`, { groups: ["fleet"] });
 });
 afterAll(async () => {
   for (const device of devices) await device.disconnect().catch(() => undefined);

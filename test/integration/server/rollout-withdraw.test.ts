@@ -16,6 +16,7 @@ import { makeTempDir, removeTree } from "../../helpers/tmp.ts";
 import { until } from "../../helpers/wait.ts";
 import { adminApi } from "../../helpers/admin-api.ts";
 import { testServerSettings } from "../../helpers/server-settings.ts";
+import { autoAcceptSettings, TEST_ENROLLMENT_SECRET } from "../../helpers/enrollment-secret.ts";
 
 const REF = "test/bookworm/test-machine/test-image";
 const key = generateKeyPair();
@@ -25,7 +26,7 @@ const devices: SimulatedDevice[] = [];
 const api = adminApi(() => `http://127.0.0.1:${server.httpPort}`);
 
 async function device(id: string, behaviour: UpdateBehaviour): Promise<SimulatedDevice> {
-  const sim = new SimulatedDevice(id, key.publicKey, ["withdraw"]);
+  const sim = new SimulatedDevice(id, key.publicKey, ["withdraw"], { enrollmentSecret: TEST_ENROLLMENT_SECRET });
   sim.behaviour = behaviour;
   await sim.connect(server.mqttPort!);
   devices.push(sim);
@@ -49,7 +50,7 @@ beforeAll(async () => {
   dir = await makeTempDir("rollout-withdraw");
   const repo = await initServerRepo(dir, key);
   await publishSyntheticVersion(repo, REF, dir, key, 1);
-  server = await startServer({ ...testServerSettings({ repo, data: join(dir, "data"), autoAccept: true, signingKey: join(dir, "server.secret") }), tickMilliseconds: 100 }, silentLogger());
+  server = await startServer({ ...testServerSettings({ repo, data: join(dir, "data"), ...(await autoAcceptSettings(dir)), signingKey: join(dir, "server.secret") }), tickMilliseconds: 100 }, silentLogger());
 });
 afterAll(async () => {
   for (const sim of devices) await sim.disconnect();

@@ -15,6 +15,7 @@ import { makeTempDir, removeTree } from "../../helpers/tmp.ts";
 import { until } from "../../helpers/wait.ts";
 import { adminApi } from "../../helpers/admin-api.ts";
 import { TEST_ADMIN_TOKEN, testServerSettings } from "../../helpers/server-settings.ts";
+import { autoAcceptSettings, TEST_ENROLLMENT_SECRET } from "../../helpers/enrollment-secret.ts";
 
 const REF = "test/bookworm/test-machine/test-image";
 const TOKEN = TEST_ADMIN_TOKEN;
@@ -26,7 +27,7 @@ const devices: SimulatedDevice[] = [];
 
 async function start(): Promise<RunningServer> {
   return startServer(
-    { ...testServerSettings({ repo, data: join(dir, "data"), autoAccept: true, signingKey: join(dir, "server.secret") }), tickMilliseconds: 100 },
+    { ...testServerSettings({ repo, data: join(dir, "data"), ...(await autoAcceptSettings(dir)), signingKey: join(dir, "server.secret") }), tickMilliseconds: 100 },
     silentLogger(),
   );
 }
@@ -44,11 +45,13 @@ beforeAll(async () => {
   await publishVersion(1);
   server = await start();
   for (let i = 0; i < 20; i++) {
-    const device = new SimulatedDevice(`sim-${String(i).padStart(2, "0")}`, key.publicKey, ["fleet"]);
+    const device = new SimulatedDevice(`sim-${String(i).padStart(2, "0")}`, key.publicKey, ["fleet"], { enrollmentSecret: TEST_ENROLLMENT_SECRET });
     await device.connect(server.mqttPort!);
     devices.push(device);
   }
-  await until(async () => server.store.listDevices().filter((d) => d.groups.includes("fleet")).length === 20 && true, "20 devices enrolled");
+  await until(async () => server.store.listDevices().filter((d) => d.reportedGroups.includes("fleet")).length === 20 && true, "20 devices enrolled");
+  // Rollouts select on the groups the operator assigns, not on those the devices report.
+  for (const device of devices) await api(`devices/${device.id}/groups`, { groups: ["fleet"] });
 });
 afterAll(async () => {
   for (const device of devices) await device.disconnect();

@@ -1,6 +1,8 @@
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import Database from "better-sqlite3";
 import { DeviceNotFoundError, SqliteFleetStore } from "../../../server/fleet/store-sqlite.ts";
+import { MIGRATIONS } from "../../../server/fleet/store-sqlite-schema.ts";
 import type { Report } from "../../../shared/wire/report.ts";
 import { makeTempDir, removeTree } from "../../helpers/tmp.ts";
 
@@ -36,7 +38,8 @@ describe("SQLite fleet store", () => {
     store.recordReport(report(1, { state: "downloading", architecture: "amd64", groups: ["lab"], progress: { bytes: 10, total: 100 } }), later(1));
     store.recordReport(report(2, { booted: { commit: "b".repeat(64), version: "2" }, staged: null }), later(2));
     const device = store.getDevice("dev-1")!;
-    expect(device).toMatchObject({ state: "healthy", lastCounter: 2, architecture: "amd64", groups: ["lab"], booted: { version: "2" }, staged: null, online: true, lastSeen: later(2).toISOString() });
+    // What a device says about its groups is kept apart: the operator assigns the groups rollouts select.
+    expect(device).toMatchObject({ state: "healthy", lastCounter: 2, architecture: "amd64", groups: [], reportedGroups: ["lab"], booted: { version: "2" }, staged: null, online: true, lastSeen: later(2).toISOString() });
     const history = store.deviceEvents("dev-1", 10).filter((e) => e.kind === "report");
     expect(history.map((e) => e.report!.counter)).toEqual([2, 1]);
     expect(history[1]!.report!.progress).toEqual({ bytes: 10, total: 100 });
@@ -86,7 +89,7 @@ describe("SQLite fleet store", () => {
     expect(store.deviceCounts()).toEqual({
       devices: 8,
       online: 2,
-      byEnrollment: { pending: 3, accepted: 4, rejected: 1 },
+      byEnrollment: { pending: 3, preauthorized: 0, accepted: 4, rejected: 1, revoked: 0 },
       byState: { healthy: 2, failed: 1, unknown: 1 },
       byVersion: { "2": 2, "1": 1, unknown: 1 },
     });
@@ -149,6 +152,71 @@ describe("SQLite fleet store", () => {
     store = new SqliteFleetStore(join(dir, "fleet.db"));
     expect(store.getDevice("dev-1")).toMatchObject({ enrollment: "accepted", lastCounter: 5 });
     expect(store.listDevices().map((d) => d.id)).toEqual(["dev-1"]);
+  });
+});
+
+describe("enrollment by the operator: preauthorize, revoke, rekey, groups", () => {
+  it("preauthorizes a device with its key and groups, replacing a pending record under that id", () => {
+    store.enrollPending("dev-1", "STRANGER", t0);
+    const device = store.preauthorizeDevice("dev-1", "KEY", ["lab", "eu", "lab"], later(1));
+    expect(device).toMatchObject({ enrollment: "preauthorized", publicKey: "KEY", groups: ["eu", "lab"], reportedGroups: [] });
+    expect(store.deviceEvents("dev-1", 10).map((e) => e.kind)).toEqual(["preauthorized", "enrolled"]);
+  });
+
+  it("revokes a device: its record says revoked, offline, and its key is barred", () => {
+    store.enrollPending("dev-1", "KEY", t0);
+    store.acceptDevice("dev-1", t0);
+    store.setOnline("dev-1", true, t0);
+    expect(store.revokeDevice("dev-1", later(1))).toMatchObject({ enrollment: "revoked", online: false });
+    expect(store.revokedKey("KEY")).toEqual({ publicKey: "KEY", deviceId: "dev-1", revokedAt: later(1).toISOString(), reason: "revoked" });
+    expect(store.revokedKey("OTHER")).toBeNull();
+    expect(() => store.revokeDevice("ghost", t0)).toThrow(DeviceNotFoundError);
+  });
+
+  it("rekeys a device: new key, accepted, counter reset, old key barred (a barred key stays barred after delete)", () => {
+    store.enrollPending("dev-1", "OLD", t0);
+    store.acceptDevice("dev-1", t0);
+    store.recordReport(report(7), later(1));
+    store.revokeDevice("dev-1", later(2));
+    expect(store.rekeyDevice("dev-1", "NEW", later(3))).toMatchObject({ publicKey: "NEW", enrollment: "accepted", lastCounter: null });
+    expect(store.revokedKey("OLD")?.reason).toBe("revoked");
+    store.rekeyDevice("dev-1", "NEWER", later(4));
+    expect(store.revokedKey("NEW")).toMatchObject({ deviceId: "dev-1", reason: "rekeyed" });
+    store.deleteDevice("dev-1");
+    expect(store.revokedKey("NEW")).not.toBeNull();
+  });
+
+  it("keeps a preauthorized device preauthorized when it is rekeyed", () => {
+    store.preauthorizeDevice("dev-1", "KEY", [], t0);
+    expect(store.rekeyDevice("dev-1", "KEY2", t0).enrollment).toBe("preauthorized");
+  });
+
+  it("sets the operator's groups, which reports do not change", () => {
+    store.enrollPending("dev-1", "KEY", t0);
+    store.setDeviceGroups("dev-1", ["canary"], t0);
+    store.recordReport(report(1, { groups: ["prod"] }), later(1));
+    expect(store.getDevice("dev-1")).toMatchObject({ groups: ["canary"], reportedGroups: ["prod"] });
+    expect(() => store.setDeviceGroups("ghost", [], t0)).toThrow(DeviceNotFoundError);
+  });
+
+  it("migrates a version-4 store: reported groups move aside, no device is in a group, history and memberships stay", () => {
+    store.close();
+    const path = join(dir, "v4.db");
+    const old = new Database(path);
+    for (const [i, migration] of MIGRATIONS.slice(0, 4).entries()) {
+      old.exec(migration);
+      old.pragma(`user_version = ${i + 1}`);
+    }
+    old.prepare("INSERT INTO devices (id, public_key, enrollment, groups_json, enrolled_at) VALUES ('dev-1', 'KEY', 'accepted', '[\"prod\"]', ?)").run(t0.toISOString());
+    old.prepare("INSERT INTO device_events (device_id, at, kind) VALUES ('dev-1', ?, 'accepted')").run(t0.toISOString());
+    old.prepare("INSERT INTO rollouts VALUES ('r-1', 'a/b', 'stable', '2', ?, '{}', '{}', '{\"state\":\"running\"}', NULL, ?, ?)").run("c".repeat(64), t0.toISOString(), t0.toISOString());
+    old.prepare("INSERT INTO rollout_devices (rollout_id, device_id, wave, status, updated_at) VALUES ('r-1', 'dev-1', 0, 'pending', ?)").run(t0.toISOString());
+    old.close();
+    store = new SqliteFleetStore(path);
+    expect(store.getDevice("dev-1")).toMatchObject({ enrollment: "accepted", groups: [], reportedGroups: ["prod"] });
+    expect(store.deviceEvents("dev-1", 10).map((e) => e.kind)).toEqual(["accepted"]);
+    expect(store.rolloutDevices("r-1").map((m) => m.deviceId)).toEqual(["dev-1"]);
+    expect(store.revokeDevice("dev-1", t0).enrollment).toBe("revoked");
   });
 });
 

@@ -35,7 +35,7 @@ describe("fleet summary", () => {
 
   it("sums a rollout's devices from its status counts", () => {
     const rollout = { id: "r-1", ref: "x", version: "2", progress: { state: "running" } } as unknown as RolloutRecord;
-    const counts = { devices: 0, online: 0, byEnrollment: { pending: 0, accepted: 0, rejected: 0 }, byState: {}, byVersion: {} };
+    const counts = { devices: 0, online: 0, byEnrollment: { pending: 0, preauthorized: 0, accepted: 0, rejected: 0, revoked: 0 }, byState: {}, byVersion: {} };
     const summary = summarizeFleet(counts, [{ rollout, statuses: new Map([["healthy", 3], ["failed", 1], ["pending", 2]]) }]);
     expect(summary.rollouts).toEqual([{ id: "r-1", ref: "x", version: "2", state: "running", devices: 6, healthy: 3, failed: 1, rolledBack: 0 }]);
   });

@@ -23,8 +23,10 @@ let dir: string;
 let store: SqliteFleetStore;
 let metrics: Metrics;
 
-const connect = (id: string, enroll: ReturnType<typeof createEnrollment>) =>
-  authenticateDevice({ clientId: id, username: id, password: Buffer.from(createDeviceToken(id, key, now)) }, now, enroll);
+const SECRET = new Uint8Array(Buffer.from("fleet-enrollment-secret-0123456789"));
+const connectWith = (id: string, deviceKey: typeof key, enroll: ReturnType<typeof createEnrollment>, secret: Uint8Array | null = null) =>
+  authenticateDevice({ clientId: id, username: id, password: Buffer.from(createDeviceToken(id, deviceKey, now, undefined, secret)) }, now, enroll);
+const connect = (id: string, enroll: ReturnType<typeof createEnrollment>) => connectWith(id, key, enroll);
 
 beforeEach(async () => {
   dir = await makeTempDir("enrollment");
@@ -38,7 +40,7 @@ afterEach(async () => {
 
 describe("pending enrollments", () => {
   it(`refuses the ${DEFAULT_LIMITS.maxPendingDevices + 1}st unknown device with 'server unavailable', counts it and stores nothing`, () => {
-    const enroll = createEnrollment({ store, metrics, autoAccept: false, maxPendingDevices: DEFAULT_LIMITS.maxPendingDevices, maxDevices: DEFAULT_LIMITS.maxDevices });
+    const enroll = createEnrollment({ store, metrics, autoAcceptSecret: null, maxPendingDevices: DEFAULT_LIMITS.maxPendingDevices, maxDevices: DEFAULT_LIMITS.maxDevices });
     for (let i = 0; i < DEFAULT_LIMITS.maxPendingDevices; i++) expect(connect(`dev-${i}`, enroll)).toMatchObject({ ok: false, returnCode: 5 });
     const refused = connect("one-too-many", enroll);
     expect(refused).toMatchObject({ ok: false, returnCode: 3 });
@@ -51,7 +53,7 @@ describe("pending enrollments", () => {
   });
 
   it("makes room when a pending device is rejected or deleted", () => {
-    const enroll = createEnrollment({ store, metrics, autoAccept: false, maxPendingDevices: 2, maxDevices: 100 });
+    const enroll = createEnrollment({ store, metrics, autoAcceptSecret: null, maxPendingDevices: 2, maxDevices: 100 });
     connect("a", enroll);
     connect("b", enroll);
     expect(connect("c", enroll)).toMatchObject({ returnCode: 3 });
@@ -64,7 +66,8 @@ describe("pending enrollments", () => {
   });
 
   it("does not cap devices accepted automatically by the pending cap, only by the registry's size", () => {
-    const enroll = createEnrollment({ store, metrics, autoAccept: true, maxPendingDevices: 1, maxDevices: 3 });
+    const enroll = createEnrollment({ store, metrics, autoAcceptSecret: SECRET, maxPendingDevices: 1, maxDevices: 3 });
+    const connect = (id: string, e: typeof enroll) => connectWith(id, key, e, SECRET);
     expect([connect("a", enroll), connect("b", enroll), connect("c", enroll)]).toEqual([{ ok: true, deviceId: "a" }, { ok: true, deviceId: "b" }, { ok: true, deviceId: "c" }]);
     expect(connect("d", enroll)).toMatchObject({ ok: false, returnCode: 3 });
     expect(store.getDevice("d")).toBeNull();
@@ -73,11 +76,74 @@ describe("pending enrollments", () => {
   });
 
   it("refuses a hello beyond the cap through an external broker too", () => {
-    const ingest = createIngest({ store, prefix: "apt-ostree/", log: silentLogger(), metrics, autoAccept: false, now: () => now, limits: { ...DEFAULT_LIMITS, maxPendingDevices: 2 } });
+    const ingest = createIngest({ store, prefix: "apt-ostree/", log: silentLogger(), metrics, autoAcceptSecret: null, now: () => now, limits: { ...DEFAULT_LIMITS, maxPendingDevices: 2 } });
     for (const id of ["a", "b", "c"]) ingest(deviceTopic("apt-ostree/", id, "hello"), Buffer.from(createDeviceToken(id, key, now)), null);
     expect(store.listDevices().map((d) => d.id)).toEqual(["a", "b"]);
     expect(metricValue(metrics, "aptostree_mqtt_hellos_total", { outcome: "pending" })).toBe(2);
     expect(metricValue(metrics, "aptostree_mqtt_hellos_total", { outcome: "pending-full" })).toBe(1);
     expect(metricValue(metrics, "aptostree_devices_enrollment_refused_total", { reason: "pending-full" })).toBe(1);
+  });
+});
+
+describe("enrollment an attacker cannot win", () => {
+  const options = (secret: Uint8Array | null) => ({ store, metrics, autoAcceptSecret: secret, maxPendingDevices: 10, maxDevices: 100 });
+  const b64 = (k: typeof key) => Buffer.from(k.publicKey).toString("base64");
+
+  it("accepts a preauthorized id at its first connection with exactly its key, and refuses any other key without storing it", () => {
+    const enroll = createEnrollment(options(null));
+    const other = generateKeyPair();
+    store.preauthorizeDevice("pre-1", b64(key), ["lab"], now);
+    const refused = connectWith("pre-1", other, enroll);
+    expect(refused).toMatchObject({ ok: false, returnCode: 4 });
+    expect(refused.ok === false && refused.reason).toBe("'pre-1' is preauthorized with another key; the key it presents is refused (preauthorize it again to change the key)");
+    expect(metricValue(metrics, "aptostree_devices_enrollment_refused_total", { reason: "preauthorized-key-mismatch" })).toBe(1);
+    expect(store.getDevice("pre-1")).toMatchObject({ enrollment: "preauthorized", publicKey: b64(key), groups: ["lab"] });
+    expect(connectWith("pre-1", key, enroll)).toEqual({ ok: true, deviceId: "pre-1" });
+    expect(store.getDevice("pre-1")).toMatchObject({ enrollment: "accepted", groups: ["lab"] });
+  });
+
+  const proofCases: Array<[string, Uint8Array | null, "missing" | "invalid"]> = [
+    ["no proof", null, "missing"],
+    ["a proof under another secret", new Uint8Array(Buffer.from("some-other-secret-0123456789")), "invalid"],
+  ];
+  it.each(proofCases)("leaves a device with %s pending under auto-accept, with the reason", (_name, secret, outcome) => {
+    const enroll = createEnrollment(options(SECRET));
+    const decision = connectWith("newcomer", key, enroll, secret);
+    expect(decision).toMatchObject({ ok: false, returnCode: 5 });
+    expect(decision.ok === false && decision.reason).toMatch(outcome === "missing" ? /carries no enrollment proof/ : /does not match the fleet enrollment secret/);
+    expect(store.getDevice("newcomer")?.enrollment).toBe("pending");
+    expect(metricValue(metrics, "aptostree_devices_enrollment_proofs_total", { outcome })).toBe(1);
+  });
+
+  it("auto-accepts a pending device once it proves the secret, and never a rejected one", () => {
+    const enroll = createEnrollment(options(SECRET));
+    connectWith("late", key, enroll);
+    expect(connectWith("late", key, enroll, SECRET)).toEqual({ ok: true, deviceId: "late" });
+    connectWith("barred", key, createEnrollment(options(null)));
+    store.rejectDevice("barred", now);
+    expect(connectWith("barred", key, enroll, SECRET)).toMatchObject({ ok: false, returnCode: 5, reason: "device 'barred' is rejected" });
+  });
+
+  it("refuses a proof made for another key (a proof read off the wire admits no one else)", () => {
+    const enroll = createEnrollment(options(SECRET));
+    const victim = generateKeyPair();
+    const stolen = createDeviceToken("victim", victim, now, undefined, SECRET);
+    const proof = JSON.parse(Buffer.from(stolen.split(".")[0]!, "base64url").toString()).enrollment as string;
+    const decision = enroll({ deviceId: "victim", publicKey: b64(key), proof }, now);
+    expect(decision).toMatchObject({ ok: true, proof: "invalid", device: { enrollment: "pending" } });
+  });
+
+  it("refuses a revoked device with any key, and its key under any id", () => {
+    const enroll = createEnrollment(options(SECRET));
+    expect(connectWith("gone", key, enroll, SECRET)).toMatchObject({ ok: true });
+    store.revokeDevice("gone", now);
+    const again = connectWith("gone", generateKeyPair(), enroll, SECRET);
+    expect(again.ok === false && again.reason).toMatch(/device 'gone' is revoked; 'apt-ostree-server device rekey gone --key PUB' admits it again/);
+    const elsewhere = connectWith("gone-2", key, enroll, SECRET);
+    expect(elsewhere).toMatchObject({ ok: false, returnCode: 5 });
+    expect(elsewhere.ok === false && elsewhere.reason).toMatch(/the key 'gone-2' presents was revoked with device 'gone' at .*; it is refused under any id/);
+    expect(store.getDevice("gone-2")).toBeNull();
+    expect(metricValue(metrics, "aptostree_devices_enrollment_refused_total", { reason: "revoked" })).toBe(1);
+    expect(metricValue(metrics, "aptostree_devices_enrollment_refused_total", { reason: "revoked-key" })).toBe(1);
   });
 });

@@ -25,7 +25,7 @@ let woken: string[];
 
 function ingestWith(now = () => new Date()) {
   return createIngest({
-    store, prefix: P, log: silentLogger(), metrics, autoAccept: false, now,
+    store, prefix: P, log: silentLogger(), metrics, autoAcceptSecret: null, now,
     limits: { ...DEFAULT_LIMITS, deviceMessageBurst: BURST, deviceMessagesPerMinute: 60 },
     onOnline: (id) => woken.push(id),
   });
