@@ -140,11 +140,11 @@ async function devicePage(id) {
   const progress = device.state === "downloading" && latest?.progress;
   main.innerHTML = `<p><a href="#/">← Fleet</a></p><h1>${esc(device.id)} ${badge(device.state ?? "unknown")} ${badge(device.online ? "online" : "offline")}</h1>
   ${progress ? `<p>Downloading: <progress max="${progress.total}" value="${progress.bytes}"></progress> ${bytes(progress.bytes)} of ${bytes(progress.total)}</p>` : ""}
-  <p class="buttons">${enrollmentButtons(device, [...(device.enrollment === "accepted" ? [] : ["accept"]), ...(device.enrollment === "rejected" ? [] : ["reject"]), "delete"])}</p>
+  <p class="buttons">${enrollmentButtons(device, [...(device.enrollment === "accepted" || device.enrollment === "revoked" ? [] : ["accept"]), ...(device.enrollment === "rejected" || device.enrollment === "revoked" ? [] : ["reject"]), "delete"])}</p>
   <dl class="facts">
     <dt>Enrollment</dt><dd>${badge(device.enrollment)} since ${when(device.enrolledAt)}</dd>
     <dt>Public key</dt><dd><code>${esc(device.publicKey)}</code></dd>
-    <dt>Groups</dt><dd>${esc(device.groups.join(", ") || "—")}</dd><dt>Tags</dt><dd>${esc(device.tags.join(", ") || "—")}</dd>
+    <dt>Groups</dt><dd>${esc(device.groups.join(", ") || "—")}</dd><dt>Reported groups</dt><dd>${esc((device.reportedGroups ?? []).join(", ") || "—")}</dd><dt>Tags</dt><dd>${esc(device.tags.join(", ") || "—")}</dd>
     <dt>Architecture</dt><dd>${esc(device.architecture ?? "—")}</dd><dt>Agent</dt><dd>${esc(device.agentVersion ?? "—")}</dd>
     <dt>Last seen</dt><dd>${when(device.lastSeen)}</dd>
     <dt>Booted</dt><dd>${deployment(device.booted)}</dd><dt>Staged</dt><dd>${deployment(device.staged)}</dd>
