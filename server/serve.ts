@@ -20,6 +20,7 @@ import { createIngest } from "./mqtt/ingest.ts";
 import type { Report } from "../shared/wire/report.ts";
 import { DEFAULT_TOPIC_PREFIX } from "../shared/wire/topics.ts";
 import { readSecretKeyFile } from "../shared/sign/keys.ts";
+import { checkCommandKey } from "./keys/command-key.ts";
 import { RolloutEngine } from "./fleet/rollouts.ts";
 import { DeviceAdmin } from "./fleet/device-admin.ts";
 import { autoAcceptSecret } from "./config/auto-accept.ts";
@@ -56,6 +57,7 @@ export async function startServer(settings: ServeSettings & { tickMilliseconds?:
   const tls = await serverTls(settings, log);
   const { token, file } = await adminToken(settings);
   const key = settings.signingKey ? await readSecretKeyFile(settings.signingKey) : null;
+  if (key) await checkCommandKey(settings.repo, key);
   const enrollmentSecret = await autoAcceptSecret(settings);
   const metrics = new Metrics();
   const changes = new FleetChanges();

@@ -24,6 +24,7 @@ export const composeCommand = defineCommand({
     refresh: { type: "boolean", description: "Refresh APT indices even when the cached ones are fresh" },
     force: { type: "boolean", description: "Commit even when the tree equals the previous commit's" },
     "keep-work": { type: "boolean", description: "Keep the composed rootfs under the cache for inspection" },
+    "trust-root": { type: "string", valueName: "FILE", description: "Root of trust the image's agent starts from (TRUST/root.json from 'keys init-root'); shipped in /usr/lib/apt-ostree/root.json" },
     json: { type: "boolean", description: 'Print {"ref","commit","version",...} as the last line of stdout' },
   },
   notes: ["Needs root (mmdebstrap --mode=root, chroot, mounts in a private namespace)."],
@@ -45,6 +46,7 @@ export const composeCommand = defineCommand({
       indexMaxAgeSeconds: maxAge,
       force: options.force,
       keepWorkDir: options["keep-work"],
+      trustRoot: options["trust-root"] ? resolve(options["trust-root"]) : undefined,
       log,
       progress: createComposeProgress(log, io.stderr as NodeJS.WriteStream),
     });

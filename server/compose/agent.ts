@@ -17,7 +17,7 @@ import type { Recipe } from "./recipe.ts";
 const UNITS_DIR = fileURLToPath(new URL("../../device/units/", import.meta.url));
 const BOOT_HELPERS_DIR = fileURLToPath(new URL("../../device/boot/", import.meta.url));
 
-export async function installAgent(root: string, recipe: Recipe, bundleDir: string, progress: ComposeProgress): Promise<void> {
+export async function installAgent(root: string, recipe: Recipe, bundleDir: string, progress: ComposeProgress, trustRoot: string | null): Promise<void> {
   progress.phase("agent", "bundling apt-ostreed and apt-ostree for the image");
   await bundleDevice(bundleDir);
   const lib = join(root, "usr/lib/apt-ostree");
@@ -30,6 +30,8 @@ export async function installAgent(root: string, recipe: Recipe, bundleDir: stri
     join(lib, "agent.yaml"),
     `# The image's agent defaults; /etc/apt-ostree/agent.yaml overrides them key by key.\n# The boot units bless the boot and reboot after a failed check; the agent gives the verdict.\n${toYaml({ ref: recipe.ref, architecture: recipe.architecture, bootUnits: true })}`,
   );
+  // Read-only in /usr: the first root of the chain; newer ones go to /var/lib/apt-ostree/trust.
+  if (trustRoot !== null) await writeFile(join(lib, "root.json"), trustRoot, { mode: 0o644 });
   const units = (await readdir(UNITS_DIR)).filter((name) => /\.(service|target|timer)$/.test(name));
   const unitDir = join(root, "usr/lib/systemd/system");
   await mkdir(unitDir, { recursive: true });

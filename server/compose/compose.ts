@@ -23,6 +23,7 @@ import { loadRecipe } from "./recipe.ts";
 import { buildRootfs } from "./rootfs.ts";
 import { commitHistory } from "../publish/history.ts";
 import { nextVersion } from "./version.ts";
+import { serializeSignedRoot, verifyRootSelf } from "../../shared/trust/root.ts";
 
 export interface ComposeOptions {
   recipesDir: string;
@@ -39,6 +40,8 @@ export interface ComposeOptions {
   force?: boolean;
   /** Keep the work directory (rootfs) for inspection. */
   keepWorkDir?: boolean;
+  /** A root.json the image ships in /usr/lib/apt-ostree/ (docs/trust.md); verified before anything is built. */
+  trustRoot?: string;
   log: Logger;
   progress: ComposeProgress;
   signal?: AbortSignal;
@@ -66,10 +69,20 @@ export class ComposeError extends AptOstreeError {
   }
 }
 
+/** The root file an image will ship: it must verify on its own, and there must be an agent to read it. */
+async function readTrustRoot(file: string, agent: boolean): Promise<string> {
+  if (!agent) throw new ComposeError(`--trust-root: the recipe installs no agent (apt-ostree-agent: true) to use ${file}`);
+  const bytes = await readFile(file).catch((error: Error) => {
+    throw new ComposeError(`--trust-root: cannot read ${file}: ${error.message}`, error);
+  });
+  return serializeSignedRoot(verifyRootSelf(bytes, file));
+}
+
 export async function compose(options: ComposeOptions): Promise<ComposeResult> {
   const { log, progress } = options;
   progress.phase("recipe", `${options.image} for ${options.machine}`);
   const recipe = await loadRecipe(options.recipesDir, options.image, options.machine);
+  const trustRoot = options.trustRoot === undefined ? null : await readTrustRoot(options.trustRoot, recipe.agent);
   const cache = await aptCachePaths(options.cacheDir, recipe);
 
   progress.phase("apt", "refreshing package indices");
@@ -87,7 +100,7 @@ export async function compose(options: ComposeOptions): Promise<ComposeResult> {
     const root = join(work, "rootfs");
     await mkdir(root);
     const packagesFetched = await buildRootfs({ recipe, cache, target: root, expectedPackages: resolved.length, progress, signal: options.signal });
-    await customizeRootfs(root, recipe, progress, work);
+    await customizeRootfs(root, recipe, progress, work, trustRoot);
     const kernel = await installKernel(root, recipe, progress);
     const installed = parseDpkgStatus(await readFile(join(root, "var/lib/dpkg/status"), "utf8"));
     progress.phase("layout", "converting to the OSTree layout");

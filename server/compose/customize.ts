@@ -7,8 +7,9 @@ import { expandPattern } from "./glob.ts";
 import type { ComposeProgress } from "./progress.ts";
 import type { Recipe } from "./recipe.ts";
 
-export async function customizeRootfs(root: string, recipe: Recipe, progress: ComposeProgress, work: string): Promise<void> {
-  if (recipe.agent) await installAgent(root, recipe, join(work, "agent-bundle"), progress);
+/** `trustRoot`: the root of trust (root.json text) the image's agent starts from (docs/trust.md). */
+export async function customizeRootfs(root: string, recipe: Recipe, progress: ComposeProgress, work: string, trustRoot: string | null = null): Promise<void> {
+  if (recipe.agent) await installAgent(root, recipe, join(work, "agent-bundle"), progress, trustRoot);
   progress.phase("customize", `${recipe.addFiles.length} files, ${recipe.units.length} units, ${recipe.postprocess.length} scripts`);
   for (const [source, destination] of recipe.addFiles) {
     const target = join(root, destination);

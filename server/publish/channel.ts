@@ -5,11 +5,11 @@ import { writeFileAtomic } from "../../shared/fs/atomic-write.ts";
 import { ManifestSchema, SignedManifestSchema, manifestPath, serializeSignedManifest, signManifest, type Manifest } from "../../shared/wire/manifest.ts";
 import type { Ed25519KeyPair } from "../../shared/sign/ed25519.ts";
 
-export async function writeChannelManifest(repo: string, manifest: Manifest, key: Ed25519KeyPair): Promise<string> {
+export async function writeChannelManifest(repo: string, manifest: Manifest, keys: Ed25519KeyPair[]): Promise<string> {
   const relative = manifestPath(manifest.channel, manifest.ref);
   const path = join(repo, relative);
   await mkdir(dirname(path), { recursive: true });
-  await writeFileAtomic(path, serializeSignedManifest(signManifest(manifest, [key])));
+  await writeFileAtomic(path, serializeSignedManifest(signManifest(manifest, keys)));
   return relative;
 }
 

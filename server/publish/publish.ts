@@ -18,11 +18,20 @@ import { commitHistory } from "./history.ts";
 import { acquirePidLock } from "../../shared/fs/pid-lock.ts";
 import { signCommit } from "./sign-commit.ts";
 import { updateSignedSummary } from "./signed-summary.ts";
+import type { SignedRoot } from "../../shared/trust/root.ts";
+import { publishRoots } from "../keys/trust-dir.ts";
 
 export interface PublishOptions {
   repo: string;
   ref: string;
-  key: Ed25519KeyPair;
+  /** Legacy single key: signs the commit, the summary and the manifest. */
+  key?: Ed25519KeyPair;
+  /** The image role's keys (docs/trust.md): sign the commit and the summary. */
+  imageKeys?: Ed25519KeyPair[];
+  /** The release role's keys: sign the channel manifest. */
+  releaseKeys?: Ed25519KeyPair[];
+  /** Root versions copied to REPO/roots/ before the manifest, so devices can check the new keys. */
+  roots?: SignedRoot[];
   channel: string;
   /** Deltas from this many previous versions, plus one from scratch. */
   deltaDepth: number;
@@ -56,8 +65,14 @@ export class PublishError extends AptOstreeError {
   }
 }
 
+/** A signed downgrade is valid for hours, not the channel's days (docs/trust.md, Anti-rollback). */
+export const DOWNGRADE_LIFETIME_SECONDS = 6 * 3600;
+
 export async function publish(options: PublishOptions): Promise<PublishResult> {
   const { repo, ref, log } = options;
+  const imageKeys = options.imageKeys ?? (options.key ? [options.key] : []);
+  const releaseKeys = options.releaseKeys ?? (options.key ? [options.key] : []);
+  if (imageKeys.length === 0 || releaseKeys.length === 0) throw new PublishError(`publish needs ${imageKeys.length === 0 ? "an image key" : "a release key"} (--trust DIR, or --image-key and --release-key)`);
   const now = (options.now ?? (() => new Date()))();
   const commit = await resolveRef(repo, ref);
   if (commit === null) throw new PublishError(`ref '${ref}' does not exist in ${repo}; compose it first`);
@@ -72,7 +87,8 @@ export async function publish(options: PublishOptions): Promise<PublishResult> {
       );
     }
 
-    const signed = await signCommit(repo, commit, options.key);
+    let signed = false;
+    for (const key of imageKeys) signed = (await signCommit(repo, commit, key)) || signed;
     log.info({ event: "publish.commit.signed", commit, added: signed }, signed ? "signed the commit" : "the commit was already signed");
 
     const sources: Array<{ commit: string | null; version: string | null }> = [
@@ -89,9 +105,14 @@ export async function publish(options: PublishOptions): Promise<PublishResult> {
       return { ...delta, generated };
     });
 
-    await updateSignedSummary(repo, options.key);
+    await updateSignedSummary(repo, imageKeys);
     log.info({ event: "publish.summary.signed" }, "updated and signed the summary");
 
+    const downgrade = Boolean(current && current.sequence > info.sequence);
+    if (options.roots) {
+      const copied = await publishRoots(options.roots, repo);
+      if (copied.length > 0) log.info({ event: "publish.roots.copied", versions: copied }, `published root version(s) ${copied.join(", ")}`);
+    }
     const manifest: Manifest = {
       schema: 1,
       ref,
@@ -101,11 +122,11 @@ export async function publish(options: PublishOptions): Promise<PublishResult> {
       architecture: info.architecture,
       channel: options.channel,
       issued: now.toISOString(),
-      expires: new Date(now.getTime() + options.expiresInSeconds * 1000).toISOString(),
-      downgrade: Boolean(current && current.sequence > info.sequence),
+      expires: new Date(now.getTime() + (downgrade ? Math.min(options.expiresInSeconds, DOWNGRADE_LIFETIME_SECONDS) : options.expiresInSeconds) * 1000).toISOString(),
+      downgrade,
       deltas: deltas.map(({ generated: _generated, ...delta }) => delta),
     };
-    const manifestFile = await writeChannelManifest(repo, manifest, options.key);
+    const manifestFile = await writeChannelManifest(repo, manifest, releaseKeys);
     log.info({ event: "publish.manifest.written", manifest: manifestFile, version: info.version }, `published ${ref} ${info.version}`);
     return { ref, commit, version: info.version, sequence: info.sequence, channel: options.channel, manifest: manifestFile, deltas };
   } finally {

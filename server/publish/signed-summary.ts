@@ -12,7 +12,7 @@ import { addOstreeSignature } from "../../shared/sign/ostree-signature.ts";
 
 const SHARED = ["objects", "refs", "deltas", "delta-indexes"];
 
-export async function updateSignedSummary(repo: string, key: Ed25519KeyPair): Promise<void> {
+export async function updateSignedSummary(repo: string, keys: Ed25519KeyPair[]): Promise<void> {
   const shadow = join(repo, "tmp", `apt-ostree-summary-${process.pid}`);
   await rm(shadow, { recursive: true, force: true });
   await mkdir(join(shadow, "tmp"), { recursive: true });
@@ -24,7 +24,7 @@ export async function updateSignedSummary(repo: string, key: Ed25519KeyPair): Pr
     }
     await updateSummary(shadow);
     const summary = await readFile(join(shadow, "summary"));
-    const signature = addOstreeSignature(null, summary, key);
+    const signature = keys.reduce<Uint8Array | null>((detached, key) => addOstreeSignature(detached, summary, key), null)!;
     await writeFileAtomic(join(shadow, "summary.sig"), signature);
     // Neither file is ever partial; the two renames are microseconds apart, and a client that
     // races them sees a signature mismatch and retries. Devices rely on the manifest instead,
