@@ -23,7 +23,7 @@ import { httpClientCodeCache, loadHttpClient } from "../update/load-http-client.
 import { repoUrl } from "../update/channel.ts";
 import type { DeviceIdentity } from "./identity.ts";
 import { bootVerdict, step, type AgentEffect, type AgentEvent, type AgentState, type BootVerdict, type UpdateTarget } from "./machine.ts";
-import { readAgentRecord, writeAgentRecord, type AgentRecord } from "./state-file.ts";
+import { readAgentRecord, withAcceptedSequence, writeAgentRecord, type AgentRecord } from "./state-file.ts";
 import { acceptedAfter, checkFresh, checkTarget, withdrawalCancels, withdrawnAfter, type AcceptedCommand, type WithdrawCommand, type WithdrawnUpdate } from "./command-check.ts";
 import { buildReport, reportBase } from "./report.ts";
 import { Reporter } from "./reporter.ts";
@@ -186,7 +186,7 @@ export class Agent {
         await this.rebootNow();
         return;
       case "update":
-        await this.acceptManifest(command.id, command.manifest).catch(() => undefined);
+        await this.acceptManifest(command.id, command.manifest, command.rollout === undefined ? {} : { rollout: command.rollout }).catch(() => undefined);
         return;
       default:
         return;
@@ -239,13 +239,25 @@ export class Agent {
    * ref), then fed to the machine. A refusal is reported as the command's failed outcome and
    * changes nothing.
    */
-  async acceptManifest(id: string, signedManifest: unknown, options: { ref?: string; manual?: boolean } = {}): Promise<void> {
+  async acceptManifest(id: string, signedManifest: unknown, options: { ref?: string; manual?: boolean; rollout?: string } = {}): Promise<void> {
     const { settings, trust, log } = this.options;
     const booted = await this.facts.booted();
     try {
       const bootedSequence = booted ? await this.facts.sequenceOf(booted.checksum) : undefined;
       await this.refreshTrust();
-      const manifest = verifySignedManifest(signedManifest, { signers: trust.signers("release"), now: this.now(), architecture: settings.architecture, channel: settings.channel, ref: options.ref ?? (booted?.origin || settings.ref), bootedSequence });
+      const ref = options.ref ?? (booted?.origin || settings.ref);
+      const manifest = verifySignedManifest(signedManifest, {
+        signers: trust.signers("release"),
+        now: this.now(),
+        architecture: settings.architecture,
+        channel: settings.channel,
+        ref,
+        bootedSequence,
+        acceptedSequence: this.record.acceptedSequences?.[ref],
+        // A signed downgrade only from a rollout's command to this device (docs/trust.md).
+        downgradeAllowed: options.rollout !== undefined,
+      });
+      await this.rememberAccepted(manifest.ref, manifest.sequence);
       const target: UpdateTarget = {
         command: id,
         ref: manifest.ref,
@@ -268,6 +280,13 @@ export class Agent {
       await this.sendReport({ ...(await this.reportBase()), state: "failed", command: id, error: `refused: ${(error as Error).message}` });
       throw error;
     }
+  }
+
+  /** Anti-rollback: the highest sequence accepted for `ref`, persisted before anything is fetched for it. */
+  private async rememberAccepted(ref: string, sequence: number): Promise<void> {
+    if ((this.record.acceptedSequences?.[ref] ?? 0) >= sequence) return;
+    this.record = { ...this.record, acceptedSequences: withAcceptedSequence(this.record.acceptedSequences, ref, sequence) };
+    await this.persist();
   }
 
   /** After the CLI changed the deployment list: a staged update that is gone no longer is one. */

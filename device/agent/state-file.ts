@@ -25,6 +25,21 @@ export interface AgentRecord {
   lastCommand?: AcceptedCommand;
   /** Updates the server withdrew, newest last (command-check.ts `withdrawnAfter`): never installed by polling. */
   withdrawn?: WithdrawnUpdate[];
+  /**
+   * Per ref, the highest manifest sequence ever accepted (docs/trust.md, Anti-rollback): written
+   * before the update is fetched, so no lower one is taken after a rollback, a crash or a power cut.
+   */
+  acceptedSequences?: Record<string, number>;
+}
+
+/** Refs whose accepted sequence is kept: a device follows one, a few over rebases. */
+export const MAX_ACCEPTED_REFS = 16;
+
+/** `sequences` with `ref` raised to `sequence`; the lowest entries of other refs go beyond MAX_ACCEPTED_REFS. */
+export function withAcceptedSequence(sequences: Record<string, number> | undefined, ref: string, sequence: number): Record<string, number> {
+  const next = { ...sequences, [ref]: Math.max(sequences?.[ref] ?? 0, sequence) };
+  const others = Object.entries(next).filter(([r]) => r !== ref).sort((a, b) => b[1] - a[1]).slice(0, MAX_ACCEPTED_REFS - 1);
+  return Object.fromEntries([...others, [ref, next[ref]!]]);
 }
 
 const STATE_NAMES = new Set(["idle", "downloading", "staged", "rebooting", "verifying", "healthy", "rolled-back", "failed"]);
@@ -67,6 +82,10 @@ export async function readAgentRecord(stateDir: string): Promise<AgentRecord> {
   const withdrawn = record.withdrawn;
   if (withdrawn !== undefined && (!Array.isArray(withdrawn) || !withdrawn.every((w) => typeof w?.id === "string" && typeof w.commit === "string" && typeof w.reason === "string"))) {
     throw new StateFileError(`${path} holds a malformed withdrawn list; move it away to start over from idle`);
+  }
+  const accepted = record.acceptedSequences;
+  if (accepted !== undefined && (typeof accepted !== "object" || accepted === null || Array.isArray(accepted) || !Object.values(accepted).every((n) => Number.isSafeInteger(n) && n > 0))) {
+    throw new StateFileError(`${path} holds malformed acceptedSequences; move it away to start over from idle`);
   }
   return record;
 }

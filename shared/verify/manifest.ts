@@ -52,10 +52,18 @@ export class WrongRefError extends ManifestRejectedError {
   }
 }
 export class RollbackRejectedError extends ManifestRejectedError {
-  constructor(got: number, booted: number) {
-    super("E_MANIFEST_ROLLBACK", `manifest sequence ${got} is older than the booted sequence ${booted} and is not a signed downgrade`);
+  constructor(got: number, floor: number, which: "booted" | "accepted") {
+    super("E_MANIFEST_ROLLBACK", `manifest sequence ${got} is older than the ${which === "booted" ? "booted sequence" : "highest sequence this device accepted for the ref,"} ${floor} and is not a signed downgrade`);
   }
 }
+export class DowngradeRefusedError extends ManifestRejectedError {
+  constructor(message: string) {
+    super("E_MANIFEST_DOWNGRADE", message);
+  }
+}
+
+/** A signed downgrade is valid for hours at most (docs/trust.md, Anti-rollback). */
+export const MAX_DOWNGRADE_LIFETIME_MS = 12 * 3600 * 1000;
 
 export interface ManifestExpectations {
   /** The release role's keys (or legacy pinned keys). */
@@ -68,6 +76,10 @@ export interface ManifestExpectations {
   ref?: string;
   /** Sequence of the booted commit; omit when unknown (first install). */
   bootedSequence?: number;
+  /** The highest sequence this device ever accepted for the manifest's ref (persisted by the agent). */
+  acceptedSequence?: number;
+  /** A signed downgrade may pass: only for an update command of a rollout, addressed to this device. */
+  downgradeAllowed?: boolean;
 }
 
 export function verifySignedManifest(input: unknown, expect: ManifestExpectations): Manifest {
@@ -87,10 +99,23 @@ export function verifySignedManifest(input: unknown, expect: ManifestExpectation
   if (manifest.architecture !== expect.architecture) throw new WrongArchitectureError(manifest.architecture, expect.architecture);
   if (expect.channel !== undefined && manifest.channel !== expect.channel) throw new WrongChannelError(manifest.channel, expect.channel);
   if (expect.ref !== undefined && manifest.ref !== expect.ref) throw new WrongRefError(manifest.ref, expect.ref);
-  if (expect.bootedSequence !== undefined && manifest.sequence < expect.bootedSequence && !manifest.downgrade) {
-    throw new RollbackRejectedError(manifest.sequence, expect.bootedSequence);
-  }
+  checkSequence(manifest, expect);
   return manifest;
+}
+
+/** Anti-rollback: never below the booted sequence nor the highest accepted, unless a bound, short-lived signed downgrade. */
+function checkSequence(manifest: Manifest, expect: ManifestExpectations): void {
+  const { bootedSequence: booted = 0, acceptedSequence: accepted = 0 } = expect;
+  const floor = Math.max(booted, accepted);
+  if (manifest.sequence >= floor) return;
+  if (!manifest.downgrade) throw new RollbackRejectedError(manifest.sequence, floor, booted >= accepted ? "booted" : "accepted");
+  if (!expect.downgradeAllowed) {
+    throw new DowngradeRefusedError(`manifest sequence ${manifest.sequence} is a signed downgrade from ${floor}; a downgrade is taken only from a rollout's command to this device, not from the channel`);
+  }
+  const lifetime = Date.parse(manifest.expires) - Date.parse(manifest.issued);
+  if (lifetime > MAX_DOWNGRADE_LIFETIME_MS) {
+    throw new DowngradeRefusedError(`manifest sequence ${manifest.sequence} is a signed downgrade valid for ${Math.round(lifetime / 3600_000)} h; a downgrade may be valid for ${MAX_DOWNGRADE_LIFETIME_MS / 3600_000} h at most`);
+  }
 }
 
 /**

@@ -56,6 +56,11 @@ describe("refusals leave the device as it was", () => {
     ["an expired manifest", () => signManifest({ ...published, issued: "2020-01-01T00:00:00Z", expires: "2020-01-02T00:00:00Z" }, [fixture.key]), /expired/],
     ["a downgrade below the booted sequence", () => signManifest({ ...published, commit: fixture.commits.get(1)!, version: "1", sequence: 1, deltas: [] }, [fixture.key]), /manifest sequence 1 is older than the booted/],
     ["a manifest for another architecture", () => signManifest({ ...published, architecture: "arm64" }, [fixture.key]), /arm64/],
+    [
+      "a signed downgrade outside a rollout",
+      () => signManifest({ ...published, commit: fixture.commits.get(1)!, version: "1", sequence: 1, deltas: [], downgrade: true, issued: new Date().toISOString(), expires: new Date(Date.now() + 3600_000).toISOString() }, [fixture.key]),
+      /signed downgrade from 2; a downgrade is taken only from a rollout's command/,
+    ],
   ])("refuses %s", async (_name, manifest, reason) => {
     const before = await diskSnapshot();
     const id = await sendUpdate(manifest());
@@ -82,5 +87,16 @@ describe("refusals leave the device as it was", () => {
     expect(after.slice(0, -1).join("\n")).toBe(before.split("\n").slice(0, -1).join("\n"));
     expect(after.at(-1)).toBe("failed");
     await expect(readFile(objectPath(join(fixture.disk.sysroot, "ostree", "repo"), unsigned, "commit"))).rejects.toThrow(/ENOENT/);
+  });
+
+  it("remembers the highest sequence it accepted, across a restart, and refuses anything lower", async () => {
+    // The previous test's manifest (sequence 3) was accepted before its commit was refused.
+    expect(JSON.parse(await readFile(stateFilePath(fixture.settings.stateDir), "utf8")).acceptedSequences).toEqual({ [REF]: 3 });
+    await fixture.stopAgent();
+    await fixture.startAgent();
+    const before = await diskSnapshot();
+    const id = await sendUpdate(signManifest({ ...published, issued: new Date().toISOString() }, [fixture.key]));
+    expect(await refusalReported(id)).toMatch(/manifest sequence 2 is older than the highest sequence this device accepted for the ref, 3/);
+    expect(await diskSnapshot()).toBe(before);
   });
 });

@@ -76,8 +76,27 @@ describe("signed manifest verification", () => {
     expect(() => verifySignedManifest(published(), { ...expect_, bootedSequence: 4 })).toThrow(RollbackRejectedError);
   });
 
-  it("accepts an older sequence when the manifest is a signed downgrade", () => {
-    expect(verifySignedManifest(published({ ...manifest, downgrade: true }), { ...expect_, bootedSequence: 4 }).sequence).toBe(3);
+  it("rejects an older sequence than the highest this device accepted for the ref, though newer than the booted one", () => {
+    expect(() => verifySignedManifest(published(), { ...expect_, bootedSequence: 2, acceptedSequence: 5 })).toThrow(/older than the highest sequence this device accepted for the ref, 5/);
+  });
+
+  describe("a signed downgrade", () => {
+    const downgrade = { ...manifest, downgrade: true, expires: "2026-11-21T06:00:00Z" };
+    const at = new Date("2026-11-21T01:00:00Z");
+
+    it("is taken from a rollout's command, valid for hours", () => {
+      expect(verifySignedManifest(published(downgrade), { ...expect_, now: at, bootedSequence: 4, downgradeAllowed: true }).sequence).toBe(3);
+    });
+
+    it("is refused from the channel (a poll or the CLI)", () => {
+      expect(() => verifySignedManifest(published(downgrade), { ...expect_, now: at, bootedSequence: 4 })).toThrow(expect.objectContaining({ code: "E_MANIFEST_DOWNGRADE", message: expect.stringMatching(/only from a rollout's command/) }));
+    });
+
+    it("is refused when valid for longer than 12 hours", () => {
+      expect(() => verifySignedManifest(published({ ...downgrade, expires: "2026-11-22T00:00:00Z" }), { ...expect_, now: at, bootedSequence: 4, downgradeAllowed: true })).toThrow(
+        expect.objectContaining({ code: "E_MANIFEST_DOWNGRADE", message: expect.stringMatching(/valid for 24 h; a downgrade may be valid for 12 h at most/) }),
+      );
+    });
   });
 
   it.each([
