@@ -12,7 +12,7 @@ import { MqttClient } from "../mqtt/client.ts";
 import type { DeviceIdentity } from "./identity.ts";
 
 export interface MqttLinkOptions {
-  settings: Pick<AgentSettings, "mqtt" | "mqttAuth" | "groups">;
+  settings: Pick<AgentSettings, "mqtt" | "mqttAuth" | "groups" | "caFile">;
   identity: DeviceIdentity;
   /** The fleet enrollment secret: each token then proves it (for a server's --auto-accept); null for none. */
   enrollmentSecret: Uint8Array | null;
@@ -42,6 +42,7 @@ export function connectMqtt(options: MqttLinkOptions): MqttLink {
 
   const client: MqttClient = new MqttClient({
     url: settings.mqtt,
+    caFile: settings.caFile,
     connectPacket: () => ({
       clientId: id,
       keepaliveSeconds: 60,

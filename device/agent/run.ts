@@ -18,7 +18,7 @@ import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
 import { runProgram } from "../../shared/process/run.ts";
 import { writeCodeCache } from "../update/code-cache.ts";
-import { bundledHttpClient, useHttpClientCodeCache } from "../update/load-http-client.ts";
+import { bundledHttpClient, useHttpClientCodeCache, useTrustedCa } from "../update/load-http-client.ts";
 
 export interface RunningAgent {
   agent: Agent;
@@ -33,6 +33,8 @@ export async function runAgent(settings: AgentSettings, log: Logger): Promise<Ru
   const leftovers = await removeAtomicWriteLeftovers(settings.stateDir);
   if (leftovers.length > 0) log.info({ event: "agent.leftovers.removed", files: leftovers }, `removed ${leftovers.join(", ")} left by an interrupted write`);
   const identity = await loadIdentity(settings.stateDir, settings.deviceId);
+  // https:// trusts the pinned CA alone (read at the first https:// request; http:// never reads it).
+  useTrustedCa(settings.caFile);
   const trust = await loadDeviceTrust(settings, log);
   let link: MqttLink | null = null;
   const agent = new Agent({

@@ -9,6 +9,7 @@ import type { OptionSpec } from "../../shared/cli/command.ts";
 import { AptOstreeError } from "../../shared/errors.ts";
 import { silentLogger, createLogger } from "../../shared/log.ts";
 import { loadDeviceTrust } from "../trust/load.ts";
+import { useTrustedCa } from "../update/load-http-client.ts";
 import { Agent } from "../agent/agent.ts";
 import { askAgent, handleControl, type ControlRequest } from "../agent/control-socket.ts";
 import { loadIdentity } from "../agent/identity.ts";
@@ -68,6 +69,7 @@ export async function viaAgent(settings: AgentSettings, request: ControlRequest)
 
 async function runHere(settings: AgentSettings, request: ControlRequest): Promise<unknown> {
   const log = process.env.APT_OSTREE_LOG_LEVEL ? createLogger({ name: "apt-ostree" }) : silentLogger();
+  useTrustedCa(settings.caFile);
   const trust = await loadDeviceTrust(settings, log);
   const agent = new Agent({
     settings,

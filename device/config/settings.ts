@@ -23,6 +23,8 @@ export const AgentConfigSchema = z.partial(
     mqtt: z.string().check(z.regex(/^mqtts?:\/\//, "must be an mqtt:// or mqtts:// URL")),
     /** `token`: the signed token is the MQTT password (embedded broker); `hello`: publish it (external broker). */
     mqttAuth: z.enum(["token", "hello"]),
+    /** The CA an https:// server and an mqtts:// broker must chain to, and the only one trusted (the image pins it); unused for http:// and mqtt://. */
+    caFile: nonEmpty,
     deviceId: z.string().check(z.regex(NAME_PATTERN, "letters, digits, '.', '_' and '-' only")),
     /** Groups the device reports; the operator decides which it is in (shown on the server, never selected on). */
     groups: z.array(z.string().check(z.regex(NAME_PATTERN))),
@@ -78,6 +80,7 @@ export const AGENT_DEFAULTS: AgentSettings = {
   server: "http://127.0.0.1:8080",
   mqtt: "mqtt://127.0.0.1:1883",
   mqttAuth: "token",
+  caFile: "/etc/apt-ostree/ca.pem",
   deviceId: null,
   groups: [],
   enrollmentSecretFile: "/etc/apt-ostree/enrollment-secret",

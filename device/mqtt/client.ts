@@ -17,7 +17,9 @@
  * than WRITE_BUFFER_PAUSE_BYTES wait to be sent, the client stops reading until the socket drains;
  * a broker that never reads again gets no PINGRESP read either, and keepalive drops it.
  */
+import { readFile } from "node:fs/promises";
 import { isIP, connect as netConnect, type Socket } from "node:net";
+import { explainTlsFailure, TlsError } from "../../shared/tls/describe-failure.ts";
 import {
   CONNACK_REFUSALS, DEFAULT_MAX_PACKET_BYTES, DISCONNECT, encodeConnect, encodePublish, encodePuback, encodeSubscribe, MqttProtocolError, PacketReader, PINGREQ, SUBACK_FAILURE,
   type ConnectPacket, type IncomingPacket, type Qos,
@@ -29,6 +31,11 @@ export const WRITE_BUFFER_PAUSE_BYTES = 64 * 1024;
 export interface MqttClientOptions {
   /** mqtt://host[:port] or mqtts://host[:port]; user:password in the URL are used unless `connectPacket` sets them. */
   url: string;
+  /**
+   * PEM file of the one CA an mqtts:// broker's certificate must chain to (Node's bundled CAs are
+   * then not trusted), read at every connect; absent: Node's CAs. Unused for mqtt://.
+   */
+  caFile?: string;
   /** Called before every (re)connect, so credentials such as signed tokens are fresh. */
   connectPacket: () => ConnectPacket;
   connectTimeoutMs: number;
@@ -114,10 +121,21 @@ export class MqttClient {
     const host = this.url.hostname.replace(/^\[|\]$/g, "");
     let socket: Socket;
     if (this.url.protocol === "mqtts:") {
+      let ca: Buffer | undefined;
+      if (this.options.caFile !== undefined) {
+        try {
+          ca = await readFile(this.options.caFile);
+        } catch (error) {
+          if (this.ended) return;
+          this.options.onError(new TlsError(`cannot read the CA certificate ${this.options.caFile} (caFile) that ${this.url.host} must be signed by: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}; put the fleet's CA there (image build --ca) or point caFile at it`, error));
+          return this.reconnectLater();
+        }
+      }
       // node:tls costs ~1.3 MiB of RSS once loaded: only an mqtts:// agent pays for it.
       const { connect: tlsConnect } = await import("node:tls");
       if (this.ended) return;
-      socket = tlsConnect({ host, port, ...(isIP(host) ? {} : { servername: host }) });
+      // The certificate is checked against the URL's host: servername for a DNS name, IP SANs for an address.
+      socket = tlsConnect({ host, port, ...(isIP(host) ? {} : { servername: host }), ...(ca ? { ca } : {}) });
     } else socket = netConnect({ host, port });
     this.socket = socket;
     const reader = new PacketReader(this.options.maxPacketBytes ?? DEFAULT_MAX_PACKET_BYTES);
@@ -152,7 +170,8 @@ export class MqttClient {
         socket.once("drain", () => socket.resume());
       }
     });
-    socket.on("error", (error) => this.options.onError(error));
+    const trust = this.options.caFile !== undefined ? `the CA in ${this.options.caFile}` : "a CA this machine trusts";
+    socket.on("error", (error) => this.options.onError(explainTlsFailure(error, `${this.url.protocol}//${this.url.host}`, trust) as Error));
     socket.on("close", () => {
       clearTimeout(connectTimer);
       this.closed(socket);
@@ -212,6 +231,10 @@ export class MqttClient {
     if (this.pingTimer) clearInterval(this.pingTimer);
     for (const waiting of this.pending.values()) waiting.reject(new MqttNotConnectedError());
     this.pending.clear();
+    this.reconnectLater();
+  }
+
+  private reconnectLater(): void {
     if (this.ended) return;
     this.reconnectTimer = setTimeout(() => {
       this.reconnectTimer = null;

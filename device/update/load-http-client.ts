@@ -20,8 +20,9 @@ export function bundledHttpClient(): string | null {
   return typeof AGENT_HTTP_CLIENT === "string" ? join(__dirname, AGENT_HTTP_CLIENT) : null;
 }
 
-// Process-wide, as Node's own module cache is: the agent sets it once at start.
+// Process-wide, as Node's own module cache is: the agent sets them once at start.
 let codeCacheDir: string | null = null;
+let caFile: string | null = null;
 let loading: Promise<HttpClient> | null = null;
 let codeCacheUse: CodeCacheLoad<HttpClient>["cache"] | null = null;
 
@@ -40,6 +41,19 @@ export async function useHttpClientCodeCache(dir: string): Promise<boolean> {
   return file !== null && !(await hasCodeCache(file, dir));
 }
 
+/**
+ * The CA every https:// request of this process must chain to (the agent's caFile); null:
+ * Node's bundled CAs. Set once at start, before the first request; the file is read at the first
+ * https:// request (so a device on http:// needs none).
+ */
+export function useTrustedCa(file: string | null): void {
+  caFile = file;
+}
+
+export function trustedCaFile(): string | null {
+  return caFile;
+}
+
 export function loadHttpClient(): Promise<HttpClient> {
   loading ??= load().catch((error: unknown) => {
     loading = null;
@@ -48,7 +62,13 @@ export function loadHttpClient(): Promise<HttpClient> {
   return loading;
 }
 
+/** The client, its requests trusting the CA set with useTrustedCa unless a request names its own. */
 async function load(): Promise<HttpClient> {
+  const client = await loadModule();
+  return { ...client, request: (url, options = {}) => client.request(url, { caFile, ...options }) };
+}
+
+async function loadModule(): Promise<HttpClient> {
   const file = bundledHttpClient();
   if (file === null || codeCacheDir === null) return import("./http-client.ts");
   try {

@@ -20,6 +20,7 @@ import type { Delta, Manifest } from "../../shared/wire/manifest.ts";
 import { deploymentsAfterDeploy, sysrootRepo, type Deployment } from "../sysroot/deployments.ts";
 import { deployRetaining } from "../sysroot/deploy.ts";
 import { DownloadError, downloadVerified } from "./download.ts";
+import { trustedCaFile } from "./load-http-client.ts";
 
 export class StageError extends AptOstreeError {
   readonly retryable: boolean;
@@ -163,7 +164,9 @@ export async function discardDownloads(downloadDir: string): Promise<void> {
 async function pullCommit(request: StageRequest): Promise<void> {
   const repo = sysrootRepo(request.sysroot);
   await runOstree(["remote", "delete", `--repo=${repo}`, "--if-exists", REMOTE_NAME]);
-  await runOstree(["remote", "add", `--repo=${repo}`, "--no-gpg-verify", REMOTE_NAME, request.repoUrl]);
+  // ostree's fetcher trusts the agent's CA alone for an https:// repo, as the agent's own client does.
+  const caFile = request.repoUrl.startsWith("https://") ? trustedCaFile() : null;
+  await runOstree(["remote", "add", `--repo=${repo}`, "--no-gpg-verify", ...(caFile ? [`--set=tls-ca-path=${caFile}`] : []), REMOTE_NAME, request.repoUrl]);
   request.onProgress(0, 0);
   await runOstree(["pull", `--repo=${repo}`, REMOTE_NAME, request.manifest.commit]);
 }

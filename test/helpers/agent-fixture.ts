@@ -3,7 +3,7 @@
  * MQTT, rollouts) with a published v1, a throwaway sysroot with `bootedVersion` deployed and a
  * simulated bootloader (simulated-bootloader.ts), and the agent's settings pointing at both.
  */
-import { access, chmod, mkdir, rm, writeFile } from "node:fs/promises";
+import { access, chmod, mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { execa } from "execa";
@@ -13,6 +13,8 @@ import { generateKeyPair } from "../../shared/sign/ed25519.ts";
 import { formatPublicKey, formatSecretKey } from "../../shared/sign/keys.ts";
 import { publish } from "../../server/publish/publish.ts";
 import { startServer, type RunningServer } from "../../server/serve.ts";
+import { initTlsDir } from "../../server/tls/tls-dir.ts";
+import { trustingFetch } from "./serve-process.ts";
 import { AGENT_DEFAULTS, type AgentSettings } from "../../device/config/settings.ts";
 import { runAgent, type RunningAgent } from "../../device/agent/run.ts";
 import { testServerSettings } from "./server-settings.ts";
@@ -45,24 +47,34 @@ export class AgentFixture {
   disk!: SimulatedBootloader;
   settings!: AgentSettings;
   agent: RunningAgent | null = null;
-  readonly api = adminApi(() => `http://127.0.0.1:${this.server.httpPort}`);
+  /** With TLS: the CA the server's certificate chains to (the agent's caFile), and a fetch that trusts it. */
+  tlsCa: string | null = null;
+  private fetch: typeof fetch = globalThis.fetch;
+  readonly api = adminApi(() => `${this.tlsCa ? "https" : "http"}://127.0.0.1:${this.server.httpPort}`, () => this.fetch);
 
-  /** Publishes versions 1..`publishUpTo`, boots `bootedVersion`. */
-  async setUp(name: string, options: { publishUpTo?: number; bootedVersion?: number } = {}): Promise<this> {
+  /** Publishes versions 1..`publishUpTo`, boots `bootedVersion`; `tls`: the server serves HTTPS and MQTT over TLS with a CA of its own (tls init). */
+  async setUp(name: string, options: { publishUpTo?: number; bootedVersion?: number; tls?: boolean } = {}): Promise<this> {
     this.dir = await makeTempDir(name);
     this.repo = join(this.dir, "repo");
     await initRepo(this.repo, "archive");
     await writeFile(join(this.dir, "server.secret"), formatSecretKey(this.key), { mode: 0o600 });
     for (let version = 1; version <= (options.publishUpTo ?? 1); version++) await this.publishVersion(version);
-    this.server = await startServer({ ...testServerSettings({ repo: this.repo, data: join(this.dir, "data"), ...(await autoAcceptSettings(this.dir)), signingKey: join(this.dir, "server.secret") }), tickMilliseconds: 100 }, silentLogger());
+    const tlsDir = join(this.dir, "tls");
+    if (options.tls) {
+      this.tlsCa = (await initTlsDir(tlsDir, ["localhost", "127.0.0.1"])).ca;
+      this.fetch = trustingFetch(await readFile(this.tlsCa, "utf8"));
+    }
+    this.server = await startServer({ ...testServerSettings({ repo: this.repo, data: join(this.dir, "data"), ...(await autoAcceptSettings(this.dir)), signingKey: join(this.dir, "server.secret"), tls: options.tls ? { dir: tlsDir, create: false } : null }), tickMilliseconds: 100 }, silentLogger());
     const device = join(this.dir, "device");
     this.disk = await createDeviceDisk(device, this.repo, REF, this.commits.get(options.bootedVersion ?? 1)!);
     await mkdir(join(device, "keys.d"), { recursive: true });
     await writeFile(join(device, "keys.d", "server.pub"), formatPublicKey(this.key.publicKey));
     this.settings = {
       ...AGENT_DEFAULTS,
-      server: `http://127.0.0.1:${this.server.httpPort}`,
-      mqtt: `mqtt://127.0.0.1:${this.server.mqttPort}`,
+      // With TLS the server is named as a DNS name and the broker as an address: both kinds of SAN are checked.
+      server: `${this.tlsCa ? "https://localhost" : "http://127.0.0.1"}:${this.server.httpPort}`,
+      mqtt: `${this.tlsCa ? "mqtts" : "mqtt"}://127.0.0.1:${this.server.mqttPort}`,
+      ...(this.tlsCa ? { caFile: this.tlsCa } : {}),
       deviceId: DEVICE_ID,
       groups: ["lab"],
       enrollmentSecretFile: join(this.dir, "enrollment-secret"),

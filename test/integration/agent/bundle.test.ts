@@ -1,7 +1,8 @@
 /**
  * The esbuild bundles on Debian bookworm's own Node.js 18 (the image's runtime), with no
  * node_modules beside them: the bundled apt-ostreed enrolls, reports and stages an update from
- * the real server; the bundled apt-ostree reads the result.
+ * the real server over TLS (mqtts://, https://, the CA pinned in caFile); the bundled apt-ostree
+ * reads the result.
  */
 import { readdir, readFile } from "node:fs/promises";
 import { join, relative } from "node:path";
@@ -20,8 +21,9 @@ let stopAgent: (() => void) | null = null;
 
 beforeAll(async () => {
   root = await ensureNode18Root();
-  await fixture.setUp("bundle");
-  fixture.settings = { ...fixture.settings, rebootStrategy: "command" };
+  await fixture.setUp("bundle", { tls: true });
+  // The root has no /etc/hosts to resolve localhost: the server by its address (an IP SAN).
+  fixture.settings = { ...fixture.settings, rebootStrategy: "command", server: fixture.settings.server.replace("//localhost:", "//127.0.0.1:") };
   config = await fixture.writeConfig();
   const outputs = await bundleDevice(join(fixture.dir, "dist"));
   agentBundle = join(fixture.dir, "dist", AGENT_BUNDLE);
