@@ -163,7 +163,7 @@ export async function buildDisk(options: BuildDiskOptions): Promise<BuiltDisk> {
 export interface DeviceSettings {
   server: string;
   mqtt: string;
-  /** The server's keys, pinned on the device. */
+  /** Legacy pinned keys (keys.d) for images without a root of trust; none when the image ships one. */
   publicKeys: Uint8Array[];
   deviceId?: string;
   groups?: string[];
@@ -172,21 +172,21 @@ export interface DeviceSettings {
   enrollmentSecret?: string;
 }
 
-/** The device's own /etc files on a built disk: its agent.yaml and the pinned server keys. */
+/** The device's own /etc files on a built disk: its agent.yaml, and legacy pinned keys when given (the root of trust is in the image's /usr). */
 export function deviceEtcFiles(settings: DeviceSettings): Record<string, string> {
   const config = {
     server: settings.server,
     mqtt: settings.mqtt,
     ...(settings.deviceId ? { deviceId: settings.deviceId } : {}),
     ...(settings.groups?.length ? { groups: settings.groups } : {}),
-    keysDir: "/etc/apt-ostree/keys.d",
+    ...(settings.publicKeys.length > 0 ? { keysDir: "/etc/apt-ostree/keys.d" } : {}),
     ...(settings.bootTries ? { bootTries: settings.bootTries } : {}),
     ...(settings.enrollmentSecret !== undefined ? { enrollmentSecretFile: "/etc/apt-ostree/enrollment-secret" } : {}),
   };
   return {
     ...(settings.enrollmentSecret !== undefined ? { "apt-ostree/enrollment-secret": settings.enrollmentSecret } : {}),
     "apt-ostree/agent.yaml": `# Written by apt-ostree-server image build.\n${toYaml(config)}`,
-    "apt-ostree/keys.d/server.pub": settings.publicKeys.map(formatPublicKey).join(""),
+    ...(settings.publicKeys.length > 0 ? { "apt-ostree/keys.d/server.pub": settings.publicKeys.map(formatPublicKey).join("") } : {}),
   };
 }
 

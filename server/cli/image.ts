@@ -20,14 +20,14 @@ export function parseSize(text: string, option: string): number {
 
 const build = defineCommand({
   name: "build",
-  description: "Build a bootable disk image (GPT, /boot and root ext4, GRUB with the boot counter: BIOS for amd64 commits, UEFI for arm64 ones) from a published commit, with the device's agent settings and pinned key in its /etc.",
+  description: "Build a bootable disk image (GPT, /boot and root ext4, GRUB with the boot counter: BIOS for amd64 commits, UEFI for arm64 ones) from a published commit, with the device's agent settings in its /etc.",
   options: {
     repo: { type: "string", valueName: "DIR", description: "Archive repo (default: $APT_OSTREE_REPO or /var/lib/apt-ostree-server/repo)" },
     ref: { type: "string", valueName: "REF", required: true, description: "Ref to deploy, e.g. debian/bookworm/qemu-amd64/appliance-minimal" },
     commit: { type: "string", valueName: "CHECKSUM", description: "Commit to deploy (default: the ref's head)" },
     out: { type: "string", valueName: "FILE", required: true, description: "Disk image to write (raw)" },
     size: { type: "string", valueName: "SIZE", default: "4G", description: "Disk size (sparse file)" },
-    key: { type: "string", valueName: "FILE", required: true, description: "The server's ed25519 public key (ed25519.pub), pinned on the device" },
+    key: { type: "string", valueName: "FILE", description: "Legacy: a public key (ed25519.pub) pinned in /etc for images composed without --trust-root, which ship their root of trust in /usr" },
     server: { type: "string", valueName: "URL", default: `http://${HOST_FROM_GUEST}:8080`, description: "Server URL the device uses (10.0.2.2 is the host in qemu's user network)" },
     mqtt: { type: "string", valueName: "URL", default: `mqtt://${HOST_FROM_GUEST}:1883`, description: "MQTT broker URL the device uses" },
     "device-id": { type: "string", valueName: "ID", description: "Device id (default: generated on first boot)" },
@@ -40,7 +40,7 @@ const build = defineCommand({
   async run({ options, io }) {
     const bootTries = Number(options["boot-tries"]);
     if (!Number.isInteger(bootTries) || bootTries < 1 || bootTries > 9) throw new UsageError(`--boot-tries: '${options["boot-tries"]}' must be 1..9`);
-    const publicKeys = await readPublicKeyFile(resolve(options.key));
+    const publicKeys = options.key ? await readPublicKeyFile(resolve(options.key)) : [];
     // Checked as serve checks it, so a disk never carries a secret the server would refuse.
     const enrollmentSecret = options["enrollment-secret"] === undefined ? undefined : Buffer.from(await readEnrollmentSecret(resolve(options["enrollment-secret"]))).toString("utf8");
     const cache = defaultCacheDir(io.env);

@@ -4,8 +4,8 @@ import { UsageError } from "../../shared/errors.ts";
 import { createLogger } from "../../shared/log.ts";
 import { readSecretKeyFile } from "../../shared/sign/keys.ts";
 import { parseDurationSeconds } from "../../shared/duration.ts";
-import { publish, type PublishOptions } from "../publish/publish.ts";
-import { readTrustDir, secretsFor } from "../keys/trust-dir.ts";
+import { publish, type PublishKeys } from "../publish/publish.ts";
+import { trustPublishKeys } from "../keys/trust-dir.ts";
 import { formatBytes } from "./compose.ts";
 import { defaultRepo } from "./defaults.ts";
 
@@ -55,16 +55,10 @@ export const publishCommand = defineCommand({
   },
 });
 
-async function publishKeys(options: { trust?: string; "image-key"?: string[]; "release-key"?: string[]; key?: string }): Promise<Pick<PublishOptions, "key" | "imageKeys" | "releaseKeys" | "roots">> {
+async function publishKeys(options: { trust?: string; "image-key"?: string[]; "release-key"?: string[]; key?: string }): Promise<PublishKeys> {
   const given = [options.trust !== undefined, options["image-key"] !== undefined || options["release-key"] !== undefined, options.key !== undefined].filter(Boolean).length;
   if (given !== 1) throw new UsageError("sign with one of: --trust DIR, --image-key FILE and --release-key FILE, or --key FILE");
-  if (options.trust) {
-    const trust = await readTrustDir(resolve(options.trust));
-    const imageKeys = secretsFor(trust, trust.newest.root, "image");
-    const releaseKeys = secretsFor(trust, trust.newest.root, "release");
-    if (imageKeys.length === 0 || releaseKeys.length === 0) throw new UsageError(`${options.trust} holds no ${imageKeys.length === 0 ? "image" : "release"} key of root version ${trust.newest.root.version}`);
-    return { imageKeys, releaseKeys, roots: trust.roots };
-  }
+  if (options.trust) return trustPublishKeys(resolve(options.trust));
   if (options.key) return { key: await readSecretKeyFile(resolve(options.key)) };
   const read = (files: string[] | undefined, role: string) => {
     if (!files?.length) throw new UsageError(`--${role}-key: publish needs the ${role} key too`);

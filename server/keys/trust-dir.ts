@@ -143,3 +143,22 @@ export async function newestPublishedRoot(repo: string): Promise<SignedRoot | nu
   if (newest === undefined) return null;
   return parseSignedRoot(await readFile(join(repo, "roots", rootVersionFile(newest))), join(repo, "roots", rootVersionFile(newest)));
 }
+
+/** publish's keys from a trust directory: its image and release keys under the newest root, and every root version. */
+export async function trustPublishKeys(dir: string): Promise<{ imageKeys: Ed25519KeyPair[]; releaseKeys: Ed25519KeyPair[]; roots: SignedRoot[] }> {
+  const trust = await readTrustDir(dir);
+  const imageKeys = secretsFor(trust, trust.newest.root, "image");
+  const releaseKeys = secretsFor(trust, trust.newest.root, "release");
+  if (imageKeys.length === 0 || releaseKeys.length === 0) throw new TrustDirError(`${dir} holds no ${imageKeys.length === 0 ? "image" : "release"} key of root version ${trust.newest.root.version}`);
+  return { imageKeys, releaseKeys, roots: trust.roots };
+}
+
+/** The secret key file of the command role under the newest root (what serve --key takes). */
+export async function commandKeyFile(dir: string): Promise<string> {
+  const trust = await readTrustDir(dir);
+  for (const id of trust.newest.root.roles.command.keyids) {
+    const file = join(dir, "keys", `command-${id.slice(0, 16)}.secret`);
+    if (await stat(file).then(() => true, () => false)) return file;
+  }
+  throw new TrustDirError(`${dir} holds no command key of root version ${trust.newest.root.version}`);
+}

@@ -48,6 +48,9 @@ export interface PublishOptions {
   signal?: AbortSignal;
 }
 
+/** What signs a publish: the trust directory's role keys and roots, or the legacy single key. */
+export type PublishKeys = Pick<PublishOptions, "key" | "imageKeys" | "releaseKeys" | "roots">;
+
 export interface PublishResult {
   ref: string;
   commit: string;

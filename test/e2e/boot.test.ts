@@ -8,7 +8,12 @@
  *   3. v4 cannot boot (its init exits, the kernel panics, panic=5 reboots): the counter runs
  *      out and the same rollback follows;
  *   4. v5 hangs during its health check (PID 1 frozen, so systemd stops petting the watchdog):
- *      the i6300esb watchdog resets the VM on each try, and the same rollback follows.
+ *      the i6300esb watchdog resets the VM on each try, and the same rollback follows;
+ *   5. the command and image keys are rotated (root version 3; the old ones revoked) and serve
+ *      restarted with the new command key: v6, signed by the new keys only, is followed and
+ *      boots healthy; v7, whose commit only the revoked image key signed, is refused and reported.
+ * The image ships the fleet's root of trust (compose --trust-root); the device walks the newer
+ * root versions the repo publishes (docs/trust.md).
  * Each step is asserted from the server's API and from the VM's serial console.
  * v1 is a real compose; v2-v4 are v1's tree with a file added (test/helpers/derived-release.ts),
  * so the scenario composes once. Boot tries are 2, the fewest that show the counter counting.
@@ -22,8 +27,11 @@ import { execa } from "execa";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { removeFile } from "../../shared/fs/remove-file.ts";
 import { createLogger } from "../../shared/log.ts";
-import { generateKeyPair } from "../../shared/sign/ed25519.ts";
-import { formatPublicKey, formatSecretKey } from "../../shared/sign/keys.ts";
+import { readSecretKeyFile } from "../../shared/sign/keys.ts";
+import { expiryAfterDays } from "../../shared/trust/root-edit.ts";
+import { initRoot } from "../../server/keys/root-versions.ts";
+import { commandKeyFile, readTrustDir, secretsFor, trustPublishKeys } from "../../server/keys/trust-dir.ts";
+import type { PublishKeys } from "../../server/publish/publish.ts";
 import { DEFAULT_RECIPES_DIR } from "../../server/cli/defaults.ts";
 import { defaultCacheDir } from "../../server/compose/cache.ts";
 import { compose } from "../../server/compose/compose.ts";
@@ -50,9 +58,12 @@ const cache = defaultCacheDir();
 const dir = join(cache, ARCH === "amd64" ? "e2e" : `e2e-${ARCH}`);
 const SUFFIX = ARCH === "amd64" ? "" : `-${ARCH}`;
 const repo = join(dir, "repo");
-const key = generateKeyPair();
+const trust = join(dir, "trust");
+/** The trust directory's image and release keys and roots, read again after each rotation. */
+let keys: PublishKeys;
 let server: ChildProcess;
 let httpPort = 0;
+let mqttPort = 0;
 let vm: Vm;
 let deviceId = "";
 let loopsBefore = "";
@@ -121,15 +132,30 @@ beforeAll(async () => {
   await rm(dir, { recursive: true, force: true });
   await mkdir(dir, { recursive: true });
   await mkdir(ARTIFACTS, { recursive: true });
-  await writeFile(join(dir, "ed25519.secret"), formatSecretKey(key), { mode: 0o600 });
-  await writeFile(join(dir, "ed25519.pub"), formatPublicKey(key.publicKey));
+  await initRoot(trust, { rootKeys: 1, thresholds: {}, expires: expiryAfterDays(new Date(), 30) });
+  keys = await trustPublishKeys(trust);
   // --auto-accept admits the VM because its disk carries the fleet enrollment secret.
   await writeFile(join(dir, "enrollment-secret"), `${randomBytes(32).toString("base64")}\n`, { mode: 0o600 });
 
-  await compose({ recipesDir: DEFAULT_RECIPES_DIR, image: "appliance-minimal", machine: MACHINE, repo, cacheDir: cache, indexMaxAgeSeconds: 7 * 86400, log, progress: createComposeProgress(log) });
-  await publish({ repo, ref: REF, key, channel: "stable", deltaDepth: 3, scratchDelta: false, expiresInSeconds: 86400, log });
+  await compose({ recipesDir: DEFAULT_RECIPES_DIR, image: "appliance-minimal", machine: MACHINE, repo, cacheDir: cache, indexMaxAgeSeconds: 7 * 86400, trustRoot: join(trust, "root.json"), log, progress: createComposeProgress(log) });
+  await publish({ repo, ref: REF, ...keys, channel: "stable", deltaDepth: 3, scratchDelta: false, expiresInSeconds: 86400, log });
 
-  server = spawn(process.execPath, [SERVER_CLI, "serve", "--repo", repo, "--data", join(dir, "data"), "--host", "127.0.0.1", "--http-port", "0", "--mqtt-port", "0", "--mqtt-ws-port", "off", "--insecure-plain", "--auto-accept", "--enrollment-secret-file", join(dir, "enrollment-secret"), "--key", join(dir, "ed25519.secret")], {
+  await startServe();
+
+  const disk = join(dir, "disk.img");
+  const built = await execa(process.execPath, [SERVER_CLI, "image", "build", "--repo", repo, "--ref", REF, "--out", disk,
+    "--server", `http://${HOST_FROM_GUEST}:${httpPort}`, "--mqtt", `mqtt://${HOST_FROM_GUEST}:${mqttPort}`, "--boot-tries", String(BOOT_TRIES), "--enrollment-secret", join(dir, "enrollment-secret"), "--json"], { all: true });
+  expect(JSON.parse(built.stdout.trim().split("\n").at(-1)!).version).toBe("1");
+  expect((await execa("losetup", ["-a"])).stdout).toBe(loopsBefore);
+
+  vm = new Vm({ disk, arch: ARCH, serialLog: join(ARTIFACTS, `e2e-serial${SUFFIX}.log`), accel: accelFromEnv() });
+  await vm.start();
+  timings.vmStartedAt = Date.now();
+}, 40 * MINUTE);
+
+/** serve with the trust directory's current command key; after the first start, on the same ports (the disk names them). */
+async function startServe(): Promise<void> {
+  server = spawn(process.execPath, [SERVER_CLI, "serve", "--repo", repo, "--data", join(dir, "data"), "--host", "127.0.0.1", "--http-port", String(httpPort), "--mqtt-port", String(mqttPort), "--mqtt-ws-port", "off", "--insecure-plain", "--auto-accept", "--enrollment-secret-file", join(dir, "enrollment-secret"), "--key", await commandKeyFile(trust)], {
     env: { ...process.env, APT_OSTREE_ADMIN_TOKEN: TEST_ADMIN_TOKEN },
     stdio: ["ignore", "pipe", "inherit"],
   });
@@ -139,18 +165,14 @@ beforeAll(async () => {
     if (line.startsWith("MQTT on")) break;
   }
   httpPort = Number(/:(\d+)\/repo\//.exec(seen.join("\n"))![1]);
-  const mqttPort = Number(/MQTT on mqtt:\/\/127\.0\.0\.1:(\d+)/.exec(seen.join("\n"))![1]);
+  mqttPort = Number(/MQTT on mqtt:\/\/127\.0\.0\.1:(\d+)/.exec(seen.join("\n"))![1]);
+}
 
-  const disk = join(dir, "disk.img");
-  const built = await execa(process.execPath, [SERVER_CLI, "image", "build", "--repo", repo, "--ref", REF, "--out", disk, "--key", join(dir, "ed25519.pub"),
-    "--server", `http://${HOST_FROM_GUEST}:${httpPort}`, "--mqtt", `mqtt://${HOST_FROM_GUEST}:${mqttPort}`, "--boot-tries", String(BOOT_TRIES), "--enrollment-secret", join(dir, "enrollment-secret"), "--json"], { all: true });
-  expect(JSON.parse(built.stdout.trim().split("\n").at(-1)!).version).toBe("1");
-  expect((await execa("losetup", ["-a"])).stdout).toBe(loopsBefore);
-
-  vm = new Vm({ disk, arch: ARCH, serialLog: join(ARTIFACTS, `e2e-serial${SUFFIX}.log`), accel: accelFromEnv() });
-  await vm.start();
-  timings.vmStartedAt = Date.now();
-}, 40 * MINUTE);
+async function stopServe(): Promise<void> {
+  const exited = new Promise((resolve) => server.once("exit", resolve));
+  server.kill("SIGTERM");
+  await exited;
+}
 
 afterAll(async () => {
   timings.wholeRunSeconds = (Date.now() - runStarted) / 1000;
@@ -178,7 +200,7 @@ describe("a qemu device, end to end", () => {
   }, 10 * MINUTE);
 
   it("v2: pulls, stages, reboots into it and reports healthy; the rollout completes", async () => {
-    const v2 = await publishDerivedRelease({ repo, ref: REF, key, workDir: dir, log, files: { "usr/lib/apt-ostree-e2e/release": { content: "2\n" } } });
+    const v2 = await publishDerivedRelease({ repo, ref: REF, keys, workDir: dir, log, files: { "usr/lib/apt-ostree-e2e/release": { content: "2\n" } } });
     const boots = await bootCount();
     const started = Date.now();
     const id = await rollOut("2");
@@ -209,7 +231,7 @@ describe("a qemu device, end to end", () => {
 
   it("v3 fails its required health check: the counter runs out, GRUB boots v2, the rollback is made permanent and reported", async () => {
     const v3 = await publishDerivedRelease({
-      repo, ref: REF, key, workDir: dir, log,
+      repo, ref: REF, keys, workDir: dir, log,
       files: { "usr/etc/apt-ostree/health.d/required/50-e2e-broken": { content: "#!/bin/sh\necho 'e2e-v3: required check failed' > /dev/kmsg\necho 'this release is broken on purpose' >&2\nexit 1\n", mode: 0o755 } },
     });
     const boots = await bootCount();
@@ -240,7 +262,7 @@ describe("a qemu device, end to end", () => {
   it("v4 cannot boot (its init exits, the kernel panics): GRUB falls back after the tries and the rollback is reported", async () => {
     const v2 = (await device()).booted.commit as string;
     const v4 = await publishDerivedRelease({
-      repo, ref: REF, key, workDir: dir, log, base: v2,
+      repo, ref: REF, keys, workDir: dir, log, base: v2,
       files: { "usr/lib/systemd/systemd": { content: "#!/bin/sh\necho 'e2e-v4: init exits'\nexit 1\n", mode: 0o755 } },
     });
     const panics = await bootCount(PANIC);
@@ -262,7 +284,7 @@ describe("a qemu device, end to end", () => {
   it("v5 hangs during its health check (init frozen): the watchdog resets it, GRUB falls back after the tries and the rollback is reported", async () => {
     const base = (await device()).booted as { commit: string; version: string };
     const v5 = await publishDerivedRelease({
-      repo, ref: REF, key, workDir: dir, log, base: base.commit,
+      repo, ref: REF, keys, workDir: dir, log, base: base.commit,
       // Freezing PID 1's cgroup stops systemd petting the watchdog: a real hang, as a wedged driver would cause.
       files: { "usr/etc/apt-ostree/health.d/required/50-e2e-hang": { content: "#!/bin/sh\necho 'e2e-v5: freezing init' > /dev/kmsg\necho 1 > /sys/fs/cgroup/init.scope/cgroup.freeze\nsleep 600\n", mode: 0o755 } },
     });
@@ -284,6 +306,36 @@ describe("a qemu device, end to end", () => {
     expect(tail).not.toMatch(/apt-ostree: boot health check failed/);
     await untilDevice("the rollout to pause", 2 * MINUTE, async () => (await api(`rollouts/${id}`)).rollout.progress.state === "paused");
     await api(`rollouts/${id}/abort`, {});
+  }, 30 * MINUTE);
+
+  it("follows a rotation of the command and image keys to v6, and refuses v7 signed by the revoked image key", async () => {
+    const before = await readTrustDir(trust);
+    const oldImage = secretsFor(before, before.newest.root, "image");
+    for (const role of ["command", "image"]) {
+      const rotated = await execa(process.execPath, [SERVER_CLI, "keys", "rotate", "--trust", trust, "--role", role, "--repo", repo, "--json"]);
+      expect(JSON.parse(rotated.stdout.trim().split("\n").at(-1)!)).toMatchObject({ complete: true });
+    }
+    await stopServe();
+    await startServe();
+    keys = await trustPublishKeys(trust);
+    const base = (await device()).booted as { commit: string; version: string };
+    const v6 = await publishDerivedRelease({ repo, ref: REF, keys, workDir: dir, log, base: base.commit, files: { "usr/lib/apt-ostree-e2e/release": { content: "6\n" } } });
+    await rollOut(v6.version);
+    await untilDevice("v6 healthy", 15 * MINUTE, async () => {
+      const d = await device();
+      return d.state === "healthy" && d.booted.commit === v6.commit ? d : null;
+    });
+    // The same release machinery, but the commit carries only the revoked image key's signature.
+    const v7 = await publishDerivedRelease({ repo, ref: REF, keys: { ...keys, imageKeys: oldImage }, workDir: dir, log, files: { "usr/lib/apt-ostree-e2e/release": { content: "7\n" } } });
+    const boots = await bootCount();
+    const id = await rollOut(v7.version);
+    const failed = await untilDevice("v7 to be refused", 10 * MINUTE, async () => {
+      const { events } = await api(`devices/${deviceId}`);
+      return events.find((e: any) => e.kind === "report" && e.report.command === id && e.report.state === "failed")?.report;
+    });
+    expect(failed.error).toMatch(/which the root revoked \(root version 3\)/);
+    expect((await device()).booted.commit).toBe(v6.commit);
+    expect(await bootCount()).toBe(boots);
   }, 30 * MINUTE);
 
   it("leaves no loop device behind", async () => {

@@ -13,8 +13,7 @@ import type { Logger } from "../../shared/log.ts";
 import { commitTree } from "../../shared/ostree/commit.ts";
 import { metadataString, parseCommitObject } from "../../shared/ostree/commit-object.ts";
 import { readCommitObject, resolveRef } from "../../shared/ostree/repo.ts";
-import type { Ed25519KeyPair } from "../../shared/sign/ed25519.ts";
-import { publish } from "../../server/publish/publish.ts";
+import { publish, type PublishKeys } from "../../server/publish/publish.ts";
 
 export interface OverlayFile {
   content: string;
@@ -24,7 +23,8 @@ export interface OverlayFile {
 export async function publishDerivedRelease(options: {
   repo: string;
   ref: string;
-  key: Ed25519KeyPair;
+  /** The signing keys: a trust directory's roles (trustPublishKeys) or a legacy single key. */
+  keys: PublishKeys;
   workDir: string;
   /** Paths inside the image (no leading /; /etc is usr/etc in a commit). */
   files: Record<string, OverlayFile>;
@@ -56,6 +56,6 @@ export async function publishDerivedRelease(options: {
     timestamp: sourceDateEpoch + info.sequence,
     ...encodeImageCommitMetadata({ ...info, version, sequence: info.sequence + 1, sourceDateEpoch, kernel: metadataString(parentCommit, META.linux) ?? null }),
   });
-  await publish({ repo: options.repo, ref: options.ref, key: options.key, channel: "stable", deltaDepth: 3, scratchDelta: false, expiresInSeconds: 86400, log: options.log });
+  await publish({ repo: options.repo, ref: options.ref, ...options.keys, channel: "stable", deltaDepth: 3, scratchDelta: false, expiresInSeconds: 86400, log: options.log });
   return { commit, version };
 }
