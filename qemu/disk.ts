@@ -170,7 +170,11 @@ export interface DeviceSettings {
   bootTries?: number;
   /** The fleet enrollment secret (the file's text), for a server's --auto-accept; written 0600. */
   enrollmentSecret?: string;
+  /** The CA certificate (PEM) the device pins for https:// and mqtts://: /etc/apt-ostree/ca.pem, the agent's caFile. */
+  ca?: string;
 }
+
+export const DEVICE_CA_FILE = "/etc/apt-ostree/ca.pem";
 
 /** The device's own /etc files on a built disk: its agent.yaml, and legacy pinned keys when given (the root of trust is in the image's /usr). */
 export function deviceEtcFiles(settings: DeviceSettings): Record<string, string> {
@@ -182,10 +186,12 @@ export function deviceEtcFiles(settings: DeviceSettings): Record<string, string>
     ...(settings.publicKeys.length > 0 ? { keysDir: "/etc/apt-ostree/keys.d" } : {}),
     ...(settings.bootTries ? { bootTries: settings.bootTries } : {}),
     ...(settings.enrollmentSecret !== undefined ? { enrollmentSecretFile: "/etc/apt-ostree/enrollment-secret" } : {}),
+    ...(settings.ca !== undefined ? { caFile: DEVICE_CA_FILE } : {}),
   };
   return {
     ...(settings.enrollmentSecret !== undefined ? { "apt-ostree/enrollment-secret": settings.enrollmentSecret } : {}),
     "apt-ostree/agent.yaml": `# Written by apt-ostree-server image build.\n${toYaml(config)}`,
+    ...(settings.ca !== undefined ? { "apt-ostree/ca.pem": settings.ca } : {}),
     ...(settings.publicKeys.length > 0 ? { "apt-ostree/keys.d/server.pub": settings.publicKeys.map(formatPublicKey).join("") } : {}),
   };
 }

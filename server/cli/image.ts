@@ -9,6 +9,7 @@ import { buildDisk, deviceEtcFiles } from "../../qemu/disk.ts";
 import { HOST_FROM_GUEST, Vm, accelFromEnv, type VmArchitecture } from "../../qemu/vm.ts";
 import { defaultCacheDir, workDir } from "../compose/cache.ts";
 import { defaultRepo } from "./defaults.ts";
+import { readCaCertificate } from "../tls/ca-file.ts";
 
 const SIZE_UNITS: Record<string, number> = { "": 1, K: 1024, M: 1024 ** 2, G: 1024 ** 3 };
 
@@ -28,8 +29,9 @@ const build = defineCommand({
     out: { type: "string", valueName: "FILE", required: true, description: "Disk image to write (raw)" },
     size: { type: "string", valueName: "SIZE", default: "4G", description: "Disk size (sparse file)" },
     key: { type: "string", valueName: "FILE", description: "Legacy: a public key (ed25519.pub) pinned in /etc for images composed without --trust-root, which ship their root of trust in /usr" },
-    server: { type: "string", valueName: "URL", default: `http://${HOST_FROM_GUEST}:8080`, description: "Server URL the device uses (10.0.2.2 is the host in qemu's user network)" },
-    mqtt: { type: "string", valueName: "URL", default: `mqtt://${HOST_FROM_GUEST}:1883`, description: "MQTT broker URL the device uses" },
+    server: { type: "string", valueName: "URL", description: `Server URL the device uses (default https://${HOST_FROM_GUEST}:8080 with --ca, http:// without; 10.0.2.2 is the host in qemu's user network)` },
+    mqtt: { type: "string", valueName: "URL", description: `MQTT broker URL the device uses (default mqtts://${HOST_FROM_GUEST}:1883 with --ca, mqtt:// without)` },
+    ca: { type: "string", valueName: "FILE", description: "CA certificate (PEM, e.g. serve's DATA/tls/ca.pem) the device pins for https:// and mqtts://: its /etc/apt-ostree/ca.pem, the agent's caFile" },
     "device-id": { type: "string", valueName: "ID", description: "Device id (default: generated on first boot)" },
     groups: { type: "string", valueName: "A,B", description: "Groups the device reports (the server's operator assigns the groups rollouts select on)" },
     "enrollment-secret": { type: "string", valueName: "FILE", description: "The fleet enrollment secret (as given to serve --enrollment-secret-file), so a server with --auto-accept admits the device" },
@@ -43,6 +45,12 @@ const build = defineCommand({
     const publicKeys = options.key ? await readPublicKeyFile(resolve(options.key)) : [];
     // Checked as serve checks it, so a disk never carries a secret the server would refuse.
     const enrollmentSecret = options["enrollment-secret"] === undefined ? undefined : Buffer.from(await readEnrollmentSecret(resolve(options["enrollment-secret"]))).toString("utf8");
+    const ca = options.ca === undefined ? undefined : await readCaCertificate(resolve(options.ca));
+    const server = options.server ?? `${ca ? "https" : "http"}://${HOST_FROM_GUEST}:8080`;
+    const mqtt = options.mqtt ?? `${ca ? "mqtts" : "mqtt"}://${HOST_FROM_GUEST}:1883`;
+    for (const [flag, url] of [["--server", server], ["--mqtt", mqtt]] as const) {
+      if (!ca && /^(https|mqtts):/.test(url)) throw new UsageError(`${flag} ${url} needs --ca FILE: the device trusts only the CA its image pins (serve prints where its ca.pem is)`);
+    }
     const cache = defaultCacheDir(io.env);
     await mkdir(workDir(cache), { recursive: true });
     const result = await buildDisk({
@@ -52,7 +60,7 @@ const build = defineCommand({
       out: resolve(options.out),
       sizeBytes: parseSize(options.size, "size"),
       osname: "debian",
-      etcFiles: deviceEtcFiles({ server: options.server, mqtt: options.mqtt, publicKeys, deviceId: options["device-id"], groups: options.groups?.split(",").filter(Boolean), bootTries, enrollmentSecret }),
+      etcFiles: deviceEtcFiles({ server, mqtt, ca, publicKeys, deviceId: options["device-id"], groups: options.groups?.split(",").filter(Boolean), bootTries, enrollmentSecret }),
       workDir: workDir(cache),
       log: createLogger({ name: "image" }),
     });

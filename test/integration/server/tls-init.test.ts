@@ -3,6 +3,7 @@ import { readFile, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { execa } from "execa";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { readCaCertificate } from "../../../server/tls/ca-file.ts";
 import { SERVER_CLI } from "../../helpers/cli.ts";
 import { makeTempDir, removeTree } from "../../helpers/tmp.ts";
 
@@ -61,6 +62,20 @@ describe("apt-ostree-server tls init", () => {
     expect(await readFile(join(out, "ca.pem"), "utf8")).toBe(before);
     expect((await run(["--out", out, "--force"])).exitCode).toBe(0);
     expect(await readFile(join(out, "ca.pem"), "utf8")).not.toBe(before);
+  });
+
+  it("is what image build --ca takes: a CA certificate, not the server's own or another file", async () => {
+    const out = join(dir, "default");
+    expect(await readCaCertificate(join(out, "ca.pem"))).toBe(await readFile(join(out, "ca.pem"), "utf8"));
+    await expect(readCaCertificate(join(out, "server.pem"))).rejects.toThrow(`${join(out, "server.pem")} is not a CA certificate (it is CN=localhost's own); pass the ca.pem beside it`);
+    await expect(readCaCertificate(join(out, "server.key"))).rejects.toThrow(`${join(out, "server.key")} is not a PEM certificate`);
+    await expect(readCaCertificate(join(out, "missing.pem"))).rejects.toThrow(`cannot read the CA certificate ${join(out, "missing.pem")}: ENOENT`);
+    const later = new Date(Date.now() + 11 * 365 * 86_400_000);
+    await expect(readCaCertificate(join(out, "ca.pem"), later)).rejects.toThrow(/expired on/);
+    // A TLS URL on a disk without a pinned CA would leave the device unable to connect: refused before any disk work.
+    const build = await execa(process.execPath, [SERVER_CLI, "image", "build", "--ref", "r", "--out", join(dir, "disk.img"), "--server", "https://10.0.2.2:8080"], { reject: false });
+    expect(build.exitCode).toBe(2);
+    expect(build.stderr).toContain("--server https://10.0.2.2:8080 needs --ca FILE: the device trusts only the CA its image pins");
   });
 
   it("refuses a host that is neither a DNS name nor an IP as a usage error", async () => {

@@ -87,6 +87,24 @@ describe("serve --tls-dir", () => {
     expect(byName.status).toBe(200);
   });
 
+  it("is what the CLI talks to: --ca, APT_OSTREE_CA, or DATA/tls/ca.pem; another CA is refused with what to do", async () => {
+    const cli = (args: string[], env: Record<string, string>) =>
+      execa(process.execPath, [SERVER_CLI, "rollout", "list", "--json", "--server", server.baseUrl, ...args], { env: { APT_OSTREE_ADMIN_TOKEN: TEST_ADMIN_TOKEN, APT_OSTREE_DATA: join(dir, "nothing-here"), ...env }, extendEnv: false, reject: false });
+    const tlsDir = join(dir, "tls");
+    for (const [args, env] of [[["--ca", join(tlsDir, "ca.pem")], {}], [[], { APT_OSTREE_CA: join(tlsDir, "ca.pem") }], [[], { APT_OSTREE_DATA: dir }]] as const) {
+      const result = await cli([...args], env);
+      expect(result.exitCode, result.stderr).toBe(0);
+      expect(JSON.parse(result.stdout)).toEqual([]);
+    }
+    const other = join(dir, "other-ca", "ca.pem");
+    const wrong = await cli(["--ca", other], {});
+    expect(wrong.exitCode).toBe(1);
+    expect(wrong.stderr.trim()).toBe(`error: TLS to ${server.baseUrl}: the server's certificate is not signed by the CA in ${other} (UNABLE_TO_VERIFY_LEAF_SIGNATURE); the server uses another CA, or this is not the CA it uses: unable to verify the first certificate`);
+    const none = await cli([], {});
+    expect(none.exitCode).toBe(1);
+    expect(none.stderr.trim()).toMatch(/^error: TLS to https:\/\/127\.0\.0\.1:\d+: the server's certificate is not signed by a CA this machine trusts \(\w+\); .*; pass --ca FILE \(the ca\.pem serve prints\) or set APT_OSTREE_CA: .*$/);
+  });
+
   it("refuses a plain HTTP request on the HTTP port: no HTTP answer, the connection closed, the handshake failure counted", async () => {
     const before = await server.metric("aptostree_tls_handshake_failures_total", { listener: "http" });
     const { answer, closed } = await plainExchange(server.httpPort, Buffer.from(`GET /api/v1/devices HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${TEST_ADMIN_TOKEN}\r\n\r\n`));
