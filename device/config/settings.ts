@@ -77,8 +77,8 @@ export type AgentConfig = z.infer<typeof AgentConfigSchema>;
 export type AgentSettings = Required<Omit<AgentConfig, "deviceId">> & { deviceId: string | null };
 
 export const AGENT_DEFAULTS: AgentSettings = {
-  server: "http://127.0.0.1:8080",
-  mqtt: "mqtt://127.0.0.1:1883",
+  server: "https://127.0.0.1:8080",
+  mqtt: "mqtts://127.0.0.1:1883",
   mqttAuth: "token",
   caFile: "/etc/apt-ostree/ca.pem",
   deviceId: null,
