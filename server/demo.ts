@@ -1,6 +1,7 @@
 /**
  * The demo, the whole story on embedded defaults: compose the example appliance and publish it;
- * start the server (HTTP, embedded MQTT broker, dashboard) on loopback; build a disk from the
+ * start the server (HTTPS, embedded MQTT broker over TLS, dashboard) on loopback with a private CA
+ * (tls init) whose certificate also names 10.0.2.2, where the VM reaches it; build a disk from the
  * release and boot it in qemu, where the agent enrolls; compose and publish the next release
  * (one package added) and roll it out: the VM downloads the delta, stages, reboots and reports
  * healthy. Prints refs, versions, sizes, deltas, the package diff, timings and the dashboard URL.
@@ -9,7 +10,7 @@
  */
 import { DEFAULT_LIMITS } from "./config/limits.ts";
 import { randomBytes } from "node:crypto";
-import { mkdir, rm, writeFile } from "node:fs/promises";
+import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { createLogger } from "../shared/log.ts";
 import { diffPackages, renderPackageDiff } from "../shared/image/package-diff.ts";
@@ -25,6 +26,7 @@ import { createComposeProgress } from "./compose/progress.ts";
 import { resolveRevision } from "./db/revision.ts";
 import { publish, type PublishResult } from "./publish/publish.ts";
 import { startServer } from "./serve.ts";
+import { initTlsDir } from "./tls/tls-dir.ts";
 
 const MACHINE = "qemu-amd64";
 const HTTP_PORT = 8080;
@@ -67,25 +69,30 @@ async function main(): Promise<void> {
   // A disk-built device never needs the delta from scratch: only release 2 gets one, to show its size.
   const [v1] = await step("appliance-minimal", "Release 1", false);
 
-  say("\n== Server: HTTP repo, API and dashboard, embedded MQTT broker (loopback)");
+  say("\n== Server: HTTPS repo, API and dashboard, embedded MQTT broker over TLS (loopback)");
+  // The VM reaches the host's loopback at 10.0.2.2: the certificate names it too.
+  const tls = await initTlsDir(join(demoDir, "server", "tls"), ["localhost", "127.0.0.1", HOST_FROM_GUEST]);
+  const ca = await readFile(tls.ca, "utf8");
   const server = await startServer(
-    { repo, data: join(demoDir, "server"), httpPort: HTTP_PORT, mqttPort: MQTT_PORT, mqttWsPort: null, mqttUrl: null, host: "127.0.0.1", autoAccept: true, enrollmentSecretFile: join(demoDir, "enrollment-secret"), adminToken: token, signingKey: join(demoDir, "ed25519.secret"), limits: DEFAULT_LIMITS, tls: null },
+    { repo, data: join(demoDir, "server"), httpPort: HTTP_PORT, mqttPort: MQTT_PORT, mqttWsPort: null, mqttUrl: null, host: "127.0.0.1", autoAccept: true, enrollmentSecretFile: join(demoDir, "enrollment-secret"), adminToken: token, signingKey: join(demoDir, "ed25519.secret"), limits: DEFAULT_LIMITS, tls: { dir: tls.dir, create: false } },
     log,
   );
-  const base = `http://127.0.0.1:${server.httpPort}`;
+  const base = `https://127.0.0.1:${server.httpPort}`;
+  const { Agent, fetch: undiciFetch } = await import("undici");
+  const trustingCa = new Agent({ connect: { ca } });
   const api = async (path: string, body?: unknown): Promise<any> => {
-    const res = await fetch(`${base}/api/v1/${path}`, { method: body === undefined ? "GET" : "POST", headers: { authorization: `Bearer ${token}`, "content-type": "application/json" }, body: body === undefined ? undefined : JSON.stringify(body) });
-    const json = await res.json();
+    const res = await undiciFetch(`${base}/api/v1/${path}`, { dispatcher: trustingCa, method: body === undefined ? "GET" : "POST", headers: { authorization: `Bearer ${token}`, "content-type": "application/json" }, body: body === undefined ? undefined : JSON.stringify(body) });
+    const json = (await res.json()) as any;
     if (!res.ok) throw new Error(`${path}: ${json.error?.message ?? res.status}`);
     return json;
   };
-  say(`   ${base}/ (MQTT on port ${server.mqttPort})`);
+  say(`   ${base}/ (MQTT over TLS on port ${server.mqttPort}); CA ${tls.ca}, pinned on the device`);
 
   say("\n== Device: build a disk from release 1 and boot it in qemu");
   const disk = join(demoDir, "device.img");
   await buildDisk({
     repo, ref: v1.ref, out: disk, sizeBytes: 4 * 1024 ** 3, osname: "debian", workDir: demoDir, log,
-    etcFiles: deviceEtcFiles({ server: `http://${HOST_FROM_GUEST}:${server.httpPort}`, mqtt: `mqtt://${HOST_FROM_GUEST}:${server.mqttPort}`, publicKeys: [key.publicKey], deviceId: "demo-vm-1", groups: ["demo"], enrollmentSecret }),
+    etcFiles: deviceEtcFiles({ server: `https://${HOST_FROM_GUEST}:${server.httpPort}`, mqtt: `mqtts://${HOST_FROM_GUEST}:${server.mqttPort}`, ca, publicKeys: [key.publicKey], deviceId: "demo-vm-1", groups: ["demo"], enrollmentSecret }),
   });
   const vm = new Vm({ disk, serialLog: join(demoDir, "serial.log"), accel: accelFromEnv() });
   const stopAll = async () => {
@@ -138,7 +145,7 @@ async function main(): Promise<void> {
     for (const d of published.deltas) say(`  from ${(d.fromVersion ?? "scratch").padEnd(8)} ${formatBytes(d.size).padStart(10)} in ${d.files.length} file(s)`);
     say(`Package changes ${v1.version} -> ${v2.version}:`);
     say(renderPackageDiff(diffPackages(from.info.packages, to.info.packages)).trimEnd().replace(/^/gm, "  "));
-    say(`Dashboard: ${base}/  (sign in with the admin token ${token})`);
+    say(`Dashboard: ${base}/  (sign in with the admin token ${token}; the browser must trust ${tls.ca}, or accept the warning)`);
     say(`Whole demo: ${seconds(demoStarted)}`);
     if (keepRunning) {
       say("\nServer and VM keep running; Ctrl-C stops both.");
