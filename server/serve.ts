@@ -26,6 +26,10 @@ import { DeviceAdmin } from "./fleet/device-admin.ts";
 import { autoAcceptSecret } from "./config/auto-accept.ts";
 import { ensureServerTls, readServerTls, type ServerTls } from "./tls/tls-dir.ts";
 import { handshakeFailureCounter } from "./tls/listeners.ts";
+import { brokerCertificates, type BrokerCertificates } from "./tls/broker-certificates.ts";
+import { externalBrokerIdentity } from "./mqtt/external-identity.ts";
+import { createEnrollment } from "./mqtt/enrollment.ts";
+import { createEnrollRoute, type EnrollRoute } from "./http/api/enroll.ts";
 
 export interface RunningServer {
   httpPort: number;
@@ -59,6 +63,9 @@ export async function startServer(settings: ServeSettings & { tickMilliseconds?:
   const key = settings.signingKey ? await readSecretKeyFile(settings.signingKey) : null;
   if (key) await checkCommandKey(settings.repo, key);
   const enrollmentSecret = await autoAcceptSecret(settings);
+  // Broker client certificates (POST /api/v1/enroll, the server's own for an external broker) come from the TLS dir's CA.
+  const certificates = tls && settings.tls ? brokerCertificates(settings.tls.dir) : null;
+  const externalIdentity = settings.mqttUrl && certificates && /^(mqtts|wss):/.test(settings.mqttUrl) ? await externalBrokerIdentity(certificates, log) : null;
   const metrics = new Metrics();
   const changes = new FleetChanges();
   const retention = { maxEventsPerDevice: settings.limits.historyMaxEventsPerDevice, maxAgeDays: settings.limits.historyMaxAgeDays };
@@ -69,11 +76,12 @@ export async function startServer(settings: ServeSettings & { tickMilliseconds?:
     const events = { onReport: (report: Report) => void engine?.onReport(report), onOnline: () => void engine?.tick() };
     broker = settings.mqttUrl
       ? await connectExternalBroker({
-          url: settings.mqttUrl, prefix: DEFAULT_TOPIC_PREFIX, log, metrics, maxPacketBytes: settings.limits.mqttMaxPacketBytes,
+          url: settings.mqttUrl, prefix: DEFAULT_TOPIC_PREFIX, log, metrics, maxPacketBytes: settings.limits.mqttMaxPacketBytes, ...(externalIdentity ? { tls: externalIdentity.current } : {}),
           ingest: createIngest({ store, prefix: DEFAULT_TOPIC_PREFIX, log, metrics, autoAcceptSecret: enrollmentSecret, limits: settings.limits, now: () => new Date(), ...events }),
         })
       : await startBroker({ port: settings.mqttPort, wsPort: settings.mqttWsPort, host: settings.host, tls, prefix: DEFAULT_TOPIC_PREFIX, store, log, metrics, autoAcceptSecret: enrollmentSecret, limits: settings.limits, ...events });
   } catch (error) {
+    externalIdentity?.stop();
     store.close();
     const where = settings.mqttUrl ? `connect to the broker ${redactUrl(settings.mqttUrl)}` : `start MQTT on ${settings.host}:${settings.mqttPort}`;
     throw new ServeError(`cannot ${where}: ${(error as Error).message}`, error);
@@ -89,7 +97,7 @@ export async function startServer(settings: ServeSettings & { tickMilliseconds?:
     const handshakeFailed = handshakeFailureCounter(metrics, log);
     server.on("tlsClientError", (error: Error, socket: { remoteAddress?: string }) => handshakeFailed("http", socket.remoteAddress ?? "unknown", error));
   }
-  server.on("request", createHttpHandler({ repo: settings.repo, adminToken: token, store, engine, log, metrics, changes, sessions, devices: new DeviceAdmin({ store, broker, prefix: DEFAULT_TOPIC_PREFIX, log }) }));
+  server.on("request", createHttpHandler({ repo: settings.repo, adminToken: token, store, engine, log, metrics, changes, sessions, devices: new DeviceAdmin({ store, broker, prefix: DEFAULT_TOPIC_PREFIX, log }), enroll: enrollRoute(settings, { store, metrics, log, certificates, enrollmentSecret }) }));
   try {
     await listen(server, settings.httpPort, settings.host);
   } catch (error) {
@@ -110,6 +118,7 @@ export async function startServer(settings: ServeSettings & { tickMilliseconds?:
     engine,
     close: async () => {
       clearInterval(timer);
+      externalIdentity?.stop();
       await engine!.tick();
       await new Promise<void>((resolve) => {
         server.close(() => resolve());
@@ -132,6 +141,12 @@ async function serverTls(settings: ServeSettings, log: Logger): Promise<ServerTl
   } catch (error) {
     throw new ServeError(`cannot serve TLS from ${settings.tls.dir}: ${(error as Error).message}; or pass --insecure-plain for plain ports`, error);
   }
+}
+
+/** POST /api/v1/enroll: the enrollment rules of the broker's CONNECT and hello, and a broker certificate for accepted devices. */
+function enrollRoute(settings: ServeSettings, parts: { store: FleetStore; metrics: Metrics; log: Logger; certificates: BrokerCertificates | null; enrollmentSecret: Uint8Array | null }): EnrollRoute {
+  const enroll = createEnrollment({ store: parts.store, metrics: parts.metrics, log: parts.log, autoAcceptSecret: parts.enrollmentSecret, maxPendingDevices: settings.limits.maxPendingDevices, maxDevices: settings.limits.maxDevices });
+  return createEnrollRoute({ enroll, certificates: parts.certificates, log: parts.log, metrics: parts.metrics, now: () => new Date() });
 }
 
 /** The configured token, or one generated on first start and kept (0600) in the data dir. */

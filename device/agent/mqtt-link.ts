@@ -1,6 +1,8 @@
 /**
  * The agent's MQTT connection: authenticates with a fresh signed token on every (re)connect
- * (as the password on the embedded broker, or published as a hello through an external one),
+ * (as the password on the embedded broker, or published as a hello through an external one), or
+ * with the broker client certificate the server issued for its key (`certificate`: an external
+ * broker that enforces identities, docs/mosquitto/; broker-certificate.ts),
  * keeps an online flag with a last will, subscribes to its own and its groups' command topics,
  * and reconnects with backoff (doubling from 1 s up to 5 minutes).
  */
@@ -10,9 +12,11 @@ import { DEFAULT_TOPIC_PREFIX, deviceTopic, groupCommandTopic } from "../../shar
 import type { AgentSettings } from "../config/settings.ts";
 import { MqttClient } from "../mqtt/client.ts";
 import type { DeviceIdentity } from "./identity.ts";
+import { AgentConfigError } from "../config/settings.ts";
+import { brokerCredentials } from "./broker-certificate.ts";
 
 export interface MqttLinkOptions {
-  settings: Pick<AgentSettings, "mqtt" | "mqttAuth" | "groups" | "caFile">;
+  settings: Pick<AgentSettings, "mqtt" | "mqttAuth" | "groups" | "caFile" | "server" | "stateDir">;
   identity: DeviceIdentity;
   /** The fleet enrollment secret: each token then proves it (for a server's --auto-accept); null for none. */
   enrollmentSecret: Uint8Array | null;
@@ -39,10 +43,17 @@ export function connectMqtt(options: MqttLinkOptions): MqttLink {
   const token = () => createDeviceToken(id, identity.key, new Date(), undefined, options.enrollmentSecret);
   let connectedOnce = false;
   const waiters = new Set<() => void>();
+  if (settings.mqttAuth === "certificate" && !settings.mqtt.startsWith("mqtts://")) {
+    throw new AgentConfigError(`mqttAuth 'certificate' needs an mqtts:// broker, not ${settings.mqtt}: a client certificate is presented in the TLS handshake`);
+  }
+  const tlsCredentials = settings.mqttAuth === "certificate"
+    ? () => brokerCredentials({ server: settings.server, caFile: settings.caFile, stateDir: settings.stateDir, identity, enrollmentSecret: options.enrollmentSecret, now: () => new Date(), log })
+    : undefined;
 
   const client: MqttClient = new MqttClient({
     url: settings.mqtt,
     caFile: settings.caFile,
+    ...(tlsCredentials ? { tlsCredentials } : {}),
     connectPacket: () => ({
       clientId: id,
       keepaliveSeconds: 60,

@@ -21,8 +21,12 @@ export const AgentConfigSchema = z.partial(
     server: z.string().check(z.regex(/^https?:\/\//, "must be an http:// or https:// URL")),
     /** The MQTT broker: the server's embedded one or an external broker. */
     mqtt: z.string().check(z.regex(/^mqtts?:\/\//, "must be an mqtt:// or mqtts:// URL")),
-    /** `token`: the signed token is the MQTT password (embedded broker); `hello`: publish it (external broker). */
-    mqttAuth: z.enum(["token", "hello"]),
+    /**
+     * `token`: the signed token is the MQTT password (embedded broker); `hello`: publish it (external
+     * broker); `certificate`: a client certificate the server issues for the device's key over
+     * HTTPS (external broker enforcing identities, docs/mosquitto/; needs mqtts://).
+     */
+    mqttAuth: z.enum(["token", "hello", "certificate"]),
     /** The CA an https:// server and an mqtts:// broker must chain to, and the only one trusted (the image pins it); unused for http:// and mqtt://. */
     caFile: nonEmpty,
     deviceId: z.string().check(z.regex(NAME_PATTERN, "letters, digits, '.', '_' and '-' only")),

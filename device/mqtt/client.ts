@@ -36,6 +36,12 @@ export interface MqttClientOptions {
    * then not trusted), read at every connect; absent: Node's CAs. Unused for mqtt://.
    */
   caFile?: string;
+  /**
+   * For mqtts:// to a broker that authenticates clients by certificate: the certificate and key
+   * (PEM) to present, asked for before every (re)connect; a rejection is reported to `onError` and
+   * the client tries again after its backoff. Absent: no client certificate.
+   */
+  tlsCredentials?: () => Promise<{ cert: string; key: string }>;
   /** Called before every (re)connect, so credentials such as signed tokens are fresh. */
   connectPacket: () => ConnectPacket;
   connectTimeoutMs: number;
@@ -131,11 +137,21 @@ export class MqttClient {
           return this.reconnectLater();
         }
       }
+      let credentials: { cert: string; key: string } | undefined;
+      if (this.options.tlsCredentials) {
+        try {
+          credentials = await this.options.tlsCredentials();
+        } catch (error) {
+          if (this.ended) return;
+          this.options.onError(error as Error);
+          return this.reconnectLater();
+        }
+      }
       // node:tls costs ~1.3 MiB of RSS once loaded: only an mqtts:// agent pays for it.
       const { connect: tlsConnect } = await import("node:tls");
       if (this.ended) return;
       // The certificate is checked against the URL's host: servername for a DNS name, IP SANs for an address.
-      socket = tlsConnect({ host, port, ...(isIP(host) ? {} : { servername: host }), ...(ca ? { ca } : {}) });
+      socket = tlsConnect({ host, port, ...(isIP(host) ? {} : { servername: host }), ...(ca ? { ca } : {}), ...credentials });
     } else socket = netConnect({ host, port });
     this.socket = socket;
     const reader = new PacketReader(this.options.maxPacketBytes ?? DEFAULT_MAX_PACKET_BYTES);

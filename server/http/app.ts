@@ -15,6 +15,7 @@ import { acceptDevice, deleteDevice, getDevice, listDevices, preauthorizeDevice,
 import { fleetGauges } from "./fleet-metrics.ts";
 import { listReleases } from "./api/releases.ts";
 import { OPENAPI } from "./api/openapi.ts";
+import type { EnrollRoute } from "./api/enroll.ts";
 import { requireAdmin } from "./auth.ts";
 import type { DashboardSessions } from "./sessions.ts";
 import { handleLogin, handleLogout, serveDashboardAsset, serveDashboardPage, serveEvents, serveLoginPage } from "./dashboard.ts";
@@ -36,6 +37,8 @@ export interface HttpAppOptions {
   sessions: DashboardSessions;
   /** Enrollment actions (preauthorize, accept, reject, revoke, rekey), groups and deletion (ending connections, clearing retained messages). */
   devices: DeviceAdmin;
+  /** POST /api/v1/enroll (a device's signed token, not the admin token): enrollment and the broker certificate; absent: 404. */
+  enroll?: EnrollRoute;
   now?: () => Date;
 }
 
@@ -74,6 +77,13 @@ export function createHttpHandler(options: HttpAppOptions): HttpHandler {
     if (head === "api" && rest[0] === "v1") {
       const resource = rest.slice(1);
       if (resource.join("/") === "openapi.json") return only(method, ["GET"], () => sendJson(res, 200, OPENAPI));
+      if (resource.join("/") === "enroll" && options.enroll) {
+        const enroll = options.enroll;
+        return only(method, ["POST"], async () => {
+          const answer = await enroll(await readJsonBody(req));
+          sendJson(res, answer.status, answer.body);
+        });
+      }
       requireAdmin(req, options.adminToken, options.sessions);
       if (resource.join("/") === "sessions/revoke") {
         return only(method, ["POST"], async () => {

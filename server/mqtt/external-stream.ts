@@ -4,11 +4,12 @@
  * header declares (a hostile broker made the server hold 250 MiB), so what a broker sends the
  * server is cut at the header as what a device sends is. mqtt://, mqtts:// and ws(s):// URLs.
  */
-import { connect as connectTcp } from "node:net";
+import { connect as connectTcp, isIP } from "node:net";
 import { connect as connectTls } from "node:tls";
 import type { Duplex } from "node:stream";
 import { WebSocket, createWebSocketStream } from "ws";
 import { guardConnection } from "./frame-guard.ts";
+import type { BrokerTls } from "./external-identity.ts";
 
 export interface BrokerEndpoint {
   protocol: "tcp" | "tls" | "ws";
@@ -33,11 +34,15 @@ export function parseBrokerUrl(text: string): BrokerEndpoint {
   return { protocol, host: url.hostname.replace(/^\[|\]$/g, ""), port: url.port ? Number(url.port) : defaultPort, url: url.toString(), ...credentials };
 }
 
-/** A new guarded connection to the broker, for mqtt.js's stream builder (called again on each reconnect). */
-export function openBrokerStream(endpoint: BrokerEndpoint, maxPacketBytes: number, onViolation: (error: Error) => void): Duplex {
+/**
+ * A new guarded connection to the broker, for mqtt.js's stream builder (called again on each
+ * reconnect). `tls`: the CA the broker must chain to (only it is trusted) and the server's client
+ * certificate, for mqtts:// and wss://; absent: Node's CAs, no client certificate.
+ */
+export function openBrokerStream(endpoint: BrokerEndpoint, maxPacketBytes: number, onViolation: (error: Error) => void, tls?: BrokerTls): Duplex {
   const raw: Duplex =
     endpoint.protocol === "tcp" ? connectTcp(endpoint.port, endpoint.host)
-    : endpoint.protocol === "tls" ? connectTls({ host: endpoint.host, port: endpoint.port, servername: endpoint.host })
-    : createWebSocketStream(new WebSocket(endpoint.url, "mqtt", { maxPayload: maxPacketBytes }));
+    : endpoint.protocol === "tls" ? connectTls({ host: endpoint.host, port: endpoint.port, ...(isIP(endpoint.host) ? {} : { servername: endpoint.host }), ...tls })
+    : createWebSocketStream(new WebSocket(endpoint.url, "mqtt", { maxPayload: maxPacketBytes, ...tls }));
   return guardConnection(raw, { maxPacketBytes, onViolation });
 }

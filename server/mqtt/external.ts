@@ -11,6 +11,7 @@ import type { Logger } from "../../shared/log.ts";
 import type { Metrics } from "../http/metrics.ts";
 import type { RunningBroker } from "./broker.ts";
 import type { Ingest } from "./ingest.ts";
+import type { BrokerTls } from "./external-identity.ts";
 
 export interface ExternalBrokerOptions {
   /** e.g. mqtt://apt-ostree-server:secret@broker.example:1883 */
@@ -21,6 +22,8 @@ export interface ExternalBrokerOptions {
   metrics: Metrics;
   /** Largest packet accepted from the broker (limits.mqttMaxPacketBytes). */
   maxPacketBytes: number;
+  /** For mqtts:// and wss://: the CA and client certificate to present, read at each (re)connect; absent: Node's CAs, no certificate. */
+  tls?: () => BrokerTls;
 }
 
 export async function connectExternalBroker(options: ExternalBrokerOptions): Promise<RunningBroker> {
@@ -31,7 +34,7 @@ export async function connectExternalBroker(options: ExternalBrokerOptions): Pro
     openBrokerStream(endpoint, options.maxPacketBytes, (error) => {
       dropped(1, { reason: "external-packet-too-large" });
       options.log.warn({ event: "mqtt.external.dropped", reason: error.message }, `cut the connection to the external broker: ${error.message}`);
-    });
+    }, options.tls?.());
   const client = new MqttClient(streamBuilder, {
     clientId: `apt-ostree-server-${randomBytes(4).toString("hex")}`,
     username: endpoint.username,

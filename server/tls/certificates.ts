@@ -3,7 +3,9 @@
  * Node's webcrypto, X.509 v3 certificates built by @peculiar/x509 (RFC 5280). Nothing here
  * touches the disk (tls-dir.ts does). The CA is `cA:TRUE, pathlen:0` with keyCertSign only; a
  * server certificate carries serverAuth and the names clients check (RFC 6125): DNS names in
- * dNSName SANs, addresses in iPAddress SANs.
+ * dNSName SANs, addresses in iPAddress SANs. A client certificate (a device's, for an external
+ * broker that authenticates clients by certificate) carries clientAuth and its identity as the
+ * subject's CN, which mosquitto's `use_identity_as_username` makes the username.
  */
 // @peculiar/x509 resolves its algorithm providers through tsyringe, which needs a Reflect polyfill.
 import "reflect-metadata";
@@ -20,6 +22,8 @@ const ALGORITHM = { name: "ECDSA", namedCurve: "P-256", hash: "SHA-256" } as con
 const DAY_MS = 86_400_000;
 export const CA_DAYS = 3650;
 export const SERVER_DAYS = 730;
+/** Broker client certificates (devices', the server's own): short, since mosquitto 2.0 reads no CRL without a restart (docs/mosquitto/README.md). */
+export const CLIENT_DAYS = 7;
 
 export class CertificateError extends AptOstreeError {
   constructor(message: string, cause?: unknown) {
@@ -81,7 +85,7 @@ export async function createCa(options: { commonName: string; now?: Date; days?:
   return { certificate: certificate.toString("pem"), key: await exportKey(keys.privateKey) };
 }
 
-async function importCa(ca: IssuedPair): Promise<{ certificate: x509.X509Certificate; key: CryptoKey }> {
+export async function importCa(ca: IssuedPair): Promise<{ certificate: x509.X509Certificate; key: CryptoKey }> {
   try {
     const certificate = new x509.X509Certificate(ca.certificate);
     const der = x509.PemConverter.decodeFirst(ca.key);
@@ -118,4 +122,50 @@ export async function issueServerCertificate(ca: IssuedPair, hosts: string[], op
     ],
   });
   return { certificate: certificate.toString("pem"), key: await exportKey(keys.privateKey) };
+}
+
+/** What a client certificate certifies: its CN, and its key (a device's own ed25519 key, raw; absent: a new P-256 key, returned). */
+export interface ClientCertificateRequest {
+  commonName: string;
+  ed25519PublicKey?: Uint8Array;
+  now?: Date;
+  days?: number;
+}
+
+/**
+ * A client certificate signed by `ca` (clientAuth, digitalSignature). A device's carries its
+ * ed25519 identity key, so it needs no new key and no CSR: the server knows the key from
+ * enrollment. `key` is empty then (the device holds it).
+ */
+export async function issueClientCertificate(ca: IssuedPair, request: ClientCertificateRequest): Promise<IssuedPair & { notAfter: Date }> {
+  const now = request.now ?? new Date();
+  const issuer = await importCa(ca);
+  let publicKey: CryptoKey;
+  let key = "";
+  if (request.ed25519PublicKey) {
+    publicKey = (await webcrypto.subtle.importKey("raw", request.ed25519PublicKey, { name: "Ed25519" }, true, ["verify"])) as unknown as CryptoKey;
+  } else {
+    const keys = await generateKeys();
+    publicKey = keys.publicKey;
+    key = await exportKey(keys.privateKey);
+  }
+  const notAfter = new Date(now.getTime() + (request.days ?? CLIENT_DAYS) * DAY_MS);
+  const certificate = await x509.X509CertificateGenerator.create({
+    serialNumber: serialNumber(),
+    subject: `CN=${rdn(request.commonName)}`,
+    issuer: issuer.certificate.subject,
+    notBefore: new Date(now.getTime() - 3_600_000),
+    notAfter,
+    signingKey: issuer.key,
+    publicKey,
+    signingAlgorithm: ALGORITHM,
+    extensions: [
+      new x509.BasicConstraintsExtension(false, undefined, true),
+      new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
+      new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.clientAuth], false),
+      await x509.AuthorityKeyIdentifierExtension.create(issuer.certificate, false),
+      await x509.SubjectKeyIdentifierExtension.create(publicKey),
+    ],
+  });
+  return { certificate: certificate.toString("pem"), key, notAfter };
 }

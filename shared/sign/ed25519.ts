@@ -23,6 +23,11 @@ export function generateKeyPair(): Ed25519KeyPair {
   return { seed, publicKey: publicKeyFromSeed(seed) };
 }
 
+/** The key as PKCS#8 PEM, for TLS (a broker client certificate carries the device's ed25519 key). */
+export function privateKeyPem(seed: Uint8Array): string {
+  return privateKeyObject(seed).export({ format: "pem", type: "pkcs8" }) as string;
+}
+
 export function publicKeyFromSeed(seed: Uint8Array): Uint8Array {
   const spki = createPublicKey(privateKeyObject(seed)).export({ format: "der", type: "spki" });
   return new Uint8Array(spki.subarray(SPKI_PREFIX.length));

@@ -5,7 +5,7 @@
  */
 import { anyOf } from "../../shared/trust/signers.ts";
 import mqtt, { type MqttClient } from "mqtt";
-import { generateKeyPair, type Ed25519KeyPair } from "../../shared/sign/ed25519.ts";
+import { generateKeyPair, privateKeyPem, type Ed25519KeyPair } from "../../shared/sign/ed25519.ts";
 import { verifyCommand } from "../../shared/wire/command.ts";
 import { verifySignedManifest } from "../../shared/verify/manifest.ts";
 import { createDeviceToken } from "../../shared/wire/device-token.ts";
@@ -35,13 +35,15 @@ export class SimulatedDevice {
 
   /**
    * With the embedded broker the signed token is the MQTT password; through an external broker
-   * (`external`) the device connects as the broker allows and publishes the token as its hello.
+   * (`external`) the device connects as the broker allows and publishes the token as its hello,
+   * or (`tls`) over TLS with the broker client certificate the server issued it, and no hello.
    */
-  async connect(port: number, options: { external?: boolean } = {}): Promise<void> {
+  async connect(port: number, options: { external?: boolean; tls?: { ca: string; cert: string } } = {}): Promise<void> {
     const token = createDeviceToken(this.id, this.key, new Date(), undefined, this.options.enrollmentSecret ?? null);
-    this.client = await mqtt.connectAsync(`mqtt://127.0.0.1:${port}`, {
+    this.client = await mqtt.connectAsync(`${options.tls ? "mqtts" : "mqtt"}://127.0.0.1:${port}`, {
       clientId: this.id,
-      ...(options.external ? {} : { username: this.id, password: token }),
+      ...(options.tls ? { ca: options.tls.ca, cert: options.tls.cert, key: privateKeyPem(this.key.seed) } : {}),
+      ...(options.external || options.tls ? {} : { username: this.id, password: token }),
       reconnectPeriod: 0,
       protocolVersion: 4,
       will: { topic: deviceTopic(DEFAULT_TOPIC_PREFIX, this.id, "online"), payload: Buffer.from("offline"), qos: 1, retain: false },
@@ -50,8 +52,8 @@ export class SimulatedDevice {
       this.onCommand(payload).catch((error: Error) => this.errors.push(error.message));
     });
     await this.client.subscribeAsync(deviceTopic(DEFAULT_TOPIC_PREFIX, this.id, "cmd"), { qos: 1 });
-    if (options.external) {
-      await this.client.publishAsync(deviceTopic(DEFAULT_TOPIC_PREFIX, this.id, "hello"), token, { qos: 1 });
+    if (options.external || options.tls) {
+      if (!options.tls) await this.client.publishAsync(deviceTopic(DEFAULT_TOPIC_PREFIX, this.id, "hello"), token, { qos: 1 });
       await this.client.publishAsync(deviceTopic(DEFAULT_TOPIC_PREFIX, this.id, "online"), "online", { qos: 1, retain: true });
     }
     await this.report({ state: "idle" });

@@ -6,6 +6,7 @@
 import { z } from "zod";
 import { GroupsBodySchema, PreauthorizeSchema, RekeySchema, TagsSchema } from "./devices.ts";
 import { CreateRolloutSchema } from "./rollouts.ts";
+import { EnrollBodySchema } from "./enroll.ts";
 
 type Method = "get" | "post" | "delete";
 
@@ -157,6 +158,21 @@ const OPERATIONS: Record<string, Partial<Record<Method, Operation>>> = {
   "/api/v1/sessions/revoke": { post: { summary: "End every dashboard session (sign-ins made before now stop working)", responses: { "200": "{revoked: true}", "401": UNAUTHORIZED } } },
   "/api/v1/events": { get: { summary: "Fleet changes as server-sent events (`event: change`, data `{kind, id}`)", responses: { "200": "text/event-stream" } } },
   "/api/v1/openapi.json": { get: { summary: "This document", public: true, responses: { "200": "OpenAPI 3.1" } } },
+  "/api/v1/enroll": {
+    post: {
+      summary: "A device enrolls with its signed token (no bearer token: the token's signature authenticates it, the same rules as an MQTT CONNECT or hello) and, once accepted, gets its broker client certificate: CN its id, its own ed25519 key, signed by the server's CA, valid 7 days (docs/mosquitto/)",
+      public: true,
+      body: EnrollBodySchema,
+      responses: {
+        "200": { description: "Accepted: the certificate", schema: object({ deviceId: { type: "string" }, enrollment: { const: "accepted" }, certificate: { type: "string", description: "PEM" }, notAfter: { type: "string", format: "date-time" } }) },
+        "202": { description: "Pending: ask again once the operator accepted it", schema: object({ deviceId: { type: "string" }, enrollment: { const: "pending" }, message: { type: "string" } }) },
+        "400": "Bad body, with the reason",
+        "401": "The token is malformed, badly signed or expired",
+        "403": "Refused: revoked, rejected, a revoked key, or another key than the one on record",
+        "503": "Too many devices wait for enrollment, or the server has no CA to issue certificates with",
+      },
+    },
+  },
 };
 
 /** A JSON Schema (2020-12, OpenAPI 3.1's dialect) of what a body may be, from its zod schema. */
