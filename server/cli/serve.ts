@@ -14,7 +14,7 @@ export const serveCommand = defineCommand({
     "http-port": { type: "string", valueName: "N", description: `HTTP port, 0 for any free one (env APT_OSTREE_HTTP_PORT; default ${SERVE_DEFAULTS.httpPort})` },
     "mqtt-port": { type: "string", valueName: "N", description: `Embedded MQTT broker port, 0 for any free one (env APT_OSTREE_MQTT_PORT; default ${SERVE_DEFAULTS.mqttPort})` },
     "mqtt-ws-port": { type: "string", valueName: "N|off", description: `MQTT over WebSocket port, path /mqtt (env APT_OSTREE_MQTT_WS_PORT; default ${SERVE_DEFAULTS.mqttWsPort})` },
-    "mqtt-url": { type: "string", valueName: "URL", description: "Use this external broker (mqtt://user:pass@host:port) instead of the embedded one (env APT_OSTREE_MQTT_URL)" },
+    "mqtt-url": { type: "string", valueName: "URL", description: "Use this external broker (mqtts://host:port, or mqtt://user:pass@host:port) instead of the embedded one; over mqtts:// the server presents a client certificate from the TLS dir's CA (env APT_OSTREE_MQTT_URL)" },
     "auto-accept": { type: "boolean", description: "Accept unknown devices at their first connection when they prove the fleet enrollment secret (env APT_OSTREE_AUTO_ACCEPT=1; needs --enrollment-secret-file)" },
     "enrollment-secret-file": { type: "string", valueName: "FILE", description: "The fleet enrollment secret devices prove for --auto-accept, at least 16 bytes (env APT_OSTREE_ENROLLMENT_SECRET_FILE)" },
     key: { type: "string", valueName: "FILE", description: "ed25519 secret key that signs rollout commands (env APT_OSTREE_SIGNING_KEY)" },
@@ -30,7 +30,8 @@ export const serveCommand = defineCommand({
     "Devices connect over MQTT with their id and a signed token; unknown ones wait as pending until",
     "POST /api/v1/devices/{id}/accept, or are admitted at once when preauthorized with their key (device preauthorize)",
     "or, with --auto-accept, when their token proves the fleet enrollment secret. With --mqtt-url the broker authenticates devices and",
-    "enforces topic ACLs (docs/mosquitto/); devices enroll by publishing their signed token on devices/<id>/hello.",
+    "enforces topic ACLs (docs/mosquitto/): devices enroll over HTTPS (POST /api/v1/enroll) for a client certificate,",
+    "or, with a broker that authenticates them otherwise, by publishing their signed token on devices/<id>/hello.",
   ],
   async run({ options, io }) {
     const configPath = options.config ?? io.env.APT_OSTREE_SERVER_CONFIG;
