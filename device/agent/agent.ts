@@ -11,7 +11,7 @@ import { runProgram } from "../../shared/process/run.ts";
 import type { Logger } from "../../shared/log.ts";
 import { runOstree } from "../../shared/ostree/exec.ts";
 import { verifySignedManifest } from "../../shared/verify/manifest.ts";
-import { verifyCommand, type Command } from "../../shared/wire/command.ts";
+import { CommandRejectedError, verifyCommand, type Command } from "../../shared/wire/command.ts";
 import type { Report } from "../../shared/wire/report.ts";
 import type { AgentSettings } from "../config/settings.ts";
 import type { BootCounter } from "../health/boot-counter.ts";
@@ -37,6 +37,9 @@ export const MAX_PENDING_COMMANDS = 4;
 
 /** A burst of commands or polls walks the server's roots once, not once each. */
 export const TRUST_REFRESH_MS = 10_000;
+
+/** Refusals a newer root may cure: a key it names, or a fresh expiry. */
+const NEEDS_NEWER_ROOT = new Set(["E_KEY_UNKNOWN", "E_MANIFEST_UNKNOWN_KEY", "E_ROOT_EXPIRED", "E_SIGNATURE_THRESHOLD"]);
 
 export interface AgentOptions {
   settings: AgentSettings;
@@ -167,7 +170,7 @@ export class Agent {
     try {
       // A revoked command key must be known before a command it signed is believed.
       await this.refreshTrust();
-      command = verifyCommand(payload, trust.signers("command"));
+      command = await this.withFreshTrust(() => verifyCommand(payload, trust.signers("command")));
       checkTarget(command, this.options.identity.deviceId);
       checkFresh(command, this.record.lastCommand);
     } catch (error) {
@@ -222,14 +225,29 @@ export class Agent {
    * cannot be reached or serves a root that does not verify leaves the trusted root as it was:
    * logged, and the signature is then checked against what the device already trusts.
    */
-  private async refreshTrust(): Promise<void> {
+  private async refreshTrust(force = false): Promise<boolean> {
     const now = Date.now();
-    if (now - this.trustCheckedAt < TRUST_REFRESH_MS) return;
+    if (!force && now - this.trustCheckedAt < TRUST_REFRESH_MS) return false;
     this.trustCheckedAt = now;
     try {
-      await this.options.trust.refresh();
+      return await this.options.trust.refresh();
     } catch (error) {
       this.options.log.warn({ event: "agent.trust.refresh-failed", code: (error as AptOstreeError).code, reason: (error as Error).message }, `cannot update the trusted root: ${(error as Error).message}`);
+      return false;
+    }
+  }
+
+  /**
+   * `check`, and once more after a walk of the roots if it failed for want of a key or a fresh
+   * root: a rotation published moments after the last walk is still found.
+   */
+  private async withFreshTrust<T>(check: () => T): Promise<T> {
+    try {
+      return check();
+    } catch (error) {
+      if (!NEEDS_NEWER_ROOT.has((error as AptOstreeError).code) && !(error instanceof CommandRejectedError && error.reason === "unknown-key")) throw error;
+      if (!(await this.refreshTrust(true))) throw error;
+      return check();
     }
   }
 
@@ -246,7 +264,7 @@ export class Agent {
       const bootedSequence = booted ? await this.facts.sequenceOf(booted.checksum) : undefined;
       await this.refreshTrust();
       const ref = options.ref ?? (booted?.origin || settings.ref);
-      const manifest = verifySignedManifest(signedManifest, {
+      const manifest = await this.withFreshTrust(() => verifySignedManifest(signedManifest, {
         signers: trust.signers("release"),
         now: this.now(),
         architecture: settings.architecture,
@@ -256,7 +274,7 @@ export class Agent {
         acceptedSequence: this.record.acceptedSequences?.[ref],
         // A signed downgrade only from a rollout's command to this device (docs/trust.md).
         downgradeAllowed: options.rollout !== undefined,
-      });
+      }));
       await this.rememberAccepted(manifest.ref, manifest.sequence);
       const target: UpdateTarget = {
         command: id,
@@ -444,6 +462,9 @@ export class Agent {
     // The "downloading" report just went out: the first progress report waits its second too.
     this.lastProgressSent = Date.now();
     try {
+      // The commit is checked against the image keys of the newest root: a rotation of the image
+      // key just before this update is found here (one walk per attempt; the download needs the server anyway).
+      await this.refreshTrust(true);
       // Verified again: the kept copy comes from the state file on disk.
       const verified = verifySignedManifest(target.manifest, { signers: this.options.trust.signers("release"), now: this.now(), architecture: settings.architecture, ref: target.ref });
       if (verified.commit !== target.commit) throw new StageError("the kept manifest names another commit than the update", false);

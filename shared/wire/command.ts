@@ -47,8 +47,11 @@ export type Command = z.infer<typeof CommandSchema>;
 export const SignedCommandSchema = z.strictObject({ command: z.record(z.string(), z.unknown()), signatures: SignaturesSchema });
 
 export class CommandRejectedError extends AptOstreeError {
-  constructor(message: string) {
+  /** "unknown-key": signed only by keys the device does not know (a newer root may name them). */
+  readonly reason: "unknown-key" | "other";
+  constructor(message: string, reason: "unknown-key" | "other" = "other") {
     super("E_COMMAND_REJECTED", message);
+    this.reason = reason;
   }
 }
 
@@ -68,7 +71,7 @@ export function verifyCommand(payload: string | Uint8Array, signers: Signers): C
   const envelope = SignedCommandSchema.safeParse(document);
   if (!envelope.success) throw new CommandRejectedError(`malformed command envelope: ${describeIssue(envelope.error.issues[0]!)}`);
   const verdict = verifyCanonical(envelope.data.command, envelope.data.signatures, signers);
-  if (!verdict.ok && verdict.reason === "unknown-key") throw new CommandRejectedError("command is signed only by unknown keys");
+  if (!verdict.ok && verdict.reason === "unknown-key") throw new CommandRejectedError("command is signed only by unknown keys", "unknown-key");
   if (!verdict.ok && verdict.reason === "bad-signature") throw new CommandRejectedError("command signature does not verify");
   if (!verdict.ok) throw refusalFor(verdict, "command", signers);
   const parsed = CommandSchema.safeParse(envelope.data.command);

@@ -3,7 +3,7 @@
  * MQTT, rollouts) with a published v1, a throwaway sysroot with `bootedVersion` deployed and a
  * simulated bootloader (simulated-bootloader.ts), and the agent's settings pointing at both.
  */
-import { access, chmod, mkdir, readFile, rm, writeFile } from "node:fs/promises";
+import { access, chmod, copyFile, mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { execa } from "execa";
@@ -11,7 +11,10 @@ import { silentLogger } from "../../shared/log.ts";
 import { initRepo } from "../../shared/ostree/repo.ts";
 import { generateKeyPair } from "../../shared/sign/ed25519.ts";
 import { formatPublicKey, formatSecretKey } from "../../shared/sign/keys.ts";
-import { publish } from "../../server/publish/publish.ts";
+import { publish, type PublishKeys } from "../../server/publish/publish.ts";
+import { initRoot } from "../../server/keys/root-versions.ts";
+import { commandKeyFile, trustPublishKeys } from "../../server/keys/trust-dir.ts";
+import { expiryAfterDays } from "../../shared/trust/root-edit.ts";
 import { startServer, type RunningServer } from "../../server/serve.ts";
 import { initTlsDir } from "../../server/tls/tls-dir.ts";
 import { trustingFetch } from "./serve-process.ts";
@@ -47,28 +50,38 @@ export class AgentFixture {
   disk!: SimulatedBootloader;
   settings!: AgentSettings;
   agent: RunningAgent | null = null;
+  /** With `trust`: the fleet's trust directory (keys init-root); releases and commands are signed by role. */
+  trustDir: string | null = null;
+  private tlsDir: string | null = null;
   /** With TLS: the CA the server's certificate chains to (the agent's caFile), and a fetch that trusts it. */
   tlsCa: string | null = null;
   private fetch: typeof fetch = globalThis.fetch;
   readonly api = adminApi(() => `${this.tlsCa ? "https" : "http"}://127.0.0.1:${this.server.httpPort}`, () => this.fetch);
 
   /** Publishes versions 1..`publishUpTo`, boots `bootedVersion`; `tls`: the server serves HTTPS and MQTT over TLS with a CA of its own (tls init). */
-  async setUp(name: string, options: { publishUpTo?: number; bootedVersion?: number; tls?: boolean } = {}): Promise<this> {
+  async setUp(name: string, options: { publishUpTo?: number; bootedVersion?: number; tls?: boolean; trust?: boolean } = {}): Promise<this> {
     this.dir = await makeTempDir(name);
     this.repo = join(this.dir, "repo");
     await initRepo(this.repo, "archive");
     await writeFile(join(this.dir, "server.secret"), formatSecretKey(this.key), { mode: 0o600 });
+    if (options.trust) {
+      this.trustDir = join(this.dir, "trust");
+      await initRoot(this.trustDir, { rootKeys: 1, thresholds: {}, expires: expiryAfterDays(new Date(), 30) });
+    }
     for (let version = 1; version <= (options.publishUpTo ?? 1); version++) await this.publishVersion(version);
     const tlsDir = join(this.dir, "tls");
     if (options.tls) {
       this.tlsCa = (await initTlsDir(tlsDir, ["localhost", "127.0.0.1"])).ca;
       this.fetch = trustingFetch(await readFile(this.tlsCa, "utf8"));
     }
-    this.server = await startServer({ ...testServerSettings({ repo: this.repo, data: join(this.dir, "data"), ...(await autoAcceptSettings(this.dir)), signingKey: join(this.dir, "server.secret"), tls: options.tls ? { dir: tlsDir, create: false } : null }), tickMilliseconds: 100 }, silentLogger());
+    this.tlsDir = options.tls ? tlsDir : null;
+    await this.startServer();
     const device = join(this.dir, "device");
     this.disk = await createDeviceDisk(device, this.repo, REF, this.commits.get(options.bootedVersion ?? 1)!);
     await mkdir(join(device, "keys.d"), { recursive: true });
     await writeFile(join(device, "keys.d", "server.pub"), formatPublicKey(this.key.publicKey));
+    // With a trust directory the device ships its root (as compose --trust-root does); without one it pins keys.d.
+    if (this.trustDir) await copyFile(join(this.trustDir, "root.json"), join(device, "root.json"));
     this.settings = {
       ...AGENT_DEFAULTS,
       // With TLS the server is named as a DNS name and the broker as an address: both kinds of SAN are checked.
@@ -83,6 +96,8 @@ export class AgentFixture {
       sysroot: this.disk.sysroot,
       stateDir: join(device, "state", "agent"),
       keysDir: join(device, "keys.d"),
+      rootFile: join(device, "root.json"),
+      ostreeKeysFile: join(device, "ostree", "trusted.ed25519.d", "apt-ostree-image"),
       healthDir: join(device, "health.d"),
       rootDir: this.disk.rootDir,
       socket: join(device, "state", "agent.sock"),
@@ -111,8 +126,28 @@ export class AgentFixture {
   async publishVersion(version: number, options: { publish?: boolean; payloadBytes?: number } = {}): Promise<string> {
     const commit = await commitSyntheticImage(this.repo, REF, this.dir, { version: String(version), sequence: version, payloadBytes: options.payloadBytes ?? 200_000, payloadSeed: `v${version}` });
     this.commits.set(version, commit);
-    if (options.publish !== false) await publish({ repo: this.repo, ref: REF, key: this.key, channel: "stable", deltaDepth: 2, expiresInSeconds: 86400, log: silentLogger() });
+    if (options.publish !== false) await publish({ repo: this.repo, ref: REF, ...(await this.publishKeys()), channel: "stable", deltaDepth: 2, expiresInSeconds: 86400, log: silentLogger() });
     return commit;
+  }
+
+  /** The keys releases are signed with: the trust directory's roles, or the fixture's one legacy key. */
+  async publishKeys(): Promise<PublishKeys> {
+    return this.trustDir ? trustPublishKeys(this.trustDir) : { key: this.key };
+  }
+
+  /** The server, on the ports it had before if it ran already (the device's settings name them); with a trust directory, signing with its current command key. */
+  async startServer(): Promise<void> {
+    const signingKey = this.trustDir ? await commandKeyFile(this.trustDir) : join(this.dir, "server.secret");
+    const ports = this.server ? { httpPort: this.server.httpPort, mqttPort: this.server.mqttPort! } : {};
+    this.server = await startServer(
+      { ...testServerSettings({ repo: this.repo, data: join(this.dir, "data"), ...(await autoAcceptSettings(this.dir)), signingKey, tls: this.tlsDir ? { dir: this.tlsDir, create: false } : null, ...ports }), tickMilliseconds: 100 },
+      silentLogger(),
+    );
+  }
+
+  async restartServer(): Promise<void> {
+    await this.server.close();
+    await this.startServer();
   }
 
   async startAgent(): Promise<RunningAgent> {
