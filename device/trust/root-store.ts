@@ -1,8 +1,7 @@
 /**
  * The device's chain of roots (docs/trust.md): the image's first root, read-only in /usr, and
  * the newest one accepted since, in the state directory. A walk fetches version N+1 from the
- * server until there is none, verifies each against the one before and persists it before the
- * next, so a power cut mid-walk keeps every version already accepted.
+ * server until there is none, verifies each against the one before, and persists the newest.
  */
 import { readFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
@@ -76,21 +75,32 @@ export class RootStore implements DeviceTrust {
     return this.walking;
   }
 
+  /**
+   * Verifies versions one by one in memory, then persists the newest accepted once (also when a
+   * later one is refused): each is re-verifiable from the server, so a power cut mid-walk only
+   * means walking again from the version stored before.
+   */
   private async walk(): Promise<boolean> {
     const from = this.current.root.version;
-    for (let step = 0; step < MAX_ROOT_STEPS; step++) {
-      const version = this.current.root.version + 1;
-      const bytes = await this.options.fetchRoot(version);
-      if (bytes === null) break;
-      const next = verifyNextRoot(this.current.root, bytes, `root version ${version} from the server`);
-      await mkdir(this.options.trustDir, { recursive: true, mode: 0o700 });
-      await writeFileAtomic(storedRootPath(this.options.trustDir), serializeSignedRoot(next));
-      this.current = next;
-      this.options.log.info({ event: "trust.root.accepted", version }, `trusting root version ${version}`);
+    try {
+      for (let step = 0; step < MAX_ROOT_STEPS; step++) {
+        const version = this.current.root.version + 1;
+        const bytes = await this.options.fetchRoot(version);
+        if (bytes === null) break;
+        this.current = verifyNextRoot(this.current.root, bytes, `root version ${version} from the server`);
+      }
+    } finally {
+      if (this.current.root.version !== from) await this.persist(from);
     }
-    if (this.current.root.version === from) return false;
+    return this.current.root.version !== from;
+  }
+
+  private async persist(from: number): Promise<void> {
+    await mkdir(this.options.trustDir, { recursive: true, mode: 0o700 });
+    await writeFileAtomic(storedRootPath(this.options.trustDir), serializeSignedRoot(this.current));
+    const version = this.current.root.version;
+    this.options.log.info({ event: "trust.root.accepted", from, version }, `trusting root version ${version} (was ${from})`);
     await this.writeOstreeKeys();
-    return true;
   }
 
   /** The image keys where `ostree pull` with sign-verify looks, so stock ostree agrees with the agent. */
