@@ -13,14 +13,15 @@
  *      restarted with the new command key: v6, signed by the new keys only, is followed and
  *      boots healthy; v7, whose commit only the revoked image key signed, is refused and reported.
  * The image ships the fleet's root of trust (compose --trust-root); the device walks the newer
- * root versions the repo publishes (docs/trust.md).
+ * root versions the repo publishes (docs/trust.md). Everything crosses the network over TLS:
+ * HTTPS and MQTT over TLS with a private CA (tls init) that the disk pins (image build --ca).
  * Each step is asserted from the server's API and from the VM's serial console.
  * v1 is a real compose; v2-v4 are v1's tree with a file added (test/helpers/derived-release.ts),
  * so the scenario composes once. Boot tries are 2, the fewest that show the counter counting.
  */
 import { randomBytes } from "node:crypto";
 import { spawn, type ChildProcess } from "node:child_process";
-import { mkdir, rm, writeFile } from "node:fs/promises";
+import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { execa } from "execa";
@@ -39,6 +40,8 @@ import { createComposeProgress } from "../../server/compose/progress.ts";
 import { publish } from "../../server/publish/publish.ts";
 import { HOST_FROM_GUEST, Vm, accelFromEnv } from "../../qemu/vm.ts";
 import { adminApi } from "../helpers/admin-api.ts";
+import { trustingFetch } from "../helpers/serve-process.ts";
+import { initTlsDir } from "../../server/tls/tls-dir.ts";
 import { SERVER_CLI } from "../helpers/cli.ts";
 import { publishDerivedRelease } from "../helpers/derived-release.ts";
 import { TEST_ADMIN_TOKEN } from "../helpers/server-settings.ts";
@@ -59,6 +62,8 @@ const dir = join(cache, ARCH === "amd64" ? "e2e" : `e2e-${ARCH}`);
 const SUFFIX = ARCH === "amd64" ? "" : `-${ARCH}`;
 const repo = join(dir, "repo");
 const trust = join(dir, "trust");
+const tlsDir = join(dir, "tls");
+let trustingCa: typeof fetch = fetch;
 /** The trust directory's image and release keys and roots, read again after each rotation. */
 let keys: PublishKeys;
 let server: ChildProcess;
@@ -90,7 +95,7 @@ const BOOT = /Linux version \d/;
 const LOGIN = /login: /;
 const PANIC = /Kernel panic - not syncing/;
 
-const callApi = adminApi(() => `http://127.0.0.1:${httpPort}`);
+const callApi = adminApi(() => `https://127.0.0.1:${httpPort}`, () => trustingCa);
 async function api(path: string, body?: unknown): Promise<any> {
   const { status, json } = await callApi(path, body);
   if (status >= 400) throw new Error(`${path}: ${status} ${JSON.stringify(json)}`);
@@ -133,6 +138,9 @@ beforeAll(async () => {
   await mkdir(dir, { recursive: true });
   await mkdir(ARTIFACTS, { recursive: true });
   await initRoot(trust, { rootKeys: 1, thresholds: {}, expires: expiryAfterDays(new Date(), 30) });
+  // The VM reaches the host at 10.0.2.2: the server's certificate names it.
+  const tls = await initTlsDir(tlsDir, ["localhost", "127.0.0.1", HOST_FROM_GUEST]);
+  trustingCa = trustingFetch(await readFile(tls.ca, "utf8"));
   keys = await trustPublishKeys(trust);
   // --auto-accept admits the VM because its disk carries the fleet enrollment secret.
   await writeFile(join(dir, "enrollment-secret"), `${randomBytes(32).toString("base64")}\n`, { mode: 0o600 });
@@ -144,7 +152,7 @@ beforeAll(async () => {
 
   const disk = join(dir, "disk.img");
   const built = await execa(process.execPath, [SERVER_CLI, "image", "build", "--repo", repo, "--ref", REF, "--out", disk,
-    "--server", `http://${HOST_FROM_GUEST}:${httpPort}`, "--mqtt", `mqtt://${HOST_FROM_GUEST}:${mqttPort}`, "--boot-tries", String(BOOT_TRIES), "--enrollment-secret", join(dir, "enrollment-secret"), "--json"], { all: true });
+    "--server", `https://${HOST_FROM_GUEST}:${httpPort}`, "--mqtt", `mqtts://${HOST_FROM_GUEST}:${mqttPort}`, "--ca", join(tlsDir, "ca.pem"), "--boot-tries", String(BOOT_TRIES), "--enrollment-secret", join(dir, "enrollment-secret"), "--json"], { all: true });
   expect(JSON.parse(built.stdout.trim().split("\n").at(-1)!).version).toBe("1");
   expect((await execa("losetup", ["-a"])).stdout).toBe(loopsBefore);
 
@@ -155,7 +163,7 @@ beforeAll(async () => {
 
 /** serve with the trust directory's current command key; after the first start, on the same ports (the disk names them). */
 async function startServe(): Promise<void> {
-  server = spawn(process.execPath, [SERVER_CLI, "serve", "--repo", repo, "--data", join(dir, "data"), "--host", "127.0.0.1", "--http-port", String(httpPort), "--mqtt-port", String(mqttPort), "--mqtt-ws-port", "off", "--insecure-plain", "--auto-accept", "--enrollment-secret-file", join(dir, "enrollment-secret"), "--key", await commandKeyFile(trust)], {
+  server = spawn(process.execPath, [SERVER_CLI, "serve", "--repo", repo, "--data", join(dir, "data"), "--host", "127.0.0.1", "--http-port", String(httpPort), "--mqtt-port", String(mqttPort), "--mqtt-ws-port", "off", "--tls-dir", tlsDir, "--auto-accept", "--enrollment-secret-file", join(dir, "enrollment-secret"), "--key", await commandKeyFile(trust)], {
     env: { ...process.env, APT_OSTREE_ADMIN_TOKEN: TEST_ADMIN_TOKEN },
     stdio: ["ignore", "pipe", "inherit"],
   });
@@ -164,8 +172,8 @@ async function startServe(): Promise<void> {
     seen.push(line);
     if (line.startsWith("MQTT on")) break;
   }
-  httpPort = Number(/:(\d+)\/repo\//.exec(seen.join("\n"))![1]);
-  mqttPort = Number(/MQTT on mqtt:\/\/127\.0\.0\.1:(\d+)/.exec(seen.join("\n"))![1]);
+  httpPort = Number(/on https:\/\/127\.0\.0\.1:(\d+)\/repo\//.exec(seen.join("\n"))![1]);
+  mqttPort = Number(/MQTT on mqtts:\/\/127\.0\.0\.1:(\d+)/.exec(seen.join("\n"))![1]);
 }
 
 async function stopServe(): Promise<void> {
