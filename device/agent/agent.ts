@@ -275,7 +275,6 @@ export class Agent {
         // A signed downgrade only from a rollout's command to this device (docs/trust.md).
         downgradeAllowed: options.rollout !== undefined,
       }));
-      await this.rememberAccepted(manifest.ref, manifest.sequence);
       const target: UpdateTarget = {
         command: id,
         ref: manifest.ref,
@@ -300,7 +299,10 @@ export class Agent {
     }
   }
 
-  /** Anti-rollback: the highest sequence accepted for `ref`, persisted before anything is fetched for it. */
+  /**
+   * Anti-rollback: the highest sequence accepted for `ref`, persisted once its commit verified
+   * (so a release key alone cannot raise it) and before the deployment can boot.
+   */
   private async rememberAccepted(ref: string, sequence: number): Promise<void> {
     if ((this.record.acceptedSequences?.[ref] ?? 0) >= sequence) return;
     this.record = { ...this.record, acceptedSequences: withAcceptedSequence(this.record.acceptedSequences, ref, sequence) };
@@ -485,6 +487,8 @@ export class Agent {
       });
       this.progress = null;
       this.facts.assume(staged.deployments);
+      // Accepted: the image key signed this commit with this sequence; nothing lower is taken from now on.
+      await this.rememberAccepted(verified.ref, verified.sequence);
       await this.dispatch({ type: "stage-succeeded" });
       this.later(0, () => this.confirmDeployments(staged.deployments));
     } catch (error) {

@@ -26,8 +26,9 @@ export interface AgentRecord {
   /** Updates the server withdrew, newest last (command-check.ts `withdrawnAfter`): never installed by polling. */
   withdrawn?: WithdrawnUpdate[];
   /**
-   * Per ref, the highest manifest sequence ever accepted (docs/trust.md, Anti-rollback): written
-   * before the update is fetched, so no lower one is taken after a rollback, a crash or a power cut.
+   * Per ref, the highest sequence ever accepted (docs/trust.md, Anti-rollback): written once the
+   * commit's image signature verified, before it can boot, so no lower one is taken after a
+   * rollback, a crash or a power cut.
    */
   acceptedSequences?: Record<string, number>;
 }

@@ -13,7 +13,8 @@ import { mapConcurrent } from "../../shared/concurrency.ts";
 import { AptOstreeError, errorChain } from "../../shared/errors.ts";
 import type { Logger } from "../../shared/log.ts";
 import { runOstree } from "../../shared/ostree/exec.ts";
-import { parseCommitObject } from "../../shared/ostree/commit-object.ts";
+import { metadataString, parseCommitObject } from "../../shared/ostree/commit-object.ts";
+import { META } from "../../shared/image/commit-metadata.ts";
 import { readCommitObject, readDetachedMetadata, setRef } from "../../shared/ostree/repo.ts";
 import { verifyCommit } from "../../shared/verify/commit.ts";
 import type { Delta, Manifest } from "../../shared/wire/manifest.ts";
@@ -65,6 +66,17 @@ export async function verifyCommitInRepo(repo: string, checksum: string, imageSi
   return commitObject;
 }
 
+/**
+ * The sequence anti-rollback compares is the one the image key signed into the commit: a
+ * manifest (signed by the release key alone) that names another is refused.
+ */
+function checkCommitSequence(commitObject: Uint8Array, manifest: Manifest): void {
+  const signed = metadataString(parseCommitObject(commitObject), META.sequence);
+  if (signed !== undefined && Number(signed) !== manifest.sequence) {
+    throw new AptOstreeError("E_COMMIT_SEQUENCE_MISMATCH", `the commit's signed sequence is ${signed}, the manifest says ${manifest.sequence}`);
+  }
+}
+
 export function deltaFor(manifest: Manifest, bootedCommit: string | null): Delta | null {
   return bootedCommit === null ? null : (manifest.deltas.find((d) => d.from === bootedCommit) ?? null);
 }
@@ -92,6 +104,7 @@ export async function stageUpdate(request: StageRequest): Promise<StageResult> {
   let commitObject: Uint8Array;
   try {
     commitObject = await verifyCommitInRepo(repo, manifest.commit, request.imageSigners);
+    checkCommitSequence(commitObject, manifest);
   } catch (error) {
     await runOstree(["prune", `--repo=${repo}`, "--refs-only"]).catch((pruneError: Error) => log.warn({ event: "stage.prune.failed", err: pruneError }, "could not prune the refused commit"));
     throw new StageError(`refusing ${manifest.version} (${manifest.commit.slice(0, 12)}): ${errorChain(error)}`, false, error);

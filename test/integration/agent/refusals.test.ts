@@ -89,14 +89,19 @@ describe("refusals leave the device as it was", () => {
     await expect(readFile(objectPath(join(fixture.disk.sysroot, "ostree", "repo"), unsigned, "commit"))).rejects.toThrow(/ENOENT/);
   });
 
-  it("remembers the highest sequence it accepted, across a restart, and refuses anything lower", async () => {
-    // The previous test's manifest (sequence 3) was accepted before its commit was refused.
-    expect(JSON.parse(await readFile(stateFilePath(fixture.settings.stateDir), "utf8")).acceptedSequences).toEqual({ [REF]: 3 });
+  it("remembers the highest sequence whose commit it verified, across a restart, and refuses anything lower", async () => {
+    // The previous test's manifest (sequence 3) named a commit the image key never signed: it raised nothing.
+    expect(JSON.parse(await readFile(stateFilePath(fixture.settings.stateDir), "utf8")).acceptedSequences).toBeUndefined();
+    await fixture.publishVersion(4);
+    const v4 = JSON.parse(await readFile(join(fixture.repo, manifestPath("stable", REF)), "utf8"));
+    await sendUpdate(v4);
+    await until(async () => ((await fixture.device()).state === "staged" ? true : null), "v4 to be staged");
+    expect(JSON.parse(await readFile(stateFilePath(fixture.settings.stateDir), "utf8")).acceptedSequences).toEqual({ [REF]: 4 });
     await fixture.stopAgent();
     await fixture.startAgent();
     const before = await diskSnapshot();
     const id = await sendUpdate(signManifest({ ...published, issued: new Date().toISOString() }, [fixture.key]));
-    expect(await refusalReported(id)).toMatch(/manifest sequence 2 is older than the highest sequence this device accepted for the ref, 3/);
+    expect(await refusalReported(id)).toMatch(/manifest sequence 2 is older than the highest sequence this device accepted for the ref, 4/);
     expect(await diskSnapshot()).toBe(before);
   });
 });
