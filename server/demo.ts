@@ -1,6 +1,7 @@
 /**
- * The demo, the whole story on embedded defaults: compose the example appliance and publish it;
- * start the server (HTTPS, embedded MQTT broker over TLS, dashboard) on loopback with a private CA
+ * The demo, the whole story on embedded defaults: a root of trust (keys init-root), compose the
+ * example appliance with it and publish it signed by role (image and release keys);
+ * start the server (HTTPS, embedded MQTT broker over TLS, dashboard; it holds only the command key) on loopback with a private CA
  * (tls init) whose certificate also names 10.0.2.2, where the VM reaches it; build a disk from the
  * release and boot it in qemu, where the agent enrolls; compose and publish the next release
  * (one package added) and roll it out: the VM downloads the delta, stages, reboots and reports
@@ -14,8 +15,10 @@ import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { createLogger } from "../shared/log.ts";
 import { diffPackages, renderPackageDiff } from "../shared/image/package-diff.ts";
-import { generateKeyPair, keyId } from "../shared/sign/ed25519.ts";
-import { formatSecretKey } from "../shared/sign/keys.ts";
+import { keyId } from "../shared/sign/ed25519.ts";
+import { expiryAfterDays } from "../shared/trust/root-edit.ts";
+import { initRoot } from "./keys/root-versions.ts";
+import { commandKeyFile, trustPublishKeys } from "./keys/trust-dir.ts";
 import { buildDisk, deviceEtcFiles } from "../qemu/disk.ts";
 import { HOST_FROM_GUEST, Vm, accelFromEnv } from "../qemu/vm.ts";
 import { formatBytes } from "./cli/compose.ts";
@@ -41,8 +44,10 @@ async function main(): Promise<void> {
   await rm(demoDir, { recursive: true, force: true });
   await mkdir(demoDir, { recursive: true });
   const log = createLogger({ name: "demo", level: process.env.APT_OSTREE_LOG_LEVEL ?? "warn" });
-  const key = generateKeyPair();
-  await writeFile(join(demoDir, "ed25519.secret"), formatSecretKey(key), { mode: 0o600 });
+  // The fleet's root of trust (docs/trust.md): the image ships its root, publish signs by role, serve holds only the command key.
+  const trust = join(demoDir, "trust");
+  await initRoot(trust, { rootKeys: 1, thresholds: {}, expires: expiryAfterDays(new Date(), 365) });
+  const keys = await trustPublishKeys(trust);
   const token = randomBytes(18).toString("base64url");
   // --auto-accept admits only devices proving the fleet enrollment secret: the disk carries it.
   const enrollmentSecret = randomBytes(32).toString("base64");
@@ -54,14 +59,14 @@ async function main(): Promise<void> {
     say(`\n== ${label}: compose ${image} for ${MACHINE}`);
     const started = Date.now();
     const composed = await compose({
-      recipesDir: DEFAULT_RECIPES_DIR, image, machine: MACHINE, repo, cacheDir: cache, indexMaxAgeSeconds: 3600, log,
+      recipesDir: DEFAULT_RECIPES_DIR, image, machine: MACHINE, repo, cacheDir: cache, indexMaxAgeSeconds: 3600, trustRoot: join(trust, "root.json"), log,
       progress: createComposeProgress(log),
     });
     say(`   composed version ${composed.version} in ${seconds(started)}: ${composed.commit}`);
     say(`   ${composed.packages} packages, kernel ${composed.kernel}; ${formatBytes(composed.sizes!.unpacked)} unpacked, ${formatBytes(composed.sizes!.compressed)} in the repo`);
     say(`== ${label}: sign, generate static deltas, update the summary, write the channel manifest`);
     const publishStarted = Date.now();
-    const published = await publish({ repo, ref: composed.ref, key, channel: "stable", deltaDepth: 3, scratchDelta, expiresInSeconds: 30 * 86400, log });
+    const published = await publish({ repo, ref: composed.ref, ...keys, channel: "stable", deltaDepth: 3, scratchDelta, expiresInSeconds: 30 * 86400, log });
     say(`   published in ${seconds(publishStarted)}`);
     return [composed, published];
   };
@@ -74,7 +79,7 @@ async function main(): Promise<void> {
   const tls = await initTlsDir(join(demoDir, "server", "tls"), ["localhost", "127.0.0.1", HOST_FROM_GUEST]);
   const ca = await readFile(tls.ca, "utf8");
   const server = await startServer(
-    { repo, data: join(demoDir, "server"), httpPort: HTTP_PORT, mqttPort: MQTT_PORT, mqttWsPort: null, mqttUrl: null, host: "127.0.0.1", autoAccept: true, enrollmentSecretFile: join(demoDir, "enrollment-secret"), adminToken: token, signingKey: join(demoDir, "ed25519.secret"), limits: DEFAULT_LIMITS, tls: { dir: tls.dir, create: false } },
+    { repo, data: join(demoDir, "server"), httpPort: HTTP_PORT, mqttPort: MQTT_PORT, mqttWsPort: null, mqttUrl: null, host: "127.0.0.1", autoAccept: true, enrollmentSecretFile: join(demoDir, "enrollment-secret"), adminToken: token, signingKey: await commandKeyFile(trust), limits: DEFAULT_LIMITS, tls: { dir: tls.dir, create: false } },
     log,
   );
   const base = `https://127.0.0.1:${server.httpPort}`;
@@ -92,7 +97,7 @@ async function main(): Promise<void> {
   const disk = join(demoDir, "device.img");
   await buildDisk({
     repo, ref: v1.ref, out: disk, sizeBytes: 4 * 1024 ** 3, osname: "debian", workDir: demoDir, log,
-    etcFiles: deviceEtcFiles({ server: `https://${HOST_FROM_GUEST}:${server.httpPort}`, mqtt: `mqtts://${HOST_FROM_GUEST}:${server.mqttPort}`, ca, publicKeys: [key.publicKey], deviceId: "demo-vm-1", groups: ["demo"], enrollmentSecret }),
+    etcFiles: deviceEtcFiles({ server: `https://${HOST_FROM_GUEST}:${server.httpPort}`, mqtt: `mqtts://${HOST_FROM_GUEST}:${server.mqttPort}`, ca, publicKeys: [], deviceId: "demo-vm-1", groups: ["demo"], enrollmentSecret }),
   });
   const vm = new Vm({ disk, serialLog: join(demoDir, "serial.log"), accel: accelFromEnv() });
   const stopAll = async () => {
@@ -137,7 +142,7 @@ async function main(): Promise<void> {
     say("\n== Result");
     say(`Repo:      ${repo}`);
     say(`Ref:       ${published.ref}`);
-    say(`Signed by: ed25519 key ${keyId(key.publicKey)}`);
+    say(`Signed by: image key ${keyId(keys.imageKeys[0]!.publicKey)} (commit), release key ${keyId(keys.releaseKeys[0]!.publicKey)} (manifest); root of trust ${join(trust, "root.json")}`);
     say(`Manifest:  ${join(repo, published.manifest)}`);
     say("Versions:");
     for (const v of [v1, v2]) say(`  ${v.version.padEnd(3)} ${v.commit}  ${formatBytes(v.sizes!.unpacked)} unpacked, ${formatBytes(v.sizes!.compressed)} compressed`);
