@@ -39,7 +39,7 @@ export const MAX_PENDING_COMMANDS = 4;
 export const TRUST_REFRESH_MS = 10_000;
 
 /** Refusals a newer root may cure: a key it names, or a fresh expiry. */
-const NEEDS_NEWER_ROOT = new Set(["E_KEY_UNKNOWN", "E_MANIFEST_UNKNOWN_KEY", "E_ROOT_EXPIRED", "E_SIGNATURE_THRESHOLD"]);
+const NEEDS_NEWER_ROOT = new Set(["E_MANIFEST_UNKNOWN_KEY", "E_ROOT_EXPIRED", "E_SIGNATURE_THRESHOLD"]);
 
 export interface AgentOptions {
   settings: AgentSettings;
@@ -271,7 +271,7 @@ export class Agent {
         channel: settings.channel,
         ref,
         bootedSequence,
-        acceptedSequence: this.record.acceptedSequences?.[ref],
+        acceptedSequence: this.acceptedSequence(ref),
         // A signed downgrade only from a rollout's command to this device (docs/trust.md).
         downgradeAllowed: options.rollout !== undefined,
       }));
@@ -299,12 +299,18 @@ export class Agent {
     }
   }
 
+  /** The highest sequence accepted for `ref` (anti-rollback), if any. */
+  acceptedSequence(ref: string): number | undefined {
+    const sequences = this.record.acceptedSequences;
+    return sequences && Object.hasOwn(sequences, ref) ? sequences[ref] : undefined;
+  }
+
   /**
    * Anti-rollback: the highest sequence accepted for `ref`, persisted once its commit verified
    * (so a release key alone cannot raise it) and before the deployment can boot.
    */
   private async rememberAccepted(ref: string, sequence: number): Promise<void> {
-    if ((this.record.acceptedSequences?.[ref] ?? 0) >= sequence) return;
+    if ((this.acceptedSequence(ref) ?? 0) >= sequence) return;
     this.record = { ...this.record, acceptedSequences: withAcceptedSequence(this.record.acceptedSequences, ref, sequence) };
     await this.persist();
   }

@@ -38,9 +38,9 @@ export const MAX_ACCEPTED_REFS = 16;
 
 /** `sequences` with `ref` raised to `sequence`; the lowest entries of other refs go beyond MAX_ACCEPTED_REFS. */
 export function withAcceptedSequence(sequences: Record<string, number> | undefined, ref: string, sequence: number): Record<string, number> {
-  const next = { ...sequences, [ref]: Math.max(sequences?.[ref] ?? 0, sequence) };
-  const others = Object.entries(next).filter(([r]) => r !== ref).sort((a, b) => b[1] - a[1]).slice(0, MAX_ACCEPTED_REFS - 1);
-  return Object.fromEntries([...others, [ref, next[ref]!]]);
+  const previous = sequences && Object.hasOwn(sequences, ref) ? sequences[ref]! : 0;
+  const others = Object.entries(sequences ?? {}).filter(([r]) => r !== ref).sort((a, b) => b[1] - a[1]).slice(0, MAX_ACCEPTED_REFS - 1);
+  return Object.fromEntries([...others, [ref, Math.max(previous, sequence)]]);
 }
 
 const STATE_NAMES = new Set(["idle", "downloading", "staged", "rebooting", "verifying", "healthy", "rolled-back", "failed"]);

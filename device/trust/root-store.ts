@@ -1,20 +1,22 @@
 /**
  * The device's chain of roots (docs/trust.md): the image's first root, read-only in /usr, and
- * the newest one accepted since, in the state directory. A walk fetches version N+1 from the
- * server until there is none, verifies each against the one before, and persists the newest.
+ * every version accepted since, in the state directory (re-verified from the image's root at each
+ * start). A walk fetches version N+1 from the server until there is none, verifies each against
+ * the one before, and persists the chain.
  */
-import { readFile } from "node:fs/promises";
+import { mkdir, open, readFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
-import { mkdir } from "node:fs/promises";
 import { writeFileAtomic } from "../../shared/fs/atomic-write.ts";
 import type { Logger } from "../../shared/log.ts";
 import { formatPublicKey } from "../../shared/sign/keys.ts";
-import { checkRootFresh, serializeSignedRoot, signersFor, verifyNextRoot, verifyRootSelf, type Root, type SignedRoot } from "../../shared/trust/root.ts";
+import { checkRootFresh, ROOT_JSON_LIMITS, serializeSignedRoot, signersFor, verifyNextRoot, verifyRootSelf, type Root, type SignedRoot } from "../../shared/trust/root.ts";
 import type { RoleName, Signers } from "../../shared/trust/signers.ts";
 import type { DeviceTrust } from "./device-trust.ts";
 
 /** Most versions one walk takes: a device that slept through more catches up on its next check. */
 export const MAX_ROOT_STEPS = 32;
+/** The stored chain's bound (a fleet that rotates weekly takes 20 years to reach it). */
+export const MAX_STORED_VERSIONS = 1024;
 
 export interface RootStoreOptions {
   /** The image's root, e.g. /usr/lib/apt-ostree/root.json. */
@@ -31,25 +33,37 @@ export interface RootStoreOptions {
 
 export class RootStore implements DeviceTrust {
   private walking: Promise<boolean> | null = null;
+  /** The versions accepted after the image's root, each as its canonical JSON line. */
+  private readonly chain: string[] = [];
 
   private constructor(
     private readonly options: RootStoreOptions,
     private current: SignedRoot,
   ) {}
 
-  /** The newer of the image's root and the stored one; a stored root that does not verify is set aside with a warning. */
+  /**
+   * The image's root, followed by the versions stored since, each verified again against the one
+   * before (a stored file alone proves nothing: anyone who can write the state directory could put
+   * a self-signed root there). Versions the image already ships are skipped; a chain that breaks
+   * is cut where it breaks, with a warning, and walked again from the server.
+   */
   static async open(options: RootStoreOptions): Promise<RootStore> {
     const shipped = verifyRootSelf(await readFile(options.shippedRoot), options.shippedRoot);
-    const storedFile = storedRootPath(options.trustDir);
-    let stored: SignedRoot | null = null;
+    const store = new RootStore(options, shipped);
+    const file = storedChainPath(options.trustDir);
     try {
-      stored = verifyRootSelf(await readFile(storedFile), storedFile);
+      for (const text of await readStoredChain(file)) {
+        const version = store.current.root.version;
+        const next = parseVersion(text);
+        if (next !== null && next <= version) continue;
+        store.current = verifyNextRoot(store.current.root, text, `${file} (version ${next ?? "?"})`);
+        store.chain.push(text);
+      }
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== "ENOENT") {
-        options.log.warn({ event: "trust.stored-root.unusable", file: storedFile, err: error }, `ignoring the stored root: ${(error as Error).message}; walking again from the image's root`);
+        options.log.warn({ event: "trust.stored-root.unusable", file, err: error }, `the stored roots break after version ${store.current.root.version}: ${(error as Error).message}; walking again from there`);
       }
     }
-    const store = new RootStore(options, stored && stored.root.version >= shipped.root.version ? stored : shipped);
     await store.writeOstreeKeys();
     return store;
   }
@@ -88,6 +102,7 @@ export class RootStore implements DeviceTrust {
         const bytes = await this.options.fetchRoot(version);
         if (bytes === null) break;
         this.current = verifyNextRoot(this.current.root, bytes, `root version ${version} from the server`);
+        this.chain.push(serializeSignedRoot(this.current));
       }
     } finally {
       if (this.current.root.version !== from) await this.persist(from);
@@ -95,9 +110,10 @@ export class RootStore implements DeviceTrust {
     return this.current.root.version !== from;
   }
 
+  /** Every version accepted after the image's root, in one file written atomically. */
   private async persist(from: number): Promise<void> {
     await mkdir(this.options.trustDir, { recursive: true, mode: 0o700 });
-    await writeFileAtomic(storedRootPath(this.options.trustDir), serializeSignedRoot(this.current));
+    await writeFileAtomic(storedChainPath(this.options.trustDir), this.chain.join(""));
     const version = this.current.root.version;
     this.options.log.info({ event: "trust.root.accepted", from, version }, `trusting root version ${version} (was ${from})`);
     await this.writeOstreeKeys();
@@ -118,6 +134,30 @@ export class RootStore implements DeviceTrust {
   }
 }
 
-export function storedRootPath(trustDir: string): string {
-  return join(trustDir, "root.json");
+/** One root version per line (canonical JSON has no newline), oldest first. */
+export function storedChainPath(trustDir: string): string {
+  return join(trustDir, "roots.jsonl");
+}
+
+/** The newest root the device stored, or null (for status and tests). */
+export async function readStoredNewest(trustDir: string): Promise<SignedRoot | null> {
+  const lines = await readStoredChain(storedChainPath(trustDir)).catch(() => []);
+  return lines.length === 0 ? null : (JSON.parse(lines.at(-1)!) as SignedRoot);
+}
+
+/** Bounded like the walk that wrote it: at most MAX_STORED_VERSIONS versions of ROOT_JSON_LIMITS bytes. */
+async function readStoredChain(file: string): Promise<string[]> {
+  const handle = await open(file, "r");
+  try {
+    const { size } = await handle.stat();
+    if (size > MAX_STORED_VERSIONS * ROOT_JSON_LIMITS.maxBytes) throw new Error(`${file} is ${size} bytes, more than ${MAX_STORED_VERSIONS} root versions`);
+    return (await handle.readFile("utf8")).split("\n").filter(Boolean).map((line) => `${line}\n`);
+  } finally {
+    await handle.close();
+  }
+}
+
+function parseVersion(text: string): number | null {
+  const match = /"version":(\d{1,9})[,}]/.exec(text.slice(text.indexOf('"root":')));
+  return match ? Number(match[1]) : null;
 }

@@ -72,8 +72,8 @@ export async function verifyCommitInRepo(repo: string, checksum: string, imageSi
  */
 function checkCommitSequence(commitObject: Uint8Array, manifest: Manifest): void {
   const signed = metadataString(parseCommitObject(commitObject), META.sequence);
-  if (signed !== undefined && Number(signed) !== manifest.sequence) {
-    throw new AptOstreeError("E_COMMIT_SEQUENCE_MISMATCH", `the commit's signed sequence is ${signed}, the manifest says ${manifest.sequence}`);
+  if (signed === undefined || Number(signed) !== manifest.sequence) {
+    throw new AptOstreeError("E_COMMIT_SEQUENCE_MISMATCH", `the commit's signed sequence is ${signed ?? "missing"}, the manifest says ${manifest.sequence}`);
   }
 }
 

@@ -1,4 +1,4 @@
-import { mkdir, stat, writeFile } from "node:fs/promises";
+import { mkdir, stat } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { defineCommand, printResult } from "../../shared/cli/command.ts";
 import { AptOstreeError } from "../../shared/errors.ts";
@@ -6,11 +6,13 @@ import { generateKeyPair, keyId } from "../../shared/sign/ed25519.ts";
 import { formatPublicKey, formatSecretKey, readSecretKeyFile } from "../../shared/sign/keys.ts";
 import { UsageError } from "../../shared/errors.ts";
 import { writeFileAtomic } from "../../shared/fs/atomic-write.ts";
-import { serializeSignedRoot } from "../../shared/trust/root.ts";
+import { serializeSignedRoot, type Root } from "../../shared/trust/root.ts";
+import { canonicalBytes } from "../../shared/sign/canonical-signature.ts";
+import { createHash } from "node:crypto";
 import { addRootSignatures, expiryAfterDays, revokeKey, rotateRole, type RoleThresholds } from "../../shared/trust/root-edit.ts";
 import { ROLE_NAMES, type RoleName } from "../../shared/trust/signers.ts";
-import { addNextVersion, completeOrPend, initRoot, type NewVersionResult } from "../keys/root-versions.ts";
-import { readRootFile, readTrustDir, retireKey, writeRoleKey } from "../keys/trust-dir.ts";
+import { addNextVersion, completeOrPend, initRoot, refusePending, type NewVersionResult } from "../keys/root-versions.ts";
+import { readRootFile, readTrustDir, writeRoleKey } from "../keys/trust-dir.ts";
 
 const generate = defineCommand({
   name: "generate",
@@ -30,8 +32,9 @@ const generate = defineCommand({
     }
     await mkdir(dir, { recursive: true, mode: 0o700 });
     const pair = generateKeyPair();
-    await writeFile(secret, formatSecretKey(pair), { mode: 0o600 });
-    await writeFile(pub, formatPublicKey(pair.publicKey), { mode: 0o644 });
+    // Atomic with its own mode: over an existing file (--force), writeFile would keep the old file's mode.
+    await writeFileAtomic(secret, formatSecretKey(pair), 0o600);
+    await writeFileAtomic(pub, formatPublicKey(pair.publicKey));
     const id = keyId(pair.publicKey);
     printResult(io, options.json, { secret, public: pub, keyid: id }, `Wrote ${secret} (0600) and ${pub}\nKey id: ${id}`);
   },
@@ -111,14 +114,19 @@ const rotateCommand = defineCommand({
     const count = Number(options.keys);
     if (!Number.isInteger(count) || count < 1 || count > 8) throw new UsageError(`--keys: '${options.keys}' must be 1..8`);
     const trust = await readTrustDir(resolve(options.trust));
-    const threshold = options.threshold === undefined ? Math.min(trust.newest.root.roles[role].threshold, count) : Number(options.threshold);
+    await refusePending(trust, trust.newest.root.version + 1);
+    const before = trust.newest.root.roles[role].threshold;
+    if (options.threshold === undefined && count < before) {
+      throw new UsageError(`the ${role} role needs ${before} signatures; pass --keys ${before} (or more), or lower it explicitly with --threshold`);
+    }
+    const threshold = options.threshold === undefined ? before : Number(options.threshold);
     if (!Number.isInteger(threshold) || threshold < 1 || threshold > count) throw new UsageError(`--threshold: '${options.threshold}' must be 1..${count}`);
     const pairs = Array.from({ length: count }, generateKeyPair);
     const next = rotateRole(trust.newest.root, role, pairs.map((k) => k.publicKey), threshold, parseDays(options["expires-days"], new Date()));
     const keys = [];
     for (const pair of pairs) keys.push({ keyid: keyId(pair.publicKey), secret: (await writeRoleKey(trust.dir, role, pair)).secret });
     const result = await addNextVersion(trust, next, role === "root" ? pairs : [], options.repo ? resolve(options.repo) : null);
-    printResult(io, options.json, { ...result, keys }, `${describeVersion(result)}\nNew ${role} key(s):\n${keys.map((k) => `  ${k.keyid.slice(0, 16)}  ${k.secret}`).join("\n")}`);
+    printResult(io, options.json, { ...result, keys, threshold: { before, after: threshold } }, `${describeVersion(result)}\nThe ${role} role: ${count} new key(s), threshold ${before} -> ${threshold}:\n${keys.map((k) => `  ${k.keyid.slice(0, 16)}  ${k.secret}`).join("\n")}`);
   },
 });
 
@@ -145,7 +153,6 @@ const revokeCommand = defineCommand({
       throw new AptOstreeError("E_KEY_LAST_OF_ROLE", (error as Error).message);
     }
     const result = await addNextVersion(trust, next, [], options.repo ? resolve(options.repo) : null);
-    await retireKey(trust.dir, id);
     printResult(io, options.json, { ...result, revoked: id }, `Revoked ${id.slice(0, 16)}.\n${describeVersion(result)}`);
   },
 });
@@ -156,25 +163,49 @@ const signRootCommand = defineCommand({
   options: {
     root: { type: "string", valueName: "FILE", required: true, description: "The pending root version (TRUST/pending/<N>.root.json, or a copy)" },
     key: { type: "string", valueName: "FILE", required: true, description: "This holder's root secret key" },
-    trust: { type: "string", valueName: "DIR", description: "The trust directory: completes the version when the thresholds are met" },
+    trust: { type: "string", valueName: "DIR", description: "The trust directory: checks against its newest version and completes the new one when the thresholds are met" },
+    previous: { type: "string", valueName: "FILE", description: "Without --trust: the version before it (REPO/roots/<N-1>.root.json), to check the change against" },
     repo: REPO_OPTION,
-    json: { type: "boolean", description: "Print {version, signatures, complete, ...} as JSON" },
+    json: { type: "boolean", description: "Print {version, digest, signatures, complete, ...} as JSON" },
   },
+  notes: ["Compare the digest it prints with the one the other holders see before you sign: it names exactly what you sign."],
   async run({ options, io }) {
     const file = resolve(options.root);
     const pending = await readRootFile(file);
+    const trust = options.trust ? await readTrustDir(resolve(options.trust)) : null;
+    const previous = trust ? trust.newest : options.previous ? await readRootFile(resolve(options.previous)) : null;
+    if (previous && previous.root.version !== pending.root.version - 1) {
+      throw new UsageError(`${file} is root version ${pending.root.version}, not the version after ${previous.root.version}`);
+    }
     const key = await readSecretKeyFile(resolve(options.key));
     const id = keyId(key.publicKey);
+    const holds = pending.root.roles.root.keyids.includes(id) || (previous?.root.roles.root.keyids.includes(id) ?? false);
+    if (!holds) {
+      throw new AptOstreeError("E_KEY_WRONG_ROLE", `key ${id.slice(0, 16)} holds no root role in version ${pending.root.version}${previous ? ` or ${previous.root.version}` : " (an outgoing root key: pass --previous FILE or --trust DIR)"}; refusing to sign`);
+    }
     const signed = addRootSignatures(pending, [key]);
     await writeFileAtomic(file, serializeSignedRoot(signed));
-    if (!options.trust) {
-      printResult(io, options.json, { version: signed.root.version, signatures: signed.signatures.length, signedBy: id }, `Signed root version ${signed.root.version} with ${id.slice(0, 16)} (${signed.signatures.length} signature(s)) in ${file}`);
+    const digest = createHash("sha256").update(canonicalBytes(signed.root)).digest("hex");
+    const summary = [`Root version ${signed.root.version} (sha256 ${digest}), expires ${signed.root.expires}`, ...describeChange(previous?.root ?? null, signed.root)];
+    if (!trust) {
+      printResult(io, options.json, { version: signed.root.version, digest, signatures: signed.signatures.length, signedBy: id }, `${summary.join("\n")}\nSigned with ${id.slice(0, 16)} (${signed.signatures.length} signature(s)) in ${file}`);
       return;
     }
-    const result = await completeOrPend(await readTrustDir(resolve(options.trust)), signed, options.repo ? resolve(options.repo) : null);
-    printResult(io, options.json, { ...result, signatures: signed.signatures.length, signedBy: id }, describeVersion(result));
+    const result = await completeOrPend(trust, signed, options.repo ? resolve(options.repo) : null);
+    printResult(io, options.json, { ...result, digest, signatures: signed.signatures.length, signedBy: id }, `${summary.join("\n")}\n${describeVersion(result)}`);
   },
 });
+
+/** What a new version changes, role by role, for the holder about to sign it. */
+function describeChange(before: Root | null, after: Root): string[] {
+  const short = (ids: string[]) => ids.map((k) => k.slice(0, 16)).join(", ");
+  return ROLE_NAMES.map((role) => {
+    const now = after.roles[role];
+    const was = before?.roles[role];
+    const same = was && was.threshold === now.threshold && was.keyids.join() === now.keyids.join();
+    return `  ${role.padEnd(8)} ${same ? "unchanged" : `${was ? `${was.threshold} of [${short(was.keyids)}] -> ` : ""}${now.threshold} of [${short(now.keyids)}]`}`;
+  }).concat(`  revoked  ${Object.keys(after.revoked).length} key(s)${before ? `, ${Object.keys(after.revoked).filter((k) => !(k in before.revoked)).length} new` : ""}`);
+}
 
 const showCommand = defineCommand({
   name: "show",

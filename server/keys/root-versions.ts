@@ -3,12 +3,13 @@
  * rotated, a key revoked) signed by the root keys this holder has; a version that still lacks
  * root signatures waits in TRUST/pending/ until `sign-root` completes it.
  */
-import { mkdir } from "node:fs/promises";
+import { mkdir, stat } from "node:fs/promises";
+import { join } from "node:path";
 import { generateKeyPair, keyId, type Ed25519KeyPair } from "../../shared/sign/ed25519.ts";
 import { RootThresholdError, verifyNextRoot, verifyRootSelf, serializeSignedRoot, type Root, type SignedRoot } from "../../shared/trust/root.ts";
 import { addRootSignatures, firstRoot, signRoot, type RoleKeys, type RoleThresholds } from "../../shared/trust/root-edit.ts";
 import { ROLE_NAMES, type RoleName } from "../../shared/trust/signers.ts";
-import { addRootVersion, publishRoots, readTrustDir, secretsFor, TrustDirError, writePendingRoot, writeRoleKey, type TrustDir } from "./trust-dir.ts";
+import { addRootVersion, publishRoots, readTrustDir, retireKey, rootVersionFile, secretsFor, TrustDirError, writePendingRoot, writeRoleKey, type TrustDir } from "./trust-dir.ts";
 
 export interface NewVersionResult {
   version: number;
@@ -53,6 +54,7 @@ export async function initRoot(dir: string, options: { rootKeys: number; thresho
  */
 export async function addNextVersion(trust: TrustDir, next: Root, newKeys: Ed25519KeyPair[], repo: string | null): Promise<NewVersionResult> {
   const previous = trust.newest.root;
+  await refusePending(trust, next.version);
   const holders = [...secretsFor(trust, previous, "root"), ...newKeys, ...[...trust.secrets.values()].filter((k) => next.roles.root.keyids.includes(keyId(k.publicKey)))];
   const signed = addRootSignatures({ root: next, signatures: [] }, dedupe(holders));
   return completeOrPend(trust, signed, repo);
@@ -69,8 +71,18 @@ export async function completeOrPend(trust: TrustDir, signed: SignedRoot, repo: 
     return { version: signed.root.version, complete: false, file, missing: missingSignatures(previous, signed), published: [] };
   }
   await addRootVersion(trust.dir, signed);
+  // Keys revoked by this version leave every role's reach only now that devices can learn of it.
+  for (const id of Object.keys(signed.root.revoked)) if (!(id in previous.revoked)) await retireKey(trust.dir, id);
   const published = repo ? await publishRoots([...trust.roots, signed], repo) : [];
   return { version: signed.root.version, complete: true, file: `${trust.dir}/roots/${signed.root.version}.root.json`, missing: null, published };
+}
+
+/** Two different "version N" files must never circulate: finish or drop the pending one first. */
+export async function refusePending(trust: TrustDir, version: number): Promise<void> {
+  const file = join(trust.dir, "pending", rootVersionFile(version));
+  if (await stat(file).then(() => true, () => false)) {
+    throw new TrustDirError(`root version ${version} already waits for signatures in ${file}: complete it with 'keys sign-root' or remove it before making another`);
+  }
 }
 
 function missingSignatures(previous: Root, signed: SignedRoot): { old: number; new: number } {

@@ -26,6 +26,11 @@ export class TrustDirError extends AptOstreeError {
 export const rootVersionFile = (version: number) => `${version}.root.json`;
 const VERSION_FILE = /^([1-9][0-9]{0,8})\.root\.json$/;
 
+/** The versions among a roots/ folder's file names, oldest first. */
+function rootVersions(names: string[]): number[] {
+  return names.flatMap((name) => VERSION_FILE.exec(name)?.[1] ?? []).map(Number).sort((a, b) => a - b);
+}
+
 export interface TrustDir {
   dir: string;
   /** Every complete version, oldest first (each verified against the one before). */
@@ -39,7 +44,7 @@ export async function readTrustDir(dir: string): Promise<TrustDir> {
   const names = await readdir(join(dir, "roots")).catch((error: NodeJS.ErrnoException) => {
     throw new TrustDirError(error.code === "ENOENT" ? `${dir} is not a trust directory (no roots/): create one with 'apt-ostree-server keys init-root --out ${dir}'` : `cannot read ${dir}/roots: ${error.message}`);
   });
-  const versions = names.flatMap((name) => VERSION_FILE.exec(name)?.[1] ?? []).map(Number).sort((a, b) => a - b);
+  const versions = rootVersions(names);
   if (versions[0] !== 1) throw new TrustDirError(`${dir}/roots has no ${rootVersionFile(1)}`);
   const roots: SignedRoot[] = [];
   for (const version of versions) {
@@ -137,9 +142,7 @@ export async function publishRoots(roots: SignedRoot[], repo: string): Promise<n
 
 /** The newest root published in a repo (serve checks its command key against it), or null when the repo has none. */
 export async function newestPublishedRoot(repo: string): Promise<SignedRoot | null> {
-  const names = await readdir(join(repo, "roots")).catch(() => [] as string[]);
-  const versions = names.flatMap((name) => VERSION_FILE.exec(name)?.[1] ?? []).map(Number).sort((a, b) => a - b);
-  const newest = versions.at(-1);
+  const newest = rootVersions(await readdir(join(repo, "roots")).catch(() => [] as string[])).at(-1);
   if (newest === undefined) return null;
   return parseSignedRoot(await readFile(join(repo, "roots", rootVersionFile(newest))), join(repo, "roots", rootVersionFile(newest)));
 }

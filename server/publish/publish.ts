@@ -90,8 +90,7 @@ export async function publish(options: PublishOptions): Promise<PublishResult> {
       );
     }
 
-    let signed = false;
-    for (const key of imageKeys) signed = (await signCommit(repo, commit, key)) || signed;
+    const signed = await signCommit(repo, commit, imageKeys);
     log.info({ event: "publish.commit.signed", commit, added: signed }, signed ? "signed the commit" : "the commit was already signed");
 
     const sources: Array<{ commit: string | null; version: string | null }> = [

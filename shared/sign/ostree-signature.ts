@@ -48,6 +48,15 @@ export function addOstreeSignature(detached: Uint8Array | null, data: Uint8Array
   return encode(VARDICT, [...others, [OSTREE_SIGN_KEY, value]]);
 }
 
+/** `detached` with only the signatures of `data` that one of `publicKeys` made (other keys of the metadata kept). */
+export function keepSignatures(detached: Uint8Array | null, data: Uint8Array, publicKeys: Uint8Array[]): Uint8Array | null {
+  if (detached === null || detached.length === 0) return detached;
+  const entries = decode(VARDICT, detached) as GVValue[];
+  const kept = readOstreeSignatures(detached).filter((signature) => publicKeys.some((key) => verify(signature, data, key)));
+  const others = entries.filter((entry) => (entry as GVValue[])[0] !== OSTREE_SIGN_KEY);
+  return encode(VARDICT, kept.length === 0 ? others : [...others, [OSTREE_SIGN_KEY, variant("aay", kept)]]);
+}
+
 /**
  * Checks that signatures in `detached` by at least `signers.threshold` distinct keys of the role
  * are valid for `data` and returns the first such key's id; otherwise throws, saying whether a

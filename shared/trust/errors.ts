@@ -27,16 +27,3 @@ export class SignatureThresholdError extends TrustError {
     super("E_SIGNATURE_THRESHOLD", `${what} has ${valid} valid ${signers.role} signature(s); the root requires ${signers.threshold}${fromRoot(signers.rootVersion)}`);
   }
 }
-
-export class UnknownKeyError extends TrustError {
-  constructor(what: string, keyids: string[], signers: Signers) {
-    const named = keyids.length === 0 ? "no key" : `only unknown key(s) ${keyids.slice(0, 3).map(short).join(", ")}`;
-    super("E_KEY_UNKNOWN", `${what} is signed by ${named}; no ${signers.role} key of the trusted root${fromRoot(signers.rootVersion)} signed it`);
-  }
-}
-
-export class BadSignatureError extends TrustError {
-  constructor(what: string, keyid: string) {
-    super("E_SIGNATURE", `${what}: the signature by ${short(keyid)} does not verify; the document was altered or the signature is corrupt`);
-  }
-}

@@ -54,7 +54,11 @@ export function revokeKey(previous: Root, id: string, expires: string): Root {
   next.revoked[id] = key.public;
   const keyids = next.roles[role].keyids.filter((k) => k !== id);
   if (keyids.length === 0) throw new RangeError(`key ${id.slice(0, 16)} is the last ${role} key: rotate the ${role} role to a new key instead (keys rotate --role ${role}), which revokes the old one`);
-  next.roles[role] = { keyids, threshold: Math.min(next.roles[role].threshold, keyids.length) };
+  const { threshold } = next.roles[role];
+  if (keyids.length < threshold) {
+    throw new RangeError(`revoking ${id.slice(0, 16)} would leave the ${role} role ${keyids.length} key(s) for its threshold of ${threshold}: rotate the role instead (keys rotate --role ${role} --keys ${threshold} --threshold ${threshold})`);
+  }
+  next.roles[role] = { keyids, threshold };
   checkRootRules(next, `root version ${next.version}`);
   return next;
 }

@@ -1,9 +1,12 @@
 import type { CanonicalVerdict } from "../sign/canonical-signature.ts";
-import { BadSignatureError, KeyRevokedError, SignatureThresholdError, UnknownKeyError, WrongRoleError, type TrustError } from "./errors.ts";
+import { KeyRevokedError, SignatureThresholdError, WrongRoleError, type TrustError } from "./errors.ts";
 import type { Signers } from "./signers.ts";
 
-/** The trust error for a refused verdict about `what` (e.g. "manifest for stable"). */
-export function refusalFor(verdict: Exclude<CanonicalVerdict, { ok: true }>, what: string, signers: Signers): TrustError {
+/** Refusals the roles add; an unknown key or a bad signature each caller names in its own words. */
+export type RoleRefusal = Extract<CanonicalVerdict, { reason: "revoked" | "wrong-role" | "threshold" }>;
+
+/** The trust error for a refused verdict about `what` (e.g. "manifest"). */
+export function refusalFor(verdict: RoleRefusal, what: string, signers: Signers): TrustError {
   switch (verdict.reason) {
     case "revoked":
       return new KeyRevokedError(what, verdict.keyid, signers.rootVersion);
@@ -11,9 +14,5 @@ export function refusalFor(verdict: Exclude<CanonicalVerdict, { ok: true }>, wha
       return new WrongRoleError(what, verdict.keyid, verdict.holds, signers.role, signers.rootVersion);
     case "threshold":
       return new SignatureThresholdError(what, verdict.valid, signers);
-    case "bad-signature":
-      return new BadSignatureError(what, verdict.keyid);
-    case "unknown-key":
-      return new UnknownKeyError(what, verdict.keyids, signers);
   }
 }

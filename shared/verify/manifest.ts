@@ -28,7 +28,7 @@ export class UnknownManifestKeyError extends ManifestRejectedError {
 }
 export class ManifestSignatureError extends ManifestRejectedError {
   constructor(keyIdHex: string) {
-    super("E_MANIFEST_BAD_SIGNATURE", `manifest signature by pinned key ${keyIdHex.slice(0, 16)} does not verify: the manifest was altered or the signature is corrupt`);
+    super("E_MANIFEST_BAD_SIGNATURE", `manifest signature by trusted key ${keyIdHex.slice(0, 16)} does not verify: the manifest was altered or the signature is corrupt`);
   }
 }
 export class ManifestExpiredError extends ManifestRejectedError {
@@ -64,6 +64,8 @@ export class DowngradeRefusedError extends ManifestRejectedError {
 
 /** A signed downgrade is valid for hours at most (docs/trust.md, Anti-rollback). */
 export const MAX_DOWNGRADE_LIFETIME_MS = 12 * 3600 * 1000;
+/** How far ahead of the device's clock a downgrade's issue time may be. */
+const CLOCK_SKEW_MS = 5 * 60 * 1000;
 
 export interface ManifestExpectations {
   /** The release role's keys (or legacy pinned keys). */
@@ -112,9 +114,11 @@ function checkSequence(manifest: Manifest, expect: ManifestExpectations): void {
   if (!expect.downgradeAllowed) {
     throw new DowngradeRefusedError(`manifest sequence ${manifest.sequence} is a signed downgrade from ${floor}; a downgrade is taken only from a rollout's command to this device, not from the channel`);
   }
-  const lifetime = Date.parse(manifest.expires) - Date.parse(manifest.issued);
-  if (lifetime > MAX_DOWNGRADE_LIFETIME_MS) {
-    throw new DowngradeRefusedError(`manifest sequence ${manifest.sequence} is a signed downgrade valid for ${Math.round(lifetime / 3600_000)} h; a downgrade may be valid for ${MAX_DOWNGRADE_LIFETIME_MS / 3600_000} h at most`);
+  // Both ends count: a downgrade issued in the future would stay usable long after its window.
+  const issued = Date.parse(manifest.issued);
+  const lifetime = Date.parse(manifest.expires) - Math.min(issued, expect.now.getTime());
+  if (issued > expect.now.getTime() + CLOCK_SKEW_MS || lifetime > MAX_DOWNGRADE_LIFETIME_MS) {
+    throw new DowngradeRefusedError(`manifest sequence ${manifest.sequence} is a signed downgrade valid until ${manifest.expires} (issued ${manifest.issued}); a downgrade may be valid for ${MAX_DOWNGRADE_LIFETIME_MS / 3600_000} h at most from now`);
   }
 }
 

@@ -61,7 +61,7 @@ export function mqttCode(event: LogEvent): string {
 
 export function manifestCode(message: string): string {
   const codes: Array<[RegExp, string]> = [
-    [/by pinned key .* does not verify/, "E_MANIFEST_BAD_SIGNATURE"], [/only by unknown key/, "E_MANIFEST_UNKNOWN_KEY"], [/expired at/, "E_MANIFEST_EXPIRED"],
+    [/by (pinned|trusted) key .* does not verify/, "E_MANIFEST_BAD_SIGNATURE"], [/only by unknown key/, "E_MANIFEST_UNKNOWN_KEY"], [/expired at/, "E_MANIFEST_EXPIRED"],
     [/for architecture/, "E_MANIFEST_WRONG_ARCH"], [/this device follows/, "E_MANIFEST_WRONG_REF"], [/older than the (booted|highest)/, "E_MANIFEST_ROLLBACK"], [/malformed manifest/, "E_MANIFEST_MALFORMED"],
     [/which the root revoked/, "E_KEY_REVOKED"], [/which holds the \w+ role/, "E_KEY_WRONG_ROLE"], [/is a signed downgrade/, "E_MANIFEST_DOWNGRADE"],
   ];

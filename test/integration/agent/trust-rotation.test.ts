@@ -12,7 +12,7 @@ import { execa } from "execa";
 import { pino, type Logger } from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { runAgent } from "../../../device/agent/run.ts";
-import { storedRootPath } from "../../../device/trust/root-store.ts";
+import { readStoredNewest, storedChainPath } from "../../../device/trust/root-store.ts";
 import { trustDir } from "../../../device/trust/load.ts";
 import { publish } from "../../../server/publish/publish.ts";
 import { readTrustDir, secretsFor } from "../../../server/keys/trust-dir.ts";
@@ -39,7 +39,7 @@ async function startAgent(): Promise<void> {
 }
 
 const logged = (event: string) => logLines.filter((line) => line.event === event);
-const deviceRootVersion = async () => JSON.parse(await readFile(storedRootPath(trustDir(fixture.settings)), "utf8")).root.version as number;
+const deviceRootVersion = async () => (await readStoredNewest(trustDir(fixture.settings)))?.root.version;
 
 async function rotate(role: string): Promise<void> {
   const result = await execa(process.execPath, [SERVER_CLI, "keys", "rotate", "--trust", fixture.trustDir!, "--role", role, "--repo", fixture.repo, "--json"]);
@@ -70,7 +70,8 @@ describe("key rotation and revocation reach the agent through the server", () =>
 
   it("follows a rotation of the command key: the next rollout, signed by the new key, installs", async () => {
     const before = await readTrustDir(fixture.trustDir!);
-    oldCommandSecret = join(fixture.trustDir!, "keys", `command-${before.newest.root.roles.command.keyids[0]!.slice(0, 16)}.secret`);
+    // Once the rotation is complete the retired key's files move to keys/revoked/.
+    oldCommandSecret = join(fixture.trustDir!, "keys", "revoked", `command-${before.newest.root.roles.command.keyids[0]!.slice(0, 16)}.secret`);
     await rotate("command");
     await fixture.restartServer();
     await until(async () => (await fixture.device())?.online === true, "the agent to reconnect");
@@ -123,12 +124,12 @@ describe("key rotation and revocation reach the agent through the server", () =>
     const stranger = generateKeyPair();
     const forged = rotateRole(trust.newest.root, "command", [stranger.publicKey], 1, expiryAfterDays(new Date(), 30));
     await writeFile(join(fixture.repo, "roots", `${forged.version}.root.json`), serializeSignedRoot(signRoot(forged, [stranger])));
-    const storedBefore = await readFile(storedRootPath(trustDir(fixture.settings)), "utf8");
+    const storedBefore = await readFile(storedChainPath(trustDir(fixture.settings)), "utf8");
     await fixture.publishVersion(5);
     await rollOut();
     await until(async () => (logged("agent.trust.refresh-failed").length > 0 ? true : null), "the walk to refuse the forged root");
     expect(logged("agent.trust.refresh-failed")[0]).toMatchObject({ code: "E_ROOT_OLD_THRESHOLD" });
-    expect(await readFile(storedRootPath(trustDir(fixture.settings)), "utf8")).toBe(storedBefore);
+    expect(await readFile(storedChainPath(trustDir(fixture.settings)), "utf8")).toBe(storedBefore);
     // The device still updates on the keys it trusts.
     await healthyOn("5");
   }, 120_000);

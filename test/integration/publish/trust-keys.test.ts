@@ -16,6 +16,9 @@ import { signersFor, verifyNextRoot, verifyRootSelf, type SignedRoot } from "../
 import { checkCommandKey } from "../../../server/keys/command-key.ts";
 import { readSecretKeyFile } from "../../../shared/sign/keys.ts";
 import { SERVER_CLI } from "../../helpers/cli.ts";
+import { signCommit } from "../../../server/publish/sign-commit.ts";
+import { generateKeyPair } from "../../../shared/sign/ed25519.ts";
+import { readOstreeSignatures } from "../../../shared/sign/ostree-signature.ts";
 import { commitSyntheticImage } from "../../helpers/synthetic-image.ts";
 
 const REF = "test/trust/amd64";
@@ -85,6 +88,21 @@ describe("apt-ostree-server keys", () => {
     expect(v2.roles.command.keyids).toHaveLength(1);
   });
 
+  it("rotate refuses to lower a threshold it was not asked to lower", async () => {
+    const result = await cli("rotate", "--trust", trust, "--role", "root");
+    expect(result.exitCode).toBe(2);
+    expect(result.stderr).toMatch(/the root role needs 2 signatures; pass --keys 2/);
+    expect(await readdir(join(trust, "roots"))).toEqual(["1.root.json", "2.root.json"]);
+  });
+
+  it("sign-root refuses a key that holds no root role", async () => {
+    const image = initial.keys.find((k) => k.role === "image")!;
+    const v2 = join(trust, "roots", "2.root.json");
+    const result = await cli("sign-root", "--root", v2, "--key", image.secret);
+    expect(result.exitCode).toBe(1);
+    expect(result.stderr).toMatch(/holds no root role in version 2/);
+  });
+
   it("revoke refuses a role's last key, and names what to do", async () => {
     const image = initial.keys.find((k) => k.role === "image")!.keyid;
     const result = await cli("revoke", image.slice(0, 12), "--trust", trust);
@@ -93,7 +111,9 @@ describe("apt-ostree-server keys", () => {
   });
 
   it("publish --trust signs the commit with the image key and the manifest with the release key, and serves the roots", async () => {
-    await commitSyntheticImage(repo, REF, dir, { version: "1", sequence: 1 });
+    const commit = await commitSyntheticImage(repo, REF, dir, { version: "1", sequence: 1 });
+    // Signatures a retired key left on the commit are dropped when the current image key signs it.
+    await signCommit(repo, commit, Array.from({ length: 9 }, generateKeyPair));
     const result = await execa(process.execPath, [SERVER_CLI, "publish", "--repo", repo, "--ref", REF, "--trust", trust, "--json"], { reject: false });
     expect(result.exitCode, result.stderr).toBe(0);
     const root = verifyRootSelf(await readFile(join(trust, "root.json")), "root").root;
@@ -103,6 +123,7 @@ describe("apt-ostree-server keys", () => {
     const commitObject = await readCommitObject(repo, manifest.commit);
     const detached = await readRepoFile(join(repo, "objects", manifest.commit.slice(0, 2), `${manifest.commit.slice(2)}.commitmeta`));
     expect(verifyCommit({ checksum: manifest.commit, commitObject, detachedMetadata: detached }, signersFor(root, "image"))).toBe(root.roles.image.keyids[0]);
+    expect(readOstreeSignatures(detached)).toHaveLength(1);
     expect(() => verifySignedManifest(manifestText, { signers: signersFor(root, "command"), now: new Date(), architecture: "amd64" })).toThrow(expect.objectContaining({ code: "E_KEY_WRONG_ROLE" }));
   });
 

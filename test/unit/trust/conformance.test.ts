@@ -137,6 +137,15 @@ describe("root rotation (TUF 5.3)", () => {
   });
 });
 
+describe("making root versions", () => {
+  it("revoking a key of a role with a threshold of 2 and 2 keys is refused, not silently weakened", () => {
+    const { root } = fleet();
+    const pair = [generateKeyPair(), generateKeyPair()];
+    const two = rotateRole(root, "image", pair.map((k) => k.publicKey), 2, LATER);
+    expect(() => revokeKey(two, keyId(pair[0]!.publicKey), LATER)).toThrow(/would leave the image role 1 key\(s\) for its threshold of 2/);
+  });
+});
+
 describe("role signatures", () => {
   it("a manifest signed by the release key verifies; by the command key it is refused as another role", () => {
     const { keys, root } = fleet();

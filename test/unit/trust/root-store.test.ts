@@ -7,7 +7,7 @@ import { generateKeyPair, keyId } from "../../../shared/sign/ed25519.ts";
 import { formatPublicKey } from "../../../shared/sign/keys.ts";
 import { serializeSignedRoot, type Root } from "../../../shared/trust/root.ts";
 import { expiryAfterDays, firstRoot, rotateRole, signRoot } from "../../../shared/trust/root-edit.ts";
-import { MAX_ROOT_STEPS, RootStore, storedRootPath } from "../../../device/trust/root-store.ts";
+import { MAX_ROOT_STEPS, readStoredNewest, RootStore, storedChainPath } from "../../../device/trust/root-store.ts";
 
 const NOW = new Date("2026-12-06T12:00:00Z");
 const LATER = expiryAfterDays(NOW, 365);
@@ -72,7 +72,7 @@ describe("the device's root chain", () => {
     const store = await open(served);
     await expect(store.refresh()).rejects.toMatchObject({ code: "E_ROOT_VERSION" });
     expect(store.rootVersion).toBe(3);
-    expect(JSON.parse(await readFile(storedRootPath(join(dir, "trust")), "utf8")).root.version).toBe(3);
+    expect((await readStoredNewest(join(dir, "trust")))!.root.version).toBe(3);
   });
 
   it("takes at most MAX_ROOT_STEPS versions per walk and goes on at the next", async () => {
@@ -88,11 +88,34 @@ describe("the device's root chain", () => {
     const { served } = chain(2);
     const store = await open(served);
     await store.refresh();
-    await writeFile(storedRootPath(join(dir, "trust")), served.get(2)!.slice(0, 100));
+    await writeFile(storedChainPath(join(dir, "trust")), served.get(2)!.slice(0, 100));
     const reopened = await open(served);
     expect(reopened.rootVersion).toBe(1);
     await reopened.refresh();
     expect(reopened.rootVersion).toBe(2);
+  });
+
+  it("does not trust a stored root that does not chain to the image's, however new its version", async () => {
+    const { served } = chain(2);
+    const store = await open(served);
+    await store.refresh();
+    const stranger = chain(1);
+    const forged = JSON.parse(stranger.served.get(1)!);
+    const rootKey = stranger.rootKey;
+    const { root } = forged;
+    const bumped = serializeSignedRoot(signRoot({ ...root, version: 1_000_000 }, [rootKey]));
+    await writeFile(storedChainPath(join(dir, "trust")), `${served.get(2)!}${bumped}`);
+    const reopened = await open(served);
+    expect(reopened.rootVersion).toBe(2);
+  });
+
+  it("skips stored versions the image already ships, and verifies the rest from it", async () => {
+    const { served } = chain(4);
+    const store = await open(served);
+    await store.refresh();
+    await writeFile(join(dir, "shipped.json"), served.get(3)!);
+    const newerImage = await RootStore.open({ shippedRoot: join(dir, "shipped.json"), trustDir: join(dir, "trust"), fetchRoot: async () => null, ostreeKeysFile: null, now: () => NOW, log: silentLogger() });
+    expect(newerImage.rootVersion).toBe(4);
   });
 
   it("refuses every signature once the newest root expired", async () => {

@@ -94,8 +94,13 @@ describe("signed manifest verification", () => {
 
     it("is refused when valid for longer than 12 hours", () => {
       expect(() => verifySignedManifest(published({ ...downgrade, expires: "2026-11-22T00:00:00Z" }), { ...expect_, now: at, bootedSequence: 4, downgradeAllowed: true })).toThrow(
-        expect.objectContaining({ code: "E_MANIFEST_DOWNGRADE", message: expect.stringMatching(/valid for 24 h; a downgrade may be valid for 12 h at most/) }),
+        expect.objectContaining({ code: "E_MANIFEST_DOWNGRADE", message: expect.stringMatching(/valid until 2026-11-22T00:00:00Z .*; a downgrade may be valid for 12 h at most from now/) }),
       );
+    });
+
+    it("is refused when issued in the future, though its own window is short", () => {
+      const ahead = { ...downgrade, issued: "2026-12-20T00:00:00Z", expires: "2026-12-20T11:00:00Z" };
+      expect(() => verifySignedManifest(published(ahead), { ...expect_, now: at, bootedSequence: 4, downgradeAllowed: true })).toThrow(expect.objectContaining({ code: "E_MANIFEST_DOWNGRADE" }));
     });
   });
 
