@@ -75,7 +75,10 @@ describe(`a store holding ${PENDING} pending devices`, () => {
     expect(metricLines(text, "aptostree_devices_enrollment")).toEqual([
       'aptostree_devices_enrollment{enrollment="accepted"} 3',
       `aptostree_devices_enrollment{enrollment="pending"} ${PENDING}`,
+      // Every enrollment state is exported, the empty ones as 0 (issue 19 added the last two).
+      'aptostree_devices_enrollment{enrollment="preauthorized"} 0',
       'aptostree_devices_enrollment{enrollment="rejected"} 1',
+      'aptostree_devices_enrollment{enrollment="revoked"} 0',
     ]);
     expect(metricLines(text, "aptostree_devices")).toEqual(['aptostree_devices{state="failed"} 1', 'aptostree_devices{state="healthy"} 2']);
     expect(metricLines(text, "aptostree_rollouts")).toEqual(['aptostree_rollouts{state="completed"} 1']);
