@@ -7,6 +7,7 @@ import { access, chmod, copyFile, mkdir, readFile, rm, writeFile } from "node:fs
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { execa } from "execa";
+import { pino } from "pino";
 import { silentLogger } from "../../shared/log.ts";
 import { initRepo } from "../../shared/ostree/repo.ts";
 import { generateKeyPair } from "../../shared/sign/ed25519.ts";
@@ -52,6 +53,9 @@ export class AgentFixture {
   agent: RunningAgent | null = null;
   /** With `trust`: the fleet's trust directory (keys init-root); releases and commands are signed by role. */
   trustDir: string | null = null;
+  /** Keep the agent's log lines in `logs` (tests that assert on its events), across the restarts of simulated reboots too. */
+  keepLogs = false;
+  readonly logs: Array<Record<string, unknown>> = [];
   private tlsDir: string | null = null;
   /** With TLS: the CA the server's certificate chains to (the agent's caFile), and a fetch that trusts it. */
   tlsCa: string | null = null;
@@ -150,9 +154,17 @@ export class AgentFixture {
     await this.startServer();
   }
 
+  /** Starts the agent; with `keepLogs`, what it logs from then on (debug and up) goes to `logs`, cleared at each start. */
   async startAgent(): Promise<RunningAgent> {
-    this.agent = await runAgent(this.settings, silentLogger());
+    this.logs.length = 0;
+    const log = this.keepLogs ? pino({ level: "debug" }, { write: (line: string) => void this.logs.push(JSON.parse(line)) }) : silentLogger();
+    this.agent = await runAgent(this.settings, log);
     return this.agent;
+  }
+
+  /** The kept log lines of one event. */
+  logged(event: string): Array<Record<string, unknown>> {
+    return this.logs.filter((line) => line.event === event);
   }
 
   async stopAgent(): Promise<void> {

@@ -8,10 +8,8 @@
 import { mkdir, readFile, readdir, rm, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import mqtt, { type MqttClient } from "mqtt";
-import { pino, type Logger } from "pino";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { loadIdentity } from "../../../device/agent/identity.ts";
-import { runAgent } from "../../../device/agent/run.ts";
 import { stateFilePath } from "../../../device/agent/state-file.ts";
 import { publish } from "../../../server/publish/publish.ts";
 import { silentLogger } from "../../../shared/log.ts";
@@ -26,16 +24,14 @@ import { TEST_ENROLLMENT_SECRET } from "../../helpers/enrollment-secret.ts";
 const fixture = new AgentFixture();
 const { api } = fixture;
 const cmdTopic = (deviceId: string) => deviceTopic(DEFAULT_TOPIC_PREFIX, deviceId, "cmd");
-let logLines: Array<Record<string, unknown>> = [];
 
 async function startAgent(): Promise<void> {
-  logLines = [];
-  const log: Logger = pino({ level: "debug" }, { write: (line: string) => void logLines.push(JSON.parse(line)) });
-  fixture.agent = await runAgent(fixture.settings, log);
+  fixture.keepLogs = true;
+  await fixture.startAgent();
   await until(async () => (await fixture.device())?.online === true, "the agent to connect");
 }
 
-const logged = (event: string) => logLines.filter((line) => line.event === event);
+const logged = (event: string) => fixture.logged(event);
 const agentState = () => fixture.agent!.agent.state;
 
 /** What must not change: deployments, refs, boot entries, and the agent's state. */

@@ -9,9 +9,7 @@
 import { readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { execa } from "execa";
-import { pino, type Logger } from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { runAgent } from "../../../device/agent/run.ts";
 import { readStoredNewest, storedChainPath } from "../../../device/trust/root-store.ts";
 import { trustDir } from "../../../device/trust/load.ts";
 import { publish } from "../../../server/publish/publish.ts";
@@ -29,16 +27,14 @@ import { until } from "../../helpers/wait.ts";
 
 const fixture = new AgentFixture();
 const { api } = fixture;
-let logLines: Array<Record<string, unknown>> = [];
 
 async function startAgent(): Promise<void> {
-  logLines = [];
-  const log: Logger = pino({ level: "debug" }, { write: (line: string) => void logLines.push(JSON.parse(line)) });
-  fixture.agent = await runAgent(fixture.settings, log);
+  fixture.keepLogs = true;
+  await fixture.startAgent();
   await until(async () => (await fixture.device())?.online === true, "the agent to connect");
 }
 
-const logged = (event: string) => logLines.filter((line) => line.event === event);
+const logged = (event: string) => fixture.logged(event);
 const deviceRootVersion = async () => (await readStoredNewest(trustDir(fixture.settings)))?.root.version;
 
 async function rotate(role: string): Promise<void> {
@@ -77,11 +73,6 @@ describe("key rotation and revocation reach the agent through the server", () =>
     await until(async () => (await fixture.device())?.online === true, "the agent to reconnect");
     await fixture.publishVersion(2);
     await rollOut();
-    // The agent restarts with each simulated boot: give the restarted one the capturing logger too.
-    fixture.startAgent = async () => {
-      await startAgent();
-      return fixture.agent!;
-    };
     await healthyOn("2");
     expect(await deviceRootVersion()).toBe(2);
   }, 120_000);
