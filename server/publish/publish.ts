@@ -12,7 +12,7 @@ import type { Logger } from "../../shared/log.ts";
 import { resolveRef } from "../../shared/ostree/repo.ts";
 import type { Ed25519KeyPair } from "../../shared/sign/ed25519.ts";
 import type { Delta, Manifest } from "../../shared/wire/manifest.ts";
-import { readChannelManifest, writeChannelManifest } from "./channel.ts";
+import { readChannelManifest, readHighestSequence, recordHighestSequence, writeChannelManifest } from "./channel.ts";
 import { ensureDelta } from "./deltas.ts";
 import { commitHistory } from "./history.ts";
 import { acquirePidLock } from "../../shared/fs/pid-lock.ts";
@@ -84,10 +84,11 @@ export async function publish(options: PublishOptions): Promise<PublishResult> {
     const history = await commitHistory(repo, commit, options.deltaDepth);
     const { info } = history[0]!;
     const current = await readChannelManifest(repo, options.channel, ref);
-    if (current && current.sequence > info.sequence && !options.downgrade) {
-      throw new PublishError(
-        `${options.channel} already has ${ref} version ${current.version} (sequence ${current.sequence}); version ${info.version} (sequence ${info.sequence}) would be a downgrade: pass --downgrade to allow it`,
-      );
+    const highest = await readHighestSequence(repo, options.channel, ref, current);
+    const downgrade = highest !== null && highest > info.sequence;
+    if (downgrade && !options.downgrade) {
+      const already = current && current.sequence === highest ? `already has ${ref} version ${current.version} (sequence ${highest})` : `has published ${ref} up to sequence ${highest}`;
+      throw new PublishError(`${options.channel} ${already}; version ${info.version} (sequence ${info.sequence}) would be a downgrade: pass --downgrade to allow it`);
     }
 
     const signed = await signCommit(repo, commit, imageKeys);
@@ -110,7 +111,6 @@ export async function publish(options: PublishOptions): Promise<PublishResult> {
     await updateSignedSummary(repo, imageKeys);
     log.info({ event: "publish.summary.signed" }, "updated and signed the summary");
 
-    const downgrade = Boolean(current && current.sequence > info.sequence);
     if (options.roots) {
       const copied = await publishRoots(options.roots, repo);
       if (copied.length > 0) log.info({ event: "publish.roots.copied", versions: copied }, `published root version(s) ${copied.join(", ")}`);
@@ -128,6 +128,7 @@ export async function publish(options: PublishOptions): Promise<PublishResult> {
       downgrade,
       deltas: deltas.map(({ generated: _generated, ...delta }) => delta),
     };
+    await recordHighestSequence(repo, options.channel, ref, info.sequence, highest);
     const manifestFile = await writeChannelManifest(repo, manifest, releaseKeys);
     log.info({ event: "publish.manifest.written", manifest: manifestFile, version: info.version }, `published ${ref} ${info.version}`);
     return { ref, commit, version: info.version, sequence: info.sequence, channel: options.channel, manifest: manifestFile, deltas };

@@ -112,7 +112,15 @@ describe("publish on synthetic images with the real ostree", () => {
     expect(result.version).toBe("3");
     const manifest = await checkPublishedRepo(repo, REF, key.publicKey);
     expect(manifest).toMatchObject({ version: "3", downgrade: true });
+    // Version 4 is above the channel's manifest now, but below the 5 that devices already took.
+    await setRef(repo, REF, commits[3]!);
+    await expect(publishRef()).rejects.toThrow(/stable has published \S+ up to sequence 5; version 4 \(sequence 4\) would be a downgrade/);
+    expect((await checkPublishedRepo(repo, REF, key.publicKey)).version).toBe("3");
+    await publishRef({ downgrade: true });
+    expect(await checkPublishedRepo(repo, REF, key.publicKey)).toMatchObject({ version: "4", downgrade: true });
     await setRef(repo, REF, commits[4]!);
+    expect((await publishRef()).version).toBe("5");
+    expect(await checkPublishedRepo(repo, REF, key.publicKey)).toMatchObject({ version: "5", downgrade: false });
   });
 
   it("says which ref is missing", async () => {
