@@ -20,6 +20,8 @@ import { signCommit } from "../../../server/publish/sign-commit.ts";
 import { generateKeyPair } from "../../../shared/sign/ed25519.ts";
 import { readOstreeSignatures } from "../../../shared/sign/ostree-signature.ts";
 import { commitSyntheticImage } from "../../helpers/synthetic-image.ts";
+import { VECTORS } from "../../helpers/fixtures.ts";
+import { opensslAcceptsCommit } from "../../helpers/openssl-ostree-verify.ts";
 
 const REF = "test/trust/amd64";
 let dir: string;
@@ -113,7 +115,8 @@ describe("apt-ostree-server keys", () => {
   it("publish --trust signs the commit with the image key and the manifest with the release key, and serves the roots", async () => {
     const commit = await commitSyntheticImage(repo, REF, dir, { version: "1", sequence: 1 });
     // Signatures a retired key left on the commit are dropped when the current image key signs it.
-    await signCommit(repo, commit, Array.from({ length: 9 }, generateKeyPair));
+    const strangers = Array.from({ length: 9 }, generateKeyPair);
+    await signCommit(repo, commit, strangers);
     const result = await execa(process.execPath, [SERVER_CLI, "publish", "--repo", repo, "--ref", REF, "--trust", trust, "--json"], { reject: false });
     expect(result.exitCode, result.stderr).toBe(0);
     const root = verifyRootSelf(await readFile(join(trust, "root.json")), "root").root;
@@ -125,6 +128,19 @@ describe("apt-ostree-server keys", () => {
     expect(verifyCommit({ checksum: manifest.commit, commitObject, detachedMetadata: detached }, signersFor(root, "image"))).toBe(root.roles.image.keyids[0]);
     expect(readOstreeSignatures(detached)).toHaveLength(1);
     expect(() => verifySignedManifest(manifestText, { signers: signersFor(root, "command"), now: new Date(), architecture: "amd64" })).toThrow(expect.objectContaining({ code: "E_KEY_WRONG_ROLE" }));
+    // Held out: OpenSSL, given what stock ostree shows of the commit, agrees (helpers/openssl-ostree-verify.ts).
+    const publicKey = (role: "image" | "release") => Buffer.from(root.keys[root.roles[role].keyids[0]!]!.public, "base64");
+    expect(await opensslAcceptsCommit(repo, manifest.commit, publicKey("image"))).toBe(true);
+    expect(await opensslAcceptsCommit(repo, manifest.commit, publicKey("release"))).toBe(false);
+    expect(await opensslAcceptsCommit(repo, manifest.commit, strangers[0]!.publicKey)).toBe(false);
+  });
+
+  it("the hold-out check itself accepts upstream OSTree's signature by key A and refuses key B", async () => {
+    const vectors = VECTORS;
+    const commit = (await readFile(join(vectors, "commit.txt"), "utf8")).trim();
+    const key = async (name: string) => Buffer.from((await readFile(join(vectors, `${name}.pub`), "utf8")).trim(), "base64");
+    expect(await opensslAcceptsCommit(join(vectors, "repo"), commit, await key("key-a"))).toBe(true);
+    expect(await opensslAcceptsCommit(join(vectors, "repo"), commit, await key("key-b"))).toBe(false);
   });
 
   it("serve's command key must hold the command role of the repo's newest root", async () => {
