@@ -172,7 +172,32 @@ export interface DeviceSettings {
   enrollmentSecret?: string;
   /** The CA certificate (PEM) the device pins for https:// and mqtts://: /etc/apt-ostree/ca.pem, the agent's caFile. */
   ca?: string;
+  /** A root shell on a virtio serial port for test harnesses (qemu/test-console.ts). Never for a real device. */
+  testConsole?: boolean;
 }
+
+/** Where the test console's virtio serial port appears in the guest (udev names it after qemu's `name=`). */
+export const TEST_CONSOLE_PORT = "org.apt-ostree.test-console";
+
+/**
+ * The test console: a root shell reading commands from a virtio serial port (not a console, so
+ * no getty claims it and nothing echoes), started with multi-user.target and again whenever it
+ * ends, also before udev has made the port's name.
+ */
+export const TEST_CONSOLE_UNIT = `# Written by apt-ostree-server image build --test-console: a root shell on a virtio serial port
+# for test harnesses (qemu/test-console.ts). Anyone with the VM's console socket is root.
+[Unit]
+Description=apt-ostree test console (root shell on a virtio port; test images only)
+StartLimitIntervalSec=0
+
+[Service]
+ExecStart=/bin/sh
+StandardInput=file:/dev/virtio-ports/${TEST_CONSOLE_PORT}
+StandardOutput=file:/dev/virtio-ports/${TEST_CONSOLE_PORT}
+StandardError=inherit
+Restart=always
+RestartSec=2
+`;
 
 export const DEVICE_CA_FILE = "/etc/apt-ostree/ca.pem";
 
@@ -193,6 +218,13 @@ export function deviceEtcFiles(settings: DeviceSettings): Record<string, string>
     "apt-ostree/agent.yaml": `# Written by apt-ostree-server image build.\n${toYaml(config)}`,
     ...(settings.ca !== undefined ? { "apt-ostree/ca.pem": settings.ca } : {}),
     ...(settings.publicKeys.length > 0 ? { "apt-ostree/keys.d/server.pub": settings.publicKeys.map(formatPublicKey).join("") } : {}),
+    ...(settings.testConsole
+      ? {
+          "systemd/system/apt-ostree-test-console.service": TEST_CONSOLE_UNIT,
+          // A drop-in rather than an enablement symlink: the image's /etc takes plain files.
+          "systemd/system/multi-user.target.d/apt-ostree-test-console.conf": "[Unit]\nWants=apt-ostree-test-console.service\n",
+        }
+      : {}),
   };
 }
 

@@ -9,6 +9,7 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { open, readFile } from "node:fs/promises";
 import { AptOstreeError } from "../shared/errors.ts";
+import { TEST_CONSOLE_PORT } from "./disk.ts";
 
 /** Where a user-mode-networked guest sees the host. */
 export const HOST_FROM_GUEST = "10.0.2.2";
@@ -33,6 +34,8 @@ export interface VmOptions {
   memoryMiB?: number;
   cpus?: number;
   accel?: Accel;
+  /** A Unix socket for the guest's test console port (qemu/test-console.ts), for disks built with --test-console. */
+  testConsoleSocket?: string;
 }
 
 export class VmError extends AptOstreeError {
@@ -53,6 +56,9 @@ export function qemuArgs(options: VmOptions): string[] {
     "-nic", "user,model=virtio-net-pci",
     "-device", "i6300esb", "-action", "watchdog=reset",
     "-serial", `file:${options.serialLog}`,
+    ...(options.testConsoleSocket
+      ? ["-chardev", `socket,id=testconsole,path=${options.testConsoleSocket},server=on,wait=off`, "-device", "virtio-serial-pci", "-device", `virtserialport,chardev=testconsole,name=${TEST_CONSOLE_PORT}`]
+      : []),
   ];
 }
 

@@ -36,6 +36,7 @@ const build = defineCommand({
     groups: { type: "string", valueName: "A,B", description: "Groups the device reports (the server's operator assigns the groups rollouts select on)" },
     "enrollment-secret": { type: "string", valueName: "FILE", description: "The fleet enrollment secret (as given to serve --enrollment-secret-file), so a server with --auto-accept admits the device" },
     "boot-tries": { type: "string", valueName: "N", default: "3", description: "Boots a new deployment gets before GRUB falls back" },
+    "test-console": { type: "boolean", description: "Add a root shell on a virtio serial port for test harnesses (qemu/test-console.ts): never on a real device" },
     json: { type: "boolean", description: "Print {out, commit, version, architecture, kernelArgs} as the last line of stdout" },
   },
   notes: ["Needs root, sgdisk, partx, mkfs.ext4, grub-mkimage and grub-editenv; arm64 disks also mkfs.vfat and mtools (bash scripts/setup.sh installs them). GRUB's modules come from the image itself.", "Leaves no loop device or mount behind, also when it fails."],
@@ -60,7 +61,7 @@ const build = defineCommand({
       out: resolve(options.out),
       sizeBytes: parseSize(options.size, "size"),
       osname: "debian",
-      etcFiles: deviceEtcFiles({ server, mqtt, ca, publicKeys, deviceId: options["device-id"], groups: options.groups?.split(",").filter(Boolean), bootTries, enrollmentSecret }),
+      etcFiles: deviceEtcFiles({ server, mqtt, ca, publicKeys, deviceId: options["device-id"], groups: options.groups?.split(",").filter(Boolean), bootTries, enrollmentSecret, testConsole: options["test-console"] === true }),
       workDir: workDir(cache),
       log: createLogger({ name: "image" }),
     });

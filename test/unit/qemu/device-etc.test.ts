@@ -18,4 +18,12 @@ describe("the device's /etc on a built disk", () => {
     expect(files["apt-ostree/ca.pem"]).toBeUndefined();
     expect(parseYaml(files["apt-ostree/agent.yaml"]!)).not.toHaveProperty("caFile");
   });
+
+  it("adds the test console's unit and its drop-in only when asked, and no console otherwise", () => {
+    const plain = deviceEtcFiles({ server: "http://10.0.2.2:8080", mqtt: "mqtt://10.0.2.2:1883", publicKeys: [] });
+    expect(Object.keys(plain).filter((path) => path.startsWith("systemd/"))).toEqual([]);
+    const files = deviceEtcFiles({ server: "http://10.0.2.2:8080", mqtt: "mqtt://10.0.2.2:1883", publicKeys: [], testConsole: true });
+    expect(files["systemd/system/apt-ostree-test-console.service"]).toMatch(/^StandardInput=file:\/dev\/virtio-ports\/org\.apt-ostree\.test-console$/m);
+    expect(files["systemd/system/multi-user.target.d/apt-ostree-test-console.conf"]).toBe("[Unit]\nWants=apt-ostree-test-console.service\n");
+  });
 });

@@ -24,4 +24,11 @@ describe("qemu command line", () => {
     expect(option(qemuArgs({ disk: "/d.img", serialLog: "/s.log", accel: "kvm" }), "-cpu")).toBe("host");
     expect(() => accelFromEnv({ APT_OSTREE_QEMU_ACCEL: "hvf" })).toThrow("APT_OSTREE_QEMU_ACCEL must be tcg or kvm, not 'hvf'");
   });
+
+  it("adds the test console's virtio serial port on a Unix socket only when asked", () => {
+    expect(qemuArgs({ disk: "/d.img", serialLog: "/s.log" })).not.toContain("-chardev");
+    const args = qemuArgs({ disk: "/d.img", serialLog: "/s.log", testConsoleSocket: "/run/c.sock" });
+    expect(option(args, "-chardev")).toBe("socket,id=testconsole,path=/run/c.sock,server=on,wait=off");
+    expect(args).toContain("virtserialport,chardev=testconsole,name=org.apt-ostree.test-console");
+  });
 });
