@@ -34,6 +34,14 @@ export interface VmOptions {
   memoryMiB?: number;
   cpus?: number;
   accel?: Accel;
+  /** The disk's format: raw (default), or qcow2 for a copy-on-write overlay over a base disk. */
+  diskFormat?: "raw" | "qcow2";
+  /**
+   * qemu's cache mode for the disk: `unsafe` (default: fast, flushes ignored) or `none` (O_DIRECT:
+   * what the guest wrote reaches the host file at once, so a SIGKILL of qemu loses only what the
+   * guest had not written yet, as a power cut does).
+   */
+  diskCache?: "unsafe" | "none";
   /** A Unix socket for the guest's test console port (qemu/test-console.ts), for disks built with --test-console. */
   testConsoleSocket?: string;
 }
@@ -52,7 +60,7 @@ export function qemuArgs(options: VmOptions): string[] {
     "-nodefaults", "-no-user-config", "-display", "none",
     ...machine.machine, ...machine.firmware, "-accel", accel === "kvm" ? "kvm" : "tcg,thread=multi", "-cpu", accel === "kvm" ? "host" : machine.tcgCpu,
     "-smp", String(options.cpus ?? 2), "-m", String(options.memoryMiB ?? 1536),
-    "-drive", `file=${options.disk},format=raw,if=virtio,cache=unsafe`,
+    "-drive", `file=${options.disk},format=${options.diskFormat ?? "raw"},if=virtio,cache=${options.diskCache ?? "unsafe"}`,
     "-nic", "user,model=virtio-net-pci",
     "-device", "i6300esb", "-action", "watchdog=reset",
     "-serial", `file:${options.serialLog}`,
@@ -111,6 +119,11 @@ export class Vm {
       if (Date.now() > deadline) throw new VmError(`no ${pattern} on the serial console within ${Math.round(timeoutMs / 1000)} s; last lines:\n${text.trimEnd().split("\n").slice(-15).join("\n")}`);
       await new Promise((resolve) => setTimeout(resolve, 1000));
     }
+  }
+
+  /** The power cut: SIGKILL, so nothing the guest had not yet written reaches the disk. */
+  async powerCut(): Promise<void> {
+    await this.stop();
   }
 
   async stop(): Promise<void> {

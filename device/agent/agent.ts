@@ -113,7 +113,8 @@ export class Agent {
     if (!booted) {
       this.options.log.warn({ event: "agent.not-booted", sysroot: this.options.settings.sysroot }, `no booted deployment found (none is ${this.options.settings.rootDir}); updates will deploy from scratch`);
     }
-    await this.dispatch({ type: "started", bootedCommit: booted?.checksum ?? "", bootId: await this.facts.bootId() });
+    const deployedCommits = (await this.facts.deployments()).map((d) => d.checksum);
+    await this.dispatch({ type: "started", bootedCommit: booted?.checksum ?? "", bootId: await this.facts.bootId(), deployedCommits });
   }
 
   stop(): void {

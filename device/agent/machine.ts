@@ -42,8 +42,12 @@ export type StateName = AgentState["name"];
 
 export type AgentEvent =
   | { type: "command"; target: UpdateTarget }
-  /** The agent started: which commit the system booted, and the kernel's boot id. */
-  | { type: "started"; bootedCommit: string; bootId: string }
+  /**
+   * The agent started: which commit the system booted, the kernel's boot id, and the commits of
+   * every deployment ostree lists now, staged included (absent when unknown: then a deployment
+   * the state names is taken to exist).
+   */
+  | { type: "started"; bootedCommit: string; bootId: string; deployedCommits?: string[] }
   | { type: "stage-succeeded" }
   /** The operator cancelled an update that was still downloading. */
   | { type: "cancelled" }
@@ -104,7 +108,7 @@ export function step(state: AgentState, event: AgentEvent): Transition {
     case "command":
       return onCommand(state, event.target);
     case "started":
-      return onStarted(state, event.bootedCommit, event.bootId);
+      return onStarted(state, event.bootedCommit, event.bootId, event.deployedCommits);
     case "stage-succeeded":
       if (state.name !== "downloading") throw new IllegalTransitionError(state.name, event.type);
       return { state: { name: "staged", target: state.target }, effects: state.target.manual ? [{ kind: "report" }] : [{ kind: "report" }, { kind: "ask-reboot-strategy" }] };
@@ -189,13 +193,21 @@ export function bootVerdict(state: AgentState, checkedThisRun: boolean): BootVer
   }
 }
 
+/** Stages the target again from the start of its download (its objects are mostly in the repo already). */
+function restage(target: UpdateTarget, why: string, first: AgentEffect[] = []): Transition {
+  return { state: { name: "downloading", target, attempt: 1 }, effects: [...first, { kind: "log", level: "warn", message: `${why}: staging ${target.version} again` }, { kind: "stage", target, attempt: 1, delayMs: 0 }, { kind: "report" }] };
+}
+
 /** After a (re)start: where did the boot land, and what was the agent doing? */
-function onStarted(state: AgentState, booted: string, bootId: string): Transition {
+function onStarted(state: AgentState, booted: string, bootId: string, deployedCommits?: string[]): Transition {
+  const deployed = (commit: string) => deployedCommits === undefined || deployedCommits.includes(commit);
   switch (state.name) {
     case "downloading":
       // Resume: the download continues where its files stopped.
       return { state, effects: [{ kind: "stage", target: state.target, attempt: state.attempt, delayMs: 0 }, { kind: "report" }] };
     case "staged":
+      // The staged deployment lives in /run until shutdown writes it: a power cut loses it.
+      if (booted !== state.target.commit && !deployed(state.target.commit)) return restage(state.target, "the staged deployment was lost (the power went before a clean shutdown could write it)");
       // Restarted before the reboot: the strategy decides again. (A staged deployment is also
       // finalized by a clean shutdown for another reason: then it booted, and is checked.)
       if (booted !== state.target.commit) return { state, effects: state.target.manual ? [{ kind: "report" }] : [{ kind: "report" }, { kind: "ask-reboot-strategy" }] };
@@ -209,6 +221,11 @@ function onStarted(state: AgentState, booted: string, bootId: string): Transitio
         return { state, effects: [{ kind: "report" }, rebootPending ? { kind: "reboot", arm: state.name === "rebooting" } : { kind: "run-health-checks" }] };
       }
       if (booted === target.commit) return { state: { name: "verifying", target, bootId, failedChecks: state.name === "verifying" ? state.failedChecks : [] }, effects: [{ kind: "report" }, { kind: "run-health-checks" }] };
+      // Back on the old commit with the new one nowhere: the power went before the shutdown wrote the
+      // staged deployment, so it never booted and cannot have failed; the counter armed for it is spent on nothing.
+      if (state.name === "rebooting" && booted === target.from.commit && !deployed(target.commit)) {
+        return restage(target, `the power went before ${target.version} was written at shutdown; ${target.from.version} booted as before`, [{ kind: "bless" }]);
+      }
       if (booted === target.from.commit) {
         const failed = state.name === "verifying" ? state.failedChecks : [];
         const why = failed.length > 0

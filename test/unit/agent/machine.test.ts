@@ -41,6 +41,24 @@ describe("agent state machine", () => {
     expect(t.state).toMatchObject({ name: "rolled-back", reason: "2 did not boot; the bootloader fell back to 1" });
   });
 
+  it("stages again, not a rollback, when the power went before the shutdown wrote the new deployment", () => {
+    const rebooting: AgentState = { name: "rebooting", target, bootId: "boot-1" };
+    const lost = step(rebooting, { type: "started", bootedCommit: V1.commit, bootId: "boot-2", deployedCommits: [V1.commit] });
+    expect(lost.state).toEqual({ name: "downloading", target, attempt: 1 });
+    expect(lost.effects.map((e) => e.kind)).toEqual(["bless", "log", "stage", "report"]);
+    expect(lost.effects).toContainEqual({ kind: "log", level: "warn", message: "the power went before 2 was written at shutdown; 1 booted as before: staging 2 again" });
+    // Written, booted and fallen back from: a rollback as before.
+    expect(step(rebooting, { type: "started", bootedCommit: V1.commit, bootId: "boot-2", deployedCommits: [target.commit, V1.commit] }).state.name).toBe("rolled-back");
+  });
+
+  it("stages again when a power cut lost the staged deployment before any reboot", () => {
+    const lost = step({ name: "staged", target }, { type: "started", bootedCommit: V1.commit, bootId: "b", deployedCommits: [V1.commit] });
+    expect(lost.state).toEqual({ name: "downloading", target, attempt: 1 });
+    expect(lost.effects).toContainEqual({ kind: "stage", target, attempt: 1, delayMs: 0 });
+    expect(lost.effects).not.toContainEqual({ kind: "bless" });
+    expect(step({ name: "staged", target }, { type: "started", bootedCommit: V1.commit, bootId: "b", deployedCommits: [target.commit, V1.commit] }).effects).toContainEqual({ kind: "ask-reboot-strategy" });
+  });
+
   it("says the new version stopped during its checks when it fell back from verifying with no failed check (a hang the watchdog reset)", () => {
     const t = step({ name: "verifying", target, bootId: "boot-2", failedChecks: [] }, { type: "started", bootedCommit: V1.commit, bootId: "boot-3" });
     expect(t.state).toMatchObject({ name: "rolled-back", reason: "2 booted but stopped before its health checks finished (a hang the watchdog reset, or a power loss); the bootloader fell back to 1" });
