@@ -30,6 +30,7 @@ import { brokerCertificates, type BrokerCertificates } from "./tls/broker-certif
 import { externalBrokerIdentity } from "./mqtt/external-identity.ts";
 import { createEnrollment } from "./mqtt/enrollment.ts";
 import { createEnrollRoute, type EnrollRoute } from "./http/api/enroll.ts";
+import { startDynsecSync, type DynsecSync } from "./mqtt/dynsec/sync.ts";
 
 export interface RunningServer {
   httpPort: number;
@@ -66,20 +67,32 @@ export async function startServer(settings: ServeSettings & { tickMilliseconds?:
   // Broker client certificates (POST /api/v1/enroll, the server's own for an external broker) come from the TLS dir's CA.
   const certificates = tls && settings.tls ? brokerCertificates(settings.tls.dir) : null;
   const externalIdentity = settings.mqttUrl && certificates && /^(mqtts|wss):/.test(settings.mqttUrl) ? await externalBrokerIdentity(certificates, log) : null;
+  if (settings.mqttDynsec && !externalIdentity?.current().cert) {
+    externalIdentity?.stop();
+    throw new ServeError("--mqtt-dynsec drives mosquitto's dynamic-security plugin as apt-ostree:server, the CN of the client certificate the server issues itself: it needs an mqtts:// or wss:// --mqtt-url and a TLS dir holding ca.key (docs/mosquitto/README.md)");
+  }
   const metrics = new Metrics();
   const changes = new FleetChanges();
   const retention = { maxEventsPerDevice: settings.limits.historyMaxEventsPerDevice, maxAgeDays: settings.limits.historyMaxAgeDays };
   const store = notifyingStore(new SqliteFleetStore(join(settings.data, "fleet.db"), { retention }), changes);
   let engine: RolloutEngine | null = null;
   let broker: RunningBroker;
+  let dynsec: DynsecSync | null = null;
   try {
     const events = { onReport: (report: Report) => void engine?.onReport(report), onOnline: () => void engine?.tick() };
-    broker = settings.mqttUrl
-      ? await connectExternalBroker({
-          url: settings.mqttUrl, prefix: DEFAULT_TOPIC_PREFIX, log, metrics, maxPacketBytes: settings.limits.mqttMaxPacketBytes, ...(externalIdentity ? { tls: externalIdentity.current } : {}),
-          ingest: createIngest({ store, prefix: DEFAULT_TOPIC_PREFIX, log, metrics, autoAcceptSecret: enrollmentSecret, limits: settings.limits, now: () => new Date(), ...events }),
-        })
-      : await startBroker({ port: settings.mqttPort, wsPort: settings.mqttWsPort, host: settings.host, tls, prefix: DEFAULT_TOPIC_PREFIX, store, log, metrics, autoAcceptSecret: enrollmentSecret, limits: settings.limits, ...events });
+    if (settings.mqttUrl) {
+      const external = await connectExternalBroker({
+        url: settings.mqttUrl, prefix: DEFAULT_TOPIC_PREFIX, log, metrics, maxPacketBytes: settings.limits.mqttMaxPacketBytes, ...(externalIdentity ? { tls: externalIdentity.current } : {}),
+        ingest: createIngest({ store, prefix: DEFAULT_TOPIC_PREFIX, log, metrics, autoAcceptSecret: enrollmentSecret, limits: settings.limits, now: () => new Date(), ...events }),
+      });
+      broker = external;
+      dynsec = settings.mqttDynsec ? await startDynsecSync({ client: external.client, store, changes, prefix: DEFAULT_TOPIC_PREFIX, log }).catch(async (error: unknown) => {
+        await external.close();
+        throw error;
+      }) : null;
+    } else {
+      broker = await startBroker({ port: settings.mqttPort, wsPort: settings.mqttWsPort, host: settings.host, tls, prefix: DEFAULT_TOPIC_PREFIX, store, log, metrics, autoAcceptSecret: enrollmentSecret, limits: settings.limits, ...events });
+    }
   } catch (error) {
     externalIdentity?.stop();
     store.close();
@@ -97,10 +110,11 @@ export async function startServer(settings: ServeSettings & { tickMilliseconds?:
     const handshakeFailed = handshakeFailureCounter(metrics, log);
     server.on("tlsClientError", (error: Error, socket: { remoteAddress?: string }) => handshakeFailed("http", socket.remoteAddress ?? "unknown", error));
   }
-  server.on("request", createHttpHandler({ repo: settings.repo, adminToken: token, store, engine, log, metrics, changes, sessions, devices: new DeviceAdmin({ store, broker, prefix: DEFAULT_TOPIC_PREFIX, log }), enroll: enrollRoute(settings, { store, metrics, log, certificates, enrollmentSecret }) }));
+  server.on("request", createHttpHandler({ repo: settings.repo, adminToken: token, store, engine, log, metrics, changes, sessions, devices: new DeviceAdmin({ store, broker, prefix: DEFAULT_TOPIC_PREFIX, log }), enroll: enrollRoute(settings, { store, metrics, log, certificates, enrollmentSecret, dynsec }) }));
   try {
     await listen(server, settings.httpPort, settings.host);
   } catch (error) {
+    dynsec?.stop();
     await broker.close();
     store.close();
     throw error;
@@ -119,6 +133,7 @@ export async function startServer(settings: ServeSettings & { tickMilliseconds?:
     close: async () => {
       clearInterval(timer);
       externalIdentity?.stop();
+      dynsec?.stop();
       await engine!.tick();
       await new Promise<void>((resolve) => {
         server.close(() => resolve());
@@ -144,9 +159,11 @@ async function serverTls(settings: ServeSettings, log: Logger): Promise<ServerTl
 }
 
 /** POST /api/v1/enroll: the enrollment rules of the broker's CONNECT and hello, and a broker certificate for accepted devices. */
-function enrollRoute(settings: ServeSettings, parts: { store: FleetStore; metrics: Metrics; log: Logger; certificates: BrokerCertificates | null; enrollmentSecret: Uint8Array | null }): EnrollRoute {
+function enrollRoute(settings: ServeSettings, parts: { store: FleetStore; metrics: Metrics; log: Logger; certificates: BrokerCertificates | null; enrollmentSecret: Uint8Array | null; dynsec: DynsecSync | null }): EnrollRoute {
   const enroll = createEnrollment({ store: parts.store, metrics: parts.metrics, log: parts.log, autoAcceptSecret: parts.enrollmentSecret, maxPendingDevices: settings.limits.maxPendingDevices, maxDevices: settings.limits.maxDevices });
-  return createEnrollRoute({ enroll, certificates: parts.certificates, log: parts.log, metrics: parts.metrics, now: () => new Date() });
+  // With dynamic security, a device accepted by this very request gets its certificate once its dynsec client exists.
+  const { dynsec } = parts;
+  return createEnrollRoute({ enroll, certificates: parts.certificates, log: parts.log, metrics: parts.metrics, now: () => new Date(), ...(dynsec ? { beforeCertificate: () => dynsec.settled() } : {}) });
 }
 
 /** The configured token, or one generated on first start and kept (0600) in the data dir. */

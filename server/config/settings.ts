@@ -17,6 +17,7 @@ export const ConfigFileSchema = z
     mqttPort: z.number().int().min(0).max(65535),
     mqttWsPort: z.union([z.number().int().min(0).max(65535), z.literal("off")]),
     mqttUrl: z.string().regex(/^(mqtts?|wss?|tcp):\/\//, "must be an mqtt://, mqtts://, ws:// or wss:// URL"),
+    mqttDynsec: z.boolean(),
     autoAccept: z.boolean(),
     enrollmentSecretFile: z.string().min(1),
     host: z.string().min(1),
@@ -40,6 +41,8 @@ export interface ServeSettings {
   mqttWsPort: number | null;
   /** An external broker to use instead of the embedded one. */
   mqttUrl: string | null;
+  /** Drive that broker's (mosquitto's) dynamic-security plugin from the store: revocation and groups take effect at once (docs/mosquitto/). */
+  mqttDynsec: boolean;
   host: string;
   /** Accept unknown devices at their first connection when they prove the enrollment secret. */
   autoAccept: boolean;
@@ -62,6 +65,7 @@ export interface ServeFlags {
   mqttPort?: string;
   mqttWsPort?: string;
   mqttUrl?: string;
+  mqttDynsec?: boolean;
   host?: string;
   autoAccept?: boolean;
   enrollmentSecretFile?: string;
@@ -116,6 +120,9 @@ export function resolveServeSettings(flags: ServeFlags, env: NodeJS.ProcessEnv, 
   const mqttWsPort = wsText !== undefined ? (wsText === "off" ? null : port(wsText, wsSource)) : wsFromFile !== undefined ? wsFromFile : SERVE_DEFAULTS.mqttWsPort;
   const autoAccept = flags.autoAccept || (env.APT_OSTREE_AUTO_ACCEPT !== undefined ? env.APT_OSTREE_AUTO_ACCEPT === "1" || env.APT_OSTREE_AUTO_ACCEPT === "true" : file.autoAccept ?? SERVE_DEFAULTS.autoAccept);
   const enrollmentSecretFile = flags.enrollmentSecretFile ?? env.APT_OSTREE_ENROLLMENT_SECRET_FILE ?? file.enrollmentSecretFile ?? null;
+  const mqttUrl = flags.mqttUrl ?? env.APT_OSTREE_MQTT_URL ?? file.mqttUrl ?? null;
+  const mqttDynsec = flags.mqttDynsec || (env.APT_OSTREE_MQTT_DYNSEC !== undefined ? env.APT_OSTREE_MQTT_DYNSEC === "1" || env.APT_OSTREE_MQTT_DYNSEC === "true" : file.mqttDynsec ?? false);
+  if (mqttDynsec && mqttUrl === null) throw new ConfigError("--mqtt-dynsec (APT_OSTREE_MQTT_DYNSEC, mqttDynsec) drives an external mosquitto's dynamic-security plugin: it needs --mqtt-url mqtts://BROKER:8883 too");
   const token = env.APT_OSTREE_ADMIN_TOKEN ?? file.adminToken ?? null;
   if (token !== null && token.length < 16) throw new ConfigError("APT_OSTREE_ADMIN_TOKEN must be at least 16 characters");
   return {
@@ -124,7 +131,8 @@ export function resolveServeSettings(flags: ServeFlags, env: NodeJS.ProcessEnv, 
     httpPort,
     mqttPort,
     mqttWsPort,
-    mqttUrl: flags.mqttUrl ?? env.APT_OSTREE_MQTT_URL ?? file.mqttUrl ?? null,
+    mqttUrl,
+    mqttDynsec,
     autoAccept,
     enrollmentSecretFile,
     host: flags.host ?? env.APT_OSTREE_HOST ?? file.host ?? SERVE_DEFAULTS.host,

@@ -26,7 +26,8 @@ export interface ExternalBrokerOptions {
   tls?: () => BrokerTls;
 }
 
-export async function connectExternalBroker(options: ExternalBrokerOptions): Promise<RunningBroker> {
+/** `client`: the connection itself, for what else the server says to the broker (dynsec/sync.ts). */
+export async function connectExternalBroker(options: ExternalBrokerOptions): Promise<RunningBroker & { client: MqttClient }> {
   const connected = options.metrics.gauge("aptostree_mqtt_external_connected", "1 while connected to the external broker");
   const dropped = options.metrics.counter("aptostree_mqtt_dropped_total", "Connections the broker cut for breaking a limit, by reason");
   const endpoint = parseBrokerUrl(options.url);
@@ -73,6 +74,7 @@ export async function connectExternalBroker(options: ExternalBrokerOptions): Pro
   options.log.info({ event: "mqtt.external.connected", url: redactUrl(options.url) }, `connected to ${redactUrl(options.url)}`);
   return {
     port: null,
+    client,
     publish: async (topic, payload, retain = false) => {
       await client.publishAsync(topic, payload, { qos: 1, retain });
     },

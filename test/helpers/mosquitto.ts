@@ -1,10 +1,13 @@
 /**
  * A real mosquitto on a free loopback port. `startMosquittoTls`: the configuration shipped in
  * docs/mosquitto/ (TLS, client certificates, the %u ACL), its paths and port templated.
+ * With `dynsec`: docs/mosquitto/mosquitto-dynsec.conf instead, its dynamic-security.json made by
+ * `mosquitto_ctrl dynsec init` as the README says.
  * `startMosquitto`: a plain test broker for devices that enroll by hello (anonymous devices, a
  * %c ACL, a password for the server's account), not a configuration to deploy.
  */
 import { spawn, type ChildProcess } from "node:child_process";
+import { randomBytes } from "node:crypto";
 import { readFile, writeFile } from "node:fs/promises";
 import { createConnection, createServer, type Socket } from "node:net";
 import { join } from "node:path";
@@ -67,19 +70,29 @@ export async function startMosquitto(dir: string, extraConfig: string[] = []): P
  * in `dir`/mosquitto.log. `serverUrl` is what `serve --mqtt-url` takes (the server presents a
  * certificate of its own).
  */
-export async function startMosquittoTls(dir: string, tlsDir: string): Promise<RunningMosquitto & { log: string }> {
-  const port = await freePort();
-  const config = (await readFile(SHIPPED("mosquitto.conf"), "utf8")).replaceAll("/etc/mosquitto/apt-ostree/", `${dir}/`).replace(/^listener 8883$/m, `listener ${port} 127.0.0.1`);
-  if (!config.includes(`listener ${port} `)) throw new Error("docs/mosquitto/mosquitto.conf has no 'listener 8883' line to template");
+export async function startMosquittoTls(dir: string, tlsDir: string, options: { dynsec?: boolean; port?: number } = {}): Promise<RunningMosquitto & { log: string }> {
+  const port = options.port ?? (await freePort());
+  const shipped = options.dynsec ? "mosquitto-dynsec.conf" : "mosquitto.conf";
+  const dynsecFile = join(dir, "dynamic-security.json");
+  const config = (await readFile(SHIPPED(shipped), "utf8"))
+    .replaceAll("/etc/mosquitto/apt-ostree/", `${dir}/`)
+    .replaceAll("/var/lib/mosquitto/dynamic-security.json", dynsecFile)
+    .replace(/^listener 8883$/m, `listener ${port} 127.0.0.1`);
+  if (!config.includes(`listener ${port} `)) throw new Error(`docs/mosquitto/${shipped} has no 'listener 8883' line to template`);
   const log = join(dir, "mosquitto.log");
   await writeFile(join(dir, "mosquitto.conf"), [config, "persistence false", `log_dest file ${log}`, "log_type all", ""].join("\n"));
   await writeFile(join(dir, "apt-ostree.acl"), await readFile(SHIPPED("apt-ostree.acl"), "utf8"));
   for (const file of ["ca.pem", "server.pem", "server.key"]) await writeFile(join(dir, file), await readFile(join(tlsDir, file)));
   await writeFile(log, "");
-  // Started as root, mosquitto drops to its own user: a test copy of the key may be world-readable.
+  // Kept across restarts of the same broker (options.port): the dynsec state mosquitto saved.
+  if (options.dynsec && !(await readFile(dynsecFile).catch(() => null))) {
+    await execa("mosquitto_ctrl", ["dynsec", "init", dynsecFile, "apt-ostree:server", randomBytes(18).toString("base64")]);
+  }
+  // Started as root, mosquitto drops to its own user: a test copy of the key may be world-readable,
+  // and the plugin rewrites dynamic-security.json in place.
   await execa("chmod", ["0755", dir]);
   await execa("chmod", ["0644", ...["apt-ostree.acl", "ca.pem", "server.pem", "server.key"].map((file) => join(dir, file))]);
-  await execa("chmod", ["0666", log]);
+  await execa("chmod", ["0666", log, ...(options.dynsec ? [dynsecFile] : [])]);
   const child = await runMosquitto(join(dir, "mosquitto.conf"), port);
   return { port, pid: child.pid!, serverUrl: `mqtts://127.0.0.1:${port}`, log, stop: () => void child.kill("SIGTERM") };
 }

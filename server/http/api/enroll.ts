@@ -28,6 +28,8 @@ export interface EnrollRouteOptions {
   log: Logger;
   metrics: Metrics;
   now: () => Date;
+  /** Awaited before a certificate is issued: the broker learns of a newly accepted device first (serve --mqtt-dynsec). */
+  beforeCertificate?: (deviceId: string) => Promise<void>;
 }
 
 export type EnrollRoute = (body: unknown) => Promise<EnrollAnswer>;
@@ -70,6 +72,7 @@ export function createEnrollRoute(options: EnrollRouteOptions): EnrollRoute {
     if (!options.certificates) {
       return refuse(503, "E_NO_BROKER_CA", "no-ca", deviceId, `device '${deviceId}' is accepted, but this server issues no broker certificates: it serves plain ports (--insecure-plain), so it has no CA`);
     }
+    await options.beforeCertificate?.(deviceId);
     let issued;
     try {
       issued = await options.certificates.device(deviceId, device.publicKey, options.now());
