@@ -90,5 +90,8 @@ export function guardConnection(connection: Duplex, options: GuardOptions): Dupl
   pipeline(connection, guard, () => undefined);
   const guarded = Duplex.from({ readable: guard, writable: connection });
   guarded.on("close", () => connection.destroy());
+  // The composite only ends its readable side when the peer closes: without this it never emits
+  // 'close', and mqtt.js (the server's link to an external broker) never notices nor reconnects.
+  connection.on("close", () => guarded.destroy());
   return guarded;
 }
