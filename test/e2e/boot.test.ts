@@ -11,7 +11,11 @@
  *      the i6300esb watchdog resets the VM on each try, and the same rollback follows;
  *   5. the command and image keys are rotated (root version 3; the old ones revoked) and serve
  *      restarted with the new command key: v6, signed by the new keys only, is followed and
- *      boots healthy; v7, whose commit only the revoked image key signed, is refused and reported.
+ *      boots healthy; v7, whose commit only the revoked image key signed, is refused and reported;
+ *   6. a reboot command signed by the revoked command key, delivered by a broker the attacker runs
+ *      with the server's own TLS identity, is refused by name and changes nothing.
+ * Inside the VM, a root shell on a virtio port (image build --test-console) shows what the server
+ * cannot: `ostree admin status`, the image keys stock ostree reads, the agent's journal.
  * The image ships the fleet's root of trust (compose --trust-root); the device walks the newer
  * root versions the repo publishes (docs/trust.md). Everything crosses the network over TLS:
  * HTTPS and MQTT over TLS with a private CA (tls init) that the disk pins (image build --ca).
@@ -46,6 +50,10 @@ import { SERVER_CLI } from "../helpers/cli.ts";
 import { publishDerivedRelease } from "../helpers/derived-release.ts";
 import { TEST_ADMIN_TOKEN } from "../helpers/server-settings.ts";
 import { until } from "../helpers/wait.ts";
+import { startRogueBroker } from "../helpers/rogue-broker.ts";
+import { TestConsole } from "../../qemu/test-console.ts";
+import { signCommand } from "../../shared/wire/command.ts";
+import { DEFAULT_TOPIC_PREFIX, deviceTopic } from "../../shared/wire/topics.ts";
 
 const ARCH = process.env.APT_OSTREE_E2E_ARCH ?? "amd64";
 if (ARCH !== "amd64" && ARCH !== "arm64") throw new Error(`APT_OSTREE_E2E_ARCH must be amd64 or arm64, not '${ARCH}'`);
@@ -70,6 +78,11 @@ let server: ChildProcess;
 let httpPort = 0;
 let mqttPort = 0;
 let vm: Vm;
+/** A root shell inside the VM (image build --test-console). */
+let vmConsole: TestConsole;
+/** Set by the rotation step: the command key it revoked, and the release the device then runs. */
+let revokedCommandKeyId = "";
+let v6Commit = "";
 let deviceId = "";
 let loopsBefore = "";
 /** Measured while the scenario runs (not asserted): docs/BENCHMARKS.md quotes them. */
@@ -152,11 +165,12 @@ beforeAll(async () => {
 
   const disk = join(dir, "disk.img");
   const built = await execa(process.execPath, [SERVER_CLI, "image", "build", "--repo", repo, "--ref", REF, "--out", disk,
-    "--server", `https://${HOST_FROM_GUEST}:${httpPort}`, "--mqtt", `mqtts://${HOST_FROM_GUEST}:${mqttPort}`, "--ca", join(tlsDir, "ca.pem"), "--boot-tries", String(BOOT_TRIES), "--enrollment-secret", join(dir, "enrollment-secret"), "--json"], { all: true });
+    "--server", `https://${HOST_FROM_GUEST}:${httpPort}`, "--mqtt", `mqtts://${HOST_FROM_GUEST}:${mqttPort}`, "--ca", join(tlsDir, "ca.pem"), "--boot-tries", String(BOOT_TRIES), "--enrollment-secret", join(dir, "enrollment-secret"), "--test-console", "--json"], { all: true });
   expect(JSON.parse(built.stdout.trim().split("\n").at(-1)!).version).toBe("1");
   expect((await execa("losetup", ["-a"])).stdout).toBe(loopsBefore);
 
-  vm = new Vm({ disk, arch: ARCH, serialLog: join(ARTIFACTS, `e2e-serial${SUFFIX}.log`), accel: accelFromEnv() });
+  vm = new Vm({ disk, arch: ARCH, serialLog: join(ARTIFACTS, `e2e-serial${SUFFIX}.log`), accel: accelFromEnv(), testConsoleSocket: join(dir, "console.sock") });
+  vmConsole = new TestConsole(join(dir, "console.sock"));
   await vm.start();
   timings.vmStartedAt = Date.now();
 }, 40 * MINUTE);
@@ -319,6 +333,7 @@ describe("a qemu device, end to end", () => {
   it("follows a rotation of the command and image keys to v6, and refuses v7 signed by the revoked image key", async () => {
     const before = await readTrustDir(trust);
     const oldImage = secretsFor(before, before.newest.root, "image");
+    revokedCommandKeyId = before.newest.root.roles.command.keyids[0]!;
     for (const role of ["command", "image"]) {
       const rotated = await execa(process.execPath, [SERVER_CLI, "keys", "rotate", "--trust", trust, "--role", role, "--repo", repo, "--json"]);
       expect(JSON.parse(rotated.stdout.trim().split("\n").at(-1)!)).toMatchObject({ complete: true });
@@ -333,6 +348,13 @@ describe("a qemu device, end to end", () => {
       const d = await device();
       return d.state === "healthy" && d.booted.commit === v6.commit ? d : null;
     });
+    v6Commit = v6.commit;
+    // Inside the VM: booted on v6, and the new image key written where stock ostree looks for it.
+    expect(await vmConsole.check("ostree admin status")).toMatch(new RegExp(`^\\* debian ${v6.commit}\\.\\d+\\n\\s+Version: ${v6.version}$`, "m"));
+    const newImage = (await readTrustDir(trust)).newest.root;
+    const imageKeyFile = await vmConsole.check("cat /etc/ostree/trusted.ed25519.d/apt-ostree-image");
+    expect(imageKeyFile).toContain(newImage.keys[newImage.roles.image.keyids[0]!]!.public);
+    expect(imageKeyFile).not.toContain(before.newest.root.keys[before.newest.root.roles.image.keyids[0]!]!.public);
     // The same release machinery, but the commit carries only the revoked image key's signature.
     const v7 = await publishDerivedRelease({ repo, ref: REF, keys: { ...keys, imageKeys: oldImage }, workDir: dir, log, files: { "usr/lib/apt-ostree-e2e/release": { content: "7\n" } } });
     const boots = await bootCount();
@@ -345,6 +367,33 @@ describe("a qemu device, end to end", () => {
     expect((await device()).booted.commit).toBe(v6.commit);
     expect(await bootCount()).toBe(boots);
   }, 30 * MINUTE);
+
+  it("refuses a reboot command signed by the revoked command key, even from a broker the attacker holds", async () => {
+    const leaked = await readSecretKeyFile(join(trust, "keys", "revoked", `command-${revokedCommandKeyId.slice(0, 16)}.secret`));
+    const commandTopic = deviceTopic(DEFAULT_TOPIC_PREFIX, deviceId, "cmd");
+    const rejections = async () => (await vmConsole.check(`journalctl -u apt-ostreed -o cat | grep '"event":"agent.command.rejected"' || true`)).split("\n").filter(Boolean);
+    const before = (await rejections()).length;
+    const boots = await bootCount();
+    // The attacker holds the leaked key and the server's own TLS identity, and serves the device's broker port.
+    await stopServe();
+    const rogue = await startRogueBroker({ host: "127.0.0.1", port: mqttPort, certFile: join(tlsDir, "server.pem"), keyFile: join(tlsDir, "server.key") });
+    try {
+      await rogue.retain(commandTopic, signCommand({ type: "reboot", id: "leaked-key-reboot", device: deviceId, issued: new Date().toISOString() }, [leaked]));
+      const refused = await until(async () => ((await rejections()).length > before ? (await rejections()).slice(before) : null), "the device to refuse the forged command", 5 * MINUTE, { intervalMs: 5000 });
+      expect(rogue.subscriptions).toContain(commandTopic);
+      const line = JSON.parse(refused[0]!);
+      expect(line.code).toBe("E_KEY_REVOKED");
+      expect(line.reason).toMatch(/command is signed by key \w+, which the root revoked \(root version 3\)/);
+      // Give a wrongly accepted reboot time to show.
+      await new Promise((resolve) => setTimeout(resolve, 15_000));
+      expect(await bootCount()).toBe(boots);
+      expect(await vmConsole.check("ostree admin status")).toMatch(new RegExp(`^\\* debian ${v6Commit}\\.`, "m"));
+    } finally {
+      await rogue.close();
+      await startServe();
+    }
+    await untilDevice("the device back on the real server", 5 * MINUTE, async () => (await device()).online);
+  }, 15 * MINUTE);
 
   it("leaves no loop device behind", async () => {
     expect((await execa("losetup", ["-a"])).stdout).toBe(loopsBefore);
