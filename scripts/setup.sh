@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what apt-ostree needs on a Debian 12 machine, as root: Debian's ostree, mmdebstrap,
-# qemu-user-static (arm64 composes), qemu-system-x86/-arm with GRUB, UEFI firmware, gdisk and mtools (disk images and VM boots), Node.js, chromium (the dashboard's browser tests) and the npm
+# qemu-user-static (arm64 composes), qemu-system-x86/-arm and qemu-img (power-cut overlays) with GRUB, UEFI firmware, gdisk and mtools (disk images and VM boots), Node.js, chromium (the dashboard's browser tests) and the npm
 # packages. Safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,7 +12,7 @@ fi
 
 packages=(ostree mmdebstrap qemu-user-static binfmt-support arch-test zstd e2fsprogs util-linux
   debian-archive-keyring ca-certificates file mosquitto grub-common chromium
-  qemu-system-x86 grub-pc-bin grub2-common gdisk qemu-system-arm qemu-efi-aarch64 dosfstools mtools)
+  qemu-system-x86 qemu-utils grub-pc-bin grub2-common gdisk qemu-system-arm qemu-efi-aarch64 dosfstools mtools)
 command -v node >/dev/null || packages+=(nodejs npm)
 missing=()
 for package in "${packages[@]}"; do

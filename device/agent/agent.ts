@@ -38,6 +38,10 @@ export const MAX_PENDING_COMMANDS = 4;
 /** A burst of commands or polls walks the server's roots once, not once each. */
 export const TRUST_REFRESH_MS = 10_000;
 
+/** The boot unit that clears the counter after boot-complete.target (device/units). */
+const BLESS_UNIT = "apt-ostree-bless.service";
+const BLESS_WAIT_MS = 15 * 60_000;
+
 /** Refusals a newer root may cure: a key it names, or a fresh expiry. */
 const NEEDS_NEWER_ROOT = new Set(["E_MANIFEST_UNKNOWN_KEY", "E_ROOT_EXPIRED", "E_SIGNATURE_THRESHOLD"]);
 
@@ -114,7 +118,8 @@ export class Agent {
       this.options.log.warn({ event: "agent.not-booted", sysroot: this.options.settings.sysroot }, `no booted deployment found (none is ${this.options.settings.rootDir}); updates will deploy from scratch`);
     }
     const deployedCommits = (await this.facts.deployments()).map((d) => d.checksum);
-    await this.dispatch({ type: "started", bootedCommit: booted?.checksum ?? "", bootId: await this.facts.bootId(), deployedCommits });
+    const abortedCommands = (this.record.withdrawn ?? []).filter((w) => w.reason === "aborted").map((w) => w.id);
+    await this.dispatch({ type: "started", bootedCommit: booted?.checksum ?? "", bootId: await this.facts.bootId(), deployedCommits, abortedCommands });
   }
 
   stop(): void {
@@ -428,7 +433,10 @@ export class Agent {
           log.warn({ event: "agent.reboot.left-to-unit" }, "a required health check failed; apt-ostree-reboot-on-failure.service reboots");
           return;
         }
-        if (effect.arm) await this.options.bootCounter.arm(settings.bootTries);
+        if (effect.arm) {
+          if (settings.bootUnits) await this.untilBootBlessed();
+          await this.options.bootCounter.arm(settings.bootTries);
+        }
         log.warn({ event: "agent.reboot", command: settings.rebootCommand }, "rebooting");
         const result = await runProgram(settings.rebootCommand[0]!, settings.rebootCommand.slice(1));
         if (result.exitCode !== 0) throw new AptOstreeError("E_REBOOT", `${settings.rebootCommand.join(" ")} exited ${result.exitCode ?? result.signal}: ${result.stderr}`);
@@ -457,6 +465,26 @@ export class Agent {
       case "discard-downloads":
         await discardDownloads(join(settings.stateDir, "downloads"));
         return;
+    }
+  }
+
+  /**
+   * With the boot units, apt-ostree-bless.service clears the counter once this boot completes:
+   * arming it before that (an update staged right after boot) would be undone, and the new
+   * deployment would boot with no tries counted. Waits for the unit to have run (bounded: a boot
+   * that never completes blesses nothing, and the counter is then armed anyway).
+   */
+  private async untilBootBlessed(): Promise<void> {
+    const deadline = this.now().getTime() + BLESS_WAIT_MS;
+    for (;;) {
+      const result = await runProgram("systemctl", ["is-active", BLESS_UNIT]).catch(() => null);
+      const state = result?.stdout.trim();
+      if (!result || state === "active" || state === "failed") return;
+      if (this.now().getTime() > deadline) {
+        this.options.log.warn({ event: "agent.reboot.bless-wait-timeout", unit: BLESS_UNIT, state }, `${BLESS_UNIT} has not run in this boot (${state}); arming the boot counter anyway`);
+        return;
+      }
+      await new Promise((resolve) => setTimeout(resolve, 2000));
     }
   }
 

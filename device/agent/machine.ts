@@ -25,7 +25,12 @@ export interface UpdateTarget {
   manifest: unknown;
   /** Asked for on the device (`apt-ostree upgrade`): stays staged until asked to reboot, whatever the strategy. */
   manual?: boolean;
+  /** Times this update's staged deployment was lost before a shutdown wrote it (power cuts). */
+  lostStages?: number;
 }
+
+/** A staged deployment lost this many times in a row is a shutdown that never writes it, not bad luck. */
+export const MAX_LOST_STAGES = 3;
 
 export type AgentState =
   | { name: "idle" }
@@ -47,7 +52,7 @@ export type AgentEvent =
    * every deployment ostree lists now, staged included (absent when unknown: then a deployment
    * the state names is taken to exist).
    */
-  | { type: "started"; bootedCommit: string; bootId: string; deployedCommits?: string[] }
+  | { type: "started"; bootedCommit: string; bootId: string; deployedCommits?: string[]; abortedCommands?: string[] }
   | { type: "stage-succeeded" }
   /** The operator cancelled an update that was still downloading. */
   | { type: "cancelled" }
@@ -108,7 +113,7 @@ export function step(state: AgentState, event: AgentEvent): Transition {
     case "command":
       return onCommand(state, event.target);
     case "started":
-      return onStarted(state, event.bootedCommit, event.bootId, event.deployedCommits);
+      return onStarted(state, event.bootedCommit, event.bootId, event.deployedCommits, event.abortedCommands ?? []);
     case "stage-succeeded":
       if (state.name !== "downloading") throw new IllegalTransitionError(state.name, event.type);
       return { state: { name: "staged", target: state.target }, effects: state.target.manual ? [{ kind: "report" }] : [{ kind: "report" }, { kind: "ask-reboot-strategy" }] };
@@ -193,14 +198,26 @@ export function bootVerdict(state: AgentState, checkedThisRun: boolean): BootVer
   }
 }
 
-/** Stages the target again from the start of its download (its objects are mostly in the repo already). */
-function restage(target: UpdateTarget, why: string, first: AgentEffect[] = []): Transition {
-  return { state: { name: "downloading", target, attempt: 1 }, effects: [...first, { kind: "log", level: "warn", message: `${why}: staging ${target.version} again` }, { kind: "stage", target, attempt: 1, delayMs: 0 }, { kind: "report" }] };
+/**
+ * A power cut lost the staged deployment: stage the target again, unless the server aborted its
+ * rollout meanwhile (then nothing is installed) or it was lost MAX_LOST_STAGES times (then a
+ * shutdown that never writes it is the cause, and the update fails with that reason).
+ */
+function restageAfterLoss(target: UpdateTarget, why: string, first: AgentEffect[], aborted: boolean): Transition {
+  if (aborted) return { state: { name: "idle" }, effects: [...first, { kind: "log", level: "warn", message: `${why}; its rollout was aborted, so it is not staged again` }, { kind: "report" }, { kind: "discard-downloads" }] };
+  const lostStages = (target.lostStages ?? 0) + 1;
+  if (lostStages >= MAX_LOST_STAGES) {
+    const error = `${why}, ${lostStages} times in a row: the shutdown does not write the staged deployment (see ostree-finalize-staged.service in the journal)`;
+    return { state: { name: "failed", target, error }, effects: [...first, { kind: "report" }, { kind: "discard-downloads" }] };
+  }
+  const again = { ...target, lostStages };
+  return { state: { name: "downloading", target: again, attempt: 1 }, effects: [...first, { kind: "log", level: "warn", message: `${why}: staging ${target.version} again` }, { kind: "stage", target: again, attempt: 1, delayMs: 0 }, { kind: "report" }] };
 }
 
 /** After a (re)start: where did the boot land, and what was the agent doing? */
-function onStarted(state: AgentState, booted: string, bootId: string, deployedCommits?: string[]): Transition {
+function onStarted(state: AgentState, booted: string, bootId: string, deployedCommits: string[] | undefined, abortedCommands: string[]): Transition {
   const deployed = (commit: string) => deployedCommits === undefined || deployedCommits.includes(commit);
+  const restage = (target: UpdateTarget, why: string, first: AgentEffect[] = []) => restageAfterLoss(target, why, first, abortedCommands.includes(target.command));
   switch (state.name) {
     case "downloading":
       // Resume: the download continues where its files stopped.

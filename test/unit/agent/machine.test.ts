@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { bootVerdict, IllegalTransitionError, MAX_STAGE_ATTEMPTS, stageBackoffMs, step, type AgentState, type UpdateTarget } from "../../../device/agent/machine.ts";
+import { bootVerdict, IllegalTransitionError, MAX_LOST_STAGES, MAX_STAGE_ATTEMPTS, stageBackoffMs, step, type AgentState, type UpdateTarget } from "../../../device/agent/machine.ts";
 
 const V1 = { commit: "1".repeat(64), version: "1" };
 const target: UpdateTarget = { command: "r-1", ref: "r", commit: "2".repeat(64), version: "2", sequence: 2, from: V1, manifest: {} };
@@ -44,17 +44,32 @@ describe("agent state machine", () => {
   it("stages again, not a rollback, when the power went before the shutdown wrote the new deployment", () => {
     const rebooting: AgentState = { name: "rebooting", target, bootId: "boot-1" };
     const lost = step(rebooting, { type: "started", bootedCommit: V1.commit, bootId: "boot-2", deployedCommits: [V1.commit] });
-    expect(lost.state).toEqual({ name: "downloading", target, attempt: 1 });
+    expect(lost.state).toEqual({ name: "downloading", target: { ...target, lostStages: 1 }, attempt: 1 });
     expect(lost.effects.map((e) => e.kind)).toEqual(["bless", "log", "stage", "report"]);
     expect(lost.effects).toContainEqual({ kind: "log", level: "warn", message: "the power went before 2 was written at shutdown; 1 booted as before: staging 2 again" });
     // Written, booted and fallen back from: a rollback as before.
     expect(step(rebooting, { type: "started", bootedCommit: V1.commit, bootId: "boot-2", deployedCommits: [target.commit, V1.commit] }).state.name).toBe("rolled-back");
   });
 
+  it("gives up with the reason after the staged deployment was lost three times in a row, and never restages an aborted update", () => {
+    let state: AgentState = { name: "rebooting", target, bootId: "boot-1" };
+    for (let lost = 1; lost < MAX_LOST_STAGES; lost++) {
+      const t = step(state, { type: "started", bootedCommit: V1.commit, bootId: `boot-${lost + 1}`, deployedCommits: [V1.commit] });
+      expect(t.state).toMatchObject({ name: "downloading", target: { lostStages: lost } });
+      state = { name: "rebooting", target: (t.state as { target: UpdateTarget }).target, bootId: `boot-${lost + 1}` };
+    }
+    const last = step(state, { type: "started", bootedCommit: V1.commit, bootId: "boot-9", deployedCommits: [V1.commit] });
+    expect(last.state).toMatchObject({ name: "failed", error: expect.stringContaining("3 times in a row: the shutdown does not write the staged deployment") });
+    expect(last.effects.map((e) => e.kind)).toEqual(["bless", "report", "discard-downloads"]);
+    const aborted = step({ name: "staged", target }, { type: "started", bootedCommit: V1.commit, bootId: "b", deployedCommits: [V1.commit], abortedCommands: [target.command] });
+    expect(aborted.state).toEqual({ name: "idle" });
+    expect(aborted.effects).not.toContainEqual(expect.objectContaining({ kind: "stage" }));
+  });
+
   it("stages again when a power cut lost the staged deployment before any reboot", () => {
     const lost = step({ name: "staged", target }, { type: "started", bootedCommit: V1.commit, bootId: "b", deployedCommits: [V1.commit] });
-    expect(lost.state).toEqual({ name: "downloading", target, attempt: 1 });
-    expect(lost.effects).toContainEqual({ kind: "stage", target, attempt: 1, delayMs: 0 });
+    expect(lost.state).toEqual({ name: "downloading", target: { ...target, lostStages: 1 }, attempt: 1 });
+    expect(lost.effects).toContainEqual({ kind: "stage", target: { ...target, lostStages: 1 }, attempt: 1, delayMs: 0 });
     expect(lost.effects).not.toContainEqual({ kind: "bless" });
     expect(step({ name: "staged", target }, { type: "started", bootedCommit: V1.commit, bootId: "b", deployedCommits: [target.commit, V1.commit] }).effects).toContainEqual({ kind: "ask-reboot-strategy" });
   });
