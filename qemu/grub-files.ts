@@ -16,11 +16,14 @@ export async function grubMkimage(platform: string, moduleDir: string, prefix: s
   if (made.failed) throw new GrubInstallError(`grub-mkimage -O ${platform} failed: ${made.code === "ENOENT" ? "not installed (apt-get install grub-common)" : made.all}`);
 }
 
-/** Copies `moduleDir`'s modules to /boot/grub/<platform> and creates /boot/grub/grubenv. */
+/** Copies `moduleDir`'s modules to /boot/grub/<platform> and creates /boot/grub/grubenv and the counter's copy apt-ostree.env. */
 export async function installGrubModulesAndEnv(moduleDir: string, platform: string, bootDir: string): Promise<void> {
   const modules = join(bootDir, "grub", platform);
   await mkdir(modules, { recursive: true });
   await cp(moduleDir, modules, { recursive: true, filter: (source) => !/\.(img|image|exec|module|efi)$/.test(source) || source === moduleDir });
-  const env = await execa("grub-editenv", [join(bootDir, "grub/grubenv"), "create"], { reject: false, all: true });
-  if (env.failed) throw new GrubInstallError(`grub-editenv failed: ${env.all}`);
+  // grubenv and the copy GRUB reads when grubenv is unreadable (08_apt-ostree-counter).
+  for (const name of ["grubenv", "apt-ostree.env"]) {
+    const env = await execa("grub-editenv", [join(bootDir, "grub", name), "create"], { reject: false, all: true });
+    if (env.failed) throw new GrubInstallError(`grub-editenv failed: ${env.all}`);
+  }
 }

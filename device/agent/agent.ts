@@ -5,6 +5,7 @@
  * events, so the queue never waits on itself.
  */
 import { createHash } from "node:crypto";
+import { stat } from "node:fs/promises";
 import { join } from "node:path";
 import { AptOstreeError, errorChain } from "../../shared/errors.ts";
 import { runProgram } from "../../shared/process/run.ts";
@@ -475,6 +476,8 @@ export class Agent {
    * that never completes blesses nothing, and the counter is then armed anyway).
    */
   private async untilBootBlessed(): Promise<void> {
+    // The unit's own condition: off a booted ostree system it never runs, so there is nothing to wait for.
+    if (!(await stat("/run/ostree-booted").catch(() => null))) return;
     const deadline = this.now().getTime() + BLESS_WAIT_MS;
     for (;;) {
       const result = await runProgram("systemctl", ["is-active", BLESS_UNIT]).catch(() => null);

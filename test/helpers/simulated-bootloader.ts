@@ -8,7 +8,7 @@
  */
 import { randomUUID } from "node:crypto";
 import { readdir, readFile, realpath, stat, symlink, writeFile } from "node:fs/promises";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { execa } from "execa";
 import { removeFile } from "../../shared/fs/remove-file.ts";
 import { adminDeploy, adminInitFs, adminOsInit, pullLocal } from "../../shared/ostree/admin.ts";
@@ -51,10 +51,22 @@ export class SimulatedBootloader {
     return entries.sort((a, b) => Number(b.version) - Number(a.version));
   }
 
-  async readEnv(): Promise<Record<string, string>> {
-    if (!(await stat(this.grubenv).catch(() => null))) return {};
-    const { stdout } = await execa("grub-editenv", [this.grubenv, "list"]);
-    return Object.fromEntries(stdout.split("\n").filter(Boolean).map((line) => line.split("=", 2) as [string, string]));
+  /** The counter's copy GRUB reads when grubenv is unreadable (08_apt-ostree-counter). */
+  get counterCopy(): string {
+    return join(dirname(this.grubenv), "apt-ostree.env");
+  }
+
+  /** A block's variables, or null when it is missing or unreadable. */
+  private async readBlock(file: string): Promise<Record<string, string> | null> {
+    if (!(await stat(file).catch(() => null))) return null;
+    const result = await execa("grub-editenv", [file, "list"], { reject: false });
+    if (result.exitCode !== 0) return null;
+    return Object.fromEntries(result.stdout.split("\n").filter(Boolean).map((line) => line.split("=", 2) as [string, string]));
+  }
+
+  /** grubenv, else its copy, else null: what grub.cfg's counter snippet reads. */
+  async readEnv(): Promise<Record<string, string> | null> {
+    return (await this.readBlock(this.grubenv)) ?? (await this.readBlock(this.counterCopy));
   }
 
   /** One power-on: picks the entry as grub.cfg would, and returns it. */
@@ -62,13 +74,18 @@ export class SimulatedBootloader {
     const entries = await this.entries();
     const env = await this.readEnv();
     let index = 0;
-    const counter = env.boot_counter;
-    if (counter !== undefined) {
+    const counter = env?.boot_counter;
+    // GRUB's save_env rewrites each block in place and fails on an unreadable one.
+    const save = async (value: string) => {
+      for (const file of [this.grubenv, this.counterCopy]) if (await this.readBlock(file)) await execa("grub-editenv", [file, "set", `boot_counter=${value}`]);
+    };
+    if (env === null) index = Math.min(1, entries.length - 1);
+    else if (counter !== undefined) {
       const next = { "3": "2", "2": "1", "1": "0" }[counter];
-      if (next !== undefined) await execa("grub-editenv", [this.grubenv, "set", `boot_counter=${next}`]);
+      if (next !== undefined) await save(next);
       else {
         index = Math.min(1, entries.length - 1);
-        await execa("grub-editenv", [this.grubenv, "set", "boot_counter=-1"]);
+        await save("-1");
       }
     }
     const entry = entries[index]!;

@@ -35,7 +35,7 @@ describe("the agent's update cycle on a simulated boot", () => {
     expect(await fixture.device()).toMatchObject({ state: "healthy", booted: { commit: v2, version: "2" }, rollback: { version: "1" }, pending: null });
     // Blessed: the counter is cleared, so the next boot needs no fallback.
     expect(await fixture.disk.readEnv()).toMatchObject({ boot_success: "1" });
-    expect((await fixture.disk.readEnv()).boot_counter).toBeUndefined();
+    expect((await fixture.disk.readEnv())?.boot_counter).toBeUndefined();
     expect(await bootCheck()).toEqual({ exitCode: 0, verdict: { verdict: "healthy", version: "2" } });
     const events = (await api("devices/dev-1")).json.events.map((e: { report: { state: string } | null }) => e.report?.state).filter(Boolean).reverse();
     expect(events).toEqual(expect.arrayContaining(["downloading", "staged", "rebooting", "verifying", "healthy"]));
@@ -69,7 +69,7 @@ describe("the agent's update cycle on a simulated boot", () => {
     await fixture.agent!.agent.idle();
     // Every reboot was the unit's, and the counter is the bless unit's alone to clear.
     expect(await access(fixture.rebootFlag).then(() => "asked", () => "not asked")).toBe("not asked");
-    expect((await fixture.disk.readEnv()).boot_counter).toBe("-1");
+    expect((await fixture.disk.readEnv())?.boot_counter).toBe("-1");
     const fallback = await fixture.runBootUnits();
     expect(fallback.check).toEqual({ exitCode: 0, verdict: { verdict: "rolled-back", version: "2", reason: expect.stringContaining("app.sh failed") } });
     expect(fallback).toMatchObject({ next: "bless", output: expect.stringContaining("boot blessed") });
@@ -81,7 +81,7 @@ describe("the agent's update cycle on a simulated boot", () => {
     expect(deployments.map((d) => d.version)).not.toContain("3");
     expect(deployments[0]!.version).toBe("2");
     // The spent counter is cleared: the next boot starts v2 without a fallback.
-    expect((await fixture.disk.readEnv()).boot_counter).toBeUndefined();
+    expect((await fixture.disk.readEnv())?.boot_counter).toBeUndefined();
     await fixture.stopAgent();
     await fixture.disk.boot();
     expect(fixture.disk.bootLog.at(-1)).toMatch(/ -$/);

@@ -76,6 +76,7 @@ describe("image build (qemu/disk.ts)", () => {
     expect(grubCfg).toContain("### apt-ostree boot counter ###");
     expect(grubCfg).toMatch(/menuentry '[^']*' \{\n[^}]*linux \/ostree\/debian-[0-9a-f]+\/vmlinuz-6\.1\.0-test-amd64 root=LABEL=root rw ostree=\/ostree\/boot\.\d\/debian\/[0-9a-f]+\/0/);
     expect(await readFromPartition(out, boot, "/grub/grubenv")).toContain("# GRUB Environment Block");
+    expect(await readFromPartition(out, boot, "/grub/apt-ostree.env")).toContain("# GRUB Environment Block");
     const link = await execa("debugfs", ["-R", "stat /grub/grub.cfg", `${out}?offset=${boot * SECTOR}`], { stderr: "ignore" });
     expect(link.stdout).toContain('Fast link dest: "../loader/grub.cfg"');
     expect((await readFromPartition(out, boot, "/grub/i386-pc/normal.mod")).length).toBeGreaterThan(0);
