@@ -5,7 +5,7 @@
  * little outside its phase (a step ended early); the trial records what was last reported before
  * the cut, so the summary shows where cuts really fell.
  */
-export type PhaseName = "download" | "stage" | "finalize" | "early-boot" | "health-check" | "bless" | "rollback";
+export type PhaseName = "download" | "stage" | "finalize" | "early-boot" | "health-check" | "bless" | "rollback" | "grubenv-copy" | "grubenv-both" | "grubenv-bless";
 
 export type Outcome = "healthy-v2" | "on-v1" | "rolled-back-v3";
 
@@ -24,7 +24,14 @@ export interface Phase {
   /** Outcomes that count as a pass. */
   expected: Outcome[];
   what: string;
+  /**
+   * A fault done in the VM (over the test console, once it answers) right before the cut: what a
+   * power cut in the middle of a write to the bootloader's environment leaves behind.
+   */
+  fault?: string;
 }
+
+const TRUNCATE_GRUBENV = "truncate -s 0 /boot/grub/grubenv && sync";
 
 const KERNEL = /Linux version \d/;
 
@@ -41,7 +48,12 @@ export function phases(bootTries: number): Phase[] {
     { name: "bless", release: "v2", marker: { kind: "serial", pattern: /Boot healthy: 2 passed/, count: 1 }, delayMs: [0, 4000], expected: v2Outcomes, what: "the verdict, clearing the boot counter" },
     // The fallback boot is the one after the last try of v3.
     { name: "rollback", release: "v3", marker: { kind: "serial", pattern: KERNEL, count: bootTries + 1 }, delayMs: [0, 40_000], expected: ["rolled-back-v3"], what: "the fallback boot, where the agent makes the rollback permanent" },
+    // The bootloader's state: grubenv torn while an update is on trial (GRUB counts on in the copy),
+    // both blocks torn (GRUB falls back for one boot), grubenv garbled as the boot is blessed.
+    { name: "grubenv-copy", release: "v3", marker: { kind: "serial", pattern: KERNEL, count: 1 }, delayMs: [0, 5000], expected: ["rolled-back-v3"], what: "grubenv lost during the first try of a bad release", fault: TRUNCATE_GRUBENV },
+    { name: "grubenv-both", release: "v3", marker: { kind: "serial", pattern: KERNEL, count: 1 }, delayMs: [0, 5000], expected: ["rolled-back-v3"], what: "both counter blocks lost during the first try of a bad release", fault: "truncate -s 0 /boot/grub/grubenv && head -c 1024 /dev/urandom > /boot/grub/apt-ostree.env && sync" },
+    { name: "grubenv-bless", release: "v2", marker: { kind: "serial", pattern: /Boot healthy: 2 passed/, count: 1 }, delayMs: [0, 3000], expected: v2Outcomes, what: "grubenv garbled as the new release is blessed", fault: "head -c 1024 /dev/urandom > /boot/grub/grubenv && sync" },
   ];
 }
 
-export const PHASE_NAMES: PhaseName[] = ["download", "stage", "finalize", "early-boot", "health-check", "bless", "rollback"];
+export const PHASE_NAMES: PhaseName[] = ["download", "stage", "finalize", "early-boot", "health-check", "bless", "rollback", "grubenv-copy", "grubenv-both", "grubenv-bless"];

@@ -104,6 +104,10 @@ export async function runTrial(options: TrialOptions): Promise<TrialResult> {
       return count(serial, phase.marker.pattern) >= base + phase.marker.count;
     }, `the ${phase.name} marker`, 30 * 60_000 * slow, 250);
     await sleep(delayMs);
+    if (phase.fault) {
+      const fault = await new TestConsole(socket).run(phase.fault, 10 * 60_000 * slow);
+      if (fault.exitCode !== 0) throw new Error(`the fault '${phase.fault}' failed in the VM: ${fault.output.slice(-300)}`);
+    }
     await vm.powerCut();
     result.cutAfter = reports((await device()).events)[0]?.state ?? "(none)";
     say(`trial ${index}: power cut after '${result.cutAfter}'`);

@@ -6,10 +6,11 @@ import type { TrialResult } from "../../soak/power-cut/trial.ts";
 const trial = (over: Partial<TrialResult>): TrialResult => ({ index: 0, phase: "finalize", seed: 1, delayMs: 0, cutAfter: "rebooting", reportedAfterCut: [], outcome: "healthy-v2", passed: true, bootsAfterCut: 1, recoverySeconds: 60, failures: [], artifacts: null, ...over });
 
 describe("power-cut campaign", () => {
-  it("defines every phase once; only the rollback phase rolls out the bad release, and a good release must end installed", () => {
+  it("defines every phase once; the rollback and two bootloader phases roll out the bad release, and a good release must end installed", () => {
     const all = phases(2);
     expect(all.map((p) => p.name)).toEqual(PHASE_NAMES);
-    expect(all.filter((p) => p.release === "v3").map((p) => p.name)).toEqual(["rollback"]);
+    expect(all.filter((p) => p.release === "v3").map((p) => p.name)).toEqual(["rollback", "grubenv-copy", "grubenv-both"]);
+    expect(all.filter((p) => p.fault).map((p) => p.name)).toEqual(["grubenv-copy", "grubenv-both", "grubenv-bless"]);
     for (const phase of all.filter((p) => p.release === "v2")) expect(phase.expected).toEqual(["healthy-v2"]);
     // The fallback boot comes after the tries: with 2 tries it is the third kernel start.
     expect(all.find((p) => p.name === "rollback")!.marker).toMatchObject({ kind: "serial", count: 3 });
