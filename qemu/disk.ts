@@ -111,7 +111,11 @@ export async function buildDisk(options: BuildDiskOptions): Promise<BuiltDisk> {
     undo.push(() => execa("losetup", ["-d", loop], { reject: false }));
     const [firstPart, bootPart, rootPart] = await partitionNodes(loop, undo, [1, 2, 3]);
     if (firmware.kind === "efi") await run("mkfs.vfat", ["-F", "32", "-n", "EFI", firstPart!], "formatting the EFI system partition");
-    await run("mkfs.ext4", ["-q", "-L", BOOT_LABEL, bootPart!], "formatting /boot");
+    // /boot without a journal: GRUB reads ext4 without replaying one, so after a power cut it would
+    // see /boot as it was before the journal's last checkpoint — the old /boot/loader, whose bootlinks
+    // on the root file system (replayed by Linux) ostree's cleanup already removed: no bootable entry.
+    // Without a journal, ostree's fsync of the /boot/loader swap lands in place, where GRUB reads it.
+    await run("mkfs.ext4", ["-q", "-O", "^has_journal", "-L", BOOT_LABEL, bootPart!], "formatting /boot");
     await run("mkfs.ext4", ["-q", "-L", ROOT_LABEL, rootPart!], "formatting the root");
 
     const mnt = await mkdtemp(join(options.workDir, "disk-"));

@@ -40,8 +40,8 @@ export function phases(bootTries: number): Phase[] {
   // (still on the old release, not busy) is reported but fails a v2 trial.
   const v2Outcomes: Outcome[] = ["healthy-v2"];
   return [
-    { name: "download", release: "v2", marker: { kind: "report", state: "downloading" }, delayMs: [0, 6000], expected: v2Outcomes, what: "fetching the delta" },
-    { name: "stage", release: "v2", marker: { kind: "report", state: "downloading" }, delayMs: [6000, 40_000], expected: v2Outcomes, what: "apply-offline and the deploy that stages it" },
+    { name: "download", release: "v2", marker: { kind: "report", state: "downloading" }, delayMs: [0, 3000], expected: v2Outcomes, what: "fetching the delta" },
+    { name: "stage", release: "v2", marker: { kind: "report", state: "downloading" }, delayMs: [3000, 15_000], expected: v2Outcomes, what: "apply-offline and the deploy that stages it" },
     { name: "finalize", release: "v2", marker: { kind: "report", state: "rebooting" }, delayMs: [0, 10_000], expected: v2Outcomes, what: "shutdown, where ostree-finalize-staged writes the new deployment and bootloader config" },
     { name: "early-boot", release: "v2", marker: { kind: "serial", pattern: KERNEL, count: 1 }, delayMs: [0, 25_000], expected: v2Outcomes, what: "GRUB and the first boot of the new deployment, before its checks" },
     { name: "health-check", release: "v2", marker: { kind: "report", state: "verifying" }, delayMs: [0, 6000], expected: v2Outcomes, what: "the health checks of the new deployment" },
