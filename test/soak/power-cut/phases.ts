@@ -5,7 +5,7 @@
  * little outside its phase (a step ended early); the trial records what was last reported before
  * the cut, so the summary shows where cuts really fell.
  */
-export type PhaseName = "download" | "stage" | "finalize" | "early-boot" | "health-check" | "bless" | "rollback" | "grubenv-copy" | "grubenv-both" | "grubenv-bless";
+export type PhaseName = "download" | "stage" | "finalize" | "finalize-done" | "early-boot" | "health-check" | "bless" | "rollback" | "grubenv-copy" | "grubenv-both" | "grubenv-bless";
 
 export type Outcome = "healthy-v2" | "on-v1" | "rolled-back-v3";
 
@@ -43,6 +43,9 @@ export function phases(bootTries: number): Phase[] {
     { name: "download", release: "v2", marker: { kind: "report", state: "downloading" }, delayMs: [0, 3000], expected: v2Outcomes, what: "fetching the delta" },
     { name: "stage", release: "v2", marker: { kind: "report", state: "downloading" }, delayMs: [3000, 15_000], expected: v2Outcomes, what: "apply-offline and the deploy that stages it" },
     { name: "finalize", release: "v2", marker: { kind: "report", state: "rebooting" }, delayMs: [0, 10_000], expected: v2Outcomes, what: "shutdown, where ostree-finalize-staged writes the new deployment and bootloader config" },
+    // Regression: right after finalize swapped /boot/loader and removed the old bootlinks, the swap was
+    // only in /boot's journal, which GRUB does not replay: every boot failed (docs/boot.md, "The disk").
+    { name: "finalize-done", release: "v2", marker: { kind: "serial", pattern: /Stopped .*OSTree Finalize Staged Deployment/, count: 1 }, delayMs: [0, 1000], expected: v2Outcomes, what: "the instant after finalize wrote the new bootloader config" },
     { name: "early-boot", release: "v2", marker: { kind: "serial", pattern: KERNEL, count: 1 }, delayMs: [0, 25_000], expected: v2Outcomes, what: "GRUB and the first boot of the new deployment, before its checks" },
     { name: "health-check", release: "v2", marker: { kind: "report", state: "verifying" }, delayMs: [0, 6000], expected: v2Outcomes, what: "the health checks of the new deployment" },
     { name: "bless", release: "v2", marker: { kind: "serial", pattern: /Boot healthy: 2 passed/, count: 1 }, delayMs: [0, 4000], expected: v2Outcomes, what: "the verdict, clearing the boot counter" },
@@ -56,4 +59,4 @@ export function phases(bootTries: number): Phase[] {
   ];
 }
 
-export const PHASE_NAMES: PhaseName[] = ["download", "stage", "finalize", "early-boot", "health-check", "bless", "rollback", "grubenv-copy", "grubenv-both", "grubenv-bless"];
+export const PHASE_NAMES: PhaseName[] = ["download", "stage", "finalize", "finalize-done", "early-boot", "health-check", "bless", "rollback", "grubenv-copy", "grubenv-both", "grubenv-bless"];
