@@ -47,7 +47,7 @@ export function phases(bootTries: number): Phase[] {
     // only in /boot's journal, which GRUB does not replay: every boot failed (docs/boot.md, "The disk").
     { name: "finalize-done", release: "v2", marker: { kind: "serial", pattern: /Stopped .*OSTree Finalize Staged Deployment/, count: 1 }, delayMs: [0, 1000], expected: v2Outcomes, what: "the instant after finalize wrote the new bootloader config" },
     { name: "early-boot", release: "v2", marker: { kind: "serial", pattern: KERNEL, count: 1 }, delayMs: [0, 25_000], expected: v2Outcomes, what: "GRUB and the first boot of the new deployment, before its checks" },
-    { name: "health-check", release: "v2", marker: { kind: "report", state: "verifying" }, delayMs: [0, 6000], expected: v2Outcomes, what: "the health checks of the new deployment" },
+    { name: "health-check", release: "v2", marker: { kind: "report", state: "verifying" }, delayMs: [0, 1500], expected: v2Outcomes, what: "the health checks of the new deployment" },
     { name: "bless", release: "v2", marker: { kind: "serial", pattern: /Boot healthy: 2 passed/, count: 1 }, delayMs: [0, 4000], expected: v2Outcomes, what: "the verdict, clearing the boot counter" },
     // The fallback boot is the one after the last try of v3.
     { name: "rollback", release: "v3", marker: { kind: "serial", pattern: KERNEL, count: bootTries + 1 }, delayMs: [0, 40_000], expected: ["rolled-back-v3"], what: "the fallback boot, where the agent makes the rollback permanent" },
