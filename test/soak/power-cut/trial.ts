@@ -6,7 +6,7 @@
  * (one consistent story per command) and from inside the VM through the test console (ostree
  * agrees with the server, the agent's state file parses, nothing staged half-way, fsck passes).
  */
-import { cp, mkdir, readFile, rm } from "node:fs/promises";
+import { cp, mkdir, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { execa } from "execa";
 import { TestConsole } from "../../../qemu/test-console.ts";
@@ -133,15 +133,10 @@ export async function runTrial(options: TrialOptions): Promise<TrialResult> {
   result.passed = result.failures.length === 0;
   if (result.passed) await rm(dir, { recursive: true, force: true });
   else {
-    await writeServerLog(dir, server);
+    await writeFile(join(dir, "serve.log"), server.log());
     result.artifacts = dir;
   }
   return result;
-}
-
-async function writeServerLog(dir: string, server: SoakServer): Promise<void> {
-  const { writeFile } = await import("node:fs/promises");
-  await writeFile(join(dir, "serve.log"), server.log());
 }
 
 async function until<T>(probe: () => Promise<T | false | null | undefined>, what: string, ms: number, intervalMs: number): Promise<T> {
@@ -260,8 +255,4 @@ function checkStory(reports: any[], outcome: TrialResult["outcome"], target: str
 /** The summary line of a trial, for logs. */
 export function describeTrial(result: TrialResult): string {
   return `${result.passed ? "PASS" : "FAIL"} #${result.index} ${result.phase} seed=${result.seed} cut ${result.delayMs} ms after marker (last report '${result.cutAfter}', then ${result.reportedAfterCut.join(" > ") || "none"}): ${result.outcome}, ${result.bootsAfterCut} boot(s), ${result.recoverySeconds} s${result.failures.length ? `\n    ${result.failures.join("\n    ")}` : ""}${result.artifacts ? `\n    kept: ${result.artifacts}` : ""}`;
-}
-
-export async function readTrialSerial(result: TrialResult): Promise<string> {
-  return result.artifacts ? readFile(join(result.artifacts, "serial-2.log"), "utf8").catch(() => "") : "";
 }
