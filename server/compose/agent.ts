@@ -2,8 +2,10 @@
  * Installs the apt-ostree device agent into an image (recipe key `apt-ostree-agent: true`):
  * the esbuild bundle under /usr/lib/apt-ostree/, the systemd units (the agent, and the boot
  * health check, bless and reboot-on-failure units with their shell helpers in
- * /usr/lib/apt-ostree/boot/; docs/boot.md), `apt-ostree` on PATH and the image's agent defaults (the ref it follows, its architecture). The image runs it with
- * Debian's nodejs, which the recipe must list.
+ * /usr/lib/apt-ostree/boot/, and an emergency.service drop-in that reboots instead of waiting for
+ * a root shell nobody will type; docs/boot.md), `apt-ostree` on PATH and the image's agent
+ * defaults (the ref it follows, its architecture). The image runs it with Debian's nodejs, which
+ * the recipe must list.
  */
 import { chmod, copyFile, cp, mkdir, readdir, readFile, symlink, writeFile } from "node:fs/promises";
 import { join } from "node:path";
@@ -36,6 +38,10 @@ export async function installAgent(root: string, recipe: Recipe, bundleDir: stri
   const unitDir = join(root, "usr/lib/systemd/system");
   await mkdir(unitDir, { recursive: true });
   for (const unit of units) await copyFile(join(UNITS_DIR, unit), join(unitDir, unit));
+  // Drop-ins for Debian's own units (emergency.service reboots instead of waiting for a root shell).
+  for (const dropIns of (await readdir(UNITS_DIR)).filter((name) => name.endsWith(".d"))) {
+    await cp(join(UNITS_DIR, dropIns), join(unitDir, dropIns), { recursive: true });
+  }
   await mkdir(join(lib, "boot"), { recursive: true });
   for (const helper of await readdir(BOOT_HELPERS_DIR)) {
     await copyFile(join(BOOT_HELPERS_DIR, helper), join(lib, "boot", helper));

@@ -88,6 +88,39 @@ describe("boot unit helpers", () => {
   });
 });
 
+describe("emergency mode", () => {
+  const emergency = async (cmdline: string) => {
+    await writeFile(join(dir, "cmdline"), `${cmdline}\n`);
+    return execa(join(BOOT_HELPERS, "emergency-reboot"), [], {
+      env: { ...env, APT_OSTREE_CMDLINE: join(dir, "cmdline"), APT_OSTREE_EMERGENCY_DELAY: "0", APT_OSTREE_SULOGIN_SHELL: join(dir, "bin/sulogin-shell") },
+      reject: false,
+    });
+  };
+
+  beforeAll(async () => {
+    await writeFile(join(dir, "bin/sulogin-shell"), `#!/bin/sh\necho "shell $@"\n`);
+    await chmod(join(dir, "bin/sulogin-shell"), 0o755);
+  });
+
+  it("says so on the kernel log and reboots: nobody will answer the root shell", async () => {
+    const before = await reboots();
+    const result = await emergency("root=LABEL=root panic=5 fsck.repair=yes");
+    expect(result.exitCode, result.stderr).toBe(0);
+    expect(result.stdout).toMatch(/^apt-ostree: emergency mode \(failed: .*\); rebooting in 0 s/);
+    // The stand-in systemctl logs every call: the failed units asked for, then the reboot.
+    expect((await reboots()).slice(before.length).trim().split("\n")).toEqual(["--failed --no-legend --plain", "reboot"]);
+    expect(await readFile(join(dir, "kmsg"), "utf8")).toContain("apt-ostree: emergency mode");
+  });
+
+  it("keeps systemd's shell when the kernel command line asks for it", async () => {
+    const before = await reboots();
+    const result = await emergency("root=LABEL=root apt-ostree.emergency=shell");
+    expect(result.exitCode, result.stderr).toBe(0);
+    expect(result.stdout).toBe("shell emergency");
+    expect(await reboots()).toBe(before);
+  });
+});
+
 describe("the shipped units", () => {
   it("pass systemd-analyze verify (only the image's own executables are missing on this host)", async () => {
     const units = fileURLToPath(new URL("../../../device/units/", import.meta.url));

@@ -94,6 +94,7 @@ describe("compose from Debian's packages", () => {
     expect(await links("/usr/etc/systemd/system/multi-user.target.wants")).toMatch(/apt-ostree-bless\.service ->/);
     expect(await ostreeCat(repo, first.commit, "/usr/lib/systemd/system/apt-ostree-healthcheck.service")).toContain("OnFailure=apt-ostree-reboot-on-failure.service");
     expect(await links("/usr/lib/apt-ostree/boot")).toMatch(/^-007\d+ .* \/usr\/lib\/apt-ostree\/boot\/reboot-on-failure$/m);
+    expect(await ostreeCat(repo, first.commit, "/usr/lib/systemd/system/emergency.service.d/apt-ostree.conf")).toContain("ExecStart=/usr/lib/apt-ostree/boot/emergency-reboot");
     expect(await ostreeCat(repo, first.commit, "/usr/etc/grub.d/08_apt-ostree-counter")).toContain("set default=1");
     expect(await ostreeCat(repo, first.commit, "/usr/share/dpkg/database/status")).toMatch(/Package: systemd\n/);
     expect(await ostreeCat(repo, first.commit, "/usr/lib/tmpfiles.d/zz-apt-ostree-autovar.conf")).toMatch(/^L \/var\/lib\/dpkg - - - - \.\.\/\.\.\/usr\/share\/dpkg\/database$/m);
