@@ -40,6 +40,8 @@ export const MAX_PENDING_COMMANDS = 4;
 export const TRUST_REFRESH_MS = 10_000;
 
 /** The boot unit that clears the counter after boot-complete.target (device/units). */
+/** A state file that could not be written (/var full) is tried again after this long. */
+export const STATE_WRITE_RETRY_MS = 30_000;
 const BLESS_UNIT = "apt-ostree-bless.service";
 const BLESS_WAIT_MS = 15 * 60_000;
 
@@ -95,8 +97,15 @@ export class Agent {
       publish: options.publishReport,
       ceiling: () => this.record.reportCounter,
       raiseCeiling: async (to) => {
+        const before = this.record.reportCounter;
         this.record = { ...this.record, reportCounter: to };
-        await this.persist();
+        try {
+          await this.persist();
+        } catch (error) {
+          // Counters above the persisted ceiling would be handed out again after a restart.
+          this.record = { ...this.record, reportCounter: before };
+          throw error;
+        }
       },
       now: this.now,
     });
@@ -187,7 +196,14 @@ export class Agent {
       return;
     }
     // Persisted before anything is done for it: after a power cut an older command stays refused.
-    await this.rememberCommand(acceptedAfter(command, this.record.lastCommand), withdrawnAfter(command, this.record.withdrawn ?? [], this.record.lastCommand, this.state));
+    try {
+      await this.rememberCommand(acceptedAfter(command, this.record.lastCommand), withdrawnAfter(command, this.record.withdrawn ?? [], this.record.lastCommand, this.state));
+    } catch (error) {
+      // Not taken: nothing is done for a command the state file does not hold. Taken again later.
+      log.error({ event: "agent.command.deferred", command: command.id, err: error }, `cannot write the state file for command ${command.id} (${errorChain(error)}); taking it again in ${STATE_WRITE_RETRY_MS / 1000} s`);
+      this.later(STATE_WRITE_RETRY_MS, () => this.onCommand(payload));
+      return;
+    }
     this.lastTakenDigest = digest;
     switch (command.type) {
       case "withdraw":
@@ -207,8 +223,15 @@ export class Agent {
     const kept = this.record.withdrawn ?? [];
     const sameWithdrawn = withdrawn.length === kept.length && withdrawn.every((w, i) => w === kept[i]);
     if (accepted === this.record.lastCommand && sameWithdrawn) return;
+    const before = this.record;
     this.record = { ...this.record, lastCommand: accepted, ...(withdrawn.length > 0 || this.record.withdrawn ? { withdrawn } : {}) };
-    await this.persist();
+    try {
+      await this.persist();
+    } catch (error) {
+      this.record = { ...this.record, lastCommand: before.lastCommand, withdrawn: before.withdrawn };
+      if (before.withdrawn === undefined) delete this.record.withdrawn;
+      throw error;
+    }
   }
 
   /** The withdrawal that stops `commit`, if the server withdrew an update to it (poll.ts refuses it). */
@@ -398,8 +421,18 @@ export class Agent {
   private async handle(event: AgentEvent): Promise<void> {
     const transition = step(this.record.state, event);
     if (transition.state !== this.record.state) {
+      const before = this.record.state;
       this.record = { ...this.record, state: transition.state };
-      await this.persist();
+      try {
+        await this.persist();
+      } catch (error) {
+        // Write-ahead: without the new state on disk its effects must not run. The agent stays
+        // where the file says it is and takes the event again later (/var full, a failing disk).
+        this.record = { ...this.record, state: before };
+        this.options.log.error({ event: "agent.state.write-failed", err: error, agentEvent: event.type, state: transition.state.name }, `cannot write the state file for ${event.type} -> ${transition.state.name} (${errorChain(error)}); trying again in ${STATE_WRITE_RETRY_MS / 1000} s`);
+        this.later(STATE_WRITE_RETRY_MS, () => this.dispatch(event));
+        return;
+      }
       for (const watcher of this.stateWatchers) watcher();
       this.options.log.info({ event: "agent.state", state: transition.state.name, on: event.type }, `${event.type} -> ${transition.state.name}`);
     }
@@ -415,7 +448,7 @@ export class Agent {
       case "report":
         return this.sendReport(await this.stateReport());
       case "stage":
-        this.later(effect.delayMs, () => this.runStage(effect.target, effect.attempt));
+        this.later(effect.delayMs, () => this.runStage(effect.target, effect.attempt, effect.waits ?? 0));
         return;
       case "ask-reboot-strategy": {
         if (this.state.name !== "staged") return;
@@ -491,12 +524,12 @@ export class Agent {
     }
   }
 
-  private async runStage(target: UpdateTarget, attempt: number): Promise<void> {
+  private async runStage(target: UpdateTarget, attempt: number, waits: number): Promise<void> {
     const { settings, log } = this.options;
     // A retry's timer outlives a cancel or a withdrawal in its backoff: it stages only if the
-    // agent is still downloading this attempt of this update.
+    // agent is still downloading this try of this update.
     const state = this.state;
-    if (state.name !== "downloading" || state.target.command !== target.command || state.attempt !== attempt) return;
+    if (state.name !== "downloading" || state.target.command !== target.command || state.attempt !== attempt || (state.waiting?.times ?? 0) !== waits) return;
     const abort = new AbortController();
     this.stageAbort = abort;
     // The "downloading" report just went out: the first progress report waits its second too.
@@ -534,7 +567,8 @@ export class Agent {
       this.facts.forget();
       if (abort.signal.aborted) return;
       const retryable = error instanceof StageError ? error.retryable : false;
-      await this.dispatch({ type: "stage-failed", error: errorChain(error), retryable });
+      const transient = error instanceof StageError ? error.transient : false;
+      await this.dispatch({ type: "stage-failed", error: errorChain(error), retryable, transient });
     }
   }
 

@@ -34,7 +34,12 @@ export const MAX_LOST_STAGES = 3;
 
 export type AgentState =
   | { name: "idle" }
-  | { name: "downloading"; target: UpdateTarget; attempt: number }
+  /**
+   * `attempt` counts the tries the update's own failures spent (at most MAX_STAGE_ATTEMPTS);
+   * `waiting` is set while the device's surroundings fail it (the network away, /var full): those
+   * tries are retried for as long as it lasts and counted apart, for the backoff.
+   */
+  | { name: "downloading"; target: UpdateTarget; attempt: number; waiting?: { error: string; times: number } }
   | { name: "staged"; target: UpdateTarget }
   /** `bootId`: the boot in which the reboot was asked for; a start in the same boot means it has not happened yet. */
   | { name: "rebooting"; target: UpdateTarget; bootId: string }
@@ -58,7 +63,8 @@ export type AgentEvent =
   | { type: "cancelled" }
   /** The deployment list changed outside the agent (`apt-ostree rollback`, `cleanup -p`). */
   | { type: "deployments-changed"; deployedCommits: string[] }
-  | { type: "stage-failed"; error: string; retryable: boolean }
+  /** `transient`: the surroundings failed (network, space), not the update: retried without spending an attempt. */
+  | { type: "stage-failed"; error: string; retryable: boolean; transient?: boolean }
   /** The reboot strategy says now (immediately, in the window, or on the server's command). */
   | { type: "reboot-allowed"; bootId: string }
   | { type: "health-checked"; results: HealthResult[] };
@@ -66,7 +72,8 @@ export type AgentEvent =
 export type AgentEffect =
   | { kind: "report" }
   /** Download, apply, verify and deploy the target; `delayMs` before starting (retry backoff). */
-  | { kind: "stage"; target: UpdateTarget; attempt: number; delayMs: number }
+  /** `waits`: the downloading state's `waiting.times` this try answers (0 when not waiting). */
+  | { kind: "stage"; target: UpdateTarget; attempt: number; waits?: number; delayMs: number }
   | { kind: "ask-reboot-strategy" }
   /** Reboot; `arm`: first arm the boot counter (a new deployment's first boot, not a retry after a failed check). */
   | { kind: "reboot"; arm: boolean }
@@ -97,6 +104,11 @@ export function stageBackoffMs(attempt: number): number {
   return attempt <= 1 ? 0 : Math.min(300_000, 10_000 * 2 ** (attempt - 2));
 }
 
+/** Backoff after the `times`th failure the surroundings caused in a row: 10 s, 20 s, ... capped at 5 min. */
+export function waitBackoffMs(times: number): number {
+  return Math.min(300_000, 10_000 * 2 ** Math.max(0, times - 1));
+}
+
 export type BusyState = Extract<AgentState, { name: "downloading" | "staged" | "rebooting" | "verifying" }>;
 
 /** An update is in flight: another one waits until this one ended. */
@@ -119,10 +131,23 @@ export function step(state: AgentState, event: AgentEvent): Transition {
       return { state: { name: "staged", target: state.target }, effects: state.target.manual ? [{ kind: "report" }] : [{ kind: "report" }, { kind: "ask-reboot-strategy" }] };
     case "stage-failed": {
       if (state.name !== "downloading") throw new IllegalTransitionError(state.name, event.type);
+      if (event.transient) {
+        const waiting = { error: event.error, times: (state.waiting?.times ?? 0) + 1 };
+        const delayMs = waitBackoffMs(waiting.times);
+        return {
+          state: { ...state, waiting },
+          effects: [
+            { kind: "log", level: "warn", message: `update ${state.target.version} waits (${event.error}); trying again in ${delayMs / 1000} s` },
+            { kind: "stage", target: state.target, attempt: state.attempt, waits: waiting.times, delayMs },
+            // Reported once per outage, not at every try: the server shows why the device waits.
+            ...(waiting.times === 1 ? [{ kind: "report" } as const] : []),
+          ],
+        };
+      }
       if (event.retryable && state.attempt < MAX_STAGE_ATTEMPTS) {
         const attempt = state.attempt + 1;
         return {
-          state: { ...state, attempt },
+          state: { name: "downloading", target: state.target, attempt },
           effects: [{ kind: "log", level: "warn", message: `update attempt ${state.attempt} failed (${event.error}); retrying` }, { kind: "stage", target: state.target, attempt, delayMs: stageBackoffMs(attempt) }],
         };
       }
@@ -221,7 +246,7 @@ function onStarted(state: AgentState, booted: string, bootId: string, deployedCo
   switch (state.name) {
     case "downloading":
       // Resume: the download continues where its files stopped.
-      return { state, effects: [{ kind: "stage", target: state.target, attempt: state.attempt, delayMs: 0 }, { kind: "report" }] };
+      return { state, effects: [{ kind: "stage", target: state.target, attempt: state.attempt, waits: state.waiting?.times ?? 0, delayMs: 0 }, { kind: "report" }] };
     case "staged":
       // The staged deployment lives in /run until shutdown writes it: a power cut loses it.
       if (booted !== state.target.commit && !deployed(state.target.commit)) return restage(state.target, "the staged deployment was lost (the power went before a clean shutdown could write it)");

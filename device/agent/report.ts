@@ -34,6 +34,8 @@ export function buildReport(base: Report, state: AgentState, extras: ReportExtra
   switch (state.name) {
     case "downloading":
       if (extras.progress) report.progress = extras.progress;
+      // Why it waits (the network away, /var full), until bytes flow again.
+      else if (state.waiting) report.error = state.waiting.error;
       return report;
     case "verifying":
       if (state.failedChecks.length > 0) report.health = state.failedChecks;

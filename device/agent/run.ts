@@ -1,4 +1,5 @@
 /** Wires the agent's parts from its settings: identity, trusted root, boot counter, strategy, MQTT. */
+import { errorChain } from "../../shared/errors.ts";
 import { AptOstreeError } from "../../shared/errors.ts";
 import type { Logger } from "../../shared/log.ts";
 import type { AgentSettings } from "../config/settings.ts";
@@ -54,7 +55,8 @@ export async function runAgent(settings: AgentSettings, log: Logger): Promise<Ru
     settings,
     identity,
     enrollmentSecret: await loadEnrollmentSecret(settings.enrollmentSecretFile, log),
-    onCommand: (payload) => void agent.onCommand(payload),
+    // takeCommand logs what it refuses; nothing else may end the process.
+    onCommand: (payload) => void agent.onCommand(payload).catch((error: unknown) => log.error({ event: "agent.command.error", err: error }, `cannot take a command: ${errorChain(error)}`)),
     onConnected: () => void agent.onConnected(),
     log,
   });

@@ -9,8 +9,7 @@
  * so an endless body cannot fill /var. What is refused or fails verification is removed.
  */
 import { createHash } from "node:crypto";
-import { createWriteStream } from "node:fs";
-import { mkdir, rename, stat } from "node:fs/promises";
+import { mkdir, open, rename, stat, type FileHandle } from "node:fs/promises";
 import { dirname } from "node:path";
 import type { Dispatcher } from "undici";
 import { AptOstreeError } from "../../shared/errors.ts";
@@ -26,17 +25,27 @@ export type DownloadErrorCode =
   /** More bytes than the signed manifest allows (announced or sent): refused, not retried. */
   | "E_DOWNLOAD_TOO_LARGE"
   /** A 206 that does not start where the Range asked. */
-  | "E_DOWNLOAD_BAD_RANGE";
+  | "E_DOWNLOAD_BAD_RANGE"
+  /** The part file could not be written: the filesystem is full (ENOSPC) or over quota. */
+  | "E_DOWNLOAD_NO_SPACE"
+  /** The part file could not be written for another reason (EIO, EROFS). */
+  | "E_DOWNLOAD_WRITE";
 
 export class DownloadError extends AptOstreeError {
   declare readonly code: DownloadErrorCode;
   /** Worth another attempt (network trouble, a stall) rather than a refusal. */
   readonly retryable: boolean;
+  /**
+   * Caused by the device's surroundings (the network away, the disk full), not by the update:
+   * retried for as long as it lasts, without spending one of the update's attempts.
+   */
+  readonly transient: boolean;
   /** The part file is no use to a resume (refused bytes, a Range the server cannot serve) and is removed. */
   readonly discardPart: boolean;
-  constructor(code: DownloadErrorCode, message: string, options: { retryable: boolean; discardPart?: boolean; cause?: unknown }) {
+  constructor(code: DownloadErrorCode, message: string, options: { retryable: boolean; transient?: boolean; discardPart?: boolean; cause?: unknown }) {
     super(code, message, { cause: options.cause });
     this.retryable = options.retryable;
+    this.transient = options.transient ?? false;
     this.discardPart = options.discardPart ?? false;
   }
 }
@@ -113,7 +122,7 @@ async function fetchInto(url: string, part: string, have: number, expected: Delt
       await response.body.dump();
       const { statusCode } = response;
       // 416: the server has nothing past what the part holds, so the part is not a prefix of its file.
-      throw new DownloadError("E_DOWNLOAD_HTTP", `GET ${url}: HTTP ${statusCode}`, { retryable: statusCode >= 500 || statusCode === 429 || statusCode === 416, discardPart: statusCode === 416 });
+      throw new DownloadError("E_DOWNLOAD_HTTP", `GET ${url}: HTTP ${statusCode}`, { retryable: statusCode >= 500 || statusCode === 429 || statusCode === 416, transient: statusCode >= 500 || statusCode === 429, discardPart: statusCode === 416 });
     }
     // 200 to a Range request: the server sent the whole file; start over.
     const from = response.statusCode === 206 ? have : 0;
@@ -124,7 +133,11 @@ async function fetchInto(url: string, part: string, have: number, expected: Delt
     }
     let written = from;
     const hash = from > 0 ? await hashFileInto(createHash("sha256"), part) : createHash("sha256");
-    const out = createWriteStream(part, { flags: from > 0 ? "a" : "w" });
+    // A file handle, not a write stream: a failed write (ENOSPC) is a rejection here, never an
+    // 'error' event that nothing listens to, which would end the process.
+    const out = await open(part, from > 0 ? "a" : "w").catch((error: NodeJS.ErrnoException) => {
+      throw writeFailure(part, error);
+    });
     try {
       for await (const chunk of response.body) {
         kick();
@@ -134,24 +147,46 @@ async function fetchInto(url: string, part: string, have: number, expected: Delt
           abort.abort();
           throw new DownloadError("E_DOWNLOAD_TOO_LARGE", `GET ${url}: the body goes on past the ${expected.size} bytes the signed manifest allows for ${expected.path}; refusing it`, { retryable: false, discardPart: true });
         }
+        await writeAll(out, bytes, part);
         hash.update(bytes);
-        if (!out.write(bytes)) await new Promise<void>((resolve) => out.once("drain", () => resolve()));
         written += bytes.length;
         options.onBytes?.(written);
       }
+    } catch (error) {
+      if (error instanceof DownloadError && error.code === "E_DOWNLOAD_NO_SPACE") abort.abort();
+      throw error;
     } finally {
-      await new Promise<void>((resolve, reject) => out.end((error?: Error | null) => (error ? reject(error) : resolve())));
+      await out.close().catch(() => undefined);
     }
     return { size: written, sha256: hash.digest("hex") };
   } catch (error) {
     if (error instanceof DownloadError) throw error;
-    if (stalled) throw new DownloadError("E_DOWNLOAD_STALLED", `GET ${url}: no progress for ${options.stallMs / 1000} s; will resume`, { retryable: true, cause: error });
+    if (stalled) throw new DownloadError("E_DOWNLOAD_STALLED", `GET ${url}: no progress for ${options.stallMs / 1000} s; will resume`, { retryable: true, transient: true, cause: error });
     if (options.signal?.aborted) throw error;
-    throw new DownloadError("E_DOWNLOAD_NETWORK", `GET ${url}: ${(error as Error).message}`, { retryable: true, cause: error });
+    throw new DownloadError("E_DOWNLOAD_NETWORK", `GET ${url}: ${(error as Error).message}`, { retryable: true, transient: true, cause: error });
   } finally {
     clearTimeout(watchdog);
     options.signal?.removeEventListener("abort", onCancel);
   }
+}
+
+/** Writes all of `bytes` (a short write is continued); a failed write is a DownloadError. */
+async function writeAll(out: FileHandle, bytes: Buffer, part: string): Promise<void> {
+  try {
+    for (let offset = 0; offset < bytes.length; ) offset += (await out.write(bytes, offset, bytes.length - offset)).bytesWritten;
+  } catch (error) {
+    throw writeFailure(part, error as NodeJS.ErrnoException);
+  }
+}
+
+/**
+ * A part file that cannot be written. Out of space: transient (retried when there is room again),
+ * and the part is removed, since what a failed write left in it is unknown and the space it holds
+ * is the running system's. Anything else is a local fault worth one more attempt.
+ */
+function writeFailure(part: string, error: NodeJS.ErrnoException): DownloadError {
+  const full = error.code === "ENOSPC" || error.code === "EDQUOT";
+  return new DownloadError(full ? "E_DOWNLOAD_NO_SPACE" : "E_DOWNLOAD_WRITE", `cannot write ${part}: ${error.message}${full ? "; waiting for space" : ""}`, { retryable: true, transient: full, discardPart: true, cause: error });
 }
 
 /**

@@ -7,7 +7,7 @@
  * pruned again: the sysroot ends as it started.
  */
 import type { Signers } from "../../shared/trust/signers.ts";
-import { rm } from "node:fs/promises";
+import { mkdir, rm, stat, statfs } from "node:fs/promises";
 import { join } from "node:path";
 import { mapConcurrent } from "../../shared/concurrency.ts";
 import { AptOstreeError, errorChain } from "../../shared/errors.ts";
@@ -25,11 +25,30 @@ import { trustedCaFile } from "./load-http-client.ts";
 
 export class StageError extends AptOstreeError {
   readonly retryable: boolean;
-  constructor(message: string, retryable: boolean, cause?: unknown) {
+  /**
+   * The device's surroundings failed, not the update (the network away, /var full): the agent
+   * tries again for as long as it lasts, without spending one of the update's attempts.
+   */
+  readonly transient: boolean;
+  constructor(message: string, retryable: boolean, cause?: unknown, transient = false) {
     super("E_STAGE", message, { cause });
-    this.retryable = retryable;
+    this.retryable = retryable || transient;
+    this.transient = transient;
   }
 }
+
+/** ostree's words (and the kernel's) for a full filesystem: no space, or its min-free-space guard. */
+export function isOutOfSpace(error: unknown): boolean {
+  for (let e = error; e; e = (e as { cause?: unknown }).cause) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === "ENOSPC" || code === "EDQUOT" || code === "E_DOWNLOAD_NO_SPACE") return true;
+    if (/No space left on device|min-free-space|Disk quota exceeded/i.test(String((e as Error).message ?? ""))) return true;
+  }
+  return false;
+}
+
+/** Room a delta needs beyond its own bytes: ostree's objects while it applies, and the system's own writes. */
+const SPACE_MARGIN_BYTES = 32 * 1024 * 1024;
 
 export interface StageRequest {
   sysroot: string;
@@ -97,7 +116,13 @@ export async function stageUpdate(request: StageRequest): Promise<StageResult> {
     if (delta) bytes = await fetchDelta(request, delta);
     else await pullCommit(request);
   } catch (error) {
-    if (error instanceof DownloadError) throw new StageError(error.message, error.retryable, error);
+    if (error instanceof StageError) throw error;
+    if (isOutOfSpace(error)) {
+      // What this attempt downloaded goes: the space is the running system's, and it is fetched again once there is room.
+      await discardDownloads(request.downloadDir).catch(() => undefined);
+      throw new StageError(`cannot fetch ${manifest.version}: out of space (${errorChain(error)}); waiting for space`, true, error, true);
+    }
+    if (error instanceof DownloadError) throw new StageError(error.message, error.retryable, error, error.transient);
     if (error instanceof AptOstreeError && error.code === "E_DELTA_FILE_MISMATCH") throw new StageError(error.message, true, error);
     throw new StageError(`cannot fetch ${manifest.version}: ${errorChain(error)}`, true, error);
   }
@@ -113,7 +138,7 @@ export async function stageUpdate(request: StageRequest): Promise<StageResult> {
   try {
     await deployRetaining({ sysroot: request.sysroot, rootDir: request.rootDir, osname: request.osname, revision: manifest.ref, stage: request.stage, before: request.deployments });
   } catch (error) {
-    throw new StageError(`cannot deploy ${manifest.version}: ${errorChain(error)}`, false, error);
+    throw new StageError(`cannot deploy ${manifest.version}: ${errorChain(error)}${isOutOfSpace(error) ? "; waiting for space" : ""}`, false, error, isOutOfSpace(error));
   }
   log.info({ event: "stage.deployed", commit: manifest.commit, version: manifest.version, via: delta ? "delta" : "pull", bytes }, `${request.stage ? "staged" : "deployed"} ${manifest.version}`);
   const deployments = deploymentsAfterDeploy(request.deployments, {
@@ -133,6 +158,7 @@ const DOWNLOADS_IN_FLIGHT = 4;
 async function fetchDelta(request: StageRequest, delta: Delta): Promise<number> {
   const superblock = delta.files.find((f) => f.path.endsWith("/superblock"));
   if (!superblock) throw new StageError("the manifest's delta lists no superblock", false);
+  await checkRoomFor(request, delta);
   const done = new Map<string, number>();
   const report = () => request.onProgress([...done.values()].reduce((a, b) => a + b, 0), delta.size);
   // The first failure stops the other downloads, and they settle before it is thrown: a retry
@@ -167,6 +193,30 @@ async function fetchDelta(request: StageRequest, delta: Delta): Promise<number> 
   await runOstree(["static-delta", "apply-offline", `--repo=${sysrootRepo(request.sysroot)}`, join(request.downloadDir, superblock.path)]);
   await discardDownloads(request.downloadDir);
   return delta.size;
+}
+
+/**
+ * Refuses to start a download that cannot fit, before a byte is fetched: the delta's bytes still
+ * missing, room to apply it (about its size again) and a margin. A transient StageError, so the
+ * agent waits for space without using the network.
+ */
+async function checkRoomFor(request: StageRequest, delta: Delta): Promise<void> {
+  await mkdir(request.downloadDir, { recursive: true }).catch((error: unknown) => {
+    if (isOutOfSpace(error)) throw new StageError(`cannot create ${request.downloadDir}: out of space; waiting for space`, true, error, true);
+    throw error;
+  });
+  let have = 0;
+  for (const file of delta.files) {
+    const path = join(request.downloadDir, file.path);
+    have += Math.min(file.size, (await stat(path).catch(() => null))?.size ?? (await stat(`${path}.part`).catch(() => null))?.size ?? 0);
+  }
+  const fs = await statfs(request.downloadDir);
+  const free = fs.bavail * fs.bsize;
+  const needed = delta.size - have + delta.size + SPACE_MARGIN_BYTES;
+  if (free < needed) {
+    const mib = (n: number) => `${Math.ceil(n / 1048576)} MiB`;
+    throw new StageError(`not enough space for ${request.manifest.version}: ${mib(free)} free under ${request.downloadDir}, the update needs ${mib(needed)} (its delta, room to apply it and a margin); waiting for space`, true, undefined, true);
+  }
 }
 
 /** Removes the delta files downloaded into `downloadDir`: once applied, or once the update failed for good. */

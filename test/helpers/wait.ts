@@ -3,6 +3,8 @@ export interface UntilOptions {
   intervalMs?: number;
   /** Extra context for the timeout error, e.g. the device's state or a serial console's tail. */
   detail?: () => Promise<string> | string;
+  /** An error thrown by the probe ends the wait with that error (default: it counts as not yet). */
+  rethrow?: boolean;
 }
 
 /** Polls `probe` until it returns something truthy; fails naming what it waited for. */
@@ -11,7 +13,10 @@ export async function until<T>(probe: () => Promise<T | null | undefined | false
   while (Date.now() < deadline) {
     const value = await Promise.resolve()
       .then(probe)
-      .catch(() => null);
+      .catch((error: unknown) => {
+        if (options.rethrow) throw error;
+        return null;
+      });
     if (value) return value;
     await new Promise((resolve) => setTimeout(resolve, options.intervalMs ?? 50));
   }

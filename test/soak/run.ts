@@ -4,6 +4,9 @@
  * the chosen phases; trial i uses seed S+i, so a failing trial replays with `--seed` and `--phase`.
  * Prints a line per trial and a table per phase, writes the results as JSON beside the fixture,
  * and exits 1 if any trial failed (its serial logs, disk and server log are kept).
+ *
+ * `npm run soak -- faults [--scenario S[,S...]] [--arch] [--seed S] [--reuse-fixture]`: the other
+ * faults of issue 20 (test/soak/faults/), on the same fixture, one run per scenario.
  */
 import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
@@ -14,8 +17,11 @@ import { preparePowerCutFixture, type PowerCutFixture } from "./power-cut/fixtur
 import { PHASE_NAMES, phases, type PhaseName } from "./power-cut/phases.ts";
 import { summarize } from "./power-cut/summary.ts";
 import { describeTrial, runTrial, type TrialResult } from "./power-cut/trial.ts";
+import { SCENARIOS } from "./faults/index.ts";
+import { describeScenario, runScenario, type ScenarioResult } from "./faults/scenario.ts";
 
 const USAGE = `Usage: npm run soak -- power-cut [options]
+       npm run soak -- faults [--scenario S[,S]] [--arch ARCH] [--seed S] [--reuse-fixture]
 
 Cuts the power of a qemu device at a random instant of an update phase, powers it on again and
 checks that it ends healthy on the new release, still on the old one, or rolled back, within 6 boots.
@@ -28,6 +34,8 @@ Options:
   --fsck            also run ostree fsck inside the VM after each trial (minutes each under TCG)
   --reuse-fixture   reuse the composed releases and enrolled disk of the last run, if any
   -h, --help        this text
+
+faults runs each scenario once: ${SCENARIOS.map((s) => s.name).join(", ")}.
 `;
 
 const { values, positionals } = parseArgs({
@@ -38,12 +46,14 @@ const { values, positionals } = parseArgs({
     arch: { type: "string", default: "amd64" },
     seed: { type: "string" },
     phase: { type: "string" },
+    scenario: { type: "string" },
     fsck: { type: "boolean", default: false },
     "reuse-fixture": { type: "boolean", default: false },
     help: { type: "boolean", short: "h" },
   },
 });
-if (values.help || positionals[0] !== "power-cut") {
+const command = positionals[0];
+if (values.help || (command !== "power-cut" && command !== "faults")) {
   process.stdout.write(USAGE);
   process.exit(values.help ? 0 : 2);
 }
@@ -69,6 +79,7 @@ if (!fixture) {
   fixture = await preparePowerCutFixture({ dir, arch, cacheDir: cache, log, progress: say });
   await writeFile(fixtureFile, `${JSON.stringify(fixture, null, 2)}\n`);
 }
+if (command === "faults") process.exit(await runFaults(fixture));
 const byName = new Map(phases(fixture.bootTries).map((p) => [p.name, p]));
 say(`${trials} trial(s), seed ${seed}, phases ${chosen.join(", ")}`);
 const results: TrialResult[] = [];
@@ -84,3 +95,20 @@ process.stdout.write(`\n${summarize(results)}\n\n`);
 const failed = results.filter((r) => !r.passed);
 say(failed.length === 0 ? `all ${results.length} trial(s) passed` : `${failed.length} of ${results.length} trial(s) failed`);
 process.exit(failed.length === 0 ? 0 : 1);
+
+async function runFaults(fixture: PowerCutFixture): Promise<number> {
+  const names = values.scenario?.split(",").filter(Boolean) ?? SCENARIOS.map((s) => s.name);
+  const chosen = names.map((name) => SCENARIOS.find((s) => s.name === name) ?? (() => { throw new Error(`--scenario: '${name}' is not one of ${SCENARIOS.map((s) => s.name).join(", ")}`); })());
+  say(`${chosen.length} fault scenario(s), seed ${seed}`);
+  const results: ScenarioResult[] = [];
+  for (const [i, scenario] of chosen.entries()) {
+    say(`${scenario.name}: ${scenario.what}; expected: ${scenario.expected}`);
+    const result = await runScenario(fixture, scenario, seed + i, i, say);
+    results.push(result);
+    say(describeScenario(result));
+  }
+  await writeFile(join(dir, `faults-${seed}.json`), `${JSON.stringify(results, null, 2)}\n`);
+  const failed = results.filter((r) => !r.passed);
+  say(failed.length === 0 ? `all ${results.length} scenario(s) passed` : `${failed.length} of ${results.length} scenario(s) failed`);
+  return failed.length === 0 ? 0 : 1;
+}

@@ -3,7 +3,8 @@
  * endless, oversized, stalled, reset, an error status, a resume answered at the wrong offset):
  * the first attempt must be refused with the code its spoiling calls for, before ostree sees the
  * file; then the update is ended (cancelled if a retry is pending, then failed for good with every
- * file 404) so the device checks can hold the download dir to where it started.
+ * file 404) so the device checks can hold the download dir to where it started. A retry is an
+ * attempt the update spent, or (network trouble, a stall, a 5xx) a wait that spends none.
  */
 import { signCommand } from "../../../shared/wire/command.ts";
 import type { Prng } from "../prng.ts";
@@ -27,7 +28,7 @@ async function firstFailure(ctx: ProcessContext): Promise<{ code: string; retryi
   const mark = device.mark();
   send(ctx, signCommand(command, [ctx.pinned]));
   const seen = await device.waitFor(async () => {
-    const retry = device.since(mark, (e) => e.event === "agent.note" && /update attempt \d+ failed/.test(String(e.msg))).at(-1);
+    const retry = device.since(mark, (e) => e.event === "agent.note" && /update attempt \d+ failed|update \S+ waits \(/.test(String(e.msg))).at(-1);
     if (retry) return { retrying: true, message: String(retry.msg) };
     const record = await device.record();
     if (record?.state.name === "failed" && record.state.target.command === command.id) return { retrying: false, message: record.state.error };

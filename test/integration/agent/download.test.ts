@@ -6,8 +6,9 @@
 import { createHash } from "node:crypto";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
-import { readFile, stat } from "node:fs/promises";
+import { mkdir, readdir, readFile, stat } from "node:fs/promises";
 import { join } from "node:path";
+import { execa } from "execa";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { downloadVerified, DownloadError } from "../../../device/update/download.ts";
 import { DeltaFileMismatchError } from "../../../shared/verify/delta-file.ts";
@@ -54,7 +55,7 @@ describe("delta file download", () => {
     mode = "stall-half";
     const stalled = downloadVerified(url, dest, entry, { stallMs: 300 });
     await expect(stalled).rejects.toThrow(DownloadError);
-    await expect(stalled).rejects.toMatchObject({ code: "E_DOWNLOAD_STALLED", retryable: true });
+    await expect(stalled).rejects.toMatchObject({ code: "E_DOWNLOAD_STALLED", retryable: true, transient: true });
     const partial = (await stat(`${dest}.part`)).size;
     expect(partial).toBe(body.length / 2);
     mode = "ok";
@@ -64,6 +65,26 @@ describe("delta file download", () => {
     expect(progress[0]).toBeGreaterThan(partial);
     expect(progress.at(-1)).toBe(body.length);
     expect((await readFile(dest)).equals(body)).toBe(true);
+  });
+
+  // A real full filesystem: a 512 KiB tmpfs (mounting needs root, which the test machine has).
+  it.runIf(process.getuid?.() === 0)("takes a full filesystem as a transient failure: no crash, the part removed, and a later try gets the file", async () => {
+    const small = join(dir, "small");
+    await mkdir(small);
+    await execa("mount", ["-t", "tmpfs", "-o", "size=512k", "tmpfs", small]);
+    try {
+      const dest = join(small, entry.path);
+      const full = downloadVerified(url, dest, entry, { stallMs: 5000 });
+      await expect(full).rejects.toMatchObject({ code: "E_DOWNLOAD_NO_SPACE", retryable: true, transient: true, discardPart: true });
+      await expect(full).rejects.toThrow(/no space left on device.*waiting for space/i);
+      expect(await readdir(join(small, "deltas/ab/cdef"))).toEqual([]);
+      // Room again: the next try fetches the whole file.
+      await execa("mount", ["-o", "remount,size=4m", small]);
+      await downloadVerified(url, dest, entry, { stallMs: 5000 });
+      expect(createHash("sha256").update(await readFile(dest)).digest("hex")).toBe(entry.sha256);
+    } finally {
+      await execa("umount", [small]);
+    }
   });
 
   it("starts over when the server ignores Range, and still gets the right file", async () => {

@@ -58,6 +58,19 @@ export class SoakServer {
     return this.stderr;
   }
 
+  /** Keeps an earlier process's log ahead of this one's (a restart on the same data). */
+  prependLog(earlier: string): void {
+    this.stderr = `${earlier}\n--- serve restarted ---\n${this.stderr}`.slice(-1_000_000);
+  }
+
+  /** SIGKILL: the process ends with no shutdown of any kind. */
+  async kill(): Promise<void> {
+    if (this.exit !== null) return;
+    const done = new Promise((resolve) => this.child.once("exit", resolve));
+    this.child.kill("SIGKILL");
+    await done;
+  }
+
   async stop(): Promise<void> {
     if (this.exit !== null) return;
     const done = new Promise((resolve) => this.child.once("exit", resolve));

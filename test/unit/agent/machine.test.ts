@@ -118,6 +118,27 @@ describe("agent state machine", () => {
     expect(step({ name: "downloading", target, attempt: 1 }, { type: "stage-failed", error: "bad signature", retryable: false }).state).toEqual({ name: "failed", target, error: "bad signature" });
   });
 
+  it("waits out a failure of the surroundings (network, space) for as long as it lasts, without spending an attempt", () => {
+    let state: AgentState = { name: "downloading", target, attempt: 2 };
+    const delays: number[] = [];
+    for (let i = 1; i <= 12; i++) {
+      const t = step(state, { type: "stage-failed", error: "out of space; waiting for space", retryable: true, transient: true });
+      expect(t.state).toEqual({ name: "downloading", target, attempt: 2, waiting: { error: "out of space; waiting for space", times: i } });
+      const stage = t.effects.find((e) => e.kind === "stage");
+      expect(stage).toMatchObject({ kind: "stage", target, attempt: 2, waits: i });
+      delays.push((stage as { delayMs: number }).delayMs);
+      // The server hears of the outage once, not at every try.
+      expect(t.effects.filter((e) => e.kind === "report")).toHaveLength(i === 1 ? 1 : 0);
+      expect(t.effects).not.toContainEqual({ kind: "discard-downloads" });
+      state = t.state;
+    }
+    expect(delays.slice(0, 6)).toEqual([10_000, 20_000, 40_000, 80_000, 160_000, 300_000]);
+    expect(Math.max(...delays)).toBe(300_000);
+    // The update's own failure after the outage counts, and clears the wait.
+    expect(step(state, { type: "stage-failed", error: "bad gateway", retryable: true }).state).toEqual({ name: "downloading", target, attempt: 3 });
+    expect(step(state, { type: "stage-succeeded" }).state).toEqual({ name: "staged", target });
+  });
+
   it("discards the downloaded delta files once an update failed for good, and only then", () => {
     const final = step({ name: "downloading", target, attempt: MAX_STAGE_ATTEMPTS }, { type: "stage-failed", error: "stalled", retryable: true });
     expect(final.effects).toContainEqual({ kind: "discard-downloads" });
@@ -128,7 +149,9 @@ describe("agent state machine", () => {
   });
 
   it("resumes after a restart: a download continues, a staged update asks the strategy again", () => {
-    expect(step({ name: "downloading", target, attempt: 3 }, { type: "started", bootedCommit: V1.commit, bootId: "b" }).effects).toContainEqual({ kind: "stage", target, attempt: 3, delayMs: 0 });
+    expect(step({ name: "downloading", target, attempt: 3 }, { type: "started", bootedCommit: V1.commit, bootId: "b" }).effects).toContainEqual({ kind: "stage", target, attempt: 3, waits: 0, delayMs: 0 });
+    const waiting: AgentState = { name: "downloading", target, attempt: 2, waiting: { error: "no space", times: 4 } };
+    expect(step(waiting, { type: "started", bootedCommit: V1.commit, bootId: "b" }).effects).toContainEqual({ kind: "stage", target, attempt: 2, waits: 4, delayMs: 0 });
     expect(step({ name: "staged", target }, { type: "started", bootedCommit: V1.commit, bootId: "b" }).effects).toContainEqual({ kind: "ask-reboot-strategy" });
     expect(step({ name: "staged", target }, { type: "started", bootedCommit: target.commit, bootId: "b" }).state.name).toBe("verifying");
   });

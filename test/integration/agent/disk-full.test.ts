@@ -1,0 +1,75 @@
+/**
+ * The agent on a full disk (issue 20, "/var fills up"): its state directory on a real tmpfs that
+ * the test fills and grows. A state file that cannot be written leaves the agent where the file
+ * says and takes the event again later, without crashing or running the step's effects; an
+ * update that does not fit waits for space (reported to the server, no attempt spent, nothing
+ * downloaded) and goes on by itself once there is room.
+ */
+import { mkdir, readdir, readFile, rm } from "node:fs/promises";
+import { join } from "node:path";
+import { execa } from "execa";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { STATE_WRITE_RETRY_MS } from "../../../device/agent/agent.ts";
+import { stateFilePath } from "../../../device/agent/state-file.ts";
+import { AgentFixture, DEVICE_ID, REF } from "../../helpers/agent-fixture.ts";
+import { until } from "../../helpers/wait.ts";
+
+const fixture = new AgentFixture();
+const root = process.getuid?.() === 0;
+let small = "";
+
+const persistedState = async () => JSON.parse(await readFile(stateFilePath(fixture.settings.stateDir), "utf8")).state;
+
+beforeAll(async () => {
+  if (!root) return;
+  await fixture.setUp("agent-disk-full", { publishUpTo: 2 });
+  fixture.keepLogs = true;
+  // Mounting needs root, which the test machine has.
+  small = join(fixture.dir, "small");
+  await mkdir(small);
+  await execa("mount", ["-t", "tmpfs", "-o", "size=2m", "tmpfs", small]);
+  fixture.settings = { ...fixture.settings, stateDir: join(small, "agent") };
+  await fixture.startAgent();
+  await until(async () => (await fixture.device())?.online, "the device online", 30_000);
+}, 60_000);
+
+afterAll(async () => {
+  await fixture.stopAgent();
+  if (small) await execa("umount", [small]).catch(() => undefined);
+  await fixture.tearDown();
+});
+
+describe.runIf(root)("the agent on a full disk", () => {
+  it("does not move on when its state file cannot be written, then waits for space, then updates", async () => {
+    // Full: not a byte left for the state file.
+    await execa("sh", ["-c", `cat /dev/zero > ${join(small, "filler")} 2>/dev/null || true`]);
+    const { json } = await fixture.api("rollouts", { ref: REF, select: { devices: [DEVICE_ID] }, waves: "100%", waveDelay: "0s", waveTimeout: "10m" });
+    const command = json.rollout.id;
+    await until(() => fixture.logged("agent.command.deferred").length > 0, "the command deferred", 30_000);
+    expect(fixture.logged("agent.command.deferred")[0]).toMatchObject({ command });
+    expect((await persistedState()).name).toBe("idle");
+    expect(fixture.agent!.agent.state.name).toBe("idle");
+    expect(await readdir(join(small, "agent"))).not.toContain("downloads");
+
+    // Room for the state file, not for the update: the command is taken again and the update waits.
+    await rm(join(small, "filler"));
+    await until(async () => (await persistedState()).name === "downloading", "the command taken again", STATE_WRITE_RETRY_MS + 15_000);
+    const waiting = await until(async () => {
+      const report = (await fixture.events()).find((e) => e.kind === "report" && e.report.command === command && e.report.error);
+      return report?.report;
+    }, "a report saying why the update waits", 30_000);
+    expect(waiting).toMatchObject({ state: "downloading" });
+    expect(waiting.error).toMatch(/not enough space for 2: \d+ MiB free under .*, the update needs \d+ MiB .*waiting for space/);
+    const state = await persistedState();
+    expect(state).toMatchObject({ name: "downloading", attempt: 1, waiting: { times: 1 } });
+    expect(await readdir(join(small, "agent", "downloads")).catch(() => [])).toEqual([]);
+
+    // Room again: the next try (10 s later) stages the update (and asks for the reboot).
+    await execa("mount", ["-o", "remount,size=256m", small]);
+    await until(async () => ["staged", "rebooting"].includes((await persistedState()).name), "the update staged once there is room", 60_000, {
+      detail: async () => `${JSON.stringify(await persistedState()).slice(0, 400)}; ${JSON.stringify(fixture.logs.filter((l) => (l.level as number) >= 40).slice(-4)).slice(0, 1500)}`,
+    });
+    await until(async () => (await fixture.events()).some((e) => e.kind === "report" && e.report.command === command && e.report.state === "staged"), "the staged report", 10_000);
+    expect(fixture.logged("agent.state.write-failed")).toEqual([]);
+  }, 150_000);
+});

@@ -1,0 +1,111 @@
+/**
+ * What a soak run (a power-cut trial, a fault scenario) stands on: its own folder with a copy of
+ * the fixture's server data, a qcow2 overlay over the enrolled v1 disk opened `cache=none`, the
+ * real `serve` with the chosen release on the channel, and the VM it powers on. The server can be
+ * killed with -9 and started again on the same data, as an operator's crash would.
+ */
+import { cp, mkdir, rm, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { execa } from "execa";
+import { TestConsole } from "../../qemu/test-console.ts";
+import { Vm, accelFromEnv, type VmOptions } from "../../qemu/vm.ts";
+import { serveRelease, type PowerCutFixture, type Release } from "./power-cut/fixture.ts";
+import { SoakServer } from "./power-cut/server.ts";
+
+/** A report the device sent, as the server's device events list it. */
+export type DeviceReport = { state: string; command?: string; [key: string]: unknown };
+
+export interface DeviceView {
+  device: any;
+  events: any[];
+}
+
+export class SoakRig {
+  private powerOns = 0;
+  vm: Vm | null = null;
+
+  private constructor(
+    readonly fixture: PowerCutFixture,
+    readonly dir: string,
+    private serverNow: SoakServer,
+    private readonly vmOptions: Partial<VmOptions>,
+  ) {}
+
+  /** Sets up `dir` (emptied first) for a run that rolls out `release`. */
+  static async open(fixture: PowerCutFixture, dir: string, release: Release, vmOptions: Partial<VmOptions> = {}): Promise<SoakRig> {
+    await rm(dir, { recursive: true, force: true });
+    await mkdir(dir, { recursive: true });
+    await cp(fixture.baseData, join(dir, "data"), { recursive: true });
+    await execa("qemu-img", ["create", "-q", "-f", "qcow2", "-b", fixture.baseDisk, "-F", "raw", join(dir, "disk.qcow2")]);
+    await serveRelease(fixture, release);
+    return new SoakRig(fixture, dir, await SoakServer.start(SoakRig.serverOptions(fixture, dir)), vmOptions);
+  }
+
+  private static serverOptions(fixture: PowerCutFixture, dir: string) {
+    const { repo, tlsDir, trust, httpPort, mqttPort, enrollmentSecretFile } = fixture;
+    return { repo, data: join(dir, "data"), tlsDir, trust, httpPort, mqttPort, enrollmentSecretFile };
+  }
+
+  get server(): SoakServer {
+    return this.serverNow;
+  }
+
+  get consoleSocket(): string {
+    return join(this.dir, "console.sock");
+  }
+
+  console(): TestConsole {
+    return new TestConsole(this.consoleSocket);
+  }
+
+  /** Starts the VM (a cold boot), its serial log in serial-N.log for the Nth power-on. */
+  async powerOn(): Promise<Vm> {
+    this.powerOns++;
+    const vm = new Vm({
+      disk: join(this.dir, "disk.qcow2"), diskFormat: "qcow2", diskCache: "none", arch: this.fixture.arch,
+      serialLog: join(this.dir, `serial-${this.powerOns}.log`), accel: accelFromEnv(), testConsoleSocket: this.consoleSocket,
+      ...this.vmOptions,
+    });
+    await vm.start();
+    this.vm = vm;
+    return vm;
+  }
+
+  /** The server's record of the device and its events, newest first. */
+  async device(): Promise<DeviceView> {
+    return (await this.serverNow.api(`devices/${this.fixture.deviceId}`)) as DeviceView;
+  }
+
+  /** The reports for `command` the server received since `since` (ms), newest first. */
+  static reports(events: any[], command: string, since = 0): DeviceReport[] {
+    return events.filter((e) => e.kind === "report" && e.report.command === command && Date.parse(e.at) >= since).map((e) => e.report as DeviceReport);
+  }
+
+  /** Rolls the channel's current release out to the fixture's device alone; returns the command id. */
+  async rollOut(release: Release): Promise<string> {
+    const { rollout } = await this.serverNow.api("rollouts", { ref: this.fixture.ref, select: { devices: [this.fixture.deviceId] }, waves: "100%", waveDelay: "0s", waveTimeout: "2h", maxFailures: "100%" });
+    if (rollout.version !== release.version) throw new Error(`the rollout is for version ${rollout.version}, not ${release.version}: the channel's manifest was not switched`);
+    return rollout.id as string;
+  }
+
+  /** `kill -9` of serve: no shutdown, nothing flushed that was not already. */
+  async killServer(): Promise<void> {
+    await this.serverNow.kill();
+  }
+
+  /** serve again on the same data folder and ports. */
+  async restartServer(): Promise<void> {
+    await this.serverNow.stop();
+    const log = this.serverNow.log();
+    this.serverNow = await SoakServer.start(SoakRig.serverOptions(this.fixture, this.dir));
+    this.serverNow.prependLog(log);
+  }
+
+  /** Stops the VM and the server; keeps the folder (with the server's log) when `keep`. */
+  async close(keep: boolean): Promise<void> {
+    await this.vm?.stop();
+    await this.serverNow.stop();
+    if (keep) await writeFile(join(this.dir, "serve.log"), this.serverNow.log());
+    else await rm(this.dir, { recursive: true, force: true });
+  }
+}
