@@ -14,6 +14,7 @@ import { MqttClient } from "../mqtt/client.ts";
 import type { DeviceIdentity } from "./identity.ts";
 import { AgentConfigError } from "../config/settings.ts";
 import { brokerCredentials } from "./broker-certificate.ts";
+import { ServerClock } from "./server-clock.ts";
 
 export interface MqttLinkOptions {
   settings: Pick<AgentSettings, "mqtt" | "mqttAuth" | "groups" | "caFile" | "server" | "stateDir">;
@@ -22,6 +23,8 @@ export interface MqttLinkOptions {
   enrollmentSecret: Uint8Array | null;
   onCommand: (payload: Buffer) => void;
   onConnected: () => void;
+  /** The server's time, which tokens are stamped with; measured again when the broker refuses one (default: one of its own). */
+  serverClock?: ServerClock;
   log: Logger;
 }
 
@@ -40,14 +43,15 @@ export function connectMqtt(options: MqttLinkOptions): MqttLink {
   const { identity, settings, log } = options;
   const id = identity.deviceId;
   const prefix = DEFAULT_TOPIC_PREFIX;
-  const token = () => createDeviceToken(id, identity.key, new Date(), undefined, options.enrollmentSecret);
+  const serverClock = options.serverClock ?? new ServerClock({ server: settings.server, log });
+  const token = () => createDeviceToken(id, identity.key, serverClock.now(), undefined, options.enrollmentSecret);
   let connectedOnce = false;
   const waiters = new Set<() => void>();
   if (settings.mqttAuth === "certificate" && !settings.mqtt.startsWith("mqtts://")) {
     throw new AgentConfigError(`mqttAuth 'certificate' needs an mqtts:// broker, not ${settings.mqtt}: a client certificate is presented in the TLS handshake`);
   }
   const tlsCredentials = settings.mqttAuth === "certificate"
-    ? () => brokerCredentials({ server: settings.server, caFile: settings.caFile, stateDir: settings.stateDir, identity, enrollmentSecret: options.enrollmentSecret, now: () => new Date(), log })
+    ? () => brokerCredentials({ server: settings.server, caFile: settings.caFile, stateDir: settings.stateDir, identity, enrollmentSecret: options.enrollmentSecret, now: () => serverClock.now(), log })
     : undefined;
 
   const client: MqttClient = new MqttClient({
@@ -77,7 +81,11 @@ export function connectMqtt(options: MqttLinkOptions): MqttLink {
       })().catch((error: Error) => log.warn({ event: "agent.mqtt.setup.failed", err: error }, `after connecting: ${error.message}`));
     },
     onMessage: (_topic, payload) => options.onCommand(payload),
-    onError: (error) => log.warn({ event: "agent.mqtt.error", err: error }, `broker: ${error.message}`),
+    onError: (error) => {
+      log.warn({ event: "agent.mqtt.error", err: error }, `broker: ${error.message}`);
+      // A refused token may be this device's clock, not its key: read the server's time before the next try.
+      if (settings.mqttAuth === "token" && /refused the connection/.test(error.message)) void serverClock.measure();
+    },
   });
 
   // The server opens group topics for the groups its operator assigned, which may come after the

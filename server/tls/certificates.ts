@@ -65,14 +65,21 @@ function rdn(value: string): string {
   return value.replace(/([,+"\\<>;=])/g, "\\$1");
 }
 
-/** A new self-signed CA valid `days` from `now` (backdated an hour for clocks a little behind). */
+/**
+ * How far back every certificate's validity starts: a device without a battery-backed clock or
+ * NTP may boot a day or more behind, and an hour of slack refused it (docs/agent.md, "Clocks").
+ * It widens nothing that matters: a certificate's end is where it always was.
+ */
+export const BACKDATE_MS = 7 * DAY_MS;
+
+/** A new self-signed CA valid `days` from `now` (backdated a week for clocks behind). */
 export async function createCa(options: { commonName: string; now?: Date; days?: number }): Promise<IssuedPair> {
   const now = options.now ?? new Date();
   const keys = await generateKeys();
   const certificate = await x509.X509CertificateGenerator.createSelfSigned({
     serialNumber: serialNumber(),
     name: `CN=${rdn(options.commonName)}`,
-    notBefore: new Date(now.getTime() - 3_600_000),
+    notBefore: new Date(now.getTime() - BACKDATE_MS),
     notAfter: new Date(now.getTime() + (options.days ?? CA_DAYS) * DAY_MS),
     keys,
     signingAlgorithm: ALGORITHM,
@@ -107,7 +114,7 @@ export async function issueServerCertificate(ca: IssuedPair, hosts: string[], op
     serialNumber: serialNumber(),
     subject: `CN=${rdn(names[0]!)}`,
     issuer: issuer.certificate.subject,
-    notBefore: new Date(now.getTime() - 3_600_000),
+    notBefore: new Date(now.getTime() - BACKDATE_MS),
     notAfter: new Date(now.getTime() + (options.days ?? SERVER_DAYS) * DAY_MS),
     signingKey: issuer.key,
     publicKey: keys.publicKey,
@@ -154,7 +161,7 @@ export async function issueClientCertificate(ca: IssuedPair, request: ClientCert
     serialNumber: serialNumber(),
     subject: `CN=${rdn(request.commonName)}`,
     issuer: issuer.certificate.subject,
-    notBefore: new Date(now.getTime() - 3_600_000),
+    notBefore: new Date(now.getTime() - BACKDATE_MS),
     notAfter,
     signingKey: issuer.key,
     publicKey,

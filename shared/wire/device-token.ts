@@ -73,7 +73,7 @@ export function verifyDeviceToken(text: string, now: Date): { token: DeviceToken
   const issued = Date.parse(token.issued);
   const expires = Date.parse(token.expires);
   if (issued - CLOCK_SKEW_SECONDS * 1000 > now.getTime()) throw new DeviceTokenError(`issued in the future (${token.issued}); check the device clock`);
-  if (expires <= now.getTime()) throw new DeviceTokenError(`expired at ${token.expires}`);
+  if (expires <= now.getTime()) throw new DeviceTokenError(`expired at ${token.expires} (the server's time is ${now.toISOString()}: a device clock behind makes its tokens expired)`);
   if (expires - issued > MAX_TOKEN_LIFETIME_SECONDS * 1000) throw new DeviceTokenError(`lives longer than ${MAX_TOKEN_LIFETIME_SECONDS} s`);
   return { token, publicKey };
 }

@@ -16,7 +16,7 @@ import { readCommitObject, resolveRef } from "../../shared/ostree/repo.ts";
 import { publish, type PublishKeys } from "../../server/publish/publish.ts";
 
 export interface OverlayFile {
-  content: string;
+  content: string | Uint8Array;
   mode?: number;
 }
 
@@ -30,6 +30,8 @@ export async function publishDerivedRelease(options: {
   files: Record<string, OverlayFile>;
   /** The tree to start from (default: the ref's head). Version and sequence always follow the head. */
   base?: string;
+  /** How long the channel manifest stays valid (default a day). */
+  expiresInSeconds?: number;
   log: Logger;
 }): Promise<{ commit: string; version: string }> {
   const head = await resolveRef(options.repo, options.ref);
@@ -56,6 +58,6 @@ export async function publishDerivedRelease(options: {
     timestamp: sourceDateEpoch + info.sequence,
     ...encodeImageCommitMetadata({ ...info, version, sequence: info.sequence + 1, sourceDateEpoch, kernel: metadataString(parentCommit, META.linux) ?? null }),
   });
-  await publish({ repo: options.repo, ref: options.ref, ...options.keys, channel: "stable", deltaDepth: 3, scratchDelta: false, expiresInSeconds: 86400, log: options.log });
+  await publish({ repo: options.repo, ref: options.ref, ...options.keys, channel: "stable", deltaDepth: 3, scratchDelta: false, expiresInSeconds: options.expiresInSeconds ?? 86400, log: options.log });
   return { commit, version };
 }

@@ -51,10 +51,20 @@ export interface PowerCutFixture {
   baseData: string;
   deviceId: string;
   bootTries: number;
-  releases: { v1: Release; v2: Release; v3: Release };
+  /**
+   * v2: good; v3: its required health check fails; v4: good and big (a 48 MiB file of random bytes:
+   * a download long enough to cut the network or fill the disk in the middle of).
+   */
+  releases: { v1: Release; v2: Release; v3: Release; v4?: Release };
 }
 
+/** The size of v4's random file. */
+export const BIG_RELEASE_BYTES = 48 * 1024 * 1024;
+
 export const BOOT_TRIES = 2;
+
+/** Manifests stay valid for 30 days: a fixture is reused across sessions, and a device's clock may run a day ahead. */
+const MANIFEST_SECONDS = 30 * 86400;
 
 export async function preparePowerCutFixture(options: { dir: string; arch: VmArchitecture; cacheDir: string; log: Logger; progress?: (line: string) => void }): Promise<PowerCutFixture> {
   const { dir, arch, log } = options;
@@ -73,7 +83,7 @@ export async function preparePowerCutFixture(options: { dir: string; arch: VmArc
 
   say(`composing appliance-minimal for qemu-${arch} (v1)`);
   await compose({ recipesDir: DEFAULT_RECIPES_DIR, image: "appliance-minimal", machine: `qemu-${arch}`, repo, cacheDir: options.cacheDir, indexMaxAgeSeconds: 7 * 86400, trustRoot: join(trust, "root.json"), log, progress: createComposeProgress(log) });
-  const publishOptions = { repo, ref, ...keys, channel: "stable", deltaDepth: 3, scratchDelta: false, expiresInSeconds: 7 * 86400, log };
+  const publishOptions = { repo, ref, ...keys, channel: "stable", deltaDepth: 3, scratchDelta: false, expiresInSeconds: MANIFEST_SECONDS, log };
   const v1 = await publish(publishOptions);
   const keep = async (name: string) => {
     const file = join(dir, "manifests", `${name}.json`);
@@ -82,15 +92,18 @@ export async function preparePowerCutFixture(options: { dir: string; arch: VmArc
   };
   const releases = {
     v1: { commit: v1.commit, version: v1.version, manifestFile: await keep("v1") },
-    v2: { ...(await publishDerivedRelease({ repo, ref, keys, workDir: dir, log, base: v1.commit, files: { "usr/lib/apt-ostree-soak/release": { content: "2\n" } } })), manifestFile: "" },
+    v2: { ...(await publishDerivedRelease({ repo, ref, keys, workDir: dir, log, base: v1.commit, expiresInSeconds: MANIFEST_SECONDS, files: { "usr/lib/apt-ostree-soak/release": { content: "2\n" } } })), manifestFile: "" },
     v3: { commit: "", version: "", manifestFile: "" },
   };
   releases.v2.manifestFile = await keep("v2");
   const v3 = await publishDerivedRelease({
-    repo, ref, keys, workDir: dir, log, base: v1.commit,
+    repo, ref, keys, workDir: dir, log, base: v1.commit, expiresInSeconds: MANIFEST_SECONDS,
     files: { "usr/etc/apt-ostree/health.d/required/50-soak-broken": { content: "#!/bin/sh\necho 'this release is broken on purpose' >&2\nexit 1\n", mode: 0o755 } },
   });
   releases.v3 = { ...v3, manifestFile: await keep("v3") };
+  say("publishing v4 (48 MiB more)");
+  const v4 = await publishDerivedRelease({ repo, ref, keys, workDir: dir, log, base: v1.commit, expiresInSeconds: MANIFEST_SECONDS, files: { "usr/lib/apt-ostree-soak/big": { content: randomBytes(BIG_RELEASE_BYTES) } } });
+  const releasesAll = { ...releases, v4: { ...v4, manifestFile: await keep("v4") } };
 
   const httpPort = await freePort();
   const mqttPort = await freePort();
@@ -115,7 +128,7 @@ export async function preparePowerCutFixture(options: { dir: string; arch: VmArc
       // A clean shutdown, so the base disk is consistent; the console's shell dies with it.
       await new TestConsole(socket).run("systemctl poweroff", 60_000).catch(() => undefined);
       await until(() => !vm.running, "the VM to power off", 5 * 60_000, { intervalMs: 1000 });
-      return { dir, arch, ref, repo, trust, tlsDir, enrollmentSecretFile, httpPort, mqttPort, baseDisk, baseData, deviceId: device.id, bootTries: BOOT_TRIES, releases };
+      return { dir, arch, ref, repo, trust, tlsDir, enrollmentSecretFile, httpPort, mqttPort, baseDisk, baseData, deviceId: device.id, bootTries: BOOT_TRIES, releases: releasesAll };
     } finally {
       await vm.stop();
     }
