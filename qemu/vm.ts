@@ -8,6 +8,7 @@
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { open, readFile } from "node:fs/promises";
+import { qmpCommand } from "./qmp.ts";
 import { AptOstreeError } from "../shared/errors.ts";
 import { TEST_CONSOLE_PORT } from "./disk.ts";
 
@@ -44,7 +45,14 @@ export interface VmOptions {
   diskCache?: "unsafe" | "none";
   /** A Unix socket for the guest's test console port (qemu/test-console.ts), for disks built with --test-console. */
   testConsoleSocket?: string;
+  /** A Unix socket for QMP, qemu's machine protocol (`setLink`). */
+  qmpSocket?: string;
+  /** Where the guest's real-time clock starts (default: the host's time), e.g. a day behind. */
+  rtcBase?: Date;
 }
+
+/** The guest's network card's netdev, named for QMP's set_link. */
+export const NETDEV_ID = "net0";
 
 export class VmError extends AptOstreeError {
   constructor(message: string) {
@@ -61,7 +69,9 @@ export function qemuArgs(options: VmOptions): string[] {
     ...machine.machine, ...machine.firmware, "-accel", accel === "kvm" ? "kvm" : "tcg,thread=multi", "-cpu", accel === "kvm" ? "host" : machine.tcgCpu,
     "-smp", String(options.cpus ?? 2), "-m", String(options.memoryMiB ?? 1536),
     "-drive", `file=${options.disk},format=${options.diskFormat ?? "raw"},if=virtio,cache=${options.diskCache ?? "unsafe"}`,
-    "-nic", "user,model=virtio-net-pci",
+    "-netdev", `user,id=${NETDEV_ID}`, "-device", `virtio-net-pci,netdev=${NETDEV_ID}`,
+    ...(options.qmpSocket ? ["-qmp", `unix:${options.qmpSocket},server=on,wait=off`] : []),
+    ...(options.rtcBase ? ["-rtc", `base=${options.rtcBase.toISOString().slice(0, 19)}`] : []),
     "-device", "i6300esb", "-action", "watchdog=reset",
     "-serial", `file:${options.serialLog}`,
     ...(options.testConsoleSocket
@@ -119,6 +129,12 @@ export class Vm {
       if (Date.now() > deadline) throw new VmError(`no ${pattern} on the serial console within ${Math.round(timeoutMs / 1000)} s; last lines:\n${text.trimEnd().split("\n").slice(-15).join("\n")}`);
       await new Promise((resolve) => setTimeout(resolve, 1000));
     }
+  }
+
+  /** Plugs the guest's network cable out (false) or in (true), as qemu's `set_link` does; needs `qmpSocket`. */
+  async setLink(up: boolean): Promise<void> {
+    if (!this.options.qmpSocket) throw new VmError("setLink needs the VM started with a qmpSocket");
+    await qmpCommand(this.options.qmpSocket, "set_link", { name: NETDEV_ID, up });
   }
 
   /** The power cut: SIGKILL, so nothing the guest had not yet written reaches the disk. */

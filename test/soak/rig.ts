@@ -11,6 +11,14 @@ import { TestConsole } from "../../qemu/test-console.ts";
 import { Vm, accelFromEnv, type VmOptions } from "../../qemu/vm.ts";
 import { serveRelease, type PowerCutFixture, type Release } from "./power-cut/fixture.ts";
 import { SoakServer } from "./power-cut/server.ts";
+import { ThrottleProxy } from "./throttle-proxy.ts";
+import { freePort } from "../helpers/mosquitto.ts";
+
+export interface RigOptions {
+  vm?: Partial<VmOptions>;
+  /** Serve HTTP to the device through a proxy at this rate per connection (the server moves to another port). */
+  throttleBytesPerSecond?: number;
+}
 
 /** A report the device sent, as the server's device events list it. */
 export type DeviceReport = { state: string; command?: string; [key: string]: unknown };
@@ -28,21 +36,30 @@ export class SoakRig {
     readonly fixture: PowerCutFixture,
     readonly dir: string,
     private serverNow: SoakServer,
+    private readonly httpPort: number,
     private readonly vmOptions: Partial<VmOptions>,
+    /** The proxy between the device and the server's HTTP, when throttled. */
+    readonly proxy: ThrottleProxy | null,
   ) {}
 
   /** Sets up `dir` (emptied first) for a run that rolls out `release`. */
-  static async open(fixture: PowerCutFixture, dir: string, release: Release, vmOptions: Partial<VmOptions> = {}): Promise<SoakRig> {
+  static async open(fixture: PowerCutFixture, dir: string, release: Release, options: RigOptions = {}): Promise<SoakRig> {
     await rm(dir, { recursive: true, force: true });
     await mkdir(dir, { recursive: true });
     await cp(fixture.baseData, join(dir, "data"), { recursive: true });
     await execa("qemu-img", ["create", "-q", "-f", "qcow2", "-b", fixture.baseDisk, "-F", "raw", join(dir, "disk.qcow2")]);
     await serveRelease(fixture, release);
-    return new SoakRig(fixture, dir, await SoakServer.start(SoakRig.serverOptions(fixture, dir)), vmOptions);
+    // The disk names the fixture's port: a throttled run puts the proxy there and the server behind it.
+    const httpPort = options.throttleBytesPerSecond ? await freePort() : fixture.httpPort;
+    const server = await SoakServer.start(SoakRig.serverOptions(fixture, dir, httpPort));
+    const proxy = options.throttleBytesPerSecond
+      ? await ThrottleProxy.start({ listenPort: fixture.httpPort, targetPort: httpPort, bytesPerSecond: options.throttleBytesPerSecond })
+      : null;
+    return new SoakRig(fixture, dir, server, httpPort, options.vm ?? {}, proxy);
   }
 
-  private static serverOptions(fixture: PowerCutFixture, dir: string) {
-    const { repo, tlsDir, trust, httpPort, mqttPort, enrollmentSecretFile } = fixture;
+  private static serverOptions(fixture: PowerCutFixture, dir: string, httpPort: number) {
+    const { repo, tlsDir, trust, mqttPort, enrollmentSecretFile } = fixture;
     return { repo, data: join(dir, "data"), tlsDir, trust, httpPort, mqttPort, enrollmentSecretFile };
   }
 
@@ -63,7 +80,7 @@ export class SoakRig {
     this.powerOns++;
     const vm = new Vm({
       disk: join(this.dir, "disk.qcow2"), diskFormat: "qcow2", diskCache: "none", arch: this.fixture.arch,
-      serialLog: join(this.dir, `serial-${this.powerOns}.log`), accel: accelFromEnv(), testConsoleSocket: this.consoleSocket,
+      serialLog: join(this.dir, `serial-${this.powerOns}.log`), accel: accelFromEnv(), testConsoleSocket: this.consoleSocket, qmpSocket: join(this.dir, "qmp.sock"),
       ...this.vmOptions,
     });
     await vm.start();
@@ -97,13 +114,14 @@ export class SoakRig {
   async restartServer(): Promise<void> {
     await this.serverNow.stop();
     const log = this.serverNow.log();
-    this.serverNow = await SoakServer.start(SoakRig.serverOptions(this.fixture, this.dir));
+    this.serverNow = await SoakServer.start(SoakRig.serverOptions(this.fixture, this.dir, this.httpPort));
     this.serverNow.prependLog(log);
   }
 
   /** Stops the VM and the server; keeps the folder (with the server's log) when `keep`. */
   async close(keep: boolean): Promise<void> {
     await this.vm?.stop();
+    await this.proxy?.close();
     await this.serverNow.stop();
     if (keep) await writeFile(join(this.dir, "serve.log"), this.serverNow.log());
     else await rm(this.dir, { recursive: true, force: true });

@@ -5,7 +5,7 @@
  * scenario promises, from the server and from inside the VM. A failed scenario keeps its folder.
  */
 import { join } from "node:path";
-import type { VmOptions } from "../../../qemu/vm.ts";
+import type { RigOptions } from "../rig.ts";
 import { Prng } from "../../fuzz/prng.ts";
 import { SoakRig } from "../rig.ts";
 import type { PowerCutFixture } from "../power-cut/fixture.ts";
@@ -29,8 +29,8 @@ export interface FaultScenario {
   /** What must happen, as docs/agent.md or the issue says it. */
   expected: string;
   release: "v2" | "v3" | "v4";
-  /** VM options for this scenario (a clock off by a day). */
-  vm?: (prng: Prng) => Partial<VmOptions>;
+  /** How the rig is set up for this scenario (a clock off by a day, a throttled link). */
+  rig?: (prng: Prng) => RigOptions;
   run: (run: ScenarioRun) => Promise<void>;
 }
 
@@ -52,7 +52,7 @@ export async function runScenario(fixture: PowerCutFixture, scenario: FaultScena
   const dir = join(fixture.dir, "faults", `${String(index).padStart(3, "0")}-${scenario.name}`);
   const started = Date.now();
   const result: ScenarioResult = { name: scenario.name, seed, passed: false, seconds: 0, notes: [], failures: [], artifacts: null };
-  const rig = await SoakRig.open(fixture, dir, release, scenario.vm?.(prng) ?? {});
+  const rig = await SoakRig.open(fixture, dir, release, scenario.rig?.(prng) ?? {});
   try {
     await scenario.run({
       rig, fixture, prng, slow: fixture.arch === "arm64" ? 3 : 1, say,

@@ -15,8 +15,20 @@ describe("qemu command line", () => {
     for (const args of [amd64, arm64]) {
       expect(option(args, "-serial")).toBe("file:/s.log");
       expect(option(args, "-drive")).toBe("file=/d.img,format=raw,if=virtio,cache=unsafe");
-      expect(option(args, "-device")).toBe("i6300esb");
+      expect(args).toContain("i6300esb");
+      // The card's netdev has a name QMP's set_link can use.
+      expect(option(args, "-netdev")).toBe("user,id=net0");
+      expect(args).toContain("virtio-net-pci,netdev=net0");
     }
+  });
+
+  it("adds a QMP socket and a guest clock start only when asked", () => {
+    const plain = qemuArgs({ disk: "/d.img", serialLog: "/s.log" });
+    expect(plain).not.toContain("-qmp");
+    expect(plain).not.toContain("-rtc");
+    const args = qemuArgs({ disk: "/d.img", serialLog: "/s.log", qmpSocket: "/run/q.sock", rtcBase: new Date("2026-12-06T07:08:09.123Z") });
+    expect(option(args, "-qmp")).toBe("unix:/run/q.sock,server=on,wait=off");
+    expect(option(args, "-rtc")).toBe("base=2026-12-06T07:08:09");
   });
 
   it("refuses KVM for an arm64 guest and a bad APT_OSTREE_QEMU_ACCEL", () => {
