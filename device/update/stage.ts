@@ -134,8 +134,8 @@ export async function stageUpdate(request: StageRequest): Promise<StageResult> {
     await runOstree(["prune", `--repo=${repo}`, "--refs-only"]).catch((pruneError: Error) => log.warn({ event: "stage.prune.failed", err: pruneError }, "could not prune the refused commit"));
     throw new StageError(`refusing ${manifest.version} (${manifest.commit.slice(0, 12)}): ${errorChain(error)}`, false, error);
   }
-  await setRef(repo, manifest.ref, manifest.commit);
   try {
+    await setRef(repo, manifest.ref, manifest.commit);
     await deployRetaining({ sysroot: request.sysroot, rootDir: request.rootDir, osname: request.osname, revision: manifest.ref, stage: request.stage, before: request.deployments });
   } catch (error) {
     throw new StageError(`cannot deploy ${manifest.version}: ${errorChain(error)}${isOutOfSpace(error) ? "; waiting for space" : ""}`, false, error, isOutOfSpace(error));
