@@ -39,9 +39,9 @@ export const MAX_PENDING_COMMANDS = 4;
 /** A burst of commands or polls walks the server's roots once, not once each. */
 export const TRUST_REFRESH_MS = 10_000;
 
-/** The boot unit that clears the counter after boot-complete.target (device/units). */
 /** A state file that could not be written (/var full) is tried again after this long. */
 export const STATE_WRITE_RETRY_MS = 30_000;
+/** The boot unit that clears the counter after boot-complete.target (device/units). */
 const BLESS_UNIT = "apt-ostree-bless.service";
 const BLESS_WAIT_MS = 15 * 60_000;
 
@@ -85,6 +85,8 @@ export class Agent {
   private readonly timers = new Set<NodeJS.Timeout>();
   private stopped = false;
   private stageAbort: AbortController | null = null;
+  /** A download-progressed event is queued: one per resumed download is enough. */
+  private clearingWait = false;
   private readonly facts: DeviceFacts;
   private readonly reporter: Reporter;
   private readonly now: () => Date;
@@ -196,14 +198,7 @@ export class Agent {
       return;
     }
     // Persisted before anything is done for it: after a power cut an older command stays refused.
-    try {
-      await this.rememberCommand(acceptedAfter(command, this.record.lastCommand), withdrawnAfter(command, this.record.withdrawn ?? [], this.record.lastCommand, this.state));
-    } catch (error) {
-      // Not taken: nothing is done for a command the state file does not hold. Taken again later.
-      log.error({ event: "agent.command.deferred", command: command.id, err: error }, `cannot write the state file for command ${command.id} (${errorChain(error)}); taking it again in ${STATE_WRITE_RETRY_MS / 1000} s`);
-      this.later(STATE_WRITE_RETRY_MS, () => this.onCommand(payload));
-      return;
-    }
+    await this.rememberCommand(acceptedAfter(command, this.record.lastCommand), withdrawnAfter(command, this.record.withdrawn ?? [], this.record.lastCommand, this.state), command.id);
     this.lastTakenDigest = digest;
     switch (command.type) {
       case "withdraw":
@@ -219,18 +214,33 @@ export class Agent {
     }
   }
 
-  private async rememberCommand(accepted: AcceptedCommand | undefined, withdrawn: WithdrawnUpdate[]): Promise<void> {
+  private async rememberCommand(accepted: AcceptedCommand | undefined, withdrawn: WithdrawnUpdate[], id: string): Promise<void> {
     const kept = this.record.withdrawn ?? [];
     const sameWithdrawn = withdrawn.length === kept.length && withdrawn.every((w, i) => w === kept[i]);
     if (accepted === this.record.lastCommand && sameWithdrawn) return;
-    const before = this.record;
     this.record = { ...this.record, lastCommand: accepted, ...(withdrawn.length > 0 || this.record.withdrawn ? { withdrawn } : {}) };
-    try {
-      await this.persist();
-    } catch (error) {
-      this.record = { ...this.record, lastCommand: before.lastCommand, withdrawn: before.withdrawn };
-      if (before.withdrawn === undefined) delete this.record.withdrawn;
-      throw error;
+    await this.persistPatiently(`command ${id}`);
+  }
+
+  /**
+   * Write-ahead, whatever it takes: a state file that cannot be written (/var full, a failing
+   * disk) is written again every STATE_WRITE_RETRY_MS until it is, and nothing after it in the
+   * event queue or the command queue runs meanwhile, so no effect runs ahead of its state and
+   * events keep their order. A crash meanwhile resumes from the file, where this step never happened.
+   */
+  private async persistPatiently(what: string): Promise<void> {
+    for (let tries = 1; ; tries++) {
+      try {
+        await this.persist();
+        if (tries > 1) this.options.log.warn({ event: "agent.state.written", what, tries }, `the state file for ${what} is written (try ${tries})`);
+        return;
+      } catch (error) {
+        if (this.stopped) throw error;
+        if (tries === 1 || tries % 10 === 0) {
+          this.options.log.error({ event: "agent.state.write-failed", err: error, what, tries }, `cannot write the state file for ${what} (${errorChain(error)}); waiting, trying again every ${STATE_WRITE_RETRY_MS / 1000} s`);
+        }
+        await new Promise((resolve) => setTimeout(resolve, STATE_WRITE_RETRY_MS));
+      }
     }
   }
 
@@ -342,7 +352,8 @@ export class Agent {
   private async rememberAccepted(ref: string, sequence: number): Promise<void> {
     if ((this.acceptedSequence(ref) ?? 0) >= sequence) return;
     this.record = { ...this.record, acceptedSequences: withAcceptedSequence(this.record.acceptedSequences, ref, sequence) };
-    await this.persist();
+    // Patient: a failure here after a deploy would call a staged update failed (and it would boot unwatched).
+    await this.persistPatiently(`the accepted sequence ${sequence} of ${ref}`);
   }
 
   /** After the CLI changed the deployment list: a staged update that is gone no longer is one. */
@@ -421,18 +432,8 @@ export class Agent {
   private async handle(event: AgentEvent): Promise<void> {
     const transition = step(this.record.state, event);
     if (transition.state !== this.record.state) {
-      const before = this.record.state;
       this.record = { ...this.record, state: transition.state };
-      try {
-        await this.persist();
-      } catch (error) {
-        // Write-ahead: without the new state on disk its effects must not run. The agent stays
-        // where the file says it is and takes the event again later (/var full, a failing disk).
-        this.record = { ...this.record, state: before };
-        this.options.log.error({ event: "agent.state.write-failed", err: error, agentEvent: event.type, state: transition.state.name }, `cannot write the state file for ${event.type} -> ${transition.state.name} (${errorChain(error)}); trying again in ${STATE_WRITE_RETRY_MS / 1000} s`);
-        this.later(STATE_WRITE_RETRY_MS, () => this.dispatch(event));
-        return;
-      }
+      await this.persistPatiently(`${event.type} -> ${transition.state.name}`);
       for (const watcher of this.stateWatchers) watcher();
       this.options.log.info({ event: "agent.state", state: transition.state.name, on: event.type }, `${event.type} -> ${transition.state.name}`);
     }
@@ -446,7 +447,10 @@ export class Agent {
         log[effect.level]({ event: "agent.note" }, effect.message);
         return;
       case "report":
-        return this.sendReport(await this.stateReport());
+        // A report that cannot be sent (its counter ceiling not written) must not stop the effects after it (a reboot).
+        return this.sendReport(await this.stateReport()).catch((error: unknown) => {
+          log.warn({ event: "agent.report.failed", err: error }, `cannot send a report: ${errorChain(error)}`);
+        });
       case "stage":
         this.later(effect.delayMs, () => this.runStage(effect.target, effect.attempt, effect.waits ?? 0));
         return;
@@ -583,6 +587,11 @@ export class Agent {
 
   private onProgress(bytes: number, total: number): void {
     this.progress = { bytes, total };
+    const state = this.state;
+    if (state.name === "downloading" && state.waiting && !this.clearingWait) {
+      this.clearingWait = true;
+      void this.dispatch({ type: "download-progressed" }).finally(() => (this.clearingWait = false));
+    }
     const now = Date.now();
     if (now - this.lastProgressSent < 1000 && bytes < total) return;
     this.lastProgressSent = now;

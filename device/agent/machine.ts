@@ -63,6 +63,8 @@ export type AgentEvent =
   | { type: "cancelled" }
   /** The deployment list changed outside the agent (`apt-ostree rollback`, `cleanup -p`). */
   | { type: "deployments-changed"; deployedCommits: string[] }
+  /** Bytes flow again after a wait: the next outage starts its backoff afresh and is reported again. */
+  | { type: "download-progressed" }
   /** `transient`: the surroundings failed (network, space), not the update: retried without spending an attempt. */
   | { type: "stage-failed"; error: string; retryable: boolean; transient?: boolean }
   /** The reboot strategy says now (immediately, in the window, or on the server's command). */
@@ -129,6 +131,9 @@ export function step(state: AgentState, event: AgentEvent): Transition {
     case "stage-succeeded":
       if (state.name !== "downloading") throw new IllegalTransitionError(state.name, event.type);
       return { state: { name: "staged", target: state.target }, effects: state.target.manual ? [{ kind: "report" }] : [{ kind: "report" }, { kind: "ask-reboot-strategy" }] };
+    case "download-progressed":
+      if (state.name !== "downloading" || !state.waiting) return { state, effects: [] };
+      return { state: { name: "downloading", target: state.target, attempt: state.attempt }, effects: [] };
     case "stage-failed": {
       if (state.name !== "downloading") throw new IllegalTransitionError(state.name, event.type);
       if (event.transient) {

@@ -14,12 +14,15 @@ import { loadHttpClient } from "../update/load-http-client.ts";
 /** An offset below this is the Date header's one-second resolution and the round trip, not a wrong clock. */
 const NEGLIGIBLE_MS = 2000;
 const MEASURE_TIMEOUT_MS = 10_000;
+/** At most one measurement this often: a broker that refuses over and over does not make the fleet hammer /healthz. */
+export const MEASURE_INTERVAL_MS = 60_000;
 
 export type ServerTimeFetch = (url: string) => Promise<{ date: string | undefined }>;
 
 export class ServerClock {
   private offsetMs = 0;
   private measuring: Promise<void> | null = null;
+  private lastMeasured = Number.NEGATIVE_INFINITY;
 
   constructor(
     private readonly options: { server: string; log: Logger; fetchDate?: ServerTimeFetch; now?: () => number },
@@ -35,9 +38,13 @@ export class ServerClock {
     return Math.round(this.offsetMs / 1000);
   }
 
-  /** Measures the offset again (one at a time); a failure leaves the last offset and is logged. */
+  /** Measures the offset again (one at a time, at most once a minute); a failure leaves the last offset and is logged. */
   measure(): Promise<void> {
-    this.measuring ??= this.measureOnce().finally(() => (this.measuring = null));
+    if (this.measuring) return this.measuring;
+    // Monotonic: the wall clock is the very thing that may be stepped.
+    if (performance.now() - this.lastMeasured < MEASURE_INTERVAL_MS) return Promise.resolve();
+    this.lastMeasured = performance.now();
+    this.measuring = this.measureOnce().finally(() => (this.measuring = null));
     return this.measuring;
   }
 

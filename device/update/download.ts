@@ -163,7 +163,10 @@ async function fetchInto(url: string, part: string, have: number, expected: Delt
     if (error instanceof DownloadError) throw error;
     if (stalled) throw new DownloadError("E_DOWNLOAD_STALLED", `GET ${url}: no progress for ${options.stallMs / 1000} s; will resume`, { retryable: true, transient: true, cause: error });
     if (options.signal?.aborted) throw error;
-    throw new DownloadError("E_DOWNLOAD_NETWORK", `GET ${url}: ${(error as Error).message}`, { retryable: true, transient: true, cause: error });
+    // A certificate refused (another CA, a name it does not carry, a clock outside its validity) is
+    // not an outage to wait out: it spends the update's attempts and then fails, saying why.
+    const tls = (error as { code?: string }).code === "E_TLS";
+    throw new DownloadError("E_DOWNLOAD_NETWORK", `GET ${url}: ${(error as Error).message}`, { retryable: true, transient: !tls, cause: error });
   } finally {
     clearTimeout(watchdog);
     options.signal?.removeEventListener("abort", onCancel);

@@ -113,14 +113,19 @@ export async function stageUpdate(request: StageRequest): Promise<StageResult> {
   const delta = deltaFor(manifest, request.deployments.find((d) => d.booted)?.checksum ?? null);
   let bytes = 0;
   try {
-    if (delta) bytes = await fetchDelta(request, delta);
+    // Already whole in the repo (an earlier attempt got as far as the deploy): nothing to fetch.
+    if (await commitIsComplete(repo, manifest.commit)) log.info({ event: "stage.fetch.skipped", commit: manifest.commit }, `${manifest.version} is already in the repo`);
+    else if (delta) bytes = await fetchDelta(request, delta);
     else await pullCommit(request);
   } catch (error) {
     if (error instanceof StageError) throw error;
     if (isOutOfSpace(error)) {
-      // What this attempt downloaded goes: the space is the running system's, and it is fetched again once there is room.
+      // What this attempt downloaded goes: the space is the running system's.
       await discardDownloads(request.downloadDir).catch(() => undefined);
-      throw new StageError(`cannot fetch ${manifest.version}: out of space (${errorChain(error)}); waiting for space`, true, error, true);
+      // Writing the download: waited out (the check before the next try waits without the network).
+      if (error instanceof DownloadError) throw new StageError(`cannot fetch ${manifest.version}: out of space (${errorChain(error)}); waiting for space`, true, error, true);
+      // Applying it, past that check: an attempt spent, so a disk the check misjudges is not downloaded for ever.
+      throw new StageError(`cannot apply ${manifest.version}: out of space (${errorChain(error)})`, true, error);
     }
     if (error instanceof DownloadError) throw new StageError(error.message, error.retryable, error, error.transient);
     if (error instanceof AptOstreeError && error.code === "E_DELTA_FILE_MISMATCH") throw new StageError(error.message, true, error);
@@ -138,7 +143,8 @@ export async function stageUpdate(request: StageRequest): Promise<StageResult> {
     await setRef(repo, manifest.ref, manifest.commit);
     await deployRetaining({ sysroot: request.sysroot, rootDir: request.rootDir, osname: request.osname, revision: manifest.ref, stage: request.stage, before: request.deployments });
   } catch (error) {
-    throw new StageError(`cannot deploy ${manifest.version}: ${errorChain(error)}${isOutOfSpace(error) ? "; waiting for space" : ""}`, false, error, isOutOfSpace(error));
+    // Out of space: another attempt, which finds the commit in the repo and only deploys.
+    throw new StageError(`cannot deploy ${manifest.version}: ${errorChain(error)}`, isOutOfSpace(error), error);
   }
   log.info({ event: "stage.deployed", commit: manifest.commit, version: manifest.version, via: delta ? "delta" : "pull", bytes }, `${request.stage ? "staged" : "deployed"} ${manifest.version}`);
   const deployments = deploymentsAfterDeploy(request.deployments, {
@@ -150,6 +156,12 @@ export async function stageUpdate(request: StageRequest): Promise<StageResult> {
     staged: request.stage,
   });
   return { via: delta ? "delta" : "pull", bytes, deployments };
+}
+
+/** The commit object is in the repo and no pull or apply of it was left half-way (ostree's commitpartial marker). */
+async function commitIsComplete(repo: string, commit: string): Promise<boolean> {
+  if (await stat(join(repo, "state", `${commit}.commitpartial`)).catch(() => null)) return false;
+  return readCommitObject(repo, commit).then(() => true, () => false);
 }
 
 /** Delta files fetched at once: a few connections hide each request's latency, as ostree's fetcher does. */
@@ -212,10 +224,12 @@ async function checkRoomFor(request: StageRequest, delta: Delta): Promise<void> 
   }
   const fs = await statfs(request.downloadDir);
   const free = fs.bavail * fs.bsize;
-  const needed = delta.size - have + delta.size + SPACE_MARGIN_BYTES;
+  // ostree keeps min-free-space-percent (3 by default) of the filesystem free while it writes.
+  const reserve = Math.ceil(fs.blocks * fs.bsize * 0.03);
+  const needed = delta.size - have + delta.size + reserve + SPACE_MARGIN_BYTES;
   if (free < needed) {
     const mib = (n: number) => `${Math.ceil(n / 1048576)} MiB`;
-    throw new StageError(`not enough space for ${request.manifest.version}: ${mib(free)} free under ${request.downloadDir}, the update needs ${mib(needed)} (its delta, room to apply it and a margin); waiting for space`, true, undefined, true);
+    throw new StageError(`not enough space for ${request.manifest.version}: ${mib(free)} free under ${request.downloadDir}, the update needs ${mib(needed)} (its delta, room to apply it, ostree's 3% reserve and a margin); waiting for space`, true, undefined, true);
   }
 }
 

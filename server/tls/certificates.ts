@@ -66,7 +66,7 @@ function rdn(value: string): string {
 }
 
 /**
- * How far back every certificate's validity starts: a device without a battery-backed clock or
+ * How far back the CA's and the server certificate's validity start: a device without a battery-backed clock or
  * NTP may boot a day or more behind, and an hour of slack refused it (docs/agent.md, "Clocks").
  * It widens nothing that matters: a certificate's end is where it always was.
  */
@@ -161,7 +161,9 @@ export async function issueClientCertificate(ca: IssuedPair, request: ClientCert
     serialNumber: serialNumber(),
     subject: `CN=${rdn(request.commonName)}`,
     issuer: issuer.certificate.subject,
-    notBefore: new Date(now.getTime() - BACKDATE_MS),
+    // An hour only: the broker checks it on the server's clock, and the device renews it at half
+    // its life, which a week back would put at the moment it is issued.
+    notBefore: new Date(now.getTime() - 3_600_000),
     notAfter,
     signingKey: issuer.key,
     publicKey,

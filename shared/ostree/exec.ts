@@ -26,7 +26,8 @@ export interface OstreeRunOptions {
 export async function runOstree(argv: string[], options: OstreeRunOptions = {}): Promise<string> {
   let result;
   try {
-    result = await runProgram("ostree", argv, { env: options.env, signal: options.signal });
+    // The C locale: callers read ostree's messages (a full disk is told by its words, device/update/stage.ts).
+    result = await runProgram("ostree", argv, { env: { LC_ALL: "C", ...options.env }, signal: options.signal });
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === "ENOENT") {
       throw new AptOstreeError("E_OSTREE_MISSING", "the 'ostree' binary is not installed (apt-get install ostree)", { cause: error });

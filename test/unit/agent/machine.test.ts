@@ -134,6 +134,13 @@ describe("agent state machine", () => {
     }
     expect(delays.slice(0, 6)).toEqual([10_000, 20_000, 40_000, 80_000, 160_000, 300_000]);
     expect(Math.max(...delays)).toBe(300_000);
+    // Bytes flowing again end the wait: the next outage backs off from 10 s and is reported again.
+    const resumed = step(state, { type: "download-progressed" });
+    expect(resumed).toEqual({ state: { name: "downloading", target, attempt: 2 }, effects: [] });
+    const again = step(resumed.state, { type: "stage-failed", error: "stalled", retryable: true, transient: true });
+    expect(again.effects).toContainEqual({ kind: "report" });
+    expect(again.effects).toContainEqual(expect.objectContaining({ kind: "stage", waits: 1, delayMs: 10_000 }));
+    expect(step({ name: "downloading", target, attempt: 1 }, { type: "download-progressed" }).effects).toEqual([]);
     // The update's own failure after the outage counts, and clears the wait.
     expect(step(state, { type: "stage-failed", error: "bad gateway", retryable: true }).state).toEqual({ name: "downloading", target, attempt: 3 });
     expect(step(state, { type: "stage-succeeded" }).state).toEqual({ name: "staged", target });
