@@ -10,8 +10,10 @@ import { between } from "./scenario.ts";
 import { bootV1, inVm, waitForReport, waitHealthyOn } from "./steps.ts";
 import { checkInside } from "../checks.ts";
 
-// Every free block, the reserved ones too (the agent runs as root): fallocate most, dd the rest.
-const FILL = `set -e; free=$(( $(stat -f -c '%f * %S' /var) )); fallocate -l $(( free - 4194304 )) /var/fill; dd if=/dev/zero of=/var/fill2 bs=64k 2>/dev/null || true; sync; stat -f -c '%f' /var`;
+// Every free block, the reserved ones too (the agent runs as root): files of halving sizes until
+// not even 64 KiB fits. No `set -e`: the test console's shell must live on.
+const FILL = `( i=0; s=$(( $(stat -f -c '%f * %S' /var) )); while [ $s -gt 65536 ]; do if fallocate -l $s /var/fill.$i 2>/dev/null; then i=$((i+1)); else s=$((s / 2)); fi; done; sync; stat -f -c '%f' /var )`;
+const UNFILL = "rm -f /var/fill.* && sync";
 
 export const varFull: FaultScenario = {
   name: "var-full",
@@ -39,7 +41,7 @@ export const varFull: FaultScenario = {
     const state = JSON.parse(await inVm(rig, "cat /var/lib/apt-ostree/state.json", slow)).state;
     note(`after ${Math.round(fullFor / 1000)} s full: agent ${state.name}, attempt ${state.attempt}, waiting ${JSON.stringify(state.waiting ?? null).slice(0, 160)}`);
     if (state.name !== "downloading" || state.attempt !== 1) fail(`the agent is ${state.name} (attempt ${state.attempt}) on the full disk, not waiting in its first attempt`);
-    await inVm(rig, "rm -f /var/fill /var/fill2 && sync", slow);
+    await inVm(rig, UNFILL, slow);
     const freed = Date.now();
     await waitHealthyOn(rig, release, 30 * 60_000 * slow).catch((error: Error) => fail(error.message));
     note(`healthy on v4 ${Math.round((Date.now() - freed) / 1000)} s after the space came back`);
