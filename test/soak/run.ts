@@ -76,7 +76,7 @@ let fixture: PowerCutFixture | null = null;
 if (values["reuse-fixture"]) fixture = await readFile(fixtureFile, "utf8").then((text) => JSON.parse(text) as PowerCutFixture, () => null);
 if (!fixture) {
   say(`preparing the fixture in ${dir}`);
-  fixture = await preparePowerCutFixture({ dir, arch, cacheDir: cache, log, progress: say });
+  fixture = await preparePowerCutFixture({ dir, arch, cacheDir: cache, log, progress: say, bigRelease: true });
   await writeFile(fixtureFile, `${JSON.stringify(fixture, null, 2)}\n`);
 }
 if (command === "faults") process.exit(await runFaults(fixture));

@@ -66,7 +66,8 @@ export const BOOT_TRIES = 2;
 /** Manifests stay valid for 30 days: a fixture is reused across sessions, and a device's clock may run a day ahead. */
 const MANIFEST_SECONDS = 30 * 86400;
 
-export async function preparePowerCutFixture(options: { dir: string; arch: VmArchitecture; cacheDir: string; log: Logger; progress?: (line: string) => void }): Promise<PowerCutFixture> {
+/** `bigRelease`: publish v4 too (a minute or two more), for the faults that cut a download in the middle. */
+export async function preparePowerCutFixture(options: { dir: string; arch: VmArchitecture; cacheDir: string; log: Logger; progress?: (line: string) => void; bigRelease?: boolean }): Promise<PowerCutFixture> {
   const { dir, arch, log } = options;
   const say = options.progress ?? (() => undefined);
   const ref = `debian/bookworm/qemu-${arch}/appliance-minimal`;
@@ -101,9 +102,12 @@ export async function preparePowerCutFixture(options: { dir: string; arch: VmArc
     files: { "usr/etc/apt-ostree/health.d/required/50-soak-broken": { content: "#!/bin/sh\necho 'this release is broken on purpose' >&2\nexit 1\n", mode: 0o755 } },
   });
   releases.v3 = { ...v3, manifestFile: await keep("v3") };
-  say("publishing v4 (48 MiB more)");
-  const v4 = await publishDerivedRelease({ repo, ref, keys, workDir: dir, log, base: v1.commit, expiresInSeconds: MANIFEST_SECONDS, files: { "usr/lib/apt-ostree-soak/big": { content: randomBytes(BIG_RELEASE_BYTES) } } });
-  const releasesAll = { ...releases, v4: { ...v4, manifestFile: await keep("v4") } };
+  let releasesAll: PowerCutFixture["releases"] = releases;
+  if (options.bigRelease) {
+    say("publishing v4 (48 MiB more)");
+    const v4 = await publishDerivedRelease({ repo, ref, keys, workDir: dir, log, base: v1.commit, expiresInSeconds: MANIFEST_SECONDS, files: { "usr/lib/apt-ostree-soak/big": { content: randomBytes(BIG_RELEASE_BYTES) } } });
+    releasesAll = { ...releases, v4: { ...v4, manifestFile: await keep("v4") } };
+  }
 
   const httpPort = await freePort();
   const mqttPort = await freePort();
