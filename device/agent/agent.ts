@@ -4,6 +4,7 @@
  * health checks, boot counter, reports). Long effects run in the background and come back as
  * events, so the queue never waits on itself.
  */
+import { RESERVE_BYTES, SpaceReserve } from "./space-reserve.ts";
 import { createHash } from "node:crypto";
 import { stat } from "node:fs/promises";
 import { join } from "node:path";
@@ -85,6 +86,10 @@ export class Agent {
   private readonly timers = new Set<NodeJS.Timeout>();
   private stopped = false;
   private stageAbort: AbortController | null = null;
+  /** Room for the state file on a full disk (space-reserve.ts); made again once there is room. */
+  private readonly spaceReserve: SpaceReserve;
+  private spaceReserveUsed = false;
+  private spaceReserveChecked = Number.NEGATIVE_INFINITY;
   /** A download-progressed event is queued: one per resumed download is enough. */
   private clearingWait = false;
   private readonly facts: DeviceFacts;
@@ -93,6 +98,7 @@ export class Agent {
 
   constructor(private readonly options: AgentOptions) {
     this.now = options.now ?? (() => new Date());
+    this.spaceReserve = new SpaceReserve(options.settings.stateDir);
     this.facts = new DeviceFacts(options.settings);
     this.reporter = new Reporter({
       key: options.identity.key,
@@ -115,6 +121,25 @@ export class Agent {
 
   get state(): AgentState {
     return this.record.state;
+  }
+
+  /** Makes the space reserve again once it was used and the disk has room (checked at most once a minute). */
+  private keepSpaceReserve(): void {
+    if (!this.spaceReserveUsed || performance.now() - this.spaceReserveChecked < 60_000) return;
+    this.spaceReserveChecked = performance.now();
+    void this.spaceReserve.ensure().then(
+      (made) => {
+        if (!made) return;
+        this.spaceReserveUsed = false;
+        this.options.log.info({ event: "agent.space-reserve.made" }, "the disk has room again: the agent's space reserve is back");
+      },
+      (error: unknown) => this.options.log.warn({ event: "agent.space-reserve.failed", err: error }, `cannot make the space reserve: ${errorChain(error)}`),
+    );
+  }
+
+  /** Makes the space reserve if it is missing (at start); a failure is logged, not fatal. */
+  async reserveSpace(): Promise<void> {
+    this.spaceReserveUsed = !(await this.spaceReserve.ensure().catch(() => false));
   }
 
   /** Reads the persisted state only (the CLI working without a running agent). */
@@ -233,9 +258,16 @@ export class Agent {
       try {
         await this.persist();
         if (tries > 1) this.options.log.warn({ event: "agent.state.written", what, tries }, `the state file for ${what} is written (try ${tries})`);
+        this.keepSpaceReserve();
         return;
       } catch (error) {
         if (this.stopped) throw error;
+        const code = (error as NodeJS.ErrnoException).code;
+        if ((code === "ENOSPC" || code === "EDQUOT") && (await this.spaceReserve.release().catch(() => false))) {
+          this.spaceReserveUsed = true;
+          this.options.log.warn({ event: "agent.space-reserve.used", what }, `the disk is full: gave back the agent's ${RESERVE_BYTES / 1024} KiB reserve to write the state file for ${what}`);
+          continue;
+        }
         if (tries === 1 || tries % 10 === 0) {
           this.options.log.error({ event: "agent.state.write-failed", err: error, what, tries }, `cannot write the state file for ${what} (${errorChain(error)}); waiting, trying again every ${STATE_WRITE_RETRY_MS / 1000} s`);
         }

@@ -60,6 +60,7 @@ export async function runAgent(settings: AgentSettings, log: Logger): Promise<Ru
     onConnected: () => void agent.onConnected(),
     log,
   });
+  await agent.reserveSpace();
   await agent.start();
   const stopPolling = startPoller({ agent, settings, connected: () => link?.connected() ?? false, log });
   const control = await serveControlSocket(settings.socket, (request) => handleControl(agent, settings, trust, request), log);

@@ -3,7 +3,8 @@
  * the test fills and grows. A state file that cannot be written holds the agent where the file
  * says, written again every 30 s, without crashing or running the step's effects; an
  * update that does not fit waits for space (reported to the server, no attempt spent, nothing
- * downloaded) and goes on by itself once there is room.
+ * downloaded) and goes on by itself once there is room. A 1 MiB reserve, given back when the disk
+ * is full, lets the agent say so even then.
  */
 import { mkdir, readdir, readFile, rm } from "node:fs/promises";
 import { join } from "node:path";
@@ -73,4 +74,40 @@ describe.runIf(root)("the agent on a full disk", () => {
     await until(async () => (await fixture.events()).some((e) => e.kind === "report" && e.report.command === command && e.report.state === "staged"), "the staged report", 10_000);
     expect(fixture.logged("agent.state.write-failed")).toHaveLength(1);
   }, 150_000);
+});
+
+describe.runIf(root)("the agent's space reserve", () => {
+  const device = new AgentFixture();
+  let tmpfs = "";
+
+  beforeAll(async () => {
+    await device.setUp("agent-space-reserve", { publishUpTo: 2 });
+    device.keepLogs = true;
+    tmpfs = join(device.dir, "small");
+    await mkdir(tmpfs);
+    // Room for the 1 MiB reserve, made at start when 65 MiB are free.
+    await execa("mount", ["-t", "tmpfs", "-o", "size=80m", "tmpfs", tmpfs]);
+    device.settings = { ...device.settings, stateDir: join(tmpfs, "agent") };
+    await device.startAgent();
+    await until(async () => (await device.device())?.online, "the device online", 30_000);
+  }, 60_000);
+
+  afterAll(async () => {
+    await device.stopAgent();
+    if (tmpfs) await execa("umount", [tmpfs]).catch(() => undefined);
+    await device.tearDown();
+  });
+
+  it("is given back on a full disk, so the agent still says why it waits", async () => {
+    expect(await readdir(join(tmpfs, "agent"))).toContain("space-reserve");
+    await execa("sh", ["-c", `cat /dev/zero > ${join(tmpfs, "filler")} 2>/dev/null || true`]);
+    const { json } = await device.api("rollouts", { ref: REF, select: { devices: [DEVICE_ID] }, waves: "100%", waveDelay: "0s", waveTimeout: "10m" });
+    const command = json.rollout.id;
+    // Still full: the reserve given back, the command taken, and why it waits reported.
+    const waiting = await until(async () => (await device.events()).find((e) => e.kind === "report" && e.report.command === command && e.report.error)?.report, "a report saying why the update waits, on a full disk", 30_000);
+    expect(waiting.error).toMatch(/not enough space for 2: .*waiting for space/);
+    expect(device.logged("agent.space-reserve.used")[0]).toMatchObject({ what: `command ${command}` });
+    expect(device.logged("agent.state.write-failed")).toEqual([]);
+    expect(await readdir(join(tmpfs, "agent"))).not.toContain("space-reserve");
+  }, 60_000);
 });
