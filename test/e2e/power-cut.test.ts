@@ -4,6 +4,8 @@
  * `npm run soak -- power-cut --seed 2026 --phase P`. Each trial cuts the power of a real qemu
  * device (SIGKILL, disk opened O_DIRECT) during an update and requires it to end healthy, on the
  * old release, or rolled back, within 6 boots, with ostree, the agent and the server agreeing.
+ * Then one of the other faults on the same fixture: the VM's clock a day behind the server's
+ * (`npm run soak -- faults --scenario clock-behind`), which exercises TLS and the agent's tokens.
  */
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -13,6 +15,8 @@ import { preparePowerCutFixture, type PowerCutFixture } from "../soak/power-cut/
 import { phases, type PhaseName } from "../soak/power-cut/phases.ts";
 import { summarize } from "../soak/power-cut/summary.ts";
 import { describeTrial, runTrial, type TrialResult } from "../soak/power-cut/trial.ts";
+import { clockBehind } from "../soak/faults/clock-skew.ts";
+import { describeScenario, runScenario } from "../soak/faults/scenario.ts";
 
 const ARCH = process.env.APT_OSTREE_E2E_ARCH ?? "amd64";
 if (ARCH !== "amd64" && ARCH !== "arm64") throw new Error(`APT_OSTREE_E2E_ARCH must be amd64 or arm64, not '${ARCH}'`);
@@ -47,4 +51,12 @@ describe("power cuts during an update, in a real VM", () => {
       expect(phase.expected).toContain(result.outcome);
     }, 40 * MINUTE);
   }
+});
+
+describe("a device clock a day behind, in a real VM", () => {
+  it("accepts the server's TLS, learns the server's time, comes online and updates", async () => {
+    const result = await runScenario(fixture, clockBehind, SEED, CI_PHASES.length, say);
+    say(describeScenario(result));
+    expect(result.failures, describeScenario(result)).toEqual([]);
+  }, 40 * MINUTE);
 });
