@@ -26,10 +26,13 @@ export class ThrottleProxy {
       client.pipe(upstream);
       upstream.on("data", (chunk: Buffer) => {
         proxy.bytesToClients += chunk.length;
-        client.write(chunk);
-        // Hold the next chunk back for as long as this one takes at the chosen rate.
+        const drained = client.write(chunk);
+        // Hold the next chunk back for as long as this one takes at the chosen rate, and until the
+        // client's socket took it (a client that stops reading, a cut link, stops the upstream).
         upstream.pause();
-        setTimeout(() => upstream.resume(), (chunk.length / options.bytesPerSecond) * 1000);
+        const rate = new Promise((resolve) => setTimeout(resolve, (chunk.length / options.bytesPerSecond) * 1000));
+        const drain = drained ? Promise.resolve() : new Promise((resolve) => client.once("drain", resolve).once("close", resolve));
+        void Promise.all([rate, drain]).then(() => upstream.resume());
       });
       upstream.once("end", () => client.end());
       client.once("close", () => upstream.destroy());
