@@ -21,29 +21,38 @@ let small = "";
 
 const persistedState = async () => JSON.parse(await readFile(stateFilePath(fixture.settings.stateDir), "utf8")).state;
 
+/** Starts `device`'s agent with its state directory on a fresh tmpfs of `size` (mounting needs root, which the test machine has); returns the tmpfs. */
+async function startOnTmpfs(device: AgentFixture, name: string, size: string): Promise<string> {
+  await device.setUp(name, { publishUpTo: 2 });
+  device.keepLogs = true;
+  const tmpfs = join(device.dir, "small");
+  await mkdir(tmpfs);
+  await execa("mount", ["-t", "tmpfs", "-o", `size=${size}`, "tmpfs", tmpfs]);
+  device.settings = { ...device.settings, stateDir: join(tmpfs, "agent") };
+  await device.startAgent();
+  await until(async () => (await device.device())?.online, "the device online", 30_000);
+  return tmpfs;
+}
+
+async function stopOnTmpfs(device: AgentFixture, tmpfs: string): Promise<void> {
+  await device.stopAgent();
+  if (tmpfs) await execa("umount", [tmpfs]).catch(() => undefined);
+  await device.tearDown();
+}
+
+/** Fills the tmpfs: not a byte left. */
+const fill = (tmpfs: string) => execa("sh", ["-c", `cat /dev/zero > ${join(tmpfs, "filler")} 2>/dev/null || true`]);
+
 beforeAll(async () => {
-  if (!root) return;
-  await fixture.setUp("agent-disk-full", { publishUpTo: 2 });
-  fixture.keepLogs = true;
-  // Mounting needs root, which the test machine has.
-  small = join(fixture.dir, "small");
-  await mkdir(small);
-  await execa("mount", ["-t", "tmpfs", "-o", "size=2m", "tmpfs", small]);
-  fixture.settings = { ...fixture.settings, stateDir: join(small, "agent") };
-  await fixture.startAgent();
-  await until(async () => (await fixture.device())?.online, "the device online", 30_000);
+  if (root) small = await startOnTmpfs(fixture, "agent-disk-full", "2m");
 }, 60_000);
 
-afterAll(async () => {
-  await fixture.stopAgent();
-  if (small) await execa("umount", [small]).catch(() => undefined);
-  await fixture.tearDown();
-});
+afterAll(() => stopOnTmpfs(fixture, small));
 
 describe.runIf(root)("the agent on a full disk", () => {
   it("does not move on when its state file cannot be written, then waits for space, then updates", async () => {
     // Full: not a byte left for the state file.
-    await execa("sh", ["-c", `cat /dev/zero > ${join(small, "filler")} 2>/dev/null || true`]);
+    await fill(small);
     const { json } = await fixture.api("rollouts", { ref: REF, select: { devices: [DEVICE_ID] }, waves: "100%", waveDelay: "0s", waveTimeout: "10m" });
     const command = json.rollout.id;
     await until(() => fixture.logged("agent.state.write-failed").length > 0, "the failed state write", 30_000);
@@ -81,26 +90,15 @@ describe.runIf(root)("the agent's space reserve", () => {
   let tmpfs = "";
 
   beforeAll(async () => {
-    await device.setUp("agent-space-reserve", { publishUpTo: 2 });
-    device.keepLogs = true;
-    tmpfs = join(device.dir, "small");
-    await mkdir(tmpfs);
     // Room for the 1 MiB reserve, made at start when 65 MiB are free.
-    await execa("mount", ["-t", "tmpfs", "-o", "size=80m", "tmpfs", tmpfs]);
-    device.settings = { ...device.settings, stateDir: join(tmpfs, "agent") };
-    await device.startAgent();
-    await until(async () => (await device.device())?.online, "the device online", 30_000);
+    tmpfs = await startOnTmpfs(device, "agent-space-reserve", "80m");
   }, 60_000);
 
-  afterAll(async () => {
-    await device.stopAgent();
-    if (tmpfs) await execa("umount", [tmpfs]).catch(() => undefined);
-    await device.tearDown();
-  });
+  afterAll(() => stopOnTmpfs(device, tmpfs));
 
   it("is given back on a full disk, so the agent still says why it waits", async () => {
     expect(await readdir(join(tmpfs, "agent"))).toContain("space-reserve");
-    await execa("sh", ["-c", `cat /dev/zero > ${join(tmpfs, "filler")} 2>/dev/null || true`]);
+    await fill(tmpfs);
     const { json } = await device.api("rollouts", { ref: REF, select: { devices: [DEVICE_ID] }, waves: "100%", waveDelay: "0s", waveTimeout: "10m" });
     const command = json.rollout.id;
     // Still full: the reserve given back, the command taken, and why it waits reported.
