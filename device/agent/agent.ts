@@ -90,6 +90,8 @@ export class Agent {
   private readonly spaceReserve: SpaceReserve;
   private spaceReserveUsed = false;
   private spaceReserveChecked = Number.NEGATIVE_INFINITY;
+  /** Wakes the state writes that wait for space (stop() ends them). */
+  private readonly waitingWrites = new Set<() => void>();
   /** A download-progressed event is queued: one per resumed download is enough. */
   private clearingWait = false;
   private readonly facts: DeviceFacts;
@@ -162,6 +164,8 @@ export class Agent {
   stop(): void {
     this.stopped = true;
     for (const timer of this.timers) clearTimeout(timer);
+    // A state write waiting for space gives up now: the file keeps the state before it.
+    for (const wake of this.waitingWrites) wake();
   }
 
   /** Resolves once every queued event and its effects ran (for tests and clean shutdown). */
@@ -271,7 +275,16 @@ export class Agent {
         if (tries === 1 || tries % 10 === 0) {
           this.options.log.error({ event: "agent.state.write-failed", err: error, what, tries }, `cannot write the state file for ${what} (${errorChain(error)}); waiting, trying again every ${STATE_WRITE_RETRY_MS / 1000} s`);
         }
-        await new Promise((resolve) => setTimeout(resolve, STATE_WRITE_RETRY_MS));
+        await new Promise<void>((resolve) => {
+          const wake = () => {
+            clearTimeout(timer);
+            this.waitingWrites.delete(wake);
+            resolve();
+          };
+          const timer = setTimeout(wake, STATE_WRITE_RETRY_MS);
+          this.waitingWrites.add(wake);
+        });
+        if (this.stopped) throw new AptOstreeError("E_AGENT_STOPPED", `the agent stopped while the state file for ${what} waited to be written`, { cause: error });
       }
     }
   }
@@ -409,8 +422,9 @@ export class Agent {
     return true;
   }
 
-  /** Resolves with the state once `done` holds (checked after each event). */
+  /** Resolves with the state once `done` holds (checked after each event) and its effects ran; rejects after `timeoutMs`. */
   async waitFor(done: (state: AgentState) => boolean, timeoutMs: number): Promise<AgentState> {
+    const deadline = Date.now() + timeoutMs;
     if (!done(this.state)) {
       await new Promise<void>((resolve, reject) => {
         const check = () => {
@@ -420,7 +434,7 @@ export class Agent {
         };
         const timer = setTimeout(() => {
           stop();
-          reject(new Error(`timed out while ${this.state.name}`));
+          reject(new AptOstreeError("E_TIMEOUT", `timed out while ${this.state.name}`));
         }, timeoutMs);
         const stop = () => {
           clearTimeout(timer);
@@ -429,15 +443,26 @@ export class Agent {
         this.stateWatchers.add(check);
       });
     }
-    await this.idle();
+    await this.idleWithin(deadline - Date.now());
     return this.state;
   }
 
-  /** This boot's verdict for the health-check unit, once the agent knows it. */
+  /** This boot's verdict for the health-check unit, once the agent knows it; rejects after `timeoutMs`. */
   async waitForBootVerdict(timeoutMs: number): Promise<BootVerdict> {
-    await this.idle();
-    const state = await this.waitFor((s) => bootVerdict(s, this.checkedThisRun) !== null, timeoutMs);
+    const deadline = Date.now() + timeoutMs;
+    // What is queued first (the start's checks); bounded, as a state write held by a full disk holds the queue.
+    await this.idleWithin(timeoutMs);
+    const state = await this.waitFor((s) => bootVerdict(s, this.checkedThisRun) !== null, Math.max(0, deadline - Date.now()));
     return bootVerdict(state, this.checkedThisRun)!;
+  }
+
+  /** idle(), given up after `ms` with E_TIMEOUT. */
+  private idleWithin(ms: number): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new AptOstreeError("E_TIMEOUT", `timed out while ${this.state.name} (the agent is still busy)`)), Math.max(0, ms));
+    });
+    return Promise.race([this.idle(), late]).finally(() => clearTimeout(timer));
   }
 
   /** Re-sends the report that could not be published while the link was down. */
@@ -596,7 +621,12 @@ export class Agent {
       this.facts.assume(staged.deployments);
       // Accepted: the image key signed this commit with this sequence; nothing lower is taken from now on.
       await this.rememberAccepted(verified.ref, verified.sequence);
+      // A cancel or a withdrawal during the deploy (ostree's deploy cannot be interrupted) left
+      // the agent idle: the deployment must not stay to boot with no counter armed and no one watching it.
+      if (!this.stillTaking(target, ["downloading"])) return await this.dropStaged(target);
       await this.dispatch({ type: "stage-succeeded" });
+      // A cancel queued behind the stage's writes (a full disk holds the queue) came first.
+      if (!this.stillTaking(target, ["staged", "rebooting"])) return await this.dropStaged(target);
       this.later(0, () => this.confirmDeployments(staged.deployments));
     } catch (error) {
       this.progress = null;
@@ -606,6 +636,17 @@ export class Agent {
       const transient = error instanceof StageError ? error.transient : false;
       await this.dispatch({ type: "stage-failed", error: errorChain(error), retryable, transient });
     }
+  }
+
+  /** The agent is still taking `target`, in one of `names`: no cancel, withdrawal or other command came meanwhile. */
+  private stillTaking(target: UpdateTarget, names: Array<AgentState["name"]>): boolean {
+    const state = this.state;
+    return names.includes(state.name) && "target" in state && state.target.command === target.command;
+  }
+
+  private async dropStaged(target: UpdateTarget): Promise<void> {
+    this.options.log.warn({ event: "agent.stage.dropped", commit: target.commit, state: this.state.name }, `update ${target.version} was stopped while ostree deployed it; removing its deployment`);
+    await this.undeploy(target.commit);
   }
 
   /** Reads the list ostree has after a deploy; if it is not the one the "staged" report assumed, reports again. */

@@ -71,8 +71,9 @@ export async function serveControlSocket(path: string, handle: (request: Control
         }
         if (!parsed.success) return { ok: false, code: "E_BAD_REQUEST", error: `bad control request: ${describeIssue(parsed.error.issues[0]!)}` };
         const request: ControlRequest = parsed.data;
-        // One operation at a time, in arrival order; a verdict only waits, so it holds no one up.
-        const queued = request.op !== "boot-verdict";
+        // One operation at a time, in arrival order; a verdict only waits and a state only reads, so
+        // they hold no one up and wait for no one (status answers during a long upgrade).
+        const queued = request.op !== "boot-verdict" && request.op !== "state";
         const run = queued ? busy.then(() => handle(request)) : handle(request);
         if (queued) busy = run.catch(() => undefined);
         try {

@@ -109,3 +109,34 @@ describe.runIf(root)("the agent's space reserve", () => {
     expect(await readdir(join(tmpfs, "agent"))).not.toContain("space-reserve");
   }, 60_000);
 });
+
+describe.runIf(root)("an agent stopped while its state file waits for space", () => {
+  const device = new AgentFixture();
+  let tmpfs = "";
+
+  beforeAll(async () => {
+    tmpfs = await startOnTmpfs(device, "agent-stop-held-write", "2m");
+  }, 60_000);
+
+  afterAll(() => stopOnTmpfs(device, tmpfs));
+
+  it("gives the write up at once: nothing lands in the state file after the stop", async () => {
+    const file = stateFilePath(device.settings.stateDir);
+    await fill(tmpfs);
+    const before = await readFile(file, "utf8");
+    const { json } = await device.api("rollouts", { ref: REF, select: { devices: [DEVICE_ID] }, waves: "100%", waveDelay: "0s", waveTimeout: "10m" });
+    await until(() => device.logged("agent.state.write-failed").length > 0, "the failed state write", 30_000);
+    expect(device.logged("agent.state.write-failed")[0]).toMatchObject({ what: `command ${json.rollout.id}` });
+
+    // The command's write ends with the stop (it waited in the command queue, which stop does not wait for).
+    await device.stopAgent();
+    await until(() => device.logged("agent.command.error").length > 0, "the held write given up", 5_000);
+    expect(device.logged("agent.command.error")[0]).toMatchObject({ err: expect.objectContaining({ code: "E_AGENT_STOPPED" }) });
+
+    // Room again, past the retry: a write of the stopped agent would land now, behind a next agent's back.
+    await rm(join(tmpfs, "filler"));
+    await new Promise((resolve) => setTimeout(resolve, STATE_WRITE_RETRY_MS + 3000));
+    expect(device.logged("agent.state.written")).toEqual([]);
+    expect(await readFile(file, "utf8")).toBe(before);
+  }, 90_000);
+});
