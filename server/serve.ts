@@ -95,7 +95,7 @@ export async function startServer(settings: ServeSettings & { tickMilliseconds?:
     }
   } catch (error) {
     externalIdentity?.stop();
-    store.close();
+    await store.close();
     const where = settings.mqttUrl ? `connect to the broker ${redactUrl(settings.mqttUrl)}` : `start MQTT on ${settings.host}:${settings.mqttPort}`;
     throw new ServeError(`cannot ${where}: ${(error as Error).message}`, error);
   }
@@ -116,7 +116,7 @@ export async function startServer(settings: ServeSettings & { tickMilliseconds?:
   } catch (error) {
     dynsec?.stop();
     await broker.close();
-    store.close();
+    await store.close();
     throw error;
   }
   const httpPort = (server.address() as AddressInfo).port;
@@ -140,7 +140,7 @@ export async function startServer(settings: ServeSettings & { tickMilliseconds?:
         server.closeAllConnections();
       });
       await broker.close();
-      store.close();
+      await store.close();
     },
   };
 }

@@ -3,7 +3,7 @@
  * that notifies after every write, so reports, enrollment, online flags and rollout progress all
  * reach the dashboard without hooks in each writer.
  */
-import type { FleetStore } from "./store.ts";
+import type { DeviceRecord, FleetStore } from "./store.ts";
 
 export type FleetChange = { kind: "device"; id: string } | { kind: "rollout"; id: string };
 export type FleetListener = (change: FleetChange) => void;
@@ -25,70 +25,44 @@ export class FleetChanges {
 export function notifyingStore(store: FleetStore, changes: FleetChanges): FleetStore {
   const device = (id: string) => changes.notify({ kind: "device", id });
   const rollout = (id: string) => changes.notify({ kind: "rollout", id });
+  /** A device write: the record it returns, and listeners told of that device. */
+  const deviceWrite = async (id: string, write: Promise<DeviceRecord>) => {
+    const record = await write;
+    device(id);
+    return record;
+  };
   return {
-    createRollout: (record, members) => (store.createRollout(record, members), rollout(record.id)),
+    createRollout: async (record, members) => (await store.createRollout(record, members), rollout(record.id)),
     getRollout: (id) => store.getRollout(id),
     listRollouts: (state) => store.listRollouts(state),
-    updateRollout: (id, progress, pauseReason, now) => (store.updateRollout(id, progress, pauseReason, now), rollout(id)),
+    updateRollout: async (id, progress, pauseReason, now) => (await store.updateRollout(id, progress, pauseReason, now), rollout(id)),
     rolloutDevices: (id) => store.rolloutDevices(id),
     rolloutDevice: (rolloutId, deviceId) => store.rolloutDevice(rolloutId, deviceId),
     rolloutMembers: (id) => store.rolloutMembers(id),
     rolloutStatusCounts: () => store.rolloutStatusCounts(),
-    setRolloutDeviceStatus: (rolloutId, deviceId, status, detail, now) => (store.setRolloutDeviceStatus(rolloutId, deviceId, status, detail, now), rollout(rolloutId)),
-    markRolloutDevicesSent: (rolloutId, deviceIds, now) => (store.markRolloutDevicesSent(rolloutId, deviceIds, now), rollout(rolloutId)),
+    setRolloutDeviceStatus: async (rolloutId, deviceId, status, detail, now) => (await store.setRolloutDeviceStatus(rolloutId, deviceId, status, detail, now), rollout(rolloutId)),
+    markRolloutDevicesSent: async (rolloutId, deviceIds, now) => (await store.markRolloutDevicesSent(rolloutId, deviceIds, now), rollout(rolloutId)),
     getDevice: (id) => store.getDevice(id),
     listDevices: (enrollment) => store.listDevices(enrollment),
     deviceCounts: () => store.deviceCounts(),
     countDevices: (enrollment) => store.countDevices(enrollment),
-    enrollPending: (id, publicKey, now) => {
-      const record = store.enrollPending(id, publicKey, now);
-      device(id);
-      return record;
-    },
-    acceptDevice: (id, now) => {
-      const record = store.acceptDevice(id, now);
-      device(id);
-      return record;
-    },
-    rejectDevice: (id, now) => {
-      const record = store.rejectDevice(id, now);
-      device(id);
-      return record;
-    },
-    deleteDevice: (id) => {
-      const record = store.deleteDevice(id);
-      device(id);
-      return record;
-    },
-    preauthorizeDevice: (id, publicKey, groups, now) => {
-      const record = store.preauthorizeDevice(id, publicKey, groups, now);
-      device(id);
-      return record;
-    },
-    revokeDevice: (id, now) => {
-      const record = store.revokeDevice(id, now);
-      device(id);
-      return record;
-    },
-    rekeyDevice: (id, publicKey, now) => {
-      const record = store.rekeyDevice(id, publicKey, now);
-      device(id);
-      return record;
-    },
+    enrollPending: (id, publicKey, now) => deviceWrite(id, store.enrollPending(id, publicKey, now)),
+    acceptDevice: (id, now) => deviceWrite(id, store.acceptDevice(id, now)),
+    rejectDevice: (id, now) => deviceWrite(id, store.rejectDevice(id, now)),
+    deleteDevice: (id) => deviceWrite(id, store.deleteDevice(id)),
+    preauthorizeDevice: (id, publicKey, groups, now) => deviceWrite(id, store.preauthorizeDevice(id, publicKey, groups, now)),
+    revokeDevice: (id, now) => deviceWrite(id, store.revokeDevice(id, now)),
+    rekeyDevice: (id, publicKey, now) => deviceWrite(id, store.rekeyDevice(id, publicKey, now)),
     revokedKey: (publicKey) => store.revokedKey(publicKey),
-    setDeviceGroups: (id, groups, now) => {
-      const record = store.setDeviceGroups(id, groups, now);
-      device(id);
-      return record;
+    setDeviceGroups: (id, groups, now) => deviceWrite(id, store.setDeviceGroups(id, groups, now)),
+    setDeviceTags: (id, tags) => deviceWrite(id, store.setDeviceTags(id, tags)),
+    recordReport: async (report, now) => {
+      const taken = await store.recordReport(report, now);
+      if (taken) device(report.deviceId);
+      return taken;
     },
-    setDeviceTags: (id, tags) => {
-      const record = store.setDeviceTags(id, tags);
-      device(id);
-      return record;
-    },
-    recordReport: (report, now) => (store.recordReport(report, now), device(report.deviceId)),
-    setOnline: (id, online, now) => {
-      const changed = store.setOnline(id, online, now);
+    setOnline: async (id, online, now) => {
+      const changed = await store.setOnline(id, online, now);
       if (changed) device(id);
       return changed;
     },

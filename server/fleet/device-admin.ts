@@ -38,9 +38,9 @@ export class DeviceAdmin {
   constructor(private readonly options: DeviceAdminOptions) {}
 
   /** Throws DeviceNotFoundError for an unknown id. */
-  reject(id: string): DeviceRecord {
-    if (this.options.store.getDevice(id)?.enrollment === "revoked") throw new EnrollmentConflictError(`device '${id}' is already revoked, which is stronger than rejected`);
-    const device = this.options.store.rejectDevice(id, this.now());
+  async reject(id: string): Promise<DeviceRecord> {
+    if ((await this.options.store.getDevice(id))?.enrollment === "revoked") throw new EnrollmentConflictError(`device '${id}' is already revoked, which is stronger than rejected`);
+    const device = await this.options.store.rejectDevice(id, this.now());
     const disconnected = this.options.broker.disconnect?.(id) ?? false;
     this.options.log.warn({ event: "device.rejected", deviceId: id, disconnected }, `rejected device ${id}${disconnected ? " and ended its connection" : ""}`);
     return device;
@@ -52,13 +52,13 @@ export class DeviceAdmin {
    * preauthorization; refuses a device already accepted, rejected or revoked (rekey changes its
    * key) and a barred key.
    */
-  preauthorize(id: string, publicKey: string, groups: string[]): DeviceRecord {
-    const existing = this.options.store.getDevice(id);
+  async preauthorize(id: string, publicKey: string, groups: string[]): Promise<DeviceRecord> {
+    const existing = await this.options.store.getDevice(id);
     if (existing && existing.enrollment !== "pending" && existing.enrollment !== "preauthorized") {
       throw new EnrollmentConflictError(`device '${id}' is already ${existing.enrollment}; 'device rekey ${id} --key PUB' gives it another key`);
     }
-    this.refuseBarredKey(publicKey);
-    const device = this.options.store.preauthorizeDevice(id, publicKey, groups, this.now());
+    await this.refuseBarredKey(publicKey);
+    const device = await this.options.store.preauthorizeDevice(id, publicKey, groups, this.now());
     // A pending device connected under this id with some key: it is ended and must come back with the named one.
     const disconnected = existing ? (this.options.broker.disconnect?.(id) ?? false) : false;
     this.options.log.warn({ event: "device.preauthorized", deviceId: id, groups, replaced: existing?.enrollment ?? null, disconnected }, `preauthorized device ${id}${existing ? ` (replacing its ${existing.enrollment} record)` : ""}`);
@@ -66,42 +66,42 @@ export class DeviceAdmin {
   }
 
   /** Accepts a pending, preauthorized or rejected device; a revoked one needs a new key (rekey). Throws DeviceNotFoundError. */
-  accept(id: string): DeviceRecord {
-    if (this.options.store.getDevice(id)?.enrollment === "revoked") throw new EnrollmentConflictError(`device '${id}' is revoked and its key barred; 'device rekey ${id} --key PUB' admits it with a new key`);
-    const device = this.options.store.acceptDevice(id, this.now());
+  async accept(id: string): Promise<DeviceRecord> {
+    if ((await this.options.store.getDevice(id))?.enrollment === "revoked") throw new EnrollmentConflictError(`device '${id}' is revoked and its key barred; 'device rekey ${id} --key PUB' admits it with a new key`);
+    const device = await this.options.store.acceptDevice(id, this.now());
     this.options.log.info({ event: "device.accepted", deviceId: id }, `accepted device ${id}`);
     return device;
   }
 
   /** Refuses the device for good and bars its key; ends its connection. Throws DeviceNotFoundError. */
-  revoke(id: string): DeviceRecord {
-    const device = this.options.store.revokeDevice(id, this.now());
+  async revoke(id: string): Promise<DeviceRecord> {
+    const device = await this.options.store.revokeDevice(id, this.now());
     const disconnected = this.options.broker.disconnect?.(id) ?? false;
     this.options.log.warn({ event: "device.revoked", deviceId: id, disconnected }, `revoked device ${id} and its key${disconnected ? "; ended its connection" : ""}`);
     return device;
   }
 
   /** Replaces the device's key (the old one is barred) and ends its connection; a revoked or rejected device is accepted with it. */
-  rekey(id: string, publicKey: string): DeviceRecord {
-    const existing = this.options.store.getDevice(id);
+  async rekey(id: string, publicKey: string): Promise<DeviceRecord> {
+    const existing = await this.options.store.getDevice(id);
     if (existing?.publicKey === publicKey) throw new EnrollmentConflictError(`device '${id}' already has this key`);
     if (existing?.enrollment === "pending") throw new EnrollmentConflictError(`device '${id}' is pending; accept it, or preauthorize it with the key it should have`);
-    this.refuseBarredKey(publicKey);
-    const device = this.options.store.rekeyDevice(id, publicKey, this.now());
+    await this.refuseBarredKey(publicKey);
+    const device = await this.options.store.rekeyDevice(id, publicKey, this.now());
     const disconnected = this.options.broker.disconnect?.(id) ?? false;
     this.options.log.warn({ event: "device.rekeyed", deviceId: id, disconnected }, `gave device ${id} a new key; the old one is refused from now on${disconnected ? "; ended its connection" : ""}`);
     return device;
   }
 
   /** Sets the groups rollouts select the device by (`group=`) and whose command topics it may read. */
-  setGroups(id: string, groups: string[]): DeviceRecord {
-    const device = this.options.store.setDeviceGroups(id, groups, this.now());
+  async setGroups(id: string, groups: string[]): Promise<DeviceRecord> {
+    const device = await this.options.store.setDeviceGroups(id, groups, this.now());
     this.options.log.info({ event: "device.groups", deviceId: id, groups: device.groups }, `device ${id} is in ${device.groups.join(", ") || "no group"}`);
     return device;
   }
 
-  private refuseBarredKey(publicKey: string): void {
-    const barred = this.options.store.revokedKey(publicKey);
+  private async refuseBarredKey(publicKey: string): Promise<void> {
+    const barred = await this.options.store.revokedKey(publicKey);
     if (barred) throw new EnrollmentConflictError(`that key was ${barred.reason === "revoked" ? "revoked" : "replaced"} on device '${barred.deviceId}' at ${barred.revokedAt}; a barred key never comes back: give the device a new one`);
   }
 
@@ -111,7 +111,7 @@ export class DeviceAdmin {
 
   /** Throws DeviceNotFoundError for an unknown id; returns the record as it was. */
   async remove(id: string): Promise<DeviceRecord> {
-    const device = this.options.store.deleteDevice(id);
+    const device = await this.options.store.deleteDevice(id);
     const disconnected = this.options.broker.disconnect?.(id) ?? false;
     for (const kind of RETAINED_KINDS) await this.options.broker.publish(deviceTopic(this.options.prefix, id, kind), "", true);
     this.options.log.warn({ event: "device.deleted", deviceId: id, disconnected }, `deleted device ${id}, its history and its retained messages`);

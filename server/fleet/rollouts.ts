@@ -80,15 +80,13 @@ export class RolloutEngine {
     if (input.version !== undefined && input.version !== manifest.manifest.version) {
       throw new RolloutError(409, "E_VERSION_NOT_PUBLISHED", `channel ${input.channel} publishes ${input.ref} version ${manifest.manifest.version}, not ${input.version}; publish it first`);
     }
-    const selected = store
-      .listDevices("accepted")
-      .filter((d) => input.selector.devices.includes(d.id) || d.groups.some((g) => input.selector.groups.includes(g)) || d.tags.some((t) => input.selector.tags.includes(t)));
+    const selected = (await store.listDevices("accepted")).filter((d) => input.selector.devices.includes(d.id) || d.groups.some((g) => input.selector.groups.includes(g)) || d.tags.some((t) => input.selector.tags.includes(t)));
     const unknown = input.selector.devices.filter((id) => !selected.some((d) => d.id === id));
     if (unknown.length > 0) throw new RolloutError(400, "E_UNKNOWN_DEVICE", `no accepted device ${unknown.map((id) => `'${id}'`).join(", ")}`);
     if (selected.length === 0) throw new RolloutError(400, "E_NO_DEVICES", "the selector matches no accepted device");
-    const busy = store.listRollouts().filter((r) => r.progress.state === "running" || r.progress.state === "paused");
+    const busy = (await store.listRollouts()).filter((r) => r.progress.state === "running" || r.progress.state === "paused");
     for (const other of busy) {
-      const overlap = store.rolloutDevices(other.id).filter((m) => selected.some((d) => d.id === m.deviceId) && !FINAL_STATUSES.has(m.status));
+      const overlap = (await store.rolloutDevices(other.id)).filter((m) => selected.some((d) => d.id === m.deviceId) && !FINAL_STATUSES.has(m.status));
       if (overlap.length > 0) {
         throw new RolloutError(409, "E_DEVICE_BUSY", `${overlap.length} selected device(s) (${overlap.slice(0, 3).map((m) => m.deviceId).join(", ")}) are still in rollout ${other.id}; abort it or wait`);
       }
@@ -109,10 +107,10 @@ export class RolloutEngine {
       createdAt: now.toISOString(),
       updatedAt: now.toISOString(),
     };
-    store.createRollout(rollout, [...waves.entries()].map(([deviceId, wave]) => ({ deviceId, wave })));
+    await store.createRollout(rollout, [...waves.entries()].map(([deviceId, wave]) => ({ deviceId, wave })));
     this.options.log.info({ event: "rollout.created", rollout: id, devices: selected.length, version: rollout.version }, `rollout ${id}: ${rollout.ref} ${rollout.version} to ${selected.length} devices`);
     await this.tick();
-    return store.getRollout(id)!;
+    return (await store.getRollout(id))!;
   }
 
   /**
@@ -153,8 +151,8 @@ export class RolloutEngine {
     const { store } = this.options;
     // Newest first: a device a later rollout commanded keeps that rollout's command.
     const commandedLater = new Set<string>();
-    for (const rollout of store.listRollouts().reverse()) {
-      const members = store.rolloutDevices(rollout.id);
+    for (const rollout of (await store.listRollouts()).reverse()) {
+      const members = await store.rolloutDevices(rollout.id);
       await this.withdrawDue(rollout, rollout.progress.state, members, commandedLater);
       if (rollout.progress.state === "running") {
         await this.publishCommands(rollout, members.filter((m) => m.status === "sent" || m.status === "in-progress").map((m) => m.deviceId));
@@ -166,18 +164,18 @@ export class RolloutEngine {
 
   async onReport(report: Report): Promise<void> {
     if (!report.command) return;
-    const rollout = this.options.store.getRollout(report.command);
+    const rollout = await this.options.store.getRollout(report.command);
     if (!rollout) return;
-    const member = this.options.store.rolloutDevice(rollout.id, report.deviceId);
+    const member = await this.options.store.rolloutDevice(rollout.id, report.deviceId);
     if (!member || FINAL_STATUSES.has(member.status)) return;
     const status = statusFromReport(report.state, report.booted?.commit, rollout.commit);
     if (status === null || status === member.status) return;
     const detail = report.rolledBack?.reason ?? report.error ?? null;
-    this.options.store.setRolloutDeviceStatus(rollout.id, report.deviceId, status, detail, this.now());
+    await this.options.store.setRolloutDeviceStatus(rollout.id, report.deviceId, status, detail, this.now());
     if (FAILED_STATUSES.has(status)) {
       await this.serialised(async () => {
-        const current = this.options.store.getRollout(rollout.id)!;
-        await this.withdrawDue(current, current.progress.state, [this.options.store.rolloutDevice(rollout.id, report.deviceId)!]);
+        const current = (await this.options.store.getRollout(rollout.id))!;
+        await this.withdrawDue(current, current.progress.state, [(await this.options.store.rolloutDevice(rollout.id, report.deviceId))!]);
       });
     }
     await this.tick();
@@ -193,30 +191,30 @@ export class RolloutEngine {
   async setState(id: string, action: "pause" | "resume" | "abort"): Promise<RolloutRecord> {
     const { store } = this.options;
     await this.serialised(async () => {
-      const rollout = store.getRollout(id);
+      const rollout = await store.getRollout(id);
       if (!rollout) throw new RolloutError(404, "E_ROLLOUT_NOT_FOUND", `no rollout '${id}'`);
       const from = rollout.progress.state;
       const allowed = { pause: ["running"], resume: ["paused"], abort: ["running", "paused"] }[action];
       if (!allowed.includes(from)) throw new RolloutError(409, "E_ROLLOUT_STATE", `cannot ${action} rollout ${id}: it is ${from}`);
       const state = action === "pause" ? "paused" : action === "resume" ? "running" : "aborted";
       const reason = action === "pause" ? "paused by the operator" : action === "abort" ? "aborted by the operator" : null;
-      store.updateRollout(id, { ...rollout.progress, state }, reason, this.now());
+      await store.updateRollout(id, { ...rollout.progress, state }, reason, this.now());
       this.options.log.info({ event: `rollout.${action}`, rollout: id }, `rollout ${id}: ${action}`);
-      const members = store.rolloutDevices(id);
+      const members = await store.rolloutDevices(id);
       if (action === "resume") await this.publishCommands(rollout, members.filter((m) => m.status === "sent").map((m) => m.deviceId));
       else await this.withdrawDue(rollout, state, members);
     });
     await this.tick();
-    return store.getRollout(id)!;
+    return (await store.getRollout(id))!;
   }
 
   private async tickOnce(): Promise<void> {
     const { store } = this.options;
     // Reads the running rollouts' members only (one indexed join each), never the whole registry.
-    for (const rollout of store.listRollouts("running")) {
+    for (const rollout of await store.listRollouts("running")) {
       for (let step = 0; step < 100; step++) {
-        const current = store.getRollout(rollout.id)!;
-        const members = store.rolloutMembers(rollout.id);
+        const current = (await store.getRollout(rollout.id))!;
+        const members = await store.rolloutMembers(rollout.id);
         const now = this.now();
         const decision = decide(current.plan, current.progress, members, now);
         if (decision.kind === "wait") break;
@@ -229,28 +227,28 @@ export class RolloutEngine {
     const { store, log } = this.options;
     switch (decision.kind) {
       case "send":
-        store.markRolloutDevicesSent(rollout.id, decision.deviceIds, now);
+        await store.markRolloutDevicesSent(rollout.id, decision.deviceIds, now);
         await this.publishCommands(rollout, decision.deviceIds);
         return;
       case "time-out":
-        for (const deviceId of decision.deviceIds) store.setRolloutDeviceStatus(rollout.id, deviceId, "failed", `no final report within ${rollout.plan.waveTimeoutSeconds} s`, now);
+        for (const deviceId of decision.deviceIds) await store.setRolloutDeviceStatus(rollout.id, deviceId, "failed", `no final report within ${rollout.plan.waveTimeoutSeconds} s`, now);
         const timedOut = new Set(decision.deviceIds);
-        await this.withdrawDue(rollout, "running", store.rolloutDevices(rollout.id).filter((m) => timedOut.has(m.deviceId)));
+        await this.withdrawDue(rollout, "running", (await store.rolloutDevices(rollout.id)).filter((m) => timedOut.has(m.deviceId)));
         return;
       case "pause":
-        store.updateRollout(rollout.id, { ...rollout.progress, state: "paused" }, decision.reason, now);
+        await store.updateRollout(rollout.id, { ...rollout.progress, state: "paused" }, decision.reason, now);
         log.warn({ event: "rollout.paused", rollout: rollout.id, reason: decision.reason }, `rollout ${rollout.id} paused: ${decision.reason}`);
-        await this.withdrawDue(rollout, "paused", store.rolloutDevices(rollout.id));
+        await this.withdrawDue(rollout, "paused", await store.rolloutDevices(rollout.id));
         return;
       case "wave-completed":
-        store.updateRollout(rollout.id, { ...rollout.progress, waveCompletedAt: now.toISOString() }, null, now);
+        await store.updateRollout(rollout.id, { ...rollout.progress, waveCompletedAt: now.toISOString() }, null, now);
         return;
       case "next-wave":
-        store.updateRollout(rollout.id, { ...rollout.progress, currentWave: decision.wave, waveStartedAt: now.toISOString(), waveCompletedAt: null }, null, now);
+        await store.updateRollout(rollout.id, { ...rollout.progress, currentWave: decision.wave, waveStartedAt: now.toISOString(), waveCompletedAt: null }, null, now);
         log.info({ event: "rollout.wave", rollout: rollout.id, wave: decision.wave }, `rollout ${rollout.id}: wave ${decision.wave + 1}`);
         return;
       case "complete":
-        store.updateRollout(rollout.id, { ...rollout.progress, state: "completed" }, null, now);
+        await store.updateRollout(rollout.id, { ...rollout.progress, state: "completed" }, null, now);
         log.info({ event: "rollout.completed", rollout: rollout.id }, `rollout ${rollout.id} completed`);
         return;
     }
@@ -265,7 +263,7 @@ export class RolloutEngine {
     const manifest = await this.readManifest(rollout.ref, rollout.channel);
     if (manifest.manifest.commit !== rollout.commit) {
       for (const deviceId of deviceIds) {
-        this.options.store.setRolloutDeviceStatus(rollout.id, deviceId, "failed", `channel ${rollout.channel} no longer publishes ${rollout.version}`, this.now());
+        await this.options.store.setRolloutDeviceStatus(rollout.id, deviceId, "failed", `channel ${rollout.channel} no longer publishes ${rollout.version}`, this.now());
       }
       return;
     }
@@ -281,7 +279,8 @@ export class RolloutEngine {
    * to devices a later rollout has commanded since: their topic holds that rollout's command.
    * Idempotent: a withdrawal again is a newer copy of the same one, which the device takes as before.
    */
-  private async withdrawDue(rollout: RolloutRecord, state: RolloutState, members: RolloutDeviceRecord[], commandedLater = this.commandedAfter(rollout.id)): Promise<void> {
+  private async withdrawDue(rollout: RolloutRecord, state: RolloutState, members: RolloutDeviceRecord[], commandedSince?: Set<string>): Promise<void> {
+    const commandedLater = commandedSince ?? (await this.commandedAfter(rollout.id));
     const due = { paused: [] as string[], aborted: [] as string[] };
     for (const member of members) {
       const reason = withdrawalFor(state, member);
@@ -292,11 +291,14 @@ export class RolloutEngine {
   }
 
   /** Devices that rollouts created after `id` have sent their command to. */
-  private commandedAfter(id: string): Set<string> {
+  private async commandedAfter(id: string): Promise<Set<string>> {
     const { store } = this.options;
-    const rollouts = store.listRollouts();
-    const later = rollouts.slice(rollouts.findIndex((r) => r.id === id) + 1);
-    return new Set(later.flatMap((r) => store.rolloutDevices(r.id).filter((m) => m.sentAt !== null).map((m) => m.deviceId)));
+    const rollouts = await store.listRollouts();
+    const commanded = new Set<string>();
+    for (const later of rollouts.slice(rollouts.findIndex((r) => r.id === id) + 1)) {
+      for (const member of await store.rolloutDevices(later.id)) if (member.sentAt !== null) commanded.add(member.deviceId);
+    }
+    return commanded;
   }
 
   /**

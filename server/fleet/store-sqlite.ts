@@ -60,17 +60,21 @@ export class SqliteFleetStore implements FleetStore {
     this.db.pragma("foreign_keys = ON");
   }
 
-  getDevice(id: string): DeviceRecord | null {
+  async getDevice(id: string): Promise<DeviceRecord | null> {
+    return this.readDevice(id);
+  }
+
+  private readDevice(id: string): DeviceRecord | null {
     const row = this.db.prepare("SELECT * FROM devices WHERE id = ?").get(id) as DeviceRow | undefined;
     return row ? toRecord(row) : null;
   }
 
-  listDevices(enrollment?: EnrollmentState): DeviceRecord[] {
+  async listDevices(enrollment?: EnrollmentState): Promise<DeviceRecord[]> {
     const rows = enrollment === undefined ? this.db.prepare("SELECT * FROM devices ORDER BY id").all() : this.db.prepare("SELECT * FROM devices WHERE enrollment = ? ORDER BY id").all(enrollment);
     return (rows as DeviceRow[]).map(toRecord);
   }
 
-  deviceCounts(): DeviceCounts {
+  async deviceCounts(): Promise<DeviceCounts> {
     const byEnrollment = Object.fromEntries(ENROLLMENT_STATES.map((state) => [state, 0])) as Record<EnrollmentState, number>;
     let devices = 0;
     let online = 0;
@@ -91,22 +95,22 @@ export class SqliteFleetStore implements FleetStore {
     };
   }
 
-  countDevices(enrollment?: EnrollmentState): number {
+  async countDevices(enrollment?: EnrollmentState): Promise<number> {
     const row = enrollment === undefined ? this.db.prepare("SELECT COUNT(*) AS n FROM devices").get() : this.db.prepare("SELECT COUNT(*) AS n FROM devices WHERE enrollment = ?").get(enrollment);
     return (row as { n: number }).n;
   }
 
-  enrollPending(id: string, publicKey: string, now: Date): DeviceRecord {
+  async enrollPending(id: string, publicKey: string, now: Date): Promise<DeviceRecord> {
     this.db.transaction(() => {
       const inserted = this.db
         .prepare("INSERT OR IGNORE INTO devices (id, public_key, enrollment, enrolled_at) VALUES (?, ?, 'pending', ?)")
         .run(id, publicKey, now.toISOString());
       if (inserted.changes > 0) this.addEvent(id, now, "enrolled", null);
     })();
-    return this.getDevice(id)!;
+    return this.readDevice(id)!;
   }
 
-  preauthorizeDevice(id: string, publicKey: string, groups: string[], now: Date): DeviceRecord {
+  async preauthorizeDevice(id: string, publicKey: string, groups: string[], now: Date): Promise<DeviceRecord> {
     this.db.transaction(() => {
       this.db
         .prepare(
@@ -116,41 +120,41 @@ export class SqliteFleetStore implements FleetStore {
         .run({ id, key: publicKey, groups: JSON.stringify(sortedSet(groups)), now: now.toISOString() });
       this.addEvent(id, now, "preauthorized", null);
     })();
-    return this.getDevice(id)!;
+    return this.readDevice(id)!;
   }
 
-  acceptDevice(id: string, now: Date): DeviceRecord {
+  async acceptDevice(id: string, now: Date): Promise<DeviceRecord> {
     this.db.transaction(() => {
       const updated = this.db.prepare("UPDATE devices SET enrollment = 'accepted' WHERE id = ?").run(id);
       if (updated.changes === 0) throw new DeviceNotFoundError(id);
       this.addEvent(id, now, "accepted", null);
     })();
-    return this.getDevice(id)!;
+    return this.readDevice(id)!;
   }
 
-  rejectDevice(id: string, now: Date): DeviceRecord {
+  async rejectDevice(id: string, now: Date): Promise<DeviceRecord> {
     this.db.transaction(() => {
       const updated = this.db.prepare("UPDATE devices SET enrollment = 'rejected', online = 0 WHERE id = ?").run(id);
       if (updated.changes === 0) throw new DeviceNotFoundError(id);
       this.addEvent(id, now, "rejected", null);
     })();
-    return this.getDevice(id)!;
+    return this.readDevice(id)!;
   }
 
-  revokeDevice(id: string, now: Date): DeviceRecord {
+  async revokeDevice(id: string, now: Date): Promise<DeviceRecord> {
     this.db.transaction(() => {
-      const device = this.getDevice(id);
+      const device = this.readDevice(id);
       if (!device) throw new DeviceNotFoundError(id);
       this.barKey(device.publicKey, id, now, "revoked");
       this.db.prepare("UPDATE devices SET enrollment = 'revoked', online = 0 WHERE id = ?").run(id);
       this.addEvent(id, now, "revoked", null);
     })();
-    return this.getDevice(id)!;
+    return this.readDevice(id)!;
   }
 
-  rekeyDevice(id: string, publicKey: string, now: Date): DeviceRecord {
+  async rekeyDevice(id: string, publicKey: string, now: Date): Promise<DeviceRecord> {
     this.db.transaction(() => {
-      const device = this.getDevice(id);
+      const device = this.readDevice(id);
       if (!device) throw new DeviceNotFoundError(id);
       this.barKey(device.publicKey, id, now, "rekeyed");
       // A new key is new storage: its report counter starts again.
@@ -159,16 +163,16 @@ export class SqliteFleetStore implements FleetStore {
         .run(publicKey, id);
       this.addEvent(id, now, "rekeyed", null);
     })();
-    return this.getDevice(id)!;
+    return this.readDevice(id)!;
   }
 
-  revokedKey(publicKey: string): RevokedKey | null {
+  async revokedKey(publicKey: string): Promise<RevokedKey | null> {
     const row = this.db.prepare("SELECT * FROM revoked_keys WHERE public_key = ?").get(publicKey) as { public_key: string; device_id: string; revoked_at: string; reason: RevokedKey["reason"] } | undefined;
     return row ? { publicKey: row.public_key, deviceId: row.device_id, revokedAt: row.revoked_at, reason: row.reason } : null;
   }
 
-  deleteDevice(id: string): DeviceRecord {
-    const device = this.getDevice(id);
+  async deleteDevice(id: string): Promise<DeviceRecord> {
+    const device = this.readDevice(id);
     if (!device) throw new DeviceNotFoundError(id);
     this.db.transaction(() => {
       this.db.prepare("DELETE FROM device_events WHERE device_id = ?").run(id);
@@ -178,25 +182,25 @@ export class SqliteFleetStore implements FleetStore {
     return device;
   }
 
-  setDeviceTags(id: string, tags: string[]): DeviceRecord {
+  async setDeviceTags(id: string, tags: string[]): Promise<DeviceRecord> {
     const updated = this.db.prepare("UPDATE devices SET tags_json = ? WHERE id = ?").run(JSON.stringify(sortedSet(tags)), id);
     if (updated.changes === 0) throw new DeviceNotFoundError(id);
-    return this.getDevice(id)!;
+    return this.readDevice(id)!;
   }
 
-  setDeviceGroups(id: string, groups: string[], now: Date): DeviceRecord {
+  async setDeviceGroups(id: string, groups: string[], now: Date): Promise<DeviceRecord> {
     this.db.transaction(() => {
       const updated = this.db.prepare("UPDATE devices SET groups_json = ? WHERE id = ?").run(JSON.stringify(sortedSet(groups)), id);
       if (updated.changes === 0) throw new DeviceNotFoundError(id);
       this.addEvent(id, now, "groups", null);
     })();
-    return this.getDevice(id)!;
+    return this.readDevice(id)!;
   }
 
-  recordReport(report: Report, now: Date): void {
-    this.db.transaction(() => {
+  async recordReport(report: Report, now: Date): Promise<boolean> {
+    return this.db.transaction(() => {
       const json = (value: unknown) => (value === undefined ? undefined : value === null ? null : JSON.stringify(value));
-      this.db
+      const updated = this.db
         .prepare(
           `UPDATE devices SET state = @state, last_counter = @counter, last_seen = @now, online = 1,
              architecture = COALESCE(@architecture, architecture), agent_version = COALESCE(@agentVersion, agent_version),
@@ -205,7 +209,7 @@ export class SqliteFleetStore implements FleetStore {
              staged_json = CASE WHEN @stagedGiven THEN @staged ELSE staged_json END,
              pending_json = CASE WHEN @pendingGiven THEN @pending ELSE pending_json END,
              rollback_json = CASE WHEN @rollbackGiven THEN @rollback ELSE rollback_json END
-           WHERE id = @id`,
+           WHERE id = @id AND (last_counter IS NULL OR last_counter < @counter)`,
         )
         .run({
           id: report.deviceId,
@@ -223,11 +227,13 @@ export class SqliteFleetStore implements FleetStore {
           rollbackGiven: report.rollback === undefined ? 0 : 1,
           rollback: json(report.rollback) ?? null,
         });
+      if (updated.changes === 0) return false;
       this.addEvent(report.deviceId, now, "report", report);
+      return true;
     })();
   }
 
-  setOnline(id: string, online: boolean, now: Date): boolean {
+  async setOnline(id: string, online: boolean, now: Date): Promise<boolean> {
     return this.db.transaction(() => {
       const flag = online ? 1 : 0;
       const updated = this.db.prepare("UPDATE devices SET online = ?, last_seen = ? WHERE id = ? AND online != ?").run(flag, now.toISOString(), id, flag);
@@ -236,7 +242,7 @@ export class SqliteFleetStore implements FleetStore {
     })();
   }
 
-  deviceEvents(id: string, limit: number): DeviceEvent[] {
+  async deviceEvents(id: string, limit: number): Promise<DeviceEvent[]> {
     const rows = this.db.prepare("SELECT * FROM device_events WHERE device_id = ? ORDER BY id DESC LIMIT ?").all(id, limit) as Array<{
       id: number;
       device_id: string;
@@ -247,7 +253,7 @@ export class SqliteFleetStore implements FleetStore {
     return rows.map((row) => ({ id: row.id, deviceId: row.device_id, at: row.at, kind: row.kind, report: row.report_json ? (JSON.parse(row.report_json) as Report) : null }));
   }
 
-  createRollout(rollout: RolloutRecord, members: Array<{ deviceId: string; wave: number }>): void {
+  async createRollout(rollout: RolloutRecord, members: Array<{ deviceId: string; wave: number }>): Promise<void> {
     this.db.transaction(() => {
       this.db
         .prepare(
@@ -260,40 +266,40 @@ export class SqliteFleetStore implements FleetStore {
     })();
   }
 
-  getRollout(id: string): RolloutRecord | null {
+  async getRollout(id: string): Promise<RolloutRecord | null> {
     const row = this.db.prepare("SELECT * FROM rollouts WHERE id = ?").get(id) as RolloutRow | undefined;
     return row ? toRollout(row) : null;
   }
 
-  listRollouts(state?: RolloutState): RolloutRecord[] {
+  async listRollouts(state?: RolloutState): Promise<RolloutRecord[]> {
     const rows = state === undefined
       ? this.db.prepare("SELECT * FROM rollouts ORDER BY created_at, id").all()
       : this.db.prepare("SELECT * FROM rollouts WHERE json_extract(progress_json, '$.state') = ? ORDER BY created_at, id").all(state);
     return (rows as RolloutRow[]).map(toRollout);
   }
 
-  updateRollout(id: string, progress: RolloutProgress, pauseReason: string | null, now: Date): void {
+  async updateRollout(id: string, progress: RolloutProgress, pauseReason: string | null, now: Date): Promise<void> {
     this.db.prepare("UPDATE rollouts SET progress_json = ?, pause_reason = ?, updated_at = ? WHERE id = ?").run(JSON.stringify(progress), pauseReason, now.toISOString(), id);
   }
 
-  rolloutDevices(id: string): RolloutDeviceRecord[] {
+  async rolloutDevices(id: string): Promise<RolloutDeviceRecord[]> {
     const rows = this.db.prepare("SELECT * FROM rollout_devices WHERE rollout_id = ? ORDER BY wave, device_id").all(id) as RolloutDeviceRow[];
     return rows.map(toRolloutDevice);
   }
 
-  rolloutDevice(rolloutId: string, deviceId: string): RolloutDeviceRecord | null {
+  async rolloutDevice(rolloutId: string, deviceId: string): Promise<RolloutDeviceRecord | null> {
     const row = this.db.prepare("SELECT * FROM rollout_devices WHERE rollout_id = ? AND device_id = ?").get(rolloutId, deviceId) as RolloutDeviceRow | undefined;
     return row ? toRolloutDevice(row) : null;
   }
 
-  rolloutMembers(id: string): RolloutMember[] {
+  async rolloutMembers(id: string): Promise<RolloutMember[]> {
     const rows = this.db
       .prepare("SELECT r.device_id, r.wave, r.status, d.online FROM rollout_devices r JOIN devices d ON d.id = r.device_id WHERE r.rollout_id = ? ORDER BY r.wave, r.device_id")
       .all(id) as Array<{ device_id: string; wave: number; status: RolloutDeviceStatus; online: number }>;
     return rows.map((row) => ({ deviceId: row.device_id, wave: row.wave, status: row.status, online: row.online === 1 }));
   }
 
-  rolloutStatusCounts(): Map<string, Map<RolloutDeviceStatus, number>> {
+  async rolloutStatusCounts(): Promise<Map<string, Map<RolloutDeviceStatus, number>>> {
     const counts = new Map<string, Map<RolloutDeviceStatus, number>>();
     const rows = this.db.prepare("SELECT rollout_id, status, COUNT(*) AS n FROM rollout_devices GROUP BY rollout_id, status").all() as Array<{ rollout_id: string; status: RolloutDeviceStatus; n: number }>;
     for (const row of rows) {
@@ -304,18 +310,18 @@ export class SqliteFleetStore implements FleetStore {
     return counts;
   }
 
-  setRolloutDeviceStatus(rolloutId: string, deviceId: string, status: RolloutDeviceStatus, detail: string | null, now: Date): void {
+  async setRolloutDeviceStatus(rolloutId: string, deviceId: string, status: RolloutDeviceStatus, detail: string | null, now: Date): Promise<void> {
     this.db.prepare("UPDATE rollout_devices SET status = ?, detail = ?, updated_at = ? WHERE rollout_id = ? AND device_id = ?").run(status, detail, now.toISOString(), rolloutId, deviceId);
   }
 
-  markRolloutDevicesSent(rolloutId: string, deviceIds: string[], now: Date): void {
+  async markRolloutDevicesSent(rolloutId: string, deviceIds: string[], now: Date): Promise<void> {
     const mark = this.db.prepare("UPDATE rollout_devices SET status = 'sent', sent_at = ?, updated_at = ? WHERE rollout_id = ? AND device_id = ? AND status = 'pending'");
     this.db.transaction(() => {
       for (const deviceId of deviceIds) mark.run(now.toISOString(), now.toISOString(), rolloutId, deviceId);
     })();
   }
 
-  close(): void {
+  async close(): Promise<void> {
     this.db.close();
   }
 

@@ -110,58 +110,62 @@ export interface RolloutDeviceRecord {
 }
 
 export interface FleetStore {
-  createRollout(rollout: RolloutRecord, members: Array<{ deviceId: string; wave: number }>): void;
-  getRollout(id: string): RolloutRecord | null;
+  createRollout(rollout: RolloutRecord, members: Array<{ deviceId: string; wave: number }>): Promise<void>;
+  getRollout(id: string): Promise<RolloutRecord | null>;
   /** All rollouts, or those in one state. */
-  listRollouts(state?: RolloutState): RolloutRecord[];
-  updateRollout(id: string, progress: RolloutProgress, pauseReason: string | null, now: Date): void;
-  rolloutDevices(id: string): RolloutDeviceRecord[];
-  rolloutDevice(rolloutId: string, deviceId: string): RolloutDeviceRecord | null;
+  listRollouts(state?: RolloutState): Promise<RolloutRecord[]>;
+  updateRollout(id: string, progress: RolloutProgress, pauseReason: string | null, now: Date): Promise<void>;
+  rolloutDevices(id: string): Promise<RolloutDeviceRecord[]>;
+  rolloutDevice(rolloutId: string, deviceId: string): Promise<RolloutDeviceRecord | null>;
   /** A rollout's devices with their wave, status and online flag: what `decide()` takes. */
-  rolloutMembers(id: string): RolloutMember[];
+  rolloutMembers(id: string): Promise<RolloutMember[]>;
   /** Devices per status, per rollout. */
-  rolloutStatusCounts(): Map<string, Map<RolloutDeviceStatus, number>>;
-  setRolloutDeviceStatus(rolloutId: string, deviceId: string, status: RolloutDeviceStatus, detail: string | null, now: Date): void;
+  rolloutStatusCounts(): Promise<Map<string, Map<RolloutDeviceStatus, number>>>;
+  setRolloutDeviceStatus(rolloutId: string, deviceId: string, status: RolloutDeviceStatus, detail: string | null, now: Date): Promise<void>;
   /** Marks devices as sent, in one transaction, before their command is published (a restart re-publishes the same one). */
-  markRolloutDevicesSent(rolloutId: string, deviceIds: string[], now: Date): void;
+  markRolloutDevicesSent(rolloutId: string, deviceIds: string[], now: Date): Promise<void>;
 
-  getDevice(id: string): DeviceRecord | null;
+  getDevice(id: string): Promise<DeviceRecord | null>;
   /** All devices, or those in one enrollment state. */
-  listDevices(enrollment?: EnrollmentState): DeviceRecord[];
-  deviceCounts(): DeviceCounts;
+  listDevices(enrollment?: EnrollmentState): Promise<DeviceRecord[]>;
+  deviceCounts(): Promise<DeviceCounts>;
   /** Devices in one enrollment state, or all of them (an index count). */
-  countDevices(enrollment?: EnrollmentState): number;
+  countDevices(enrollment?: EnrollmentState): Promise<number>;
   /** Records an unknown device as pending (no-op for a known one); returns the record. */
-  enrollPending(id: string, publicKey: string, now: Date): DeviceRecord;
+  enrollPending(id: string, publicKey: string, now: Date): Promise<DeviceRecord>;
   /**
    * Records (or replaces a pending or preauthorized record with) a preauthorized device: this key,
    * these operator-assigned groups. The caller checks the state it replaces (device-admin.ts).
    */
-  preauthorizeDevice(id: string, publicKey: string, groups: string[], now: Date): DeviceRecord;
+  preauthorizeDevice(id: string, publicKey: string, groups: string[], now: Date): Promise<DeviceRecord>;
   /** Accepts a pending, preauthorized (or rejected) device; throws DeviceNotFoundError for an unknown id. */
-  acceptDevice(id: string, now: Date): DeviceRecord;
+  acceptDevice(id: string, now: Date): Promise<DeviceRecord>;
   /** Rejects a device (kept with its key, offline, refused from now on); throws DeviceNotFoundError. */
-  rejectDevice(id: string, now: Date): DeviceRecord;
+  rejectDevice(id: string, now: Date): Promise<DeviceRecord>;
   /** Revokes a device: `revoked`, offline, its key barred for any id from now on; throws DeviceNotFoundError. */
-  revokeDevice(id: string, now: Date): DeviceRecord;
+  revokeDevice(id: string, now: Date): Promise<DeviceRecord>;
   /**
    * Gives a device a new key: the old one is barred, the report counter starts again, and the
    * device is accepted (a preauthorized one stays preauthorized); throws DeviceNotFoundError.
    */
-  rekeyDevice(id: string, publicKey: string, now: Date): DeviceRecord;
+  rekeyDevice(id: string, publicKey: string, now: Date): Promise<DeviceRecord>;
   /** Why a key is barred (revoke, rekey), or null. */
-  revokedKey(publicKey: string): RevokedKey | null;
+  revokedKey(publicKey: string): Promise<RevokedKey | null>;
   /** Removes a device, its history and its rollout memberships; returns what it was; throws DeviceNotFoundError. */
-  deleteDevice(id: string): DeviceRecord;
+  deleteDevice(id: string): Promise<DeviceRecord>;
   /** Replaces the operator-set tags of a device; throws DeviceNotFoundError for an unknown id. */
-  setDeviceTags(id: string, tags: string[]): DeviceRecord;
+  setDeviceTags(id: string, tags: string[]): Promise<DeviceRecord>;
   /** Replaces the operator-assigned groups of a device; throws DeviceNotFoundError for an unknown id. */
-  setDeviceGroups(id: string, groups: string[], now: Date): DeviceRecord;
-  /** Stores an accepted report: device fields, counter and history in one transaction. */
-  recordReport(report: Report, now: Date): void;
+  setDeviceGroups(id: string, groups: string[], now: Date): Promise<DeviceRecord>;
+  /**
+   * Stores an accepted report: device fields, counter and history in one transaction; false (and
+   * nothing written) when the device is gone or its stored counter is not below the report's
+   * (another instance, or a concurrent message, took this counter first).
+   */
+  recordReport(report: Report, now: Date): Promise<boolean>;
   /** Records a change of the online flag; false (and nothing written) when it already was so. */
-  setOnline(id: string, online: boolean, now: Date): boolean;
+  setOnline(id: string, online: boolean, now: Date): Promise<boolean>;
   /** Newest first. */
-  deviceEvents(id: string, limit: number): DeviceEvent[];
-  close(): void;
+  deviceEvents(id: string, limit: number): Promise<DeviceEvent[]>;
+  close(): Promise<void>;
 }

@@ -33,10 +33,10 @@ export function summarizeFleet(counts: DeviceCounts, rollouts: RolloutCounts[]):
 }
 
 /** Fetches the counts (aggregate queries) and summarises them. */
-export function readFleetSummary(store: FleetStore): FleetSummary {
-  const statuses = store.rolloutStatusCounts();
+export async function readFleetSummary(store: FleetStore): Promise<FleetSummary> {
+  const statuses = await store.rolloutStatusCounts();
   return summarizeFleet(
-    store.deviceCounts(),
-    store.listRollouts().map((rollout) => ({ rollout, statuses: statuses.get(rollout.id) ?? new Map() })),
+    await store.deviceCounts(),
+    (await store.listRollouts()).map((rollout) => ({ rollout, statuses: statuses.get(rollout.id) ?? new Map() })),
   );
 }

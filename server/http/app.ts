@@ -64,8 +64,8 @@ export function createHttpHandler(options: HttpAppOptions): HttpHandler {
     if (head === "assets" && rest.length === 1) return only(method, ["GET", "HEAD"], () => serveDashboardAsset(req, res, rest[0]!));
     if (head === "healthz" && rest.length === 0) return only(method, ["GET", "HEAD"], () => sendJson(res, 200, { status: "ok" }));
     if (head === "metrics" && rest.length === 0) {
-      return only(method, ["GET"], () => {
-        updateFleetGauges();
+      return only(method, ["GET"], async () => {
+        await updateFleetGauges();
         const text = options.metrics.render();
         res.writeHead(200, { "content-type": "text/plain; version=0.0.4; charset=utf-8", "content-length": Buffer.byteLength(text) });
         res.end(text);
@@ -93,40 +93,40 @@ export function createHttpHandler(options: HttpAppOptions): HttpHandler {
         });
       }
       if (resource.join("/") === "events") return only(method, ["GET"], () => serveEvents(req, res, options.changes));
-      if (resource.join("/") === "fleet") return only(method, ["GET"], () => sendJson(res, 200, summary()));
+      if (resource.join("/") === "fleet") return only(method, ["GET"], async () => sendJson(res, 200, await summary()));
       if (resource.join("/") === "releases") return only(method, ["GET"], async () => sendJson(res, 200, { releases: await listReleases(options.repo) }));
       if (resource[0] === "devices") {
         const [, id, action] = resource;
         if (id === undefined) {
-          if (method === "POST") return sendJson(res, 201, preauthorizeDevice(options.devices, await readJsonBody(req)));
-          return only(method, ["GET", "POST"], () => sendJson(res, 200, listDevices(options.store)));
+          if (method === "POST") return sendJson(res, 201, await preauthorizeDevice(options.devices, await readJsonBody(req)));
+          return only(method, ["GET", "POST"], async () => sendJson(res, 200, await listDevices(options.store)));
         }
         if (action === undefined && resource.length === 2) {
           if (method === "DELETE") return sendJson(res, 200, await deleteDevice(options.store, options.devices, id));
-          return only(method, ["GET", "DELETE"], () => sendJson(res, 200, getDevice(options.store, id)));
+          return only(method, ["GET", "DELETE"], async () => sendJson(res, 200, await getDevice(options.store, id)));
         }
-        if (action === "reject" && resource.length === 3) return only(method, ["POST"], () => sendJson(res, 200, rejectDevice(options.store, options.devices, id)));
-        if (action === "accept" && resource.length === 3) return only(method, ["POST"], () => sendJson(res, 200, acceptDevice(options.store, options.devices, id)));
-        if (action === "revoke" && resource.length === 3) return only(method, ["POST"], () => sendJson(res, 200, revokeDevice(options.store, options.devices, id)));
-        if (action === "rekey" && resource.length === 3) return only(method, ["POST"], async () => sendJson(res, 200, rekeyDevice(options.store, options.devices, id, await readJsonBody(req))));
-        if (action === "groups" && resource.length === 3) return only(method, ["POST"], async () => sendJson(res, 200, setDeviceGroups(options.store, options.devices, id, await readJsonBody(req))));
-        if (action === "tags" && resource.length === 3) return only(method, ["POST"], async () => sendJson(res, 200, setDeviceTags(options.store, id, await readJsonBody(req))));
+        if (action === "reject" && resource.length === 3) return only(method, ["POST"], async () => sendJson(res, 200, await rejectDevice(options.store, options.devices, id)));
+        if (action === "accept" && resource.length === 3) return only(method, ["POST"], async () => sendJson(res, 200, await acceptDevice(options.store, options.devices, id)));
+        if (action === "revoke" && resource.length === 3) return only(method, ["POST"], async () => sendJson(res, 200, await revokeDevice(options.store, options.devices, id)));
+        if (action === "rekey" && resource.length === 3) return only(method, ["POST"], async () => sendJson(res, 200, await rekeyDevice(options.store, options.devices, id, await readJsonBody(req))));
+        if (action === "groups" && resource.length === 3) return only(method, ["POST"], async () => sendJson(res, 200, await setDeviceGroups(options.store, options.devices, id, await readJsonBody(req))));
+        if (action === "tags" && resource.length === 3) return only(method, ["POST"], async () => sendJson(res, 200, await setDeviceTags(options.store, id, await readJsonBody(req))));
       }
       if (resource[0] === "rollouts") {
         const [, id, action] = resource;
         if (id === undefined) {
-          if (method === "POST") return sendJson(res, 201, { rollout: describeRollout(options.store, await createRollout(options.engine, await readJsonBody(req))) });
-          return only(method, ["GET", "POST"], () => sendJson(res, 200, { rollouts: options.store.listRollouts().map((r) => describeRollout(options.store, r)) }));
+          if (method === "POST") return sendJson(res, 201, { rollout: await describeRollout(options.store, await createRollout(options.engine, await readJsonBody(req))) });
+          return only(method, ["GET", "POST"], async () => sendJson(res, 200, { rollouts: await Promise.all((await options.store.listRollouts()).map((r) => describeRollout(options.store, r))) }));
         }
         if (action === undefined && resource.length === 2) {
-          return only(method, ["GET"], () => {
-            const rollout = options.store.getRollout(id);
+          return only(method, ["GET"], async () => {
+            const rollout = await options.store.getRollout(id);
             if (!rollout) throw new HttpError(404, "E_ROLLOUT_NOT_FOUND", `no rollout '${id}'`);
-            sendJson(res, 200, { rollout: describeRollout(options.store, rollout) });
+            sendJson(res, 200, { rollout: await describeRollout(options.store, rollout) });
           });
         }
         if ((action === "pause" || action === "resume" || action === "abort") && resource.length === 3) {
-          return only(method, ["POST"], async () => sendJson(res, 200, { rollout: describeRollout(options.store, await withRolloutErrors(() => options.engine.setState(id, action))) }));
+          return only(method, ["POST"], async () => sendJson(res, 200, { rollout: await describeRollout(options.store, await withRolloutErrors(() => options.engine.setState(id, action))) }));
         }
       }
     }

@@ -21,16 +21,16 @@ function gaugeFamily(gauge: Gauge, label: string): (counts: Iterable<[string, nu
   };
 }
 
-export function fleetGauges(metrics: Metrics, store: FleetStore): () => void {
+export function fleetGauges(metrics: Metrics, store: FleetStore): () => Promise<void> {
   const byState = gaugeFamily(metrics.gauge("aptostree_devices", "Accepted devices, by last reported state"), "state");
   const byEnrollment = gaugeFamily(metrics.gauge("aptostree_devices_enrollment", "Devices, by enrollment state"), "enrollment");
   const rollouts = gaugeFamily(metrics.gauge("aptostree_rollouts", "Rollouts, by state"), "state");
-  return () => {
-    const counts = store.deviceCounts();
+  return async () => {
+    const counts = await store.deviceCounts();
     byState(Object.entries(counts.byState));
     byEnrollment(Object.entries(counts.byEnrollment));
     const byRolloutState = new Map<string, number>();
-    for (const rollout of store.listRollouts()) byRolloutState.set(rollout.progress.state, (byRolloutState.get(rollout.progress.state) ?? 0) + 1);
+    for (const rollout of await store.listRollouts()) byRolloutState.set(rollout.progress.state, (byRolloutState.get(rollout.progress.state) ?? 0) + 1);
     rollouts(byRolloutState);
   };
 }

@@ -17,7 +17,7 @@ export interface ConnectAttempt {
   password: Buffer | undefined;
 }
 
-export function authenticateDevice(attempt: ConnectAttempt, now: Date, enroll: Enroll): ConnectDecision {
+export async function authenticateDevice(attempt: ConnectAttempt, now: Date, enroll: Enroll): Promise<ConnectDecision> {
   if (!attempt.username || !attempt.password) return { ok: false, returnCode: 4, reason: "no username or token" };
   if (attempt.username !== attempt.clientId) return { ok: false, returnCode: 4, reason: `client id '${attempt.clientId}' is not the username '${attempt.username}'` };
   let verified;
@@ -28,7 +28,7 @@ export function authenticateDevice(attempt: ConnectAttempt, now: Date, enroll: E
   }
   const { token } = verified;
   if (token.deviceId !== attempt.username) return { ok: false, returnCode: 4, reason: `token is for '${token.deviceId}', not '${attempt.username}'` };
-  const enrolled = enroll({ deviceId: token.deviceId, publicKey: token.publicKey, proof: token.enrollment }, now);
+  const enrolled = await enroll({ deviceId: token.deviceId, publicKey: token.publicKey, proof: token.enrollment }, now);
   // 3, "server unavailable": enrollment is full for now, the device may try again later.
   if (!enrolled.ok) return { ok: false, returnCode: REFUSAL_RETURN_CODE[enrolled.reason], reason: enrolled.message };
   const { device } = enrolled;

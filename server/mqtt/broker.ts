@@ -8,10 +8,11 @@ import { createServer as createHttpServer, type IncomingMessage, type ServerResp
 import { createServer as createHttpsServer } from "node:https";
 import { WebSocketServer, createWebSocketStream } from "ws";
 import type { AddressInfo } from "node:net";
-import aedesModule, { type Client } from "aedes";
+import aedesModule, { type AuthenticateError, type Client } from "aedes";
 import type { Logger } from "../../shared/log.ts";
 import type { Report } from "../../shared/wire/report.ts";
 import { createIngest } from "./ingest.ts";
+import { KeyedSerial } from "../../shared/keyed-serial.ts";
 import type { FleetStore } from "../fleet/store.ts";
 import type { Metrics } from "../http/metrics.ts";
 import { mayPublish, maySubscribe } from "./acl.ts";
@@ -59,6 +60,13 @@ export interface RunningBroker {
 
 type Aedes = ReturnType<typeof aedesModule.createBroker>;
 
+/** A CONNECT refused, with its CONNACK return code (MQTT 3.1.1 §3.2.2.3: 3 unavailable, 4 bad credentials, 5 not authorized). */
+class ConnectRefused extends Error {
+  constructor(reason: string, readonly returnCode: 3 | 4 | 5) {
+    super(reason);
+  }
+}
+
 export async function startBroker(options: BrokerOptions): Promise<RunningBroker> {
   const now = options.now ?? (() => new Date());
   const { store, log, prefix } = options;
@@ -81,37 +89,67 @@ export async function startBroker(options: BrokerOptions): Promise<RunningBroker
     maxUnauthenticated: options.limits.mqttMaxUnauthenticated,
   });
   const admissionOf = new WeakMap<object, Admission>();
-  /** A throw inside a broker event would end the process: every handler goes through this. */
-  const guarded = <A extends unknown[]>(event: string, handler: (...args: A) => void) => (...args: A): void => {
+  const failed = (event: string, error: unknown): void => {
+    handlerErrors(1, { event });
+    log.error({ event: "mqtt.handler.error", on: event, err: error }, `handling the broker's ${event} event failed; the message was dropped`);
+  };
+  /** A throw (or a rejection) inside a broker event would end the process: every handler goes through this. */
+  const guarded = <A extends unknown[]>(event: string, handler: (...args: A) => void | Promise<void>) => (...args: A): void => {
     try {
-      handler(...args);
+      void Promise.resolve(handler(...args)).catch((error: unknown) => failed(event, error));
     } catch (error) {
-      handlerErrors(1, { event });
-      log.error({ event: "mqtt.handler.error", on: event, err: error }, `handling the broker's ${event} event failed; the message was dropped`);
+      failed(event, error);
     }
   };
+  // A device's online flags and messages reach the store in the order the broker saw them, one
+  // at a time, whatever the store's latency (a networked database answers out of order otherwise).
+  const inOrder = new KeyedSerial();
   const enroll = createEnrollment({ store, metrics: options.metrics, log, autoAcceptSecret: options.autoAcceptSecret, maxPendingDevices: options.limits.maxPendingDevices, maxDevices: options.limits.maxDevices });
   // One budget per device for its connections and its messages (issue 18, finding 4).
   const budget = deviceBudget(new DeviceRateLimiter({ burst: options.limits.deviceMessageBurst, perMinute: options.limits.deviceMessagesPerMinute, now: () => now().getTime() }), options.metrics, log);
-  const ingest = createIngest({ store, prefix, log, metrics: options.metrics, autoAcceptSecret: options.autoAcceptSecret, limits: options.limits, budget, enroll, now, onReport: options.onReport, onOnline: options.onOnline });
+  const ingest = createIngest({ store, prefix, log, metrics: options.metrics, autoAcceptSecret: options.autoAcceptSecret, limits: options.limits, budget, enroll, now, onReport: options.onReport, onOnline: options.onOnline, order: inOrder });
+
+  const authenticate = async (client: Client, username: string | undefined, password: Buffer | undefined): Promise<void> => {
+    let decision = await authenticateDevice({ clientId: client.id, username, password }, now(), enroll);
+    if (decision.ok && !budget(decision.deviceId, "connect")) decision = { ok: false, returnCode: 3, reason: `device '${decision.deviceId}' connects too often; try again later` };
+    if (decision.ok) {
+      deviceOf.set(client, decision.deviceId);
+      return;
+    }
+    refused(1, { code: String(decision.returnCode) });
+    log.warn({ event: "mqtt.connect.refused", clientId: client.id, reason: decision.reason }, `refused ${client.id}: ${decision.reason}`);
+    throw new ConnectRefused(decision.reason, decision.returnCode);
+  };
+
+  const authorizeSubscribe = async (client: Client, topic: string): Promise<boolean> => {
+    const deviceId = deviceOf.get(client);
+    // Each topic filter of a SUBSCRIBE costs a lookup: charged to the device's budget first, so
+    // a packet of thousands of filters is refused cheaply (the budget logs once per flood).
+    if (!deviceId || !budget(deviceId, "subscribe")) {
+      denied(1, { action: "subscribe" });
+      return false;
+    }
+    const device = await store.getDevice(deviceId);
+    if (device && maySubscribe(prefix, device, topic)) return true;
+    denied(1, { action: "subscribe" });
+    // Group topics open for the groups the operator assigned, not those the device's config
+    // names: an agent asking for a group it was not put in is expected, not an attack.
+    const unassignedGroup = parseTopic(prefix, topic)?.scope === "group";
+    log[unassignedGroup ? "info" : "warn"]({ event: "mqtt.subscribe.denied", clientId: client.id, topic }, `denied subscription to ${topic}${unassignedGroup ? " (a group the operator has not assigned to the device)" : ""}`);
+    return false;
+  };
 
   const broker: Aedes = aedesModule.createBroker({
     connectTimeout: options.limits.mqttConnectTimeoutSeconds * 1000,
     authenticate(client, username, password, done) {
-      try {
-        let decision = authenticateDevice({ clientId: client.id, username, password }, now(), enroll);
-        if (decision.ok && !budget(decision.deviceId, "connect")) decision = { ok: false, returnCode: 3, reason: `device '${decision.deviceId}' connects too often; try again later` };
-        if (decision.ok) {
-          deviceOf.set(client, decision.deviceId);
-          return done(null, true);
-        }
-        refused(1, { code: String(decision.returnCode) });
-        log.warn({ event: "mqtt.connect.refused", clientId: client.id, reason: decision.reason }, `refused ${client.id}: ${decision.reason}`);
-        return done(Object.assign(new Error(decision.reason), { returnCode: decision.returnCode }), false);
-      } catch (error) {
-        log.error({ event: "mqtt.auth.error", err: error }, "authentication failed; refusing");
-        return done(Object.assign(new Error("server unavailable"), { returnCode: 3 }), false);
-      }
+      authenticate(client, username, password).then(
+        () => done(null, true),
+        (error: unknown) => {
+          if (error instanceof ConnectRefused) return done(error as unknown as AuthenticateError, false);
+          log.error({ event: "mqtt.auth.error", err: error }, "authentication failed; refusing");
+          return done(new ConnectRefused("server unavailable", 3) as unknown as AuthenticateError, false);
+        },
+      );
     },
     authorizePublish(client, packet, callback) {
       // The server's own publishes (client null) are trusted; a device only under its own topics.
@@ -131,44 +169,38 @@ export async function startBroker(options: BrokerOptions): Promise<RunningBroker
       return callback(new Error(`not allowed to publish to ${packet.topic}`));
     },
     authorizeSubscribe(client, subscription, callback) {
-      const deviceId = deviceOf.get(client);
-      // Each topic filter of a SUBSCRIBE costs a lookup: charged to the device's budget first, so
-      // a packet of thousands of filters is refused cheaply (the budget logs once per flood).
-      if (!deviceId || !budget(deviceId, "subscribe")) {
-        denied(1, { action: "subscribe" });
-        return callback(null, null);
-      }
-      const device = store.getDevice(deviceId);
-      if (device && maySubscribe(prefix, device, subscription.topic)) return callback(null, subscription);
-      denied(1, { action: "subscribe" });
-      // Group topics open for the groups the operator assigned, not those the device's config
-      // names: an agent asking for a group it was not put in is expected, not an attack.
-      const unassignedGroup = parseTopic(prefix, subscription.topic)?.scope === "group";
-      log[unassignedGroup ? "info" : "warn"]({ event: "mqtt.subscribe.denied", clientId: client.id, topic: subscription.topic }, `denied subscription to ${subscription.topic}${unassignedGroup ? " (a group the operator has not assigned to the device)" : ""}`);
-      return callback(null, null);
+      authorizeSubscribe(client, subscription.topic).then(
+        (allowed) => callback(null, allowed ? subscription : null),
+        (error: unknown) => {
+          failed("subscribe", error);
+          callback(null, null);
+        },
+      );
     },
   });
 
   broker.on("client", guarded("client", (client) => {
     admissionOf.get(client.conn)?.authenticated();
+    connections(broker.connectedClients);
     const deviceId = deviceOf.get(client);
     if (deviceId) {
       connectionOf.set(deviceId, client);
-      if (store.setOnline(deviceId, true, now())) options.onOnline?.(deviceId);
+      return inOrder.run(deviceId, async () => {
+        if (await store.setOnline(deviceId, true, now())) options.onOnline?.(deviceId);
+      });
     }
-    connections(broker.connectedClients);
   }));
   broker.on("clientDisconnect", guarded("clientDisconnect", (client) => {
     const deviceId = deviceOf.get(client);
+    connections(broker.connectedClients);
     if (deviceId && connectionOf.get(deviceId) === client) {
       connectionOf.delete(deviceId);
-      store.setOnline(deviceId, false, now());
+      return inOrder.run(deviceId, async () => void (await store.setOnline(deviceId, false, now())));
     }
-    connections(broker.connectedClients);
   }));
   broker.on("publish", guarded("publish", (packet, client) => {
     const deviceId = client ? deviceOf.get(client) : undefined;
-    if (deviceId && connectionOf.get(deviceId) === client) ingest(packet.topic, packet.payload as Buffer, deviceId);
+    if (deviceId && connectionOf.get(deviceId) === client) return ingest(packet.topic, packet.payload as Buffer, deviceId);
   }));
   // Malformed packets, a CONNECT that never came, a protocol violation: counted, logged at debug
   // (a stranger can produce any number of them).

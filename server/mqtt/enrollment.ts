@@ -59,7 +59,7 @@ export interface EnrollmentClaim {
 }
 
 /** Looks the device up, enrolling it when unknown and there is room; the caller admits only accepted ones. */
-export type Enroll = (claim: EnrollmentClaim, now: Date) => EnrollmentDecision;
+export type Enroll = (claim: EnrollmentClaim, now: Date) => Promise<EnrollmentDecision>;
 
 export function createEnrollment(options: EnrollmentOptions): Enroll {
   const { store, autoAcceptSecret: secret } = options;
@@ -75,42 +75,42 @@ export function createEnrollment(options: EnrollmentOptions): Enroll {
     proofs(1, { outcome });
     return outcome;
   };
-  const accepted = (deviceId: string, how: string, now: Date): DeviceRecord => {
-    const device = store.acceptDevice(deviceId, now);
+  const accepted = async (deviceId: string, how: string, now: Date): Promise<DeviceRecord> => {
+    const device = await store.acceptDevice(deviceId, now);
     options.log?.info({ event: "enrollment.accepted", deviceId, how }, `accepted ${deviceId} (${how})`);
     return device;
   };
 
-  return (claim, now) => {
+  return async (claim, now) => {
     const { deviceId, publicKey } = claim;
-    const barred = store.revokedKey(publicKey);
+    const barred = await store.revokedKey(publicKey);
     if (barred) {
       const what = barred.reason === "revoked" ? `revoked with device '${barred.deviceId}'` : `replaced on device '${barred.deviceId}' (rekey)`;
       return refuse("revoked-key", `the key '${deviceId}' presents was ${what} at ${barred.revokedAt}; it is refused under any id`);
     }
-    const device = store.getDevice(deviceId);
+    const device = await store.getDevice(deviceId);
     if (device?.enrollment === "revoked") return refuse("revoked", `device '${deviceId}' is revoked; 'apt-ostree-server device rekey ${deviceId} --key PUB' admits it again with a new key`);
     if (device && device.publicKey !== publicKey) {
       if (device.enrollment === "preauthorized") return refuse("preauthorized-key-mismatch", `'${deviceId}' is preauthorized with another key; the key it presents is refused (preauthorize it again to change the key)`);
       return refuse("key-mismatch", `token key differs from the key '${deviceId}' enrolled with`);
     }
-    if (device?.enrollment === "preauthorized") return { ok: true, device: accepted(deviceId, "preauthorized key", now), proof: "not-checked" };
+    if (device?.enrollment === "preauthorized") return { ok: true, device: await accepted(deviceId, "preauthorized key", now), proof: "not-checked" };
     if (device && device.enrollment !== "pending") return { ok: true, device, proof: "not-checked" };
     if (!device) {
-      const registered = store.countDevices();
+      const registered = await store.countDevices();
       if (registered >= options.maxDevices) {
         return refuse("registry-full", `the registry holds ${registered} devices (limits.maxDevices); delete some before '${deviceId}' can enroll`);
       }
     }
     const proof = checkProof(claim);
     if (!device && proof !== "valid") {
-      const pending = store.countDevices("pending");
+      const pending = await store.countDevices("pending");
       if (pending >= options.maxPendingDevices) {
         return refuse("pending-full", `${pending} devices already wait for enrollment (limits.maxPendingDevices); accept, reject or delete some before '${deviceId}' can enroll`);
       }
     }
-    const record = device ?? store.enrollPending(deviceId, publicKey, now);
-    if (proof === "valid") return { ok: true, device: accepted(deviceId, "auto-accept: valid enrollment proof", now), proof };
+    const record = device ?? await store.enrollPending(deviceId, publicKey, now);
+    if (proof === "valid") return { ok: true, device: await accepted(deviceId, "auto-accept: valid enrollment proof", now), proof };
     return { ok: true, device: record, proof };
   };
 }

@@ -7,6 +7,7 @@ import type { Logger } from "../../shared/log.ts";
 import { DeviceTokenError, verifyDeviceToken } from "../../shared/wire/device-token.ts";
 import { ReportRejectedError, verifyReport, type Report } from "../../shared/wire/report.ts";
 import { parseTopic } from "../../shared/wire/topics.ts";
+import { KeyedSerial } from "../../shared/keyed-serial.ts";
 import type { FleetStore } from "../fleet/store.ts";
 import type { Metrics } from "../http/metrics.ts";
 import type { ServerLimits } from "../config/limits.ts";
@@ -27,12 +28,17 @@ export interface IngestOptions {
   /** Enrollment policy; one from `limits` and `autoAcceptSecret` when omitted. */
   enroll?: Enroll;
   onReport?: (report: Report) => void;
+  /** Keeps each device's messages in order, one at a time; the broker shares its own with its online flags. */
+  order?: KeyedSerial;
   /** Called when an accepted device comes online (not when it says so again). */
   onOnline?: (deviceId: string) => void;
 }
 
-/** Never throws: whatever a message holds, it is taken, or refused with a logged and counted reason. */
-export type Ingest = (topic: string, payload: Buffer, authenticatedDeviceId: string | null) => void;
+/**
+ * Never rejects: whatever a message holds, it is taken, or refused with a logged and counted
+ * reason. One device's messages are taken one at a time, in the order they came.
+ */
+export type Ingest = (topic: string, payload: Buffer, authenticatedDeviceId: string | null) => Promise<void>;
 
 /** `aptostree_mqtt_reports_total`'s outcome for each refusal code. */
 const REPORT_OUTCOME: Readonly<Record<string, string>> = {
@@ -49,13 +55,13 @@ export function createIngest(options: IngestOptions): Ingest {
   const budget = options.budget ?? deviceBudget(new DeviceRateLimiter({ burst: options.limits.deviceMessageBurst, perMinute: options.limits.deviceMessagesPerMinute, now: () => now().getTime() }), options.metrics, log);
   const enroll = options.enroll ?? createEnrollment({ store, metrics: options.metrics, log, autoAcceptSecret: options.autoAcceptSecret, maxPendingDevices: options.limits.maxPendingDevices, maxDevices: options.limits.maxDevices });
 
-  const hello = (deviceId: string, payload: Buffer): void => {
+  const hello = async (deviceId: string, payload: Buffer): Promise<void> => {
     try {
       // A known device pays for its hellos before its signature is checked; an unknown one is bounded by the pending cap.
-      if (store.getDevice(deviceId) && !budget(deviceId, "hello")) return;
+      if (await store.getDevice(deviceId) && !budget(deviceId, "hello")) return;
       const { token } = verifyDeviceToken(payload.toString("utf8"), now());
       if (token.deviceId !== deviceId) throw new DeviceTokenError(`token is for '${token.deviceId}', published on '${deviceId}'`);
-      const enrolled = enroll({ deviceId, publicKey: token.publicKey, proof: token.enrollment }, now());
+      const enrolled = await enroll({ deviceId, publicKey: token.publicKey, proof: token.enrollment }, now());
       if (!enrolled.ok && enrolled.reason === "key-mismatch") throw new DeviceTokenError(enrolled.message);
       if (!enrolled.ok) {
         hellos(1, { outcome: enrolled.reason });
@@ -75,7 +81,7 @@ export function createIngest(options: IngestOptions): Ingest {
 
   const failures = options.metrics.counter("aptostree_mqtt_ingest_errors_total", "Device messages whose handling failed on the server's side (see the log), by topic kind");
 
-  const ingest = (topicText: string, payload: Buffer, authenticatedDeviceId: string | null): void => {
+  const ingest = async (topicText: string, payload: Buffer, authenticatedDeviceId: string | null): Promise<void> => {
     const topic = parseTopic(options.prefix, topicText);
     if (!topic || topic.scope !== "device") return;
     // An empty payload clears a retained message (the server does so when it deletes a device): nothing to take.
@@ -83,7 +89,7 @@ export function createIngest(options: IngestOptions): Ingest {
     const { deviceId } = topic;
     if (authenticatedDeviceId !== null && authenticatedDeviceId !== deviceId) return;
     if (topic.kind === "hello") return hello(deviceId, payload);
-    const device = store.getDevice(deviceId);
+    const device = await store.getDevice(deviceId);
     if (!device || device.enrollment !== "accepted") {
       if (topic.kind === "state") reports(1, { outcome: "not-accepted" });
       return;
@@ -96,12 +102,13 @@ export function createIngest(options: IngestOptions): Ingest {
     if (topic.kind === "online") {
       const online = payload.toString() === "online";
       // Saying again what the store holds writes nothing and wakes nothing.
-      if (device.online !== online && store.setOnline(deviceId, online, now()) && online) options.onOnline?.(deviceId);
+      if (device.online !== online && await store.setOnline(deviceId, online, now()) && online) options.onOnline?.(deviceId);
       return;
     }
     try {
       const report = verifyReport(payload, { deviceId, publicKey: new Uint8Array(Buffer.from(device.publicKey, "base64")), lastCounter: device.lastCounter });
-      store.recordReport(report, now());
+      // Taken only over a lower stored counter: another instance (or a racing message) may have stored this one first.
+      if (!(await store.recordReport(report, now()))) throw new ReportRejectedError("E_REPORT_REPLAY", `report counter ${report.counter} was already taken`);
       reports(1, { outcome: "accepted" });
       options.onReport?.(report);
     } catch (error) {
@@ -111,9 +118,12 @@ export function createIngest(options: IngestOptions): Ingest {
     }
   };
 
-  return (topicText, payload, authenticatedDeviceId) => {
+  const order = options.order ?? new KeyedSerial();
+  return async (topicText, payload, authenticatedDeviceId) => {
     try {
-      ingest(topicText, payload, authenticatedDeviceId);
+      const topic = parseTopic(options.prefix, topicText);
+      if (!topic || topic.scope !== "device") return;
+      await order.run(topic.deviceId, () => ingest(topicText, payload, authenticatedDeviceId));
     } catch (error) {
       const kind = parseTopic(options.prefix, topicText)?.kind ?? "other";
       failures(1, { kind });

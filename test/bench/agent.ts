@@ -62,8 +62,8 @@ async function stopProcess(child: ChildProcess): Promise<void> {
 }
 
 /** The server's record of the device, read straight from its store. */
-function deviceState(fixture: AgentFixture): string | null {
-  return fixture.server.store.getDevice(DEVICE_ID)?.state ?? null;
+async function deviceState(fixture: AgentFixture): Promise<string | null> {
+  return (await fixture.server.store.getDevice(DEVICE_ID))?.state ?? null;
 }
 
 /**
@@ -74,11 +74,12 @@ function reportRecorded(fixture: AgentFixture, states: string[]): Promise<void> 
   const store = fixture.server.store;
   const record = store.recordReport.bind(store);
   return new Promise((resolve) => {
-    store.recordReport = (report, now) => {
-      record(report, now);
-      if (report.deviceId !== DEVICE_ID || !states.includes(report.state)) return;
+    store.recordReport = async (report, now) => {
+      const taken = await record(report, now);
+      if (report.deviceId !== DEVICE_ID || !states.includes(report.state)) return taken;
       store.recordReport = record;
       resolve();
+      return taken;
     };
   });
 }
@@ -101,7 +102,8 @@ async function overhead(payloadBytes: number, agentBundle: string): Promise<{ ag
       await fixture.server.broker.publish(deviceTopic(DEFAULT_TOPIC_PREFIX, DEVICE_ID, "cmd"), command);
       await settled;
     });
-    if (deviceState(fixture) !== "staged") throw new Error(`the agent ended ${deviceState(fixture)}`);
+    const ended = await deviceState(fixture);
+    if (ended !== "staged") throw new Error(`the agent ended ${ended}`);
     // The bare run gets the machine to itself, as the agent had.
     await stopProcess(child);
     const repo = join(baseline.sysroot, "ostree", "repo");

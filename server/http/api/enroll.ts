@@ -56,7 +56,7 @@ export function createEnrollRoute(options: EnrollRouteOptions): EnrollRoute {
       return refuse(401, error.code, "bad-token", null, error.message);
     }
     const { deviceId } = token;
-    const enrolled = options.enroll({ deviceId, publicKey: token.publicKey, proof: token.enrollment }, options.now());
+    const enrolled = await options.enroll({ deviceId, publicKey: token.publicKey, proof: token.enrollment }, options.now());
     if (!enrolled.ok) {
       const busy = enrolled.reason === "pending-full" || enrolled.reason === "registry-full";
       return refuse(busy ? 503 : 403, busy ? "E_ENROLLMENT_BUSY" : "E_ENROLLMENT_REFUSED", enrolled.reason, deviceId, `refused to enroll ${deviceId}: ${enrolled.message}`);

@@ -55,8 +55,8 @@ function durationField(field: string, text: string): number {
   }
 }
 
-export function describeRollout(store: FleetStore, rollout: RolloutRecord) {
-  const members = store.rolloutDevices(rollout.id);
+export async function describeRollout(store: FleetStore, rollout: RolloutRecord) {
+  const members = await store.rolloutDevices(rollout.id);
   const waves = rollout.plan.waves.map((percent, wave) => {
     const inWave = members.filter((m) => m.wave === wave);
     const count = (statuses: RolloutDeviceStatus[]) => inWave.filter((m) => statuses.includes(m.status)).length;

@@ -57,7 +57,7 @@ export async function startDynsecSync(options: DynsecSyncOptions): Promise<Dynse
     await ensureServerRole(control, client, prefix, log);
     await run([{ command: "setDefaultACLAccess", acls: [{ acltype: "publishClientReceive", allow: false }] }], "the default ACL");
     const broker = await readBrokerState(control);
-    const wanted = store.listDevices("accepted").map(wantedDevice).filter((d): d is WantedDevice => d !== null);
+    const wanted = (await store.listDevices("accepted")).map(wantedDevice).filter((d): d is WantedDevice => d !== null);
     const commands = planResync(prefix, broker, wanted);
     await run(commands, "the resync");
     applied.clear();
@@ -70,7 +70,7 @@ export async function startDynsecSync(options: DynsecSyncOptions): Promise<Dynse
   };
 
   const syncDevice = async (id: string): Promise<void> => {
-    const record: DeviceRecord | null = store.getDevice(id);
+    const record: DeviceRecord | null = await store.getDevice(id);
     const wanted = record ? wantedDevice(record) : null;
     const current = applied.get(id) ?? null;
     if (!wanted && !current) return;

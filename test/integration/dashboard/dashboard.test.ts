@@ -53,7 +53,7 @@ beforeAll(async () => {
     devices.push(device);
   }
   for (const id of ["newcomer", "spammer", "passer-by"]) await expect(new SimulatedDevice(id, key.publicKey, ["lab"]).connect(server.mqttPort!)).rejects.toThrow(/Not authorized/);
-  await until(async () => server.store.listDevices().filter((d) => d.state === "idle").length === 5, "five devices reporting");
+  await until(async () => (await server.store.listDevices()).filter((d) => d.state === "idle").length === 5, "five devices reporting");
   browser = await chromium.launch({
     executablePath: "/usr/bin/chromium",
     headless: true,
@@ -81,7 +81,7 @@ describe("the dashboard in chromium", () => {
     await page.getByRole("heading", { name: "Fleet", exact: true }).waitFor();
     const forged = await page.evaluate(async () => (await fetch("/api/v1/devices/newcomer/accept", { method: "POST" })).status);
     expect(forged).toBe(403);
-    expect(server.store.getDevice("newcomer")!.enrollment).toBe("pending");
+    expect((await server.store.getDevice("newcomer"))!.enrollment).toBe("pending");
   });
 
   it("lists the fleet with its counts and versions, filters it, and follows a report live without a reload", async () => {
@@ -106,22 +106,22 @@ describe("the dashboard in chromium", () => {
   it("rejects and deletes pending devices from their buttons, after asking", async () => {
     page.once("dialog", (dialog) => void dialog.accept());
     await page.getByRole("button", { name: "Reject spammer" }).click();
-    await until(async () => server.store.getDevice("spammer")?.enrollment === "rejected", "the device to be rejected");
+    await until(async () => (await server.store.getDevice("spammer"))?.enrollment === "rejected", "the device to be rejected");
     await page.getByRole("heading", { name: "Rejected" }).waitFor({ timeout: 5000 });
     page.once("dialog", (dialog) => void dialog.accept());
     await page.getByRole("button", { name: "Delete passer-by" }).click();
-    await until(async () => server.store.getDevice("passer-by") === null, "the device to be deleted");
+    await until(async () => await server.store.getDevice("passer-by") === null, "the device to be deleted");
     await page.waitForFunction(() => document.querySelector('[data-count="pending enrollment"] .n')?.textContent === "1", undefined, { timeout: 5000 });
     await screenshot("enrollment");
     page.once("dialog", (dialog) => void dialog.dismiss());
     await page.getByRole("button", { name: "Delete spammer" }).click();
-    expect(server.store.getDevice("spammer")?.enrollment).toBe("rejected");
+    expect((await server.store.getDevice("spammer"))?.enrollment).toBe("rejected");
   });
 
   it("accepts a pending device from its button, after asking", async () => {
     page.once("dialog", (dialog) => void dialog.accept());
     await page.getByRole("button", { name: "Accept newcomer" }).click();
-    await until(async () => server.store.getDevice("newcomer")!.enrollment === "accepted", "the device to be accepted");
+    await until(async () => (await server.store.getDevice("newcomer"))!.enrollment === "accepted", "the device to be accepted");
     await page.waitForFunction(() => document.querySelector('[data-count="pending enrollment"] .n')?.textContent === "0", undefined, { timeout: 5000 });
   });
 
@@ -129,7 +129,7 @@ describe("the dashboard in chromium", () => {
     const created = await api("rollouts", { ref: REF, select: { devices: devices.slice(0, 5).map((d) => d.id) }, waves: "100%", waveDelay: "0s", waveTimeout: "1h", maxFailures: "50%" });
     expect(created.status).toBe(201);
     const id = created.json.rollout.id as string;
-    await until(async () => server.store.rolloutDevices(id).filter((m) => m.status === "healthy" || m.status === "rolled-back").length === 4, "four devices to finish");
+    await until(async () => (await server.store.rolloutDevices(id)).filter((m) => m.status === "healthy" || m.status === "rolled-back").length === 4, "four devices to finish");
     await page.goto(`${base()}/#/rollouts`);
     const card = page.locator(`[data-rollout="${id}"]`);
     await card.waitFor();

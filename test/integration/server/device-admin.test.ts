@@ -51,7 +51,7 @@ async function enrolled(id: string): Promise<MqttClient> {
   expect((await api(`devices/${id}/accept`, "POST")).status).toBe(200);
   const client = await connect(id);
   await client.publishAsync(deviceTopic(P, id, "online"), "online", { qos: 1, retain: true });
-  await until(() => server.store.getDevice(id)?.online, `${id} online`);
+  await until(async () => (await server.store.getDevice(id))?.online, `${id} online`);
   return client;
 }
 
@@ -95,7 +95,7 @@ describe("rejecting a device", () => {
     expect((await res.json()).device).toMatchObject({ id: "turncoat", enrollment: "rejected", online: false });
     await gone;
     await expect(connect("turncoat")).rejects.toMatchObject({ code: 5 });
-    expect(server.store.getDevice("turncoat")!.online).toBe(false);
+    expect((await server.store.getDevice("turncoat"))!.online).toBe(false);
   });
 
   it("answers 404 for a device it does not know", async () => {

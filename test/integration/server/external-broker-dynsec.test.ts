@@ -211,9 +211,9 @@ describe("serve --mqtt-dynsec with mosquitto's dynamic-security plugin, as shipp
     server = null;
     // The store changes with nobody to tell mosquitto: dyn-a revoked, dyn-b moved to lab2.
     const store = new SqliteFleetStore(join(dir, "data", "fleet.db"));
-    store.revokeDevice("dyn-a", new Date());
-    store.setDeviceGroups("dyn-b", ["lab2"], new Date());
-    store.close();
+    await store.revokeDevice("dyn-a", new Date());
+    await store.setDeviceGroups("dyn-b", ["lab2"], new Date());
+    await store.close();
     await pause(500);
     expect(a.closedAt).toBeNull();
     expect((await savedClients()).get("dyn-b")).toEqual(["apt-ostree:group:lab"]);

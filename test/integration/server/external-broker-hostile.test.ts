@@ -47,7 +47,7 @@ describe("an external broker that sends a packet above the limit", () => {
   it("has its connection cut at the header, counted, without the body being held", async () => {
     const port = await hostileBroker();
     const metrics = new Metrics();
-    broker = await connectExternalBroker({ url: `mqtt://server:secret@127.0.0.1:${port}`, prefix: "apt-ostree/", ingest: () => undefined, log: silentLogger(), metrics, maxPacketBytes: 65536 });
+    broker = await connectExternalBroker({ url: `mqtt://server:secret@127.0.0.1:${port}`, prefix: "apt-ostree/", ingest: async () => undefined, log: silentLogger(), metrics, maxPacketBytes: 65536 });
     await until(() => /aptostree_mqtt_dropped_total\{reason="external-packet-too-large"\} [1-9]/.test(metrics.render()), "the connection to be cut");
     await new Promise((resolve) => setTimeout(resolve, 300));
     expect(sockets[0]!.destroyed || sockets[0]!.readableEnded).toBe(true);

@@ -90,7 +90,7 @@ describe("mosquitto as shipped in docs/mosquitto/, with the server's certificate
   it("enrolls a device over HTTPS: pending until accepted, then a certificate for its own key, CN its id", async () => {
     const first = await enroll("tls-a", a.key);
     expect(first).toMatchObject({ status: 202, json: { deviceId: "tls-a", enrollment: "pending" } });
-    expect(server.store.getDevice("tls-a")).toMatchObject({ enrollment: "pending", publicKey: Buffer.from(a.key.publicKey).toString("base64") });
+    expect(await server.store.getDevice("tls-a")).toMatchObject({ enrollment: "pending", publicKey: Buffer.from(a.key.publicKey).toString("base64") });
     await api("devices/tls-a/accept", {});
     await enroll("tls-b", b.key);
     await api("devices/tls-b/accept", {});
@@ -118,8 +118,8 @@ describe("mosquitto as shipped in docs/mosquitto/, with the server's certificate
   it("lets devices report and take a rollout through mosquitto, with their certificates", async () => {
     await a.connect(mosquitto.port, { tls: { ca, cert: certificates.get("tls-a")! } });
     await b.connect(mosquitto.port, { tls: { ca, cert: certificates.get("tls-b")! } });
-    await until(() => server.store.getDevice("tls-a")!.lastCounter !== null && server.store.getDevice("tls-b")!.lastCounter !== null, "reports from both devices");
-    await until(() => server.store.getDevice("tls-b")!.online, "tls-b online");
+    await until(async () => (await server.store.getDevice("tls-a"))!.lastCounter !== null && (await server.store.getDevice("tls-b"))!.lastCounter !== null, "reports from both devices");
+    await until(async () => (await server.store.getDevice("tls-b"))!.online, "tls-b online");
     await publishSyntheticVersion(join(dir, "repo"), REF, dir, key, 2);
     const { rollout } = await api("rollouts", { ref: REF, select: { devices: ["tls-a"] }, waves: "100%", waveDelay: "0s", waveTimeout: "30s" });
     const done = await until(async () => {
@@ -138,11 +138,11 @@ describe("mosquitto as shipped in docs/mosquitto/, with the server's certificate
     const otherCa = await createCa({ commonName: "someone else" });
     const foreign = await issueClientCertificate(otherCa, { commonName: "tls-b", ed25519PublicKey: stranger.publicKey });
     await expect(rawClient({ clientId: "tls-b", cert: foreign.certificate, key: privateKeyPem(stranger.seed) })).rejects.toThrow();
-    expect(server.store.getDevice("tls-b")).toMatchObject({ online: true });
+    expect(await server.store.getDevice("tls-b")).toMatchObject({ online: true });
   });
 
   it("keeps A's certificate from publishing B's online flag or state, reading B's commands, or taking B's session", async () => {
-    const before = server.store.getDevice("tls-b")!;
+    const before = (await server.store.getDevice("tls-b"))!;
     let bKicked = false;
     (b as unknown as { client: MqttClient }).client.once("close", () => (bKicked = true));
     // A claims B's client id and username: mosquitto makes both A's certificate CN.
@@ -161,12 +161,12 @@ describe("mosquitto as shipped in docs/mosquitto/, with the server's certificate
     await new Promise((resolve) => setTimeout(resolve, 500));
     expect(read).toEqual([]);
     expect(bKicked).toBe(false);
-    expect(server.store.getDevice("tls-b")).toMatchObject({ online: true, lastCounter: before.lastCounter, state: before.state });
+    expect(await server.store.getDevice("tls-b")).toMatchObject({ online: true, lastCounter: before.lastCounter, state: before.state });
     const log = await readFile(mosquitto.log, "utf8");
     expect(log).toMatch(/New client connected from 127\.0\.0\.1:\d+ as tls-a \(p2, c1, k\d+, u'tls-a'\)/);
     expect(log).not.toMatch(/Client tls-b already connected/);
     await b.reportNow("idle");
-    await until(() => server.store.getDevice("tls-b")!.lastCounter! > before.lastCounter!, "tls-b still reports");
+    await until(async () => (await server.store.getDevice("tls-b"))!.lastCounter! > before.lastCounter!, "tls-b still reports");
   });
 
   it("connects the agent's MQTT link with mqttAuth 'certificate': pending, then accepted, then its certificate and its commands", async () => {
@@ -182,11 +182,11 @@ describe("mosquitto as shipped in docs/mosquitto/, with the server's certificate
       onConnected: () => undefined,
       log: silentLogger(),
     });
-    await until(() => server.store.getDevice("tls-agent")?.enrollment === "pending", "the agent to enroll over HTTPS");
+    await until(async () => (await server.store.getDevice("tls-agent"))?.enrollment === "pending", "the agent to enroll over HTTPS");
     expect(link.connected()).toBe(false);
     await api("devices/tls-agent/accept", {});
     expect(await link.waitConnected(15_000)).toBe(true);
-    await until(() => server.store.getDevice("tls-agent")!.online, "the agent's online flag through mosquitto");
+    await until(async () => (await server.store.getDevice("tls-agent"))!.online, "the agent's online flag through mosquitto");
     const kept = new X509Certificate(await readFile(join(stateDir, "mqtt-client.pem")));
     expect(kept.subject).toBe("CN=tls-agent");
     const { rollout } = await api("rollouts", { ref: REF, select: { devices: ["tls-agent"] }, waves: "100%", waveDelay: "0s", waveTimeout: "30s" });
@@ -197,10 +197,10 @@ describe("mosquitto as shipped in docs/mosquitto/, with the server's certificate
     await api("devices/tls-b/revoke", {});
     const refused = await enroll("tls-b", b.key);
     expect(refused).toMatchObject({ status: 403, json: { error: { code: "E_ENROLLMENT_REFUSED", message: expect.stringMatching(/revoked/) } } });
-    const before = server.store.getDevice("tls-b")!;
+    const before = (await server.store.getDevice("tls-b"))!;
     await b.disconnect();
     await b.connect(mosquitto.port, { tls: { ca, cert: certificates.get("tls-b")! } });
     await new Promise((resolve) => setTimeout(resolve, 500));
-    expect(server.store.getDevice("tls-b")).toMatchObject({ enrollment: "revoked", lastCounter: before.lastCounter });
+    expect(await server.store.getDevice("tls-b")).toMatchObject({ enrollment: "revoked", lastCounter: before.lastCounter });
   });
 });

@@ -56,22 +56,22 @@ describe("serve with --mqtt-url and a real mosquitto", () => {
     expect(server.mqttPort).toBeNull();
     await a.connect(brokerPort, { external: true });
     await b.connect(brokerPort, { external: true });
-    await until(() => server.store.getDevice("ext-a") && server.store.getDevice("ext-b"), "both hellos");
-    expect(server.store.getDevice("ext-a")).toMatchObject({ enrollment: "pending", lastCounter: null });
+    await until(async () => await server.store.getDevice("ext-a") && await server.store.getDevice("ext-b"), "both hellos");
+    expect(await server.store.getDevice("ext-a")).toMatchObject({ enrollment: "pending", lastCounter: null });
     await api("devices/ext-a/accept", {});
     await api("devices/ext-b/accept", {});
     await a.reportNow("idle");
     await b.reportNow("idle");
-    await until(() => server.store.getDevice("ext-a")!.lastCounter !== null && server.store.getDevice("ext-b")!.lastCounter !== null, "reports after acceptance");
-    expect(server.store.getDevice("ext-a")).toMatchObject({ enrollment: "accepted", state: "idle", groups: [], reportedGroups: ["lab"] });
+    await until(async () => (await server.store.getDevice("ext-a"))!.lastCounter !== null && (await server.store.getDevice("ext-b"))!.lastCounter !== null, "reports after acceptance");
+    expect(await server.store.getDevice("ext-a")).toMatchObject({ enrollment: "accepted", state: "idle", groups: [], reportedGroups: ["lab"] });
   });
 
   it("keeps A from publishing as B (mosquitto's ACL) and from forging B's reports (signatures)", async () => {
-    const before = server.store.getDevice("ext-b")!.lastCounter!;
+    const before = (await server.store.getDevice("ext-b"))!.lastCounter!;
     const forged = signReport({ deviceId: "ext-b", counter: before + 100, sent: new Date().toISOString(), state: "failed" }, a.key);
     await a.publishRaw(deviceTopic(DEFAULT_TOPIC_PREFIX, "ext-b", "state"), forged);
     await new Promise((r) => setTimeout(r, 500));
-    expect(server.store.getDevice("ext-b")).toMatchObject({ lastCounter: before, state: "idle" });
+    expect(await server.store.getDevice("ext-b")).toMatchObject({ lastCounter: before, state: "idle" });
   });
 
   it("rolls out through the external broker", async () => {

@@ -24,8 +24,8 @@ let server: RunningServer;
 const api = adminApi(() => `http://127.0.0.1:${server.httpPort}`);
 
 /** Writes the flood straight into the store's file, as thousands of hellos would have. */
-function seedStore(file: string): void {
-  new SqliteFleetStore(file).close();
+async function seedStore(file: string): Promise<void> {
+  await new SqliteFleetStore(file).close();
   const db = new Database(file);
   const at = new Date().toISOString();
   db.prepare(
@@ -40,19 +40,19 @@ function seedStore(file: string): void {
   db.close();
   // A running rollout whose one device is done: the first tick completes it.
   const store = new SqliteFleetStore(file);
-  store.createRollout(
+  await store.createRollout(
     { id: "r-seed", ref: "x", channel: "stable", version: "2", commit: "1".repeat(64), selector: { groups: [], tags: [], devices: ["real-1"] }, plan: { waves: [100], waveDelaySeconds: 0, waveTimeoutSeconds: 60, maxFailuresPercent: 0 }, progress: { state: "running", currentWave: 0, waveStartedAt: at, waveCompletedAt: null }, pauseReason: null, createdAt: at, updatedAt: at },
     [{ deviceId: "real-1", wave: 0 }],
   );
-  store.setRolloutDeviceStatus("r-seed", "real-1", "healthy", null, new Date());
-  store.close();
+  await store.setRolloutDeviceStatus("r-seed", "real-1", "healthy", null, new Date());
+  await store.close();
 }
 
 beforeAll(async () => {
   dir = await makeTempDir("fleet-scale");
   await initRepo(join(dir, "repo"), "archive");
   await mkdir(join(dir, "data"));
-  seedStore(join(dir, "data", "fleet.db"));
+  await seedStore(join(dir, "data", "fleet.db"));
   const listDevices = vi.spyOn(SqliteFleetStore.prototype, "listDevices");
   server = await startServer({ ...testServerSettings({ repo: join(dir, "repo"), data: join(dir, "data") }), tickMilliseconds: 3_600_000 }, silentLogger());
   // The start's own tick (resume) completed the seeded rollout without reading the device list.
@@ -100,7 +100,7 @@ describe(`a store holding ${PENDING} pending devices`, () => {
     const error = await new Promise<Error & { code?: number }>((resolve) => client.once("error", resolve));
     client.end(true);
     expect(error.code).toBe(3);
-    expect(server.store.getDevice(id)).toBeNull();
+    expect(await server.store.getDevice(id)).toBeNull();
     const text = await (await fetch(`http://127.0.0.1:${server.httpPort}/metrics`)).text();
     expect(text).toMatch(/^aptostree_devices_enrollment_refused_total\{reason="pending-full"\} 1$/m);
   });

@@ -66,7 +66,7 @@ describe("device enrollment over MQTT", () => {
     expect((await api("devices/dev-a/accept", "POST")).status).toBe(200);
     const client = await connect("dev-a");
     expect(client.connected).toBe(true);
-    await until(() => server.store.getDevice("dev-a")?.online, "dev-a online");
+    await until(async () => (await server.store.getDevice("dev-a"))?.online, "dev-a online");
   });
 
   it("refuses a token signed by another key for an enrolled id", async () => {
@@ -105,7 +105,7 @@ describe("topic ACL", () => {
     const aClosed = new Promise<void>((resolve) => a.once("close", () => resolve()));
     a.publish(deviceTopic(P, "dev-b", "state"), signReport(report("dev-b", 1), keys["dev-a"]!), { qos: 1 });
     await aClosed;
-    expect(server.store.getDevice("dev-b")!.lastCounter).toBeNull();
+    expect((await server.store.getDevice("dev-b"))!.lastCounter).toBeNull();
   });
 });
 
@@ -113,8 +113,8 @@ describe("device reports", () => {
   it("stores a signed report and refuses a replay and a forgery", async () => {
     const b = clients.find((c) => c.options.clientId === "dev-b" && c.connected)!;
     b.publish(deviceTopic(P, "dev-b", "state"), signReport(report("dev-b", 3, { booted: { commit: "c".repeat(64), version: "2" } }), keys["dev-b"]!), { qos: 1 });
-    await until(() => server.store.getDevice("dev-b")!.lastCounter === 3, "report 3 stored");
-    expect(server.store.getDevice("dev-b")!.booted).toEqual({ commit: "c".repeat(64), version: "2" });
+    await until(async () => (await server.store.getDevice("dev-b"))!.lastCounter === 3, "report 3 stored");
+    expect((await server.store.getDevice("dev-b"))!.booted).toEqual({ commit: "c".repeat(64), version: "2" });
 
     await b.publishAsync(deviceTopic(P, "dev-b", "state"), signReport(report("dev-b", 3, { state: "failed" }), keys["dev-b"]!), { qos: 1 });
     await b.publishAsync(deviceTopic(P, "dev-b", "state"), signReport(report("dev-b", 9, { state: "failed" }), generateKeyPair()), { qos: 1 });
@@ -123,7 +123,7 @@ describe("device reports", () => {
       return /outcome="bad-signature"/.test(text) ? text : null;
     }, "both rejections counted");
     expect(await metrics).toMatch(/aptostree_mqtt_reports_total\{outcome="replay"\} 1/);
-    expect(server.store.getDevice("dev-b")).toMatchObject({ lastCounter: 3, state: "healthy" });
+    expect(await server.store.getDevice("dev-b")).toMatchObject({ lastCounter: 3, state: "healthy" });
   });
 
   it("serves a device that reconnects while its old connection is still open (after a reset)", async () => {
@@ -135,18 +135,18 @@ describe("device reports", () => {
     const fresh = await connect("dev-b");
     await closed;
     old.end(true);
-    expect(server.store.getDevice("dev-b")!.online).toBe(true);
+    expect((await server.store.getDevice("dev-b"))!.online).toBe(true);
     await fresh.publishAsync(deviceTopic(P, "dev-b", "state"), signReport(report("dev-b", 4, { state: "verifying" }), keys["dev-b"]!), { qos: 1 });
-    await until(() => server.store.getDevice("dev-b")!.lastCounter === 4, "the new connection's report stored");
-    expect(server.store.getDevice("dev-b")).toMatchObject({ online: true, state: "verifying" });
+    await until(async () => (await server.store.getDevice("dev-b"))!.lastCounter === 4, "the new connection's report stored");
+    expect(await server.store.getDevice("dev-b")).toMatchObject({ online: true, state: "verifying" });
     expect(await deniedPublishes()).toBe(deniedBefore);
   });
 
   it("marks a device offline when its connection dies", async () => {
     const b = clients.find((c) => c.options.clientId === "dev-b" && c.connected)!;
     (b.stream as unknown as { destroy(): void }).destroy();
-    await until(() => server.store.getDevice("dev-b")!.online === false, "dev-b offline");
-    expect(server.store.deviceEvents("dev-b", 5).some((e) => e.kind === "offline")).toBe(true);
+    await until(async () => (await server.store.getDevice("dev-b"))!.online === false, "dev-b offline");
+    expect((await server.store.deviceEvents("dev-b", 5)).some((e) => e.kind === "offline")).toBe(true);
   });
 });
 
@@ -160,9 +160,9 @@ describe("MQTT over WebSocket", () => {
       protocolVersion: 4,
     });
     clients.push(client);
-    const counter = (server.store.getDevice("dev-a")!.lastCounter ?? 0) + 1;
+    const counter = ((await server.store.getDevice("dev-a"))!.lastCounter ?? 0) + 1;
     await client.publishAsync(deviceTopic(P, "dev-a", "state"), signReport(report("dev-a", counter, { state: "idle" }), keys["dev-a"]!), { qos: 1 });
-    await until(() => server.store.getDevice("dev-a")!.lastCounter === counter, "the report over WebSocket");
+    await until(async () => (await server.store.getDevice("dev-a"))!.lastCounter === counter, "the report over WebSocket");
     await expect(
       mqtt.connectAsync(`ws://127.0.0.1:${server.mqttWsPort!}/mqtt`, { clientId: "dev-a", username: "dev-a", password: "not-a-token", reconnectPeriod: 0, protocolVersion: 4 }),
     ).rejects.toMatchObject({ code: 4 });

@@ -30,7 +30,7 @@ async function device(id: string, behaviour: UpdateBehaviour): Promise<Simulated
   sim.behaviour = behaviour;
   await sim.connect(server.mqttPort!);
   devices.push(sim);
-  await until(async () => server.store.getDevice(id)?.online === true || null, `${id} to enroll`);
+  await until(async () => (await server.store.getDevice(id))?.online === true || null, `${id} to enroll`);
   return sim;
 }
 

@@ -49,7 +49,7 @@ beforeAll(async () => {
     await device.connect(server.mqttPort!);
     devices.push(device);
   }
-  await until(async () => server.store.listDevices().filter((d) => d.reportedGroups.includes("fleet")).length === 20 && true, "20 devices enrolled");
+  await until(async () => (await server.store.listDevices()).filter((d) => d.reportedGroups.includes("fleet")).length === 20 && true, "20 devices enrolled");
   // Rollouts select on the groups the operator assigns, not on those the devices report.
   for (const device of devices) await api(`devices/${device.id}/groups`, { groups: ["fleet"] });
 });
@@ -101,7 +101,7 @@ describe("rollouts", () => {
     await publishVersion(3);
     const [offline, ...rest] = devices.slice(0, 5);
     await offline!.disconnect();
-    await until(async () => server.store.getDevice(offline!.id)?.online === false, "the device to be offline");
+    await until(async () => (await server.store.getDevice(offline!.id))?.online === false, "the device to be offline");
     const created = await api("rollouts", { ref: REF, select: { devices: devices.slice(0, 5).map((d) => d.id) }, waves: "40%,100%", waveDelay: "1s", waveTimeout: "60s", maxFailures: "50%" });
     const id = created.json.rollout.id;
 
@@ -120,7 +120,7 @@ describe("rollouts", () => {
       return json.rollout.progress.state === "completed" ? json.rollout : null;
     }, "the rollout to complete").catch(async (error) => {
       const { json } = await api(`rollouts/${id}`);
-      throw new Error(`${error.message}: ${JSON.stringify({ progress: json.rollout.progress, devices: json.rollout.devices.map((m: { deviceId: string; wave: number; status: string }) => [m.deviceId, m.wave, m.status]), online: server.store.listDevices().slice(0, 5).map((d) => [d.id, d.online]), got: devices.slice(0, 5).map((d) => [d.id, d.commandsReceived, d.errors]) })}`);
+      throw new Error(`${error.message}: ${JSON.stringify({ progress: json.rollout.progress, devices: json.rollout.devices.map((m: { deviceId: string; wave: number; status: string }) => [m.deviceId, m.wave, m.status]), online: (await server.store.listDevices()).slice(0, 5).map((d) => [d.id, d.online]), got: devices.slice(0, 5).map((d) => [d.id, d.commandsReceived, d.errors]) })}`);
     });
     expect(done.devices.every((m: { status: string }) => m.status === "healthy")).toBe(true);
     for (const device of devices.slice(0, 5)) {

@@ -19,7 +19,7 @@ beforeEach(async () => {
   store = new SqliteFleetStore(join(dir, "fleet.db"));
 });
 afterEach(async () => {
-  store.close();
+  await store.close();
   await removeTree(dir);
 });
 

@@ -39,13 +39,13 @@ function engine(): RolloutEngine {
 }
 
 /** A rollout created `order` seconds after t0, in `state`, its devices at the given statuses (all but pending were sent). */
-function rollout(id: string, order: number, state: RolloutState, statuses: Record<string, RolloutDeviceStatus>): void {
+async function rollout(id: string, order: number, state: RolloutState, statuses: Record<string, RolloutDeviceStatus>): Promise<void> {
   const at = new Date(t0.getTime() + order * 1000).toISOString();
   for (const deviceId of Object.keys(statuses)) {
-    store.enrollPending(deviceId, "KEY", t0);
-    store.acceptDevice(deviceId, t0);
+    await store.enrollPending(deviceId, "KEY", t0);
+    await store.acceptDevice(deviceId, t0);
   }
-  store.createRollout(
+  await store.createRollout(
     {
       id, ref: "r", channel: "stable", version: "2", commit: "c".repeat(64), selector: { groups: [], tags: [], devices: Object.keys(statuses) },
       plan: { waves: [100], waveDelaySeconds: 0, waveTimeoutSeconds: 60, maxFailuresPercent: 100 },
@@ -55,8 +55,8 @@ function rollout(id: string, order: number, state: RolloutState, statuses: Recor
   );
   for (const [deviceId, status] of Object.entries(statuses)) {
     if (status === "pending") continue;
-    store.markRolloutDevicesSent(id, [deviceId], t0);
-    if (status !== "sent") store.setRolloutDeviceStatus(id, deviceId, status, null, t0);
+    await store.markRolloutDevicesSent(id, [deviceId], t0);
+    if (status !== "sent") await store.setRolloutDeviceStatus(id, deviceId, status, null, t0);
   }
 }
 
@@ -66,7 +66,7 @@ beforeEach(async () => {
   published = [];
 });
 afterEach(async () => {
-  store.close();
+  await store.close();
   await removeTree(dir);
 });
 
@@ -93,8 +93,8 @@ describe("withdrawalFor", () => {
 
 describe("withdrawals after a restart", () => {
   it("publishes again every withdrawal a paused or aborted rollout's devices are due, however often", async () => {
-    rollout("r-aborted", 0, "aborted", { a1: "failed", a2: "in-progress", a3: "pending", a4: "healthy", a5: "sent" });
-    rollout("r-paused", 1, "paused", { p1: "sent", p2: "in-progress", p3: "rolled-back" });
+    await rollout("r-aborted", 0, "aborted", { a1: "failed", a2: "in-progress", a3: "pending", a4: "healthy", a5: "sent" });
+    await rollout("r-paused", 1, "paused", { p1: "sent", p2: "in-progress", p3: "rolled-back" });
     const expected = ["a1 withdraw r-aborted aborted", "a2 withdraw r-aborted aborted", "a5 withdraw r-aborted aborted", "p1 withdraw r-paused paused", "p3 withdraw r-paused aborted"];
     await engine().resume();
     expect(published.sort()).toEqual(expected);
@@ -104,8 +104,8 @@ describe("withdrawals after a restart", () => {
   });
 
   it("leaves a device a later rollout commanded with that rollout's command, on a restart and on an abort", async () => {
-    rollout("r-old", 0, "paused", { d1: "failed", d2: "failed" });
-    rollout("r-new", 1, "paused", { d1: "in-progress" });
+    await rollout("r-old", 0, "paused", { d1: "failed", d2: "failed" });
+    await rollout("r-new", 1, "paused", { d1: "in-progress" });
     await engine().resume();
     expect(published).toEqual(["d2 withdraw r-old aborted"]);
     published = [];

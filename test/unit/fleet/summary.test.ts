@@ -14,20 +14,20 @@ beforeEach(async () => {
   store = new SqliteFleetStore(join(dir, "fleet.db"));
 });
 afterEach(async () => {
-  store.close();
+  await store.close();
   await removeTree(dir);
 });
 
-function bootedDevice(id: string, version: string, counter = 1): void {
-  store.enrollPending(id, "KEY", t0);
-  store.acceptDevice(id, t0);
-  store.recordReport({ deviceId: id, counter, sent: t0.toISOString(), state: "healthy", booted: { commit: "0".repeat(64), version } }, t0);
+async function bootedDevice(id: string, version: string, counter = 1): Promise<void> {
+  await store.enrollPending(id, "KEY", t0);
+  await store.acceptDevice(id, t0);
+  await store.recordReport({ deviceId: id, counter, sent: t0.toISOString(), state: "healthy", booted: { commit: "0".repeat(64), version } }, t0);
 }
 
 describe("fleet summary", () => {
-  it("counts versions named like Object's own properties as plain numbers", () => {
-    for (const [id, version] of [["a", "constructor"], ["b", "constructor"], ["c", "__proto__"], ["d", "toString"]] as const) bootedDevice(id, version);
-    const summary = readFleetSummary(store);
+  it("counts versions named like Object's own properties as plain numbers", async () => {
+    for (const [id, version] of [["a", "constructor"], ["b", "constructor"], ["c", "__proto__"], ["d", "toString"]] as const) await bootedDevice(id, version);
+    const summary = await readFleetSummary(store);
     expect(summary.byVersion).toEqual({ constructor: 2, ["__proto__"]: 1, toString: 1 });
     expect(Object.getPrototypeOf(summary.byVersion)).toBe(Object.prototype);
     expect(JSON.parse(JSON.stringify(summary.byVersion))).toEqual({ constructor: 2, ["__proto__"]: 1, toString: 1 });

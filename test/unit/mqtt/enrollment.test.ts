@@ -34,51 +34,51 @@ beforeEach(async () => {
   metrics = new Metrics();
 });
 afterEach(async () => {
-  store.close();
+  await store.close();
   await removeTree(dir);
 });
 
 describe("pending enrollments", () => {
-  it(`refuses the ${DEFAULT_LIMITS.maxPendingDevices + 1}st unknown device with 'server unavailable', counts it and stores nothing`, () => {
+  it(`refuses the ${DEFAULT_LIMITS.maxPendingDevices + 1}st unknown device with 'server unavailable', counts it and stores nothing`, async () => {
     const enroll = createEnrollment({ store, metrics, autoAcceptSecret: null, maxPendingDevices: DEFAULT_LIMITS.maxPendingDevices, maxDevices: DEFAULT_LIMITS.maxDevices });
-    for (let i = 0; i < DEFAULT_LIMITS.maxPendingDevices; i++) expect(connect(`dev-${i}`, enroll)).toMatchObject({ ok: false, returnCode: 5 });
-    const refused = connect("one-too-many", enroll);
+    for (let i = 0; i < DEFAULT_LIMITS.maxPendingDevices; i++) expect(await connect(`dev-${i}`, enroll)).toMatchObject({ ok: false, returnCode: 5 });
+    const refused = await connect("one-too-many", enroll);
     expect(refused).toMatchObject({ ok: false, returnCode: 3 });
     expect(refused.ok === false && refused.reason).toMatch(/1000 devices already wait for enrollment \(limits.maxPendingDevices\)/);
-    expect(store.getDevice("one-too-many")).toBeNull();
-    expect(store.countDevices("pending")).toBe(DEFAULT_LIMITS.maxPendingDevices);
+    expect(await store.getDevice("one-too-many")).toBeNull();
+    expect(await store.countDevices("pending")).toBe(DEFAULT_LIMITS.maxPendingDevices);
     expect(metricValue(metrics, "aptostree_devices_enrollment_refused_total", { reason: "pending-full" })).toBe(1);
     // A device already pending is not a new one: it is told to wait for acceptance, as before.
-    expect(connect("dev-0", enroll)).toMatchObject({ ok: false, returnCode: 5 });
+    expect(await connect("dev-0", enroll)).toMatchObject({ ok: false, returnCode: 5 });
   });
 
-  it("makes room when a pending device is rejected or deleted", () => {
+  it("makes room when a pending device is rejected or deleted", async () => {
     const enroll = createEnrollment({ store, metrics, autoAcceptSecret: null, maxPendingDevices: 2, maxDevices: 100 });
-    connect("a", enroll);
-    connect("b", enroll);
-    expect(connect("c", enroll)).toMatchObject({ returnCode: 3 });
-    store.rejectDevice("a", now);
-    expect(connect("c", enroll)).toMatchObject({ returnCode: 5 });
-    expect(connect("d", enroll)).toMatchObject({ returnCode: 3 });
-    store.deleteDevice("b");
-    expect(connect("d", enroll)).toMatchObject({ returnCode: 5 });
-    expect(connect("a", enroll)).toMatchObject({ returnCode: 5, reason: "device 'a' is rejected" });
+    await connect("a", enroll);
+    await connect("b", enroll);
+    expect(await connect("c", enroll)).toMatchObject({ returnCode: 3 });
+    await store.rejectDevice("a", now);
+    expect(await connect("c", enroll)).toMatchObject({ returnCode: 5 });
+    expect(await connect("d", enroll)).toMatchObject({ returnCode: 3 });
+    await store.deleteDevice("b");
+    expect(await connect("d", enroll)).toMatchObject({ returnCode: 5 });
+    expect(await connect("a", enroll)).toMatchObject({ returnCode: 5, reason: "device 'a' is rejected" });
   });
 
-  it("does not cap devices accepted automatically by the pending cap, only by the registry's size", () => {
+  it("does not cap devices accepted automatically by the pending cap, only by the registry's size", async () => {
     const enroll = createEnrollment({ store, metrics, autoAcceptSecret: SECRET, maxPendingDevices: 1, maxDevices: 3 });
     const connect = (id: string, e: typeof enroll) => connectWith(id, key, e, SECRET);
-    expect([connect("a", enroll), connect("b", enroll), connect("c", enroll)]).toEqual([{ ok: true, deviceId: "a" }, { ok: true, deviceId: "b" }, { ok: true, deviceId: "c" }]);
-    expect(connect("d", enroll)).toMatchObject({ ok: false, returnCode: 3 });
-    expect(store.getDevice("d")).toBeNull();
+    expect([await connect("a", enroll), await connect("b", enroll), await connect("c", enroll)]).toEqual([{ ok: true, deviceId: "a" }, { ok: true, deviceId: "b" }, { ok: true, deviceId: "c" }]);
+    expect(await connect("d", enroll)).toMatchObject({ ok: false, returnCode: 3 });
+    expect(await store.getDevice("d")).toBeNull();
     expect(metricValue(metrics, "aptostree_devices_enrollment_refused_total", { reason: "registry-full" })).toBe(1);
-    expect(connect("a", enroll)).toMatchObject({ ok: true });
+    expect(await connect("a", enroll)).toMatchObject({ ok: true });
   });
 
-  it("refuses a hello beyond the cap through an external broker too", () => {
+  it("refuses a hello beyond the cap through an external broker too", async () => {
     const ingest = createIngest({ store, prefix: "apt-ostree/", log: silentLogger(), metrics, autoAcceptSecret: null, now: () => now, limits: { ...DEFAULT_LIMITS, maxPendingDevices: 2 } });
-    for (const id of ["a", "b", "c"]) ingest(deviceTopic("apt-ostree/", id, "hello"), Buffer.from(createDeviceToken(id, key, now)), null);
-    expect(store.listDevices().map((d) => d.id)).toEqual(["a", "b"]);
+    for (const id of ["a", "b", "c"]) await ingest(deviceTopic("apt-ostree/", id, "hello"), Buffer.from(createDeviceToken(id, key, now)), null);
+    expect((await store.listDevices()).map((d) => d.id)).toEqual(["a", "b"]);
     expect(metricValue(metrics, "aptostree_mqtt_hellos_total", { outcome: "pending" })).toBe(2);
     expect(metricValue(metrics, "aptostree_mqtt_hellos_total", { outcome: "pending-full" })).toBe(1);
     expect(metricValue(metrics, "aptostree_devices_enrollment_refused_total", { reason: "pending-full" })).toBe(1);
@@ -89,60 +89,60 @@ describe("enrollment an attacker cannot win", () => {
   const options = (secret: Uint8Array | null) => ({ store, metrics, autoAcceptSecret: secret, maxPendingDevices: 10, maxDevices: 100 });
   const b64 = (k: typeof key) => Buffer.from(k.publicKey).toString("base64");
 
-  it("accepts a preauthorized id at its first connection with exactly its key, and refuses any other key without storing it", () => {
+  it("accepts a preauthorized id at its first connection with exactly its key, and refuses any other key without storing it", async () => {
     const enroll = createEnrollment(options(null));
     const other = generateKeyPair();
-    store.preauthorizeDevice("pre-1", b64(key), ["lab"], now);
-    const refused = connectWith("pre-1", other, enroll);
+    await store.preauthorizeDevice("pre-1", b64(key), ["lab"], now);
+    const refused = await connectWith("pre-1", other, enroll);
     expect(refused).toMatchObject({ ok: false, returnCode: 4 });
     expect(refused.ok === false && refused.reason).toBe("'pre-1' is preauthorized with another key; the key it presents is refused (preauthorize it again to change the key)");
     expect(metricValue(metrics, "aptostree_devices_enrollment_refused_total", { reason: "preauthorized-key-mismatch" })).toBe(1);
-    expect(store.getDevice("pre-1")).toMatchObject({ enrollment: "preauthorized", publicKey: b64(key), groups: ["lab"] });
-    expect(connectWith("pre-1", key, enroll)).toEqual({ ok: true, deviceId: "pre-1" });
-    expect(store.getDevice("pre-1")).toMatchObject({ enrollment: "accepted", groups: ["lab"] });
+    expect(await store.getDevice("pre-1")).toMatchObject({ enrollment: "preauthorized", publicKey: b64(key), groups: ["lab"] });
+    expect(await connectWith("pre-1", key, enroll)).toEqual({ ok: true, deviceId: "pre-1" });
+    expect(await store.getDevice("pre-1")).toMatchObject({ enrollment: "accepted", groups: ["lab"] });
   });
 
   const proofCases: Array<[string, Uint8Array | null, "missing" | "invalid"]> = [
     ["no proof", null, "missing"],
     ["a proof under another secret", new Uint8Array(Buffer.from("some-other-secret-0123456789")), "invalid"],
   ];
-  it.each(proofCases)("leaves a device with %s pending under auto-accept, with the reason", (_name, secret, outcome) => {
+  it.each(proofCases)("leaves a device with %s pending under auto-accept, with the reason", async (_name, secret, outcome) => {
     const enroll = createEnrollment(options(SECRET));
-    const decision = connectWith("newcomer", key, enroll, secret);
+    const decision = await connectWith("newcomer", key, enroll, secret);
     expect(decision).toMatchObject({ ok: false, returnCode: 5 });
     expect(decision.ok === false && decision.reason).toMatch(outcome === "missing" ? /carries no enrollment proof/ : /does not match the fleet enrollment secret/);
-    expect(store.getDevice("newcomer")?.enrollment).toBe("pending");
+    expect((await store.getDevice("newcomer"))?.enrollment).toBe("pending");
     expect(metricValue(metrics, "aptostree_devices_enrollment_proofs_total", { outcome })).toBe(1);
   });
 
-  it("auto-accepts a pending device once it proves the secret, and never a rejected one", () => {
+  it("auto-accepts a pending device once it proves the secret, and never a rejected one", async () => {
     const enroll = createEnrollment(options(SECRET));
-    connectWith("late", key, enroll);
-    expect(connectWith("late", key, enroll, SECRET)).toEqual({ ok: true, deviceId: "late" });
-    connectWith("barred", key, createEnrollment(options(null)));
-    store.rejectDevice("barred", now);
-    expect(connectWith("barred", key, enroll, SECRET)).toMatchObject({ ok: false, returnCode: 5, reason: "device 'barred' is rejected" });
+    await connectWith("late", key, enroll);
+    expect(await connectWith("late", key, enroll, SECRET)).toEqual({ ok: true, deviceId: "late" });
+    await connectWith("barred", key, createEnrollment(options(null)));
+    await store.rejectDevice("barred", now);
+    expect(await connectWith("barred", key, enroll, SECRET)).toMatchObject({ ok: false, returnCode: 5, reason: "device 'barred' is rejected" });
   });
 
-  it("refuses a proof made for another key (a proof read off the wire admits no one else)", () => {
+  it("refuses a proof made for another key (a proof read off the wire admits no one else)", async () => {
     const enroll = createEnrollment(options(SECRET));
     const victim = generateKeyPair();
     const stolen = createDeviceToken("victim", victim, now, undefined, SECRET);
     const proof = JSON.parse(Buffer.from(stolen.split(".")[0]!, "base64url").toString()).enrollment as string;
-    const decision = enroll({ deviceId: "victim", publicKey: b64(key), proof }, now);
+    const decision = await enroll({ deviceId: "victim", publicKey: b64(key), proof }, now);
     expect(decision).toMatchObject({ ok: true, proof: "invalid", device: { enrollment: "pending" } });
   });
 
-  it("refuses a revoked device with any key, and its key under any id", () => {
+  it("refuses a revoked device with any key, and its key under any id", async () => {
     const enroll = createEnrollment(options(SECRET));
-    expect(connectWith("gone", key, enroll, SECRET)).toMatchObject({ ok: true });
-    store.revokeDevice("gone", now);
-    const again = connectWith("gone", generateKeyPair(), enroll, SECRET);
+    expect(await connectWith("gone", key, enroll, SECRET)).toMatchObject({ ok: true });
+    await store.revokeDevice("gone", now);
+    const again = await connectWith("gone", generateKeyPair(), enroll, SECRET);
     expect(again.ok === false && again.reason).toMatch(/device 'gone' is revoked; 'apt-ostree-server device rekey gone --key PUB' admits it again/);
-    const elsewhere = connectWith("gone-2", key, enroll, SECRET);
+    const elsewhere = await connectWith("gone-2", key, enroll, SECRET);
     expect(elsewhere).toMatchObject({ ok: false, returnCode: 5 });
     expect(elsewhere.ok === false && elsewhere.reason).toMatch(/the key 'gone-2' presents was revoked with device 'gone' at .*; it is refused under any id/);
-    expect(store.getDevice("gone-2")).toBeNull();
+    expect(await store.getDevice("gone-2")).toBeNull();
     expect(metricValue(metrics, "aptostree_devices_enrollment_refused_total", { reason: "revoked" })).toBe(1);
     expect(metricValue(metrics, "aptostree_devices_enrollment_refused_total", { reason: "revoked-key" })).toBe(1);
   });

@@ -36,52 +36,52 @@ beforeEach(async () => {
   store = new SqliteFleetStore(join(dir, "fleet.db"));
   metrics = new Metrics();
   woken = [];
-  store.enrollPending("dev-1", Buffer.from(key.publicKey).toString("base64"), new Date());
-  store.acceptDevice("dev-1", new Date());
+  await store.enrollPending("dev-1", Buffer.from(key.publicKey).toString("base64"), new Date());
+  await store.acceptDevice("dev-1", new Date());
 });
 afterEach(async () => {
-  store.close();
+  await store.close();
   await removeTree(dir);
 });
 
 describe("a device that floods", () => {
-  it("publishing 'online' a thousand times writes once and wakes the rollouts once", () => {
+  it("publishing 'online' a thousand times writes once and wakes the rollouts once", async () => {
     const ingest = ingestWith();
     const writes = vi.spyOn(store, "setOnline");
-    for (let i = 0; i < 1000; i++) ingest(deviceTopic(P, "dev-1", "online"), Buffer.from("online"), "dev-1");
+    for (let i = 0; i < 1000; i++) await ingest(deviceTopic(P, "dev-1", "online"), Buffer.from("online"), "dev-1");
     expect(writes.mock.calls.length).toBeLessThanOrEqual(1);
     expect(woken).toEqual(["dev-1"]);
-    expect(store.deviceEvents("dev-1", 100).filter((e) => e.kind === "online")).toHaveLength(1);
+    expect((await store.deviceEvents("dev-1", 100)).filter((e) => e.kind === "online")).toHaveLength(1);
   });
 
-  it("flipping online and offline a thousand times is cut at its budget, each refusal counted", () => {
+  it("flipping online and offline a thousand times is cut at its budget, each refusal counted", async () => {
     const ingest = ingestWith();
     const writes = vi.spyOn(store, "setOnline");
-    for (let i = 0; i < 1000; i++) ingest(deviceTopic(P, "dev-1", "online"), Buffer.from(i % 2 === 0 ? "online" : "offline"), "dev-1");
+    for (let i = 0; i < 1000; i++) await ingest(deviceTopic(P, "dev-1", "online"), Buffer.from(i % 2 === 0 ? "online" : "offline"), "dev-1");
     expect(writes.mock.calls.length).toBeLessThanOrEqual(BURST + 1);
     expect(woken.length).toBeLessThanOrEqual(BURST / 2 + 1);
     expect(metricValue(metrics, "aptostree_mqtt_rate_limited_total", { kind: "online" })).toBe(1000 - BURST);
   });
 
-  it("sending a thousand valid reports stores its budget's worth and refuses the rest before verifying them", () => {
+  it("sending a thousand valid reports stores its budget's worth and refuses the rest before verifying them", async () => {
     const ingest = ingestWith();
     const recorded = vi.spyOn(store, "recordReport");
     const sent = new Date().toISOString();
-    for (let counter = 1; counter <= 1000; counter++) ingest(deviceTopic(P, "dev-1", "state"), Buffer.from(signReport({ deviceId: "dev-1", counter, sent, state: "idle" }, key)), "dev-1");
+    for (let counter = 1; counter <= 1000; counter++) await ingest(deviceTopic(P, "dev-1", "state"), Buffer.from(signReport({ deviceId: "dev-1", counter, sent, state: "idle" }, key)), "dev-1");
     expect(recorded).toHaveBeenCalledTimes(BURST);
     expect(metricValue(metrics, "aptostree_mqtt_reports_total", { outcome: "accepted" })).toBe(BURST);
     expect(metricValue(metrics, "aptostree_mqtt_reports_total", { outcome: "rate-limited" })).toBe(1000 - BURST);
     expect(metricValue(metrics, "aptostree_mqtt_rate_limited_total", { kind: "state" })).toBe(1000 - BURST);
   });
 
-  it("is heard again once its budget has refilled", () => {
+  it("is heard again once its budget has refilled", async () => {
     let now = Date.now();
     const ingest = ingestWith(() => new Date(now));
     const report = (counter: number) => Buffer.from(signReport({ deviceId: "dev-1", counter, sent: new Date(now).toISOString(), state: "idle" }, key));
-    for (let counter = 1; counter <= BURST + 5; counter++) ingest(deviceTopic(P, "dev-1", "state"), report(counter), "dev-1");
-    expect(store.getDevice("dev-1")!.lastCounter).toBe(BURST);
+    for (let counter = 1; counter <= BURST + 5; counter++) await ingest(deviceTopic(P, "dev-1", "state"), report(counter), "dev-1");
+    expect((await store.getDevice("dev-1"))!.lastCounter).toBe(BURST);
     now += 5_000;
-    ingest(deviceTopic(P, "dev-1", "state"), report(100), "dev-1");
-    expect(store.getDevice("dev-1")!.lastCounter).toBe(100);
+    await ingest(deviceTopic(P, "dev-1", "state"), report(100), "dev-1");
+    expect((await store.getDevice("dev-1"))!.lastCounter).toBe(100);
   });
 });
