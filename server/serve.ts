@@ -13,6 +13,7 @@ import { DashboardSessions } from "./http/sessions.ts";
 import { FleetChanges, notifyingStore } from "./fleet/changes.ts";
 import { Metrics } from "./http/metrics.ts";
 import { SqliteFleetStore } from "./fleet/store-sqlite.ts";
+import { PostgresFleetStore } from "./fleet/store-postgres.ts";
 import type { FleetStore } from "./fleet/store.ts";
 import { startBroker, type RunningBroker } from "./mqtt/broker.ts";
 import { connectExternalBroker, redactUrl } from "./mqtt/external.ts";
@@ -74,7 +75,7 @@ export async function startServer(settings: ServeSettings & { tickMilliseconds?:
   const metrics = new Metrics();
   const changes = new FleetChanges();
   const retention = { maxEventsPerDevice: settings.limits.historyMaxEventsPerDevice, maxAgeDays: settings.limits.historyMaxAgeDays };
-  const store = notifyingStore(new SqliteFleetStore(join(settings.data, "fleet.db"), { retention }), changes);
+  const store = notifyingStore(settings.db ? await PostgresFleetStore.open(settings.db, { retention }) : new SqliteFleetStore(join(settings.data, "fleet.db"), { retention }), changes);
   let engine: RolloutEngine | null = null;
   let broker: RunningBroker;
   let dynsec: DynsecSync | null = null;

@@ -18,6 +18,7 @@ export const ConfigFileSchema = z
     mqttWsPort: z.union([z.number().int().min(0).max(65535), z.literal("off")]),
     mqttUrl: z.string().regex(/^(mqtts?|wss?|tcp):\/\//, "must be an mqtt://, mqtts://, ws:// or wss:// URL"),
     mqttDynsec: z.boolean(),
+    db: z.string().regex(/^postgres(ql)?:\/\//, "must be a postgres:// URL"),
     autoAccept: z.boolean(),
     enrollmentSecretFile: z.string().min(1),
     host: z.string().min(1),
@@ -41,6 +42,8 @@ export interface ServeSettings {
   mqttWsPort: number | null;
   /** An external broker to use instead of the embedded one. */
   mqttUrl: string | null;
+  /** The fleet store: a postgres:// URL several instances share; null: SQLite in the data dir (fleet.db). */
+  db: string | null;
   /** Drive that broker's (mosquitto's) dynamic-security plugin from the store: revocation and groups take effect at once (docs/mosquitto/). */
   mqttDynsec: boolean;
   host: string;
@@ -66,6 +69,7 @@ export interface ServeFlags {
   mqttWsPort?: string;
   mqttUrl?: string;
   mqttDynsec?: boolean;
+  db?: string;
   host?: string;
   autoAccept?: boolean;
   enrollmentSecretFile?: string;
@@ -123,6 +127,8 @@ export function resolveServeSettings(flags: ServeFlags, env: NodeJS.ProcessEnv, 
   const mqttUrl = flags.mqttUrl ?? env.APT_OSTREE_MQTT_URL ?? file.mqttUrl ?? null;
   const mqttDynsec = flags.mqttDynsec || (env.APT_OSTREE_MQTT_DYNSEC !== undefined ? env.APT_OSTREE_MQTT_DYNSEC === "1" || env.APT_OSTREE_MQTT_DYNSEC === "true" : file.mqttDynsec ?? false);
   if (mqttDynsec && mqttUrl === null) throw new ConfigError("--mqtt-dynsec (APT_OSTREE_MQTT_DYNSEC, mqttDynsec) drives an external mosquitto's dynamic-security plugin: it needs --mqtt-url mqtts://BROKER:8883 too");
+  const db = flags.db ?? env.APT_OSTREE_DB ?? file.db ?? null;
+  if (db !== null && !/^postgres(ql)?:\/\//.test(db)) throw new ConfigError(`--db (APT_OSTREE_DB, db) must be a postgres:// URL, not '${db.slice(0, 40)}'; leave it out for SQLite in the data dir`);
   const token = env.APT_OSTREE_ADMIN_TOKEN ?? file.adminToken ?? null;
   if (token !== null && token.length < 16) throw new ConfigError("APT_OSTREE_ADMIN_TOKEN must be at least 16 characters");
   return {
@@ -133,6 +139,7 @@ export function resolveServeSettings(flags: ServeFlags, env: NodeJS.ProcessEnv, 
     mqttWsPort,
     mqttUrl,
     mqttDynsec,
+    db,
     autoAccept,
     enrollmentSecretFile,
     host: flags.host ?? env.APT_OSTREE_HOST ?? file.host ?? SERVE_DEFAULTS.host,

@@ -2,41 +2,18 @@
 import Database from "better-sqlite3";
 import { AptOstreeError } from "../../shared/errors.ts";
 import type { Report } from "../../shared/wire/report.ts";
-import { DEFAULT_LIMITS } from "../config/limits.ts";
 import { ENROLLMENT_STATES, type DeviceCounts, type DeviceEvent, type DeviceRecord, type EnrollmentState, type FleetStore, type HistoryRetention, type RevokedKey, type RolloutDeviceRecord, type RolloutRecord } from "./store.ts";
 import type { RolloutDeviceStatus, RolloutMember, RolloutProgress, RolloutState } from "./waves.ts";
 import { MIGRATIONS } from "./store-sqlite-schema.ts";
+import { DEFAULT_RETENTION, DeviceNotFoundError, sortedSet, toRecord, toRollout, toRolloutDevice, type DeviceRow, type RolloutDeviceRow, type RolloutRow } from "./store-rows.ts";
 
-export class DeviceNotFoundError extends AptOstreeError {
-  constructor(id: string) {
-    super("E_DEVICE_NOT_FOUND", `no device '${id}'`);
-  }
-}
+export { DEFAULT_RETENTION, DeviceNotFoundError };
 
-export const DEFAULT_RETENTION: HistoryRetention = { maxEventsPerDevice: DEFAULT_LIMITS.historyMaxEventsPerDevice, maxAgeDays: DEFAULT_LIMITS.historyMaxAgeDays };
+
 /** History older than the retention age is removed at most this often, at most this many events at a time. */
 const AGE_PRUNE_INTERVAL_MS = 60_000;
 const AGE_PRUNE_BATCH = 10_000;
 
-interface DeviceRow {
-  id: string;
-  public_key: string;
-  enrollment: DeviceRecord["enrollment"];
-  groups_json: string;
-  reported_groups_json: string;
-  tags_json: string;
-  architecture: string | null;
-  state: DeviceRecord["state"];
-  booted_json: string | null;
-  staged_json: string | null;
-  pending_json: string | null;
-  rollback_json: string | null;
-  agent_version: string | null;
-  online: number;
-  last_seen: string | null;
-  last_counter: number | null;
-  enrolled_at: string;
-}
 
 export interface SqliteFleetStoreOptions {
   /** How much device history to keep (DEFAULT_RETENTION when omitted). */
@@ -358,72 +335,3 @@ export class SqliteFleetStore implements FleetStore {
   }
 }
 
-interface RolloutRow {
-  id: string;
-  ref: string;
-  channel: string;
-  version: string;
-  commit_id: string;
-  selector_json: string;
-  plan_json: string;
-  progress_json: string;
-  pause_reason: string | null;
-  created_at: string;
-  updated_at: string;
-}
-
-interface RolloutDeviceRow {
-  rollout_id: string;
-  device_id: string;
-  wave: number;
-  status: RolloutDeviceRecord["status"];
-  sent_at: string | null;
-  updated_at: string;
-  detail: string | null;
-}
-
-function toRolloutDevice(row: RolloutDeviceRow): RolloutDeviceRecord {
-  return { rolloutId: row.rollout_id, deviceId: row.device_id, wave: row.wave, status: row.status, sentAt: row.sent_at, updatedAt: row.updated_at, detail: row.detail };
-}
-
-function toRollout(row: RolloutRow): RolloutRecord {
-  return {
-    id: row.id,
-    ref: row.ref,
-    channel: row.channel,
-    version: row.version,
-    commit: row.commit_id,
-    selector: JSON.parse(row.selector_json),
-    plan: JSON.parse(row.plan_json),
-    progress: JSON.parse(row.progress_json),
-    pauseReason: row.pause_reason,
-    createdAt: row.created_at,
-    updatedAt: row.updated_at,
-  };
-}
-
-function toRecord(row: DeviceRow): DeviceRecord {
-  return {
-    id: row.id,
-    publicKey: row.public_key,
-    enrollment: row.enrollment,
-    groups: JSON.parse(row.groups_json) as string[],
-    reportedGroups: JSON.parse(row.reported_groups_json) as string[],
-    tags: JSON.parse(row.tags_json) as string[],
-    architecture: row.architecture,
-    state: row.state,
-    booted: row.booted_json ? JSON.parse(row.booted_json) : null,
-    staged: row.staged_json ? JSON.parse(row.staged_json) : null,
-    pending: row.pending_json ? JSON.parse(row.pending_json) : null,
-    rollback: row.rollback_json ? JSON.parse(row.rollback_json) : null,
-    agentVersion: row.agent_version,
-    online: row.online === 1,
-    lastSeen: row.last_seen,
-    lastCounter: row.last_counter,
-    enrolledAt: row.enrolled_at,
-  };
-}
-
-function sortedSet(values: string[]): string[] {
-  return [...new Set(values)].sort();
-}
