@@ -14,6 +14,7 @@ import { FleetChanges, notifyingStore } from "./fleet/changes.ts";
 import { Metrics } from "./http/metrics.ts";
 import { SqliteFleetStore } from "./fleet/store-sqlite.ts";
 import { PostgresFleetStore } from "./fleet/store-postgres.ts";
+import { PostgresCoordination, SOLE_INSTANCE } from "./fleet/coordination.ts";
 import type { FleetStore } from "./fleet/store.ts";
 import { startBroker, type RunningBroker } from "./mqtt/broker.ts";
 import { connectExternalBroker, redactUrl } from "./mqtt/external.ts";
@@ -83,7 +84,9 @@ export async function startServer(settings: ServeSettings & { tickMilliseconds?:
     const events = { onReport: (report: Report) => void engine?.onReport(report), onOnline: () => void engine?.tick() };
     if (settings.mqttUrl) {
       const external = await connectExternalBroker({
-        url: settings.mqttUrl, prefix: DEFAULT_TOPIC_PREFIX, log, metrics, maxPacketBytes: settings.limits.mqttMaxPacketBytes, ...(externalIdentity ? { tls: externalIdentity.current } : {}),
+        url: settings.mqttUrl, prefix: DEFAULT_TOPIC_PREFIX, log, metrics,
+        // Instances that share a database share the device messages too: each goes to one of them.
+        ...(settings.db ? { sharedGroup: "apt-ostree-server" } : {}), maxPacketBytes: settings.limits.mqttMaxPacketBytes, ...(externalIdentity ? { tls: externalIdentity.current } : {}),
         ingest: createIngest({ store, prefix: DEFAULT_TOPIC_PREFIX, log, metrics, autoAcceptSecret: enrollmentSecret, limits: settings.limits, now: () => new Date(), ...events }),
       });
       broker = external;
@@ -100,7 +103,9 @@ export async function startServer(settings: ServeSettings & { tickMilliseconds?:
     const where = settings.mqttUrl ? `connect to the broker ${redactUrl(settings.mqttUrl)}` : `start MQTT on ${settings.host}:${settings.mqttPort}`;
     throw new ServeError(`cannot ${where}: ${(error as Error).message}`, error);
   }
-  engine = new RolloutEngine({ store, repo: settings.repo, key, publish: (topic, payload, retain) => broker.publish(topic, payload, retain), prefix: DEFAULT_TOPIC_PREFIX, log, metrics });
+  // Several instances may share a PostgreSQL store: one holds the rollout lease (fleet/coordination.ts).
+  const coordination = settings.db ? new PostgresCoordination(settings.db, log) : SOLE_INSTANCE;
+  engine = new RolloutEngine({ store, repo: settings.repo, key, publish: (topic, payload, retain) => broker.publish(topic, payload, retain), prefix: DEFAULT_TOPIC_PREFIX, log, metrics, coordination });
   await engine.resume();
   const timer = setInterval(() => void engine!.tick(), settings.tickMilliseconds ?? 1000);
   timer.unref();
@@ -115,8 +120,10 @@ export async function startServer(settings: ServeSettings & { tickMilliseconds?:
   try {
     await listen(server, settings.httpPort, settings.host);
   } catch (error) {
+    clearInterval(timer);
     dynsec?.stop();
     await broker.close();
+    await coordination.close();
     await store.close();
     throw error;
   }
@@ -141,6 +148,8 @@ export async function startServer(settings: ServeSettings & { tickMilliseconds?:
         server.closeAllConnections();
       });
       await broker.close();
+      // Frees the lease at once: another instance takes over at its next tick.
+      await coordination.close();
       await store.close();
     },
   };

@@ -19,6 +19,7 @@ import type { Report } from "../../shared/wire/report.ts";
 import { deviceTopic } from "../../shared/wire/topics.ts";
 import type { Metrics } from "../http/metrics.ts";
 import { coalesce } from "./coalesce.ts";
+import { SOLE_INSTANCE, type RolloutCoordination } from "./coordination.ts";
 import type { FleetStore, RolloutDeviceRecord, RolloutRecord, RolloutSelector } from "./store.ts";
 import { FAILED_STATUSES, FINAL_STATUSES, assignWaves, decide, statusFromReport, withdrawalFor, type RolloutPlan, type RolloutState } from "./waves.ts";
 
@@ -49,6 +50,8 @@ export interface RolloutEngineOptions {
   log: Logger;
   /** Counts ticks (`aptostree_rollout_ticks_total`) and what asked for them. */
   metrics?: Metrics;
+  /** With other instances on the same store: who ticks, and the lock every step takes (default: this process alone). */
+  coordination?: RolloutCoordination;
   now?: () => Date;
 }
 
@@ -58,19 +61,40 @@ export class RolloutEngine {
   private lastIssued = 0;
   private readonly coalescedTick: () => Promise<void>;
   private readonly tickRequests: (amount?: number) => void;
+  private readonly coordination: RolloutCoordination;
+  private readonly leaderGauge: (value: number) => void;
+  /** Whether this instance drove the rollouts at its last tick: a new leader first takes over (`takeOver`). */
+  private leading = false;
+  private takingOver = false;
 
   constructor(private readonly options: RolloutEngineOptions) {
     this.now = options.now ?? (() => new Date());
+    this.coordination = options.coordination ?? SOLE_INSTANCE;
+    const leaderGauge = options.metrics?.gauge("aptostree_rollout_leader", "1 while this instance drives the rollouts (holds the lease), else 0");
+    this.leaderGauge = leaderGauge ? (value) => leaderGauge(value) : () => undefined;
     const ticksRun = options.metrics?.counter("aptostree_rollout_ticks_total", "Rollout ticks run (requests coalesced: one running, one waiting)") ?? (() => undefined);
     this.tickRequests = options.metrics?.counter("aptostree_rollout_tick_requests_total", "Rollout ticks asked for (timer, reports, reconnects, API)") ?? (() => undefined);
-    this.coalescedTick = coalesce(() =>
-      this.serialised(() => {
-        ticksRun(1);
-        return this.tickOnce();
-      }).catch((error: unknown) => {
+    this.coalescedTick = coalesce(async () => {
+      try {
+        // Only the lease holder ticks; the others do not even take the step lock.
+        if (!(await this.lead())) return;
+        await this.serialised(() => {
+          ticksRun(1);
+          return this.tickOnce();
+        });
+      } catch (error) {
         options.log.error({ event: "rollout.tick.error", err: error }, "rollout tick failed");
-      }),
-    );
+      }
+    });
+  }
+
+  /** Whether this instance drives the rollouts now; one that just took the lease takes over at its next step. */
+  private async lead(): Promise<boolean> {
+    const leading = await this.coordination.isLeader();
+    if (leading !== this.leading) this.leaderGauge(leading ? 1 : 0);
+    if (leading && !this.leading) this.takingOver = true;
+    this.leading = leading;
+    return leading;
   }
 
   async create(input: CreateRolloutInput): Promise<RolloutRecord> {
@@ -80,6 +104,14 @@ export class RolloutEngine {
     if (input.version !== undefined && input.version !== manifest.manifest.version) {
       throw new RolloutError(409, "E_VERSION_NOT_PUBLISHED", `channel ${input.channel} publishes ${input.ref} version ${manifest.manifest.version}, not ${input.version}; publish it first`);
     }
+    // Under the rollout lock: two instances creating overlapping rollouts at once take turns.
+    const rollout = await this.serialised(() => this.insert(input, manifest));
+    await this.tick();
+    return (await store.getRollout(rollout.id))!;
+  }
+
+  private async insert(input: CreateRolloutInput, manifest: SignedManifest): Promise<RolloutRecord> {
+    const { store } = this.options;
     const selected = (await store.listDevices("accepted")).filter((d) => input.selector.devices.includes(d.id) || d.groups.some((g) => input.selector.groups.includes(g)) || d.tags.some((t) => input.selector.tags.includes(t)));
     const unknown = input.selector.devices.filter((id) => !selected.some((d) => d.id === id));
     if (unknown.length > 0) throw new RolloutError(400, "E_UNKNOWN_DEVICE", `no accepted device ${unknown.map((id) => `'${id}'`).join(", ")}`);
@@ -109,8 +141,7 @@ export class RolloutEngine {
     };
     await store.createRollout(rollout, [...waves.entries()].map(([deviceId, wave]) => ({ deviceId, wave })));
     this.options.log.info({ event: "rollout.created", rollout: id, devices: selected.length, version: rollout.version }, `rollout ${id}: ${rollout.ref} ${rollout.version} to ${selected.length} devices`);
-    await this.tick();
-    return (await store.getRollout(id))!;
+    return rollout;
   }
 
   /**
@@ -124,7 +155,7 @@ export class RolloutEngine {
 
   /** Runs `task` after every tick and state change already queued, so publishes never cross. */
   private serialised<T>(task: () => Promise<T>): Promise<T> {
-    const run = this.ticking.then(task);
+    const run = this.ticking.then(() => this.coordination.withRolloutLock(task));
     this.ticking = run.then(
       () => undefined,
       () => undefined,
@@ -139,15 +170,20 @@ export class RolloutEngine {
     return new Date(now).toISOString();
   }
 
+  /** Starts driving rollouts where the store says they are: the first tick, which takes over if this instance leads. */
+  async resume(): Promise<void> {
+    await this.tick();
+  }
+
   /**
-   * After a restart: re-publish the identical command (same id) to every device of a running
+   * After a restart, or when this instance takes the lease from one that died: re-publish the identical command (same id) to every device of a running
    * rollout already commanded but not final. A lost publish gets delivered, and a device whose
    * reports were lost with the old process answers a repeated id by reporting where it stands.
    * And re-publish every withdrawal due (`withdrawalFor`), in any rollout, to each device whose
    * topic its latest commanded rollout holds: the process may have died between recording a
    * failure, pause or abort and publishing the withdrawal (lost with an external broker).
    */
-  async resume(): Promise<void> {
+  private async takeOver(): Promise<void> {
     const { store } = this.options;
     // Newest first: a device a later rollout commanded keeps that rollout's command.
     const commandedLater = new Set<string>();
@@ -159,7 +195,6 @@ export class RolloutEngine {
       }
       for (const member of members) if (member.sentAt !== null) commandedLater.add(member.deviceId);
     }
-    await this.tick();
   }
 
   async onReport(report: Report): Promise<void> {
@@ -210,6 +245,10 @@ export class RolloutEngine {
 
   private async tickOnce(): Promise<void> {
     const { store } = this.options;
+    if (this.takingOver) {
+      await this.takeOver();
+      this.takingOver = false;
+    }
     // Reads the running rollouts' members only (one indexed join each), never the whole registry.
     for (const rollout of await store.listRollouts("running")) {
       for (let step = 0; step < 100; step++) {

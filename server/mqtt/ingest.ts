@@ -108,11 +108,17 @@ export function createIngest(options: IngestOptions): Ingest {
     try {
       const report = verifyReport(payload, { deviceId, publicKey: new Uint8Array(Buffer.from(device.publicKey, "base64")), lastCounter: device.lastCounter });
       // Taken only over a lower stored counter: another instance (or a racing message) may have stored this one first.
-      if (!(await store.recordReport(report, now()))) throw new ReportRejectedError("E_REPORT_REPLAY", `report counter ${report.counter} was already taken`);
+      if (!(await store.recordReport(report, now()))) throw new ReportRejectedError("E_REPORT_REPLAY", `report counter ${report.counter} was already taken`, true);
       reports(1, { outcome: "accepted" });
       options.onReport?.(report);
     } catch (error) {
       if (!(error instanceof ReportRejectedError)) throw error;
+      if (error.duplicate) {
+        // Another instance on the same broker stored this very report: nothing to say about the device.
+        reports(1, { outcome: "duplicate" });
+        log.debug({ event: "mqtt.report.duplicate", deviceId, counter: device.lastCounter }, `report ${device.lastCounter} from ${deviceId} was already stored`);
+        return;
+      }
       reports(1, { outcome: REPORT_OUTCOME[error.code] ?? error.code });
       log.warn({ event: "mqtt.report.rejected", deviceId, code: error.code, reason: error.message }, `rejected a report from ${deviceId}: ${error.message}`);
     }

@@ -69,7 +69,12 @@ export type Report = z.infer<typeof ReportSchema>;
 export const SignedReportSchema = z.strictObject({ report: z.record(z.string(), z.unknown()), sig: z.string().check(z.minLength(1)) });
 
 export class ReportRejectedError extends AptOstreeError {
-  constructor(code: "E_REPORT_MALFORMED" | "E_REPORT_SIGNATURE" | "E_REPORT_REPLAY" | "E_REPORT_WRONG_DEVICE", message: string) {
+  constructor(
+    code: "E_REPORT_MALFORMED" | "E_REPORT_SIGNATURE" | "E_REPORT_REPLAY" | "E_REPORT_WRONG_DEVICE",
+    message: string,
+    /** Stored already by a racing copy of this very report (another instance, the same message twice): nothing to say about the device. */
+    readonly duplicate = false,
+  ) {
     super(code, message);
   }
 }

@@ -24,6 +24,10 @@ export interface ServeProcessOptions {
   signingKey?: string;
   /** Serve HTTPS, MQTT over TLS and WSS with this directory's files (`tls init`); plain ports (--insecure-plain) when omitted. */
   tlsDir?: string;
+  /** --db: the fleet in this PostgreSQL database. */
+  db?: string;
+  /** --mqtt-url: this external broker instead of the embedded one. */
+  mqttUrl?: string;
 }
 
 export interface ServeProcess {
@@ -55,6 +59,8 @@ export async function startServeProcess(options: ServeProcessOptions): Promise<S
   const args = [SERVER_CLI, "serve", "--config", config, "--data", join(options.dir, "data"), "--repo", repo, "--host", "127.0.0.1", "--http-port", String(httpPort), "--mqtt-port", String(mqttPort), "--mqtt-ws-port", String(mqttWsPort)];
   if (options.autoAccept) args.push("--auto-accept", "--enrollment-secret-file", (await autoAcceptSettings(options.dir)).enrollmentSecretFile);
   if (options.signingKey) args.push("--key", options.signingKey);
+  if (options.db) args.push("--db", options.db);
+  if (options.mqttUrl) args.push("--mqtt-url", options.mqttUrl);
   args.push(...(options.tlsDir ? ["--tls-dir", options.tlsDir] : ["--insecure-plain"]));
   const child = spawn(process.execPath, args, { env: { ...process.env, APT_OSTREE_ADMIN_TOKEN: TEST_ADMIN_TOKEN, APT_OSTREE_LOG_LEVEL: "info" }, stdio: ["ignore", "ignore", "pipe"] });
   let stderr = "";

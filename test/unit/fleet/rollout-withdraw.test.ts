@@ -106,10 +106,11 @@ describe("withdrawals after a restart", () => {
   it("leaves a device a later rollout commanded with that rollout's command, on a restart and on an abort", async () => {
     await rollout("r-old", 0, "paused", { d1: "failed", d2: "failed" });
     await rollout("r-new", 1, "paused", { d1: "in-progress" });
-    await engine().resume();
+    const restarted = engine();
+    await restarted.resume();
     expect(published).toEqual(["d2 withdraw r-old aborted"]);
     published = [];
-    await engine().setState("r-old", "abort");
+    await restarted.setState("r-old", "abort");
     expect(published).toEqual(["d2 withdraw r-old aborted"]);
   });
 });

@@ -1,0 +1,107 @@
+/**
+ * Who drives rollouts when several `serve` instances share one store, and the lock their rollout
+ * steps take. One instance holds the lease and ticks; any instance may create, pause, resume or
+ * abort a rollout and record the reports it receives, but every step that reads a rollout's
+ * state and then publishes (a command, a withdrawal) runs under one store-wide lock, so no
+ * command goes out after the withdrawal that should have stopped it, whichever instance sent each.
+ */
+import pg from "pg";
+import type { Logger } from "../../shared/log.ts";
+
+export interface RolloutCoordination {
+  /** Whether this instance holds the lease now; takes it when it is free. */
+  isLeader(): Promise<boolean>;
+  /** Runs `work` holding the store-wide rollout lock. */
+  withRolloutLock<T>(work: () => Promise<T>): Promise<T>;
+  close(): Promise<void>;
+}
+
+/** One process with its own store (SQLite): always the leader; its engine already runs one step at a time. */
+export const SOLE_INSTANCE: RolloutCoordination = {
+  isLeader: async () => true,
+  withRolloutLock: (work) => work(),
+  close: async () => undefined,
+};
+
+/** Advisory-lock keys (any two 64-bit numbers the store's tables never use): "apt-ostree lease", "apt-ostree steps". */
+const LEASE_KEY = 0x6170746f_6c656173n;
+const STEP_KEY = 0x6170746f_73746570n;
+
+/**
+ * The lease is a PostgreSQL session advisory lock held on a connection of its own: the server
+ * frees it the moment that connection ends (a crash, kill -9, a lost network), and another
+ * instance's next try takes it. The step lock is a transaction advisory lock, freed at commit.
+ */
+export class PostgresCoordination implements RolloutCoordination {
+  private lease: pg.Client | null = null;
+  private leading = false;
+  private closed = false;
+  private readonly locks: pg.Pool;
+
+  constructor(
+    private readonly url: string,
+    private readonly log: Logger,
+  ) {
+    this.locks = new pg.Pool({ connectionString: url, max: 2, connectionTimeoutMillis: 10_000 });
+    this.locks.on("error", () => undefined);
+  }
+
+  async isLeader(): Promise<boolean> {
+    if (this.closed) return false;
+    if (this.leading) return true;
+    try {
+      if (!this.lease) {
+        const client = new pg.Client({ connectionString: this.url, connectionTimeoutMillis: 10_000, keepAlive: true });
+        client.on("error", (error) => this.lost(client, error));
+        client.on("end", () => this.lost(client, null));
+        await client.connect();
+        this.lease = client;
+      }
+      const { rows } = await this.lease.query<{ taken: boolean }>("SELECT pg_try_advisory_lock($1) AS taken", [LEASE_KEY.toString()]);
+      if (rows[0]?.taken) {
+        this.leading = true;
+        this.log.info({ event: "rollout.lease.taken" }, "this instance now drives the rollouts");
+      }
+    } catch (error) {
+      this.log.warn({ event: "rollout.lease.error", err: error }, `cannot try the rollout lease: ${(error as Error).message}`);
+      await this.dropLease();
+    }
+    return this.leading;
+  }
+
+  async withRolloutLock<T>(work: () => Promise<T>): Promise<T> {
+    const client = await this.locks.connect();
+    try {
+      await client.query("BEGIN");
+      await client.query("SELECT pg_advisory_xact_lock($1)", [STEP_KEY.toString()]);
+      try {
+        return await work();
+      } finally {
+        await client.query("COMMIT").catch(() => undefined);
+      }
+    } finally {
+      client.release();
+    }
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    this.leading = false;
+    await this.dropLease();
+    await this.locks.end().catch(() => undefined);
+  }
+
+  private lost(client: pg.Client, error: Error | null): void {
+    if (client !== this.lease) return;
+    if (this.leading) this.log.warn({ event: "rollout.lease.lost", err: error ?? undefined }, `lost the rollout lease: ${error?.message ?? "its connection ended"}`);
+    this.leading = false;
+    this.lease = null;
+  }
+
+  private async dropLease(): Promise<void> {
+    const client = this.lease;
+    this.lease = null;
+    this.leading = false;
+    await client?.end().catch(() => undefined);
+  }
+}
