@@ -15,6 +15,7 @@ import { Metrics } from "./http/metrics.ts";
 import { SqliteFleetStore } from "./fleet/store-sqlite.ts";
 import { PostgresFleetStore } from "./fleet/store-postgres.ts";
 import { PostgresCoordination, SOLE_INSTANCE } from "./fleet/coordination.ts";
+import { PostgresFleetChanges } from "./fleet/changes-postgres.ts";
 import type { FleetStore } from "./fleet/store.ts";
 import { startBroker, type RunningBroker } from "./mqtt/broker.ts";
 import { connectExternalBroker, redactUrl } from "./mqtt/external.ts";
@@ -74,9 +75,14 @@ export async function startServer(settings: ServeSettings & { tickMilliseconds?:
     throw new ServeError("--mqtt-dynsec drives mosquitto's dynamic-security plugin as apt-ostree:server, the CN of the client certificate the server issues itself: it needs an mqtts:// or wss:// --mqtt-url and a TLS dir holding ca.key (docs/mosquitto/README.md)");
   }
   const metrics = new Metrics();
-  const changes = new FleetChanges();
   const retention = { maxEventsPerDevice: settings.limits.historyMaxEventsPerDevice, maxAgeDays: settings.limits.historyMaxAgeDays };
-  const store = notifyingStore(settings.db ? await PostgresFleetStore.open(settings.db, { retention }) : new SqliteFleetStore(join(settings.data, "fleet.db"), { retention }), changes);
+  const backend = settings.db ? await PostgresFleetStore.open(settings.db, { retention }) : new SqliteFleetStore(join(settings.data, "fleet.db"), { retention });
+  // On a shared database every instance hears every change (NOTIFY), for the dashboards open on it.
+  const changes = settings.db ? await PostgresFleetChanges.open(settings.db, log).catch(async (error: unknown) => {
+    await backend.close();
+    throw error;
+  }) : new FleetChanges();
+  const store = notifyingStore(backend, changes);
   let engine: RolloutEngine | null = null;
   let broker: RunningBroker;
   let dynsec: DynsecSync | null = null;
@@ -99,6 +105,7 @@ export async function startServer(settings: ServeSettings & { tickMilliseconds?:
     }
   } catch (error) {
     externalIdentity?.stop();
+    await changes.close();
     await store.close();
     const where = settings.mqttUrl ? `connect to the broker ${redactUrl(settings.mqttUrl)}` : `start MQTT on ${settings.host}:${settings.mqttPort}`;
     throw new ServeError(`cannot ${where}: ${(error as Error).message}`, error);
@@ -109,7 +116,8 @@ export async function startServer(settings: ServeSettings & { tickMilliseconds?:
   await engine.resume();
   const timer = setInterval(() => void engine!.tick(), settings.tickMilliseconds ?? 1000);
   timer.unref();
-  const sessions = await DashboardSessions.open({ keyFile: join(settings.data, "session-key"), lifetimeSeconds: settings.limits.dashboardSessionHours * 3600 });
+  // On a shared database the session secret is the database's: a dashboard session works on every instance.
+  const sessions = await DashboardSessions.open({ keyFile: join(settings.data, "session-key"), lifetimeSeconds: settings.limits.dashboardSessionHours * 3600, ...(backend instanceof PostgresFleetStore ? { shared: backend.secret("dashboard-session") } : {}) });
   const httpOptions = { requestTimeout: 60_000, headersTimeout: 15_000 };
   const server: Server = tls ? createHttpsServer({ ...httpOptions, cert: tls.cert, key: tls.key, handshakeTimeout: 15_000 }) : createServer(httpOptions);
   if (tls) {
@@ -124,6 +132,7 @@ export async function startServer(settings: ServeSettings & { tickMilliseconds?:
     dynsec?.stop();
     await broker.close();
     await coordination.close();
+    await changes.close();
     await store.close();
     throw error;
   }
@@ -150,6 +159,7 @@ export async function startServer(settings: ServeSettings & { tickMilliseconds?:
       await broker.close();
       // Frees the lease at once: another instance takes over at its next tick.
       await coordination.close();
+      await changes.close();
       await store.close();
     },
   };

@@ -16,9 +16,16 @@ export class FleetChanges {
     return () => this.listeners.delete(listener);
   }
 
+  /** Tells every listener of this process (an instance on a shared database tells every instance's: changes-postgres.ts). */
   notify(change: FleetChange): void {
+    this.deliver(change);
+  }
+
+  protected deliver(change: FleetChange): void {
     for (const listener of this.listeners) listener(change);
   }
+
+  async close(): Promise<void> {}
 }
 
 /** `store`, with `changes` told after each write (reads pass through untouched). */

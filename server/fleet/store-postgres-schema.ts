@@ -66,4 +66,9 @@ export const PG_MIGRATIONS = [
      revoked_at TEXT NOT NULL,
      reason TEXT NOT NULL CHECK (reason IN ('revoked', 'rekeyed'))
    );`,
+  // Secrets every instance must share: the dashboard's session key (http/sessions.ts).
+  `CREATE TABLE server_secrets (
+     name TEXT PRIMARY KEY,
+     value TEXT NOT NULL
+   );`,
 ];

@@ -298,6 +298,20 @@ export class PostgresFleetStore implements FleetStore {
     await this.pool.end();
   }
 
+  /** A secret every instance on this database shares, by name (the first one stored wins). */
+  secret(name: string): { getOrCreate(fresh: string): Promise<string>; replace(value: string): Promise<void> } {
+    return {
+      getOrCreate: async (fresh) => {
+        await this.pool.query("INSERT INTO server_secrets (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING", [name, fresh]);
+        const { rows } = await this.pool.query<{ value: string }>("SELECT value FROM server_secrets WHERE name = $1", [name]);
+        return rows[0]!.value;
+      },
+      replace: async (value) => {
+        await this.pool.query("INSERT INTO server_secrets (name, value) VALUES ($1, $2) ON CONFLICT (name) DO UPDATE SET value = $2", [name, value]);
+      },
+    };
+  }
+
   private async readDevice(db: Queryable, id: string, lock = false): Promise<DeviceRecord | null> {
     const { rows } = await db.query<DeviceRow>(`SELECT * FROM devices WHERE id = $1${lock ? " FOR UPDATE" : ""}`, [id]);
     return rows[0] ? toRecord(rows[0]) : null;

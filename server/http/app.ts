@@ -55,6 +55,8 @@ export function createHttpHandler(options: HttpAppOptions): HttpHandler {
     const segments = pathSegments(req.url ?? "/");
     const method = req.method ?? "GET";
     const [head, ...rest] = segments;
+    // Not for the repo's files: only what reads a session. A shared secret that cannot be read keeps the one held.
+    if (head !== "repo") await options.sessions.refresh().catch((error: Error) => options.log.warn({ event: "http.sessions.refresh-failed", err: error }, `cannot read the shared session secret: ${error.message}`));
     if (head === undefined) return only(method, ["GET", "HEAD"], () => serveDashboardPage(req, res, options.adminToken, options.sessions));
     if (head === "login" && rest.length === 0) {
       if (method === "POST") return handleLogin(req, res, options.adminToken, options.sessions);

@@ -1,7 +1,7 @@
 /**
  * Two `serve` processes on one PostgreSQL database and one broker (a real mosquitto), as an
  * operator who outgrew one process runs them (issue 21): either answers the API with the same
- * fleet; exactly one holds the rollout lease and sends commands, whichever took the rollout;
+ * fleet, and a dashboard session and its live events work across them; exactly one holds the rollout lease and sends commands, whichever took the rollout;
  * killed with -9 mid-rollout, the other takes the lease within seconds and finishes it, and no
  * device gets a second, different command.
  */
@@ -12,6 +12,7 @@ import { generateKeyPair } from "../../../shared/sign/ed25519.ts";
 import { startMosquitto, type RunningMosquitto } from "../../helpers/mosquitto.ts";
 import { startPostgres, type RunningPostgres } from "../../helpers/postgres.ts";
 import { startServeProcess, type ServeProcess } from "../../helpers/serve-process.ts";
+import { TEST_ADMIN_TOKEN } from "../../helpers/server-settings.ts";
 import { SimulatedDevice } from "../../helpers/simulated-device.ts";
 import { initServerRepo, publishSyntheticVersion } from "../../helpers/synthetic-image.ts";
 import { makeTempDir, removeTree } from "../../helpers/tmp.ts";
@@ -65,6 +66,34 @@ describe("two serve instances on one PostgreSQL and one broker", () => {
     for (const instance of instances) {
       await until(async () => (await json(instance, "devices")).body.devices.every((d: any) => d.enrollment === "accepted" && d.state === "idle"), "both accepted and reporting, seen from each instance", 30_000);
     }
+  });
+
+  it("keep one dashboard: a session made on one works on the other, whose live events include changes made on the first", async () => {
+    const [one, two] = instances as [ServeProcess, ServeProcess];
+    const login = await one.fetch(`${one.baseUrl}/login`, { method: "POST", body: new URLSearchParams({ token: TEST_ADMIN_TOKEN }), redirect: "manual" });
+    expect(login.status).toBe(303);
+    const cookie = login.headers.get("set-cookie")!.split(";")[0]!;
+    const page = await two.fetch(`${two.baseUrl}/`, { headers: { cookie }, redirect: "manual" });
+    expect(page.status).toBe(200);
+
+    // The event stream of instance two, while instance one changes a device's tags.
+    const events = await two.fetch(`${two.baseUrl}/api/v1/events`, { headers: { cookie } });
+    expect(events.headers.get("content-type")).toMatch(/^text\/event-stream/);
+    const reader = events.body!.getReader();
+    let seen = "";
+    const heard = (async () => {
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) return false;
+        seen += Buffer.from(value).toString("utf8");
+        if (seen.includes('"kind":"device","id":"multi-a"')) return true;
+      }
+    })();
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    expect((await json(one, "devices/multi-a/tags", { tags: ["east"] })).status).toBe(200);
+    const outcome = await Promise.race([heard, new Promise<false>((resolve) => setTimeout(() => resolve(false), 10_000))]);
+    await reader.cancel();
+    expect(outcome).toBe(true);
   });
 
   it("let exactly one of them drive the rollouts", async () => {

@@ -47,4 +47,27 @@ describe("dashboard sessions", () => {
     const sessions = await DashboardSessions.open({ keyFile: join(dir, "c"), lifetimeSeconds: 3600 });
     expect(sessions.valid(cookie, TOKEN)).toBe(false);
   });
+
+  it("shared by instances through one stored secret: valid on each, and a revocation on one reaches the other at its next refresh", async () => {
+    // The database's row, as store-postgres.ts keeps it (a fake is fine here: the real one is exercised by multi-instance.test.ts).
+    let stored: string | null = null;
+    const shared = {
+      getOrCreate: async (fresh: string) => (stored ??= fresh),
+      replace: async (value: string) => void (stored = value),
+    };
+    let now = new Date("2026-01-01T00:00:00Z");
+    const one = await DashboardSessions.open({ keyFile: join(dir, "unused-1"), shared, lifetimeSeconds: 3600, refreshSeconds: 10, now: () => now });
+    const two = await DashboardSessions.open({ keyFile: join(dir, "unused-2"), shared, lifetimeSeconds: 3600, refreshSeconds: 10, now: () => now });
+    const session = one.issue(TOKEN).value;
+    expect(two.valid(session, TOKEN)).toBe(true);
+    await one.revokeAll();
+    expect(one.valid(session, TOKEN)).toBe(false);
+    await two.refresh();
+    expect(two.valid(session, TOKEN)).toBe(true);
+    now = new Date("2026-01-01T00:00:10Z");
+    await two.refresh();
+    expect(two.valid(session, TOKEN)).toBe(false);
+    expect(two.valid(one.issue(TOKEN).value, TOKEN)).toBe(true);
+    await expect(stat(join(dir, "unused-1"))).rejects.toThrow();
+  });
 });
