@@ -87,12 +87,13 @@ export async function startServer(settings: ServeSettings & { tickMilliseconds?:
   let broker: RunningBroker;
   let dynsec: DynsecSync | null = null;
   try {
-    const events = { onReport: (report: Report) => void engine?.onReport(report), onOnline: () => void engine?.tick() };
+    const onReport = (report: Report) =>
+      void engine?.onReport(report).catch((error: unknown) => log.error({ event: "rollout.report.error", err: error, deviceId: report.deviceId }, `could not apply ${report.deviceId}'s report to its rollout: ${(error as Error).message}`));
+    const events = { onReport, onOnline: () => void engine?.tick() };
     if (settings.mqttUrl) {
       const external = await connectExternalBroker({
         url: settings.mqttUrl, prefix: DEFAULT_TOPIC_PREFIX, log, metrics,
-        // Instances that share a database share the device messages too: each goes to one of them.
-        ...(settings.db ? { sharedGroup: "apt-ostree-server" } : {}), maxPacketBytes: settings.limits.mqttMaxPacketBytes, ...(externalIdentity ? { tls: externalIdentity.current } : {}),
+maxPacketBytes: settings.limits.mqttMaxPacketBytes, ...(externalIdentity ? { tls: externalIdentity.current } : {}),
         ingest: createIngest({ store, prefix: DEFAULT_TOPIC_PREFIX, log, metrics, autoAcceptSecret: enrollmentSecret, limits: settings.limits, now: () => new Date(), ...events }),
       });
       broker = external;

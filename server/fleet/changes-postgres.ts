@@ -7,6 +7,7 @@
 import pg from "pg";
 import type { Logger } from "../../shared/log.ts";
 import { FleetChanges, type FleetChange } from "./changes.ts";
+import { connectionConfig, createPool } from "./pg-connect.ts";
 
 const CHANNEL = "apt_ostree_fleet";
 const RECONNECT_MS = 1000;
@@ -21,8 +22,7 @@ export class PostgresFleetChanges extends FleetChanges {
     private readonly log: Logger,
   ) {
     super();
-    this.pool = new pg.Pool({ connectionString: url, max: 2, connectionTimeoutMillis: 10_000 });
-    this.pool.on("error", () => undefined);
+    this.pool = createPool(url, 2);
   }
 
   static async open(url: string, log: Logger): Promise<PostgresFleetChanges> {
@@ -47,7 +47,7 @@ export class PostgresFleetChanges extends FleetChanges {
 
   /** One LISTEN connection; when it ends, relisten() makes another. Throws when it cannot connect. */
   private async listen(): Promise<void> {
-    const client = new pg.Client({ connectionString: this.url, connectionTimeoutMillis: 10_000, keepAlive: true });
+    const client = new pg.Client(connectionConfig(this.url));
     const lost = (error: Error | null) => {
       if (this.listener !== client || this.closed) return;
       this.listener = null;

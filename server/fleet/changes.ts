@@ -47,7 +47,11 @@ export function notifyingStore(store: FleetStore, changes: FleetChanges): FleetS
     rolloutDevice: (rolloutId, deviceId) => store.rolloutDevice(rolloutId, deviceId),
     rolloutMembers: (id) => store.rolloutMembers(id),
     rolloutStatusCounts: () => store.rolloutStatusCounts(),
-    setRolloutDeviceStatus: async (rolloutId, deviceId, status, detail, now) => (await store.setRolloutDeviceStatus(rolloutId, deviceId, status, detail, now), rollout(rolloutId)),
+    setRolloutDeviceStatus: async (rolloutId, deviceId, status, detail, now) => {
+      const changed = await store.setRolloutDeviceStatus(rolloutId, deviceId, status, detail, now);
+      if (changed) rollout(rolloutId);
+      return changed;
+    },
     markRolloutDevicesSent: async (rolloutId, deviceIds, now) => (await store.markRolloutDevicesSent(rolloutId, deviceIds, now), rollout(rolloutId)),
     getDevice: (id) => store.getDevice(id),
     listDevices: (enrollment) => store.listDevices(enrollment),

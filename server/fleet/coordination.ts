@@ -7,10 +7,13 @@
  */
 import pg from "pg";
 import type { Logger } from "../../shared/log.ts";
+import { connectionConfig, createPool, withClient } from "./pg-connect.ts";
 
 export interface RolloutCoordination {
   /** Whether this instance holds the lease now; takes it when it is free. */
   isLeader(): Promise<boolean>;
+  /** Counts the times this instance took the lease: a change means it lost it meanwhile and must take over again. */
+  readonly epoch: number;
   /** Runs `work` holding the store-wide rollout lock. */
   withRolloutLock<T>(work: () => Promise<T>): Promise<T>;
   close(): Promise<void>;
@@ -19,6 +22,7 @@ export interface RolloutCoordination {
 /** One process with its own store (SQLite): always the leader; its engine already runs one step at a time. */
 export const SOLE_INSTANCE: RolloutCoordination = {
   isLeader: async () => true,
+  epoch: 1,
   withRolloutLock: (work) => work(),
   close: async () => undefined,
 };
@@ -36,52 +40,66 @@ export class PostgresCoordination implements RolloutCoordination {
   private lease: pg.Client | null = null;
   private leading = false;
   private closed = false;
+  private taken = 0;
   private readonly locks: pg.Pool;
 
   constructor(
     private readonly url: string,
     private readonly log: Logger,
   ) {
-    this.locks = new pg.Pool({ connectionString: url, max: 2, connectionTimeoutMillis: 10_000 });
-    this.locks.on("error", () => undefined);
+    this.locks = createPool(url, 2);
+  }
+
+  get epoch(): number {
+    return this.taken;
   }
 
   async isLeader(): Promise<boolean> {
     if (this.closed) return false;
-    if (this.leading) return true;
     try {
+      if (this.leading) {
+        // Still holding it: the connection answers (a dead one is noticed here, or by keepalives).
+        await this.lease!.query("SELECT 1");
+        return true;
+      }
       if (!this.lease) {
-        const client = new pg.Client({ connectionString: this.url, connectionTimeoutMillis: 10_000, keepAlive: true });
+        // A query that hangs on a dead socket must not stall the ticks: 10 s at most.
+        const client = new pg.Client({ ...connectionConfig(this.url), query_timeout: 10_000 });
         client.on("error", (error) => this.lost(client, error));
         client.on("end", () => this.lost(client, null));
         await client.connect();
+        if (this.closed) {
+          await client.end().catch(() => undefined);
+          return false;
+        }
         this.lease = client;
       }
       const { rows } = await this.lease.query<{ taken: boolean }>("SELECT pg_try_advisory_lock($1) AS taken", [LEASE_KEY.toString()]);
       if (rows[0]?.taken) {
         this.leading = true;
-        this.log.info({ event: "rollout.lease.taken" }, "this instance now drives the rollouts");
+        this.taken++;
+        this.log.info({ event: "rollout.lease.taken", epoch: this.taken }, "this instance now drives the rollouts");
       }
     } catch (error) {
-      this.log.warn({ event: "rollout.lease.error", err: error }, `cannot try the rollout lease: ${(error as Error).message}`);
+      if (this.leading) this.log.warn({ event: "rollout.lease.lost", err: error }, `lost the rollout lease: ${(error as Error).message}`);
+      else this.log.warn({ event: "rollout.lease.error", err: error }, `cannot try the rollout lease: ${(error as Error).message}`);
       await this.dropLease();
     }
     return this.leading;
   }
 
-  async withRolloutLock<T>(work: () => Promise<T>): Promise<T> {
-    const client = await this.locks.connect();
-    try {
+  /** Waits at most a minute for the lock (a step stuck on a dead broker elsewhere must not hold every pause for ever). */
+  withRolloutLock<T>(work: () => Promise<T>): Promise<T> {
+    return withClient(this.locks, async (client) => {
       await client.query("BEGIN");
-      await client.query("SELECT pg_advisory_xact_lock($1)", [STEP_KEY.toString()]);
       try {
+        await client.query("SET LOCAL lock_timeout = '60s'");
+        await client.query("SELECT pg_advisory_xact_lock($1)", [STEP_KEY.toString()]);
         return await work();
       } finally {
         await client.query("COMMIT").catch(() => undefined);
       }
-    } finally {
-      client.release();
-    }
+    });
   }
 
   async close(): Promise<void> {

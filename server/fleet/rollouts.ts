@@ -66,6 +66,7 @@ export class RolloutEngine {
   /** Whether this instance drove the rollouts at its last tick: a new leader first takes over (`takeOver`). */
   private leading = false;
   private takingOver = false;
+  private leaseEpoch = 0;
 
   constructor(private readonly options: RolloutEngineOptions) {
     this.now = options.now ?? (() => new Date());
@@ -92,7 +93,9 @@ export class RolloutEngine {
   private async lead(): Promise<boolean> {
     const leading = await this.coordination.isLeader();
     if (leading !== this.leading) this.leaderGauge(leading ? 1 : 0);
-    if (leading && !this.leading) this.takingOver = true;
+    // Newly the leader, or the lease was lost and taken again between two ticks: take over first.
+    if (leading && this.coordination.epoch !== this.leaseEpoch) this.takingOver = true;
+    this.leaseEpoch = this.coordination.epoch;
     this.leading = leading;
     return leading;
   }
@@ -206,7 +209,8 @@ export class RolloutEngine {
     const status = statusFromReport(report.state, report.booted?.commit, rollout.commit);
     if (status === null || status === member.status) return;
     const detail = report.rolledBack?.reason ?? report.error ?? null;
-    await this.options.store.setRolloutDeviceStatus(rollout.id, report.deviceId, status, detail, this.now());
+    // Not over a final status another report (or instance) stored meanwhile.
+    if (!(await this.options.store.setRolloutDeviceStatus(rollout.id, report.deviceId, status, detail, this.now()))) return;
     if (FAILED_STATUSES.has(status)) {
       await this.serialised(async () => {
         const current = (await this.options.store.getRollout(rollout.id))!;
@@ -270,8 +274,9 @@ export class RolloutEngine {
         await this.publishCommands(rollout, decision.deviceIds);
         return;
       case "time-out":
-        for (const deviceId of decision.deviceIds) await store.setRolloutDeviceStatus(rollout.id, deviceId, "failed", `no final report within ${rollout.plan.waveTimeoutSeconds} s`, now);
-        const timedOut = new Set(decision.deviceIds);
+        // Only those still not final: a final report may have landed since the members were read.
+        const timedOut = new Set<string>();
+        for (const deviceId of decision.deviceIds) if (await store.setRolloutDeviceStatus(rollout.id, deviceId, "failed", `no final report within ${rollout.plan.waveTimeoutSeconds} s`, now)) timedOut.add(deviceId);
         await this.withdrawDue(rollout, "running", (await store.rolloutDevices(rollout.id)).filter((m) => timedOut.has(m.deviceId)));
         return;
       case "pause":

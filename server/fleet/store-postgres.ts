@@ -10,6 +10,7 @@ import type { Report } from "../../shared/wire/report.ts";
 import { ENROLLMENT_STATES, type DeviceCounts, type DeviceEvent, type DeviceRecord, type EnrollmentState, type FleetStore, type HistoryRetention, type RevokedKey, type RolloutDeviceRecord, type RolloutRecord } from "./store.ts";
 import type { RolloutDeviceStatus, RolloutMember, RolloutProgress, RolloutState } from "./waves.ts";
 import { PG_MIGRATIONS } from "./store-postgres-schema.ts";
+import { createPool, withClient } from "./pg-connect.ts";
 import { DEFAULT_RETENTION, DeviceNotFoundError, sortedSet, toRecord, toRollout, toRolloutDevice, type DeviceRow, type RolloutDeviceRow, type RolloutRow } from "./store-rows.ts";
 
 /** History older than the retention age is removed at most this often, at most this many events at a time. */
@@ -17,7 +18,6 @@ const AGE_PRUNE_INTERVAL_MS = 60_000;
 const AGE_PRUNE_BATCH = 10_000;
 /** pg_advisory_lock key held while migrating: instances starting together migrate one after the other. */
 const MIGRATION_LOCK = 0x61707473; // "apts"
-const INT8_OID = 20;
 
 export interface PostgresFleetStoreOptions {
   retention?: HistoryRetention;
@@ -26,11 +26,6 @@ export interface PostgresFleetStoreOptions {
 }
 
 type Queryable = Pick<pg.PoolClient, "query">;
-
-/** BIGINT (counters, event ids, COUNT(*)) as a number: every value the store keeps is far below 2^53. */
-const types = {
-  getTypeParser: ((oid: number, format?: "text" | "binary") => (oid === INT8_OID ? (value: string) => Number(value) : pg.types.getTypeParser(oid, format as "text"))) as typeof pg.types.getTypeParser,
-};
 
 export class PostgresFleetStore implements FleetStore {
   private lastAgePrune = Number.NEGATIVE_INFINITY;
@@ -42,9 +37,7 @@ export class PostgresFleetStore implements FleetStore {
 
   /** Connects, checks the server answers, and brings the schema up to date. */
   static async open(url: string, options: PostgresFleetStoreOptions = {}): Promise<PostgresFleetStore> {
-    const pool = new pg.Pool({ connectionString: url, max: options.maxConnections ?? 10, types, connectionTimeoutMillis: 10_000 });
-    // An idle connection the server dropped (a restart, a failover) is replaced; it must not end the process.
-    pool.on("error", () => undefined);
+    const pool = createPool(url, options.maxConnections ?? 10);
     const store = new PostgresFleetStore(pool, options.retention ?? DEFAULT_RETENTION);
     try {
       await store.migrate();
@@ -286,8 +279,12 @@ export class PostgresFleetStore implements FleetStore {
     return counts;
   }
 
-  async setRolloutDeviceStatus(rolloutId: string, deviceId: string, status: RolloutDeviceStatus, detail: string | null, now: Date): Promise<void> {
-    await this.pool.query("UPDATE rollout_devices SET status = $1, detail = $2, updated_at = $3 WHERE rollout_id = $4 AND device_id = $5", [status, detail, now.toISOString(), rolloutId, deviceId]);
+  async setRolloutDeviceStatus(rolloutId: string, deviceId: string, status: RolloutDeviceStatus, detail: string | null, now: Date): Promise<boolean> {
+    const updated = await this.pool.query(
+      "UPDATE rollout_devices SET status = $1, detail = $2, updated_at = $3 WHERE rollout_id = $4 AND device_id = $5 AND status NOT IN ('healthy', 'failed', 'rolled-back')",
+      [status, detail, now.toISOString(), rolloutId, deviceId],
+    );
+    return Boolean(updated.rowCount);
   }
 
   async markRolloutDevicesSent(rolloutId: string, deviceIds: string[], now: Date): Promise<void> {
@@ -327,19 +324,18 @@ export class PostgresFleetStore implements FleetStore {
   }
 
   /** Runs `work` in one transaction on one connection: committed if it resolves, rolled back if it throws. */
-  private async transaction<T>(work: (db: pg.PoolClient) => Promise<T>): Promise<T> {
-    const client = await this.pool.connect();
-    try {
+  private transaction<T>(work: (db: pg.PoolClient) => Promise<T>): Promise<T> {
+    return withClient(this.pool, async (client) => {
       await client.query("BEGIN");
-      const result = await work(client);
-      await client.query("COMMIT");
-      return result;
-    } catch (error) {
-      await client.query("ROLLBACK").catch(() => undefined);
-      throw error;
-    } finally {
-      client.release();
-    }
+      try {
+        const result = await work(client);
+        await client.query("COMMIT");
+        return result;
+      } catch (error) {
+        await client.query("ROLLBACK").catch(() => undefined);
+        throw error;
+      }
+    });
   }
 
   /** Appends to a device's history and keeps it within the retention: its newest N events, none older than the age. */
@@ -359,30 +355,30 @@ export class PostgresFleetStore implements FleetStore {
   }
 
   /** Each migration in its own transaction, all under an advisory lock: instances starting together take turns. */
-  private async migrate(): Promise<void> {
-    const client = await this.pool.connect();
-    try {
+  private migrate(): Promise<void> {
+    return withClient(this.pool, async (client) => {
       await client.query("SELECT pg_advisory_lock($1)", [MIGRATION_LOCK]);
-      await client.query("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)");
-      const { rows } = await client.query<{ version: number }>("SELECT version FROM schema_version");
-      const version = rows[0]?.version ?? 0;
-      if (version > PG_MIGRATIONS.length) throw new AptOstreeError("E_STORE_VERSION", `the database's schema is version ${version}, newer than this server knows (${PG_MIGRATIONS.length}): run the newer server`);
-      for (let next = version; next < PG_MIGRATIONS.length; next++) {
-        await client.query("BEGIN");
-        try {
-          await client.query(PG_MIGRATIONS[next]!);
-          await client.query("DELETE FROM schema_version");
-          await client.query("INSERT INTO schema_version (version) VALUES ($1)", [next + 1]);
-          await client.query("COMMIT");
-        } catch (error) {
-          await client.query("ROLLBACK").catch(() => undefined);
-          throw error;
+      try {
+        await client.query("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)");
+        const { rows } = await client.query<{ version: number }>("SELECT version FROM schema_version");
+        const version = rows[0]?.version ?? 0;
+        if (version > PG_MIGRATIONS.length) throw new AptOstreeError("E_STORE_VERSION", `the database's schema is version ${version}, newer than this server knows (${PG_MIGRATIONS.length}): run the newer server`);
+        for (let next = version; next < PG_MIGRATIONS.length; next++) {
+          await client.query("BEGIN");
+          try {
+            await client.query(PG_MIGRATIONS[next]!);
+            await client.query("DELETE FROM schema_version");
+            await client.query("INSERT INTO schema_version (version) VALUES ($1)", [next + 1]);
+            await client.query("COMMIT");
+          } catch (error) {
+            await client.query("ROLLBACK").catch(() => undefined);
+            throw error;
+          }
         }
+      } finally {
+        await client.query("SELECT pg_advisory_unlock($1)", [MIGRATION_LOCK]).catch(() => undefined);
       }
-    } finally {
-      await client.query("SELECT pg_advisory_unlock($1)", [MIGRATION_LOCK]).catch(() => undefined);
-      client.release();
-    }
+    });
   }
 }
 

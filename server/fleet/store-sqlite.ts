@@ -287,8 +287,11 @@ export class SqliteFleetStore implements FleetStore {
     return counts;
   }
 
-  async setRolloutDeviceStatus(rolloutId: string, deviceId: string, status: RolloutDeviceStatus, detail: string | null, now: Date): Promise<void> {
-    this.db.prepare("UPDATE rollout_devices SET status = ?, detail = ?, updated_at = ? WHERE rollout_id = ? AND device_id = ?").run(status, detail, now.toISOString(), rolloutId, deviceId);
+  async setRolloutDeviceStatus(rolloutId: string, deviceId: string, status: RolloutDeviceStatus, detail: string | null, now: Date): Promise<boolean> {
+    const updated = this.db
+      .prepare("UPDATE rollout_devices SET status = ?, detail = ?, updated_at = ? WHERE rollout_id = ? AND device_id = ? AND status NOT IN ('healthy', 'failed', 'rolled-back')")
+      .run(status, detail, now.toISOString(), rolloutId, deviceId);
+    return updated.changes > 0;
   }
 
   async markRolloutDevicesSent(rolloutId: string, deviceIds: string[], now: Date): Promise<void> {

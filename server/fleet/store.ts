@@ -121,7 +121,8 @@ export interface FleetStore {
   rolloutMembers(id: string): Promise<RolloutMember[]>;
   /** Devices per status, per rollout. */
   rolloutStatusCounts(): Promise<Map<string, Map<RolloutDeviceStatus, number>>>;
-  setRolloutDeviceStatus(rolloutId: string, deviceId: string, status: RolloutDeviceStatus, detail: string | null, now: Date): Promise<void>;
+  /** Sets a member's status unless it is final already (healthy, failed, rolled-back); false when it was (or is not a member). */
+  setRolloutDeviceStatus(rolloutId: string, deviceId: string, status: RolloutDeviceStatus, detail: string | null, now: Date): Promise<boolean>;
   /** Marks devices as sent, in one transaction, before their command is published (a restart re-publishes the same one). */
   markRolloutDevicesSent(rolloutId: string, deviceIds: string[], now: Date): Promise<void>;
 

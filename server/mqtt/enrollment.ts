@@ -110,6 +110,9 @@ export function createEnrollment(options: EnrollmentOptions): Enroll {
       }
     }
     const record = device ?? await store.enrollPending(deviceId, publicKey, now);
+    // Another connection (or instance) enrolled this id between the read above and the insert:
+    // the stored key is the first one's, and a proof made for this key admits no other.
+    if (record.publicKey !== publicKey) return refuse("key-mismatch", `token key differs from the key '${deviceId}' enrolled with`);
     if (proof === "valid") return { ok: true, device: await accepted(deviceId, "auto-accept: valid enrollment proof", now), proof };
     return { ok: true, device: record, proof };
   };

@@ -22,12 +22,6 @@ export interface ExternalBrokerOptions {
   metrics: Metrics;
   /** Largest packet accepted from the broker (limits.mqttMaxPacketBytes). */
   maxPacketBytes: number;
-  /**
-   * Several server instances on this broker: subscribe as one shared-subscription group
-   * (`$share/GROUP/...`, MQTT 5 §4.8.2, mosquitto 2 for MQTT 3.1.1 clients too), so each device
-   * message reaches one instance, not all of them.
-   */
-  sharedGroup?: string;
   /** For mqtts:// and wss://: the CA and client certificate to present, read at each (re)connect; absent: Node's CAs, no certificate. */
   tls?: () => BrokerTls;
 }
@@ -68,8 +62,10 @@ export async function connectExternalBroker(options: ExternalBrokerOptions): Pro
   client.on("error", (error) => options.log.warn({ event: "mqtt.external.error", err: error }, `external broker: ${error.message}`));
   // Ingest never rejects (it logs and counts what it refuses).
   client.on("message", (topic, payload) => void options.ingest(topic, payload, null));
-  const share = options.sharedGroup ? `$share/${options.sharedGroup}/` : "";
-  const topics = ["state", "online", "hello"].map((kind) => `${share}${options.prefix}devices/+/${kind}`);
+  // Every instance on this broker hears every device message, in the device's order (a shared
+  // subscription would spread one device's messages over instances, out of order); the store
+  // takes each report once (its counter, checked in the UPDATE) and the others count 'duplicate'.
+  const topics = ["state", "online", "hello"].map((kind) => `${options.prefix}devices/+/${kind}`);
   const granted = await client.subscribeAsync(topics, { qos: 1 });
   const refused = granted.filter((g) => g.qos === 128).map((g) => g.topic);
   if (refused.length > 0) throw new Error(`the external broker refused the server's subscriptions to ${refused.join(", ")}; grant it read access to ${options.prefix}#`);

@@ -114,9 +114,9 @@ export function createIngest(options: IngestOptions): Ingest {
     } catch (error) {
       if (!(error instanceof ReportRejectedError)) throw error;
       if (error.duplicate) {
-        // Another instance on the same broker stored this very report: nothing to say about the device.
+        // Another instance on the same broker stored this very report (or a copy raced this one to the store).
         reports(1, { outcome: "duplicate" });
-        log.debug({ event: "mqtt.report.duplicate", deviceId, counter: device.lastCounter }, `report ${device.lastCounter} from ${deviceId} was already stored`);
+        log.debug({ event: "mqtt.report.duplicate", deviceId }, `a report from ${deviceId} was stored already (${error.message})`);
         return;
       }
       reports(1, { outcome: REPORT_OUTCOME[error.code] ?? error.code });

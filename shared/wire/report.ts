@@ -72,7 +72,10 @@ export class ReportRejectedError extends AptOstreeError {
   constructor(
     code: "E_REPORT_MALFORMED" | "E_REPORT_SIGNATURE" | "E_REPORT_REPLAY" | "E_REPORT_WRONG_DEVICE",
     message: string,
-    /** Stored already by a racing copy of this very report (another instance, the same message twice): nothing to say about the device. */
+    /**
+     * The counter stored last, again: a second delivery of a report already taken (every server
+     * instance on one broker receives each report), not an older one replayed.
+     */
     readonly duplicate = false,
   ) {
     super(code, message);
@@ -130,7 +133,7 @@ export function verifyReport(payload: string | Uint8Array, expect: { deviceId: s
   const report = parsed.data;
   if (report.deviceId !== expect.deviceId) throw new ReportRejectedError("E_REPORT_WRONG_DEVICE", `report names device ${report.deviceId} but came from ${expect.deviceId}`);
   if (expect.lastCounter !== null && report.counter <= expect.lastCounter) {
-    throw new ReportRejectedError("E_REPORT_REPLAY", `report counter ${report.counter} is not above the last accepted ${expect.lastCounter}: replayed or out of order`);
+    throw new ReportRejectedError("E_REPORT_REPLAY", `report counter ${report.counter} is not above the last accepted ${expect.lastCounter}: replayed or out of order`, report.counter === expect.lastCounter);
   }
   return report;
 }

@@ -8,6 +8,9 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from
 import Database from "better-sqlite3";
 import { DeviceNotFoundError, SqliteFleetStore } from "../../../server/fleet/store-sqlite.ts";
 import { PostgresFleetStore } from "../../../server/fleet/store-postgres.ts";
+import { PostgresCoordination } from "../../../server/fleet/coordination.ts";
+import { silentLogger } from "../../../shared/log.ts";
+import { until } from "../../helpers/wait.ts";
 import { MIGRATIONS } from "../../../server/fleet/store-sqlite-schema.ts";
 import type { FleetStore, HistoryRetention } from "../../../server/fleet/store.ts";
 import type { Report } from "../../../shared/wire/report.ts";
@@ -314,4 +317,44 @@ describe("the PostgreSQL store at start", () => {
     await expect(opening).rejects.toMatchObject({ code: "E_STORE_OPEN", message: expect.stringContaining(`postgres://fleet:***@127.0.0.1:${port}/fleet`) });
     await expect(opening).rejects.not.toMatchObject({ message: expect.stringContaining("s3cret") });
   });
+});
+
+describe("PostgreSQL restarting under the server", () => {
+  const t0 = new Date("2026-11-21T12:00:00Z");
+  const later = (s: number) => new Date(t0.getTime() + s * 1000);
+  const report = (counter: number): Report => ({ deviceId: "dev-1", counter, sent: t0.toISOString(), state: "healthy" });
+
+  it("fails the store's calls meanwhile without ending the process, then works again; the rollout lease is lost and taken again", async () => {
+    postgres ??= await startPostgres("fleet-store");
+    const url = await postgres.createDatabase("restart");
+    const store = await PostgresFleetStore.open(url);
+    const coordination = new PostgresCoordination(url, silentLogger());
+    try {
+      await store.enrollPending("dev-1", "KEY", t0);
+      await store.acceptDevice("dev-1", t0);
+      expect(await coordination.isLeader()).toBe(true);
+      expect(coordination.epoch).toBe(1);
+      // Writes and a held step lock in flight while the server shuts down (terminating every session) and starts again.
+      let failures = 0;
+      const writes = (async () => {
+        for (let counter = 1; counter <= 400; counter++) await store.recordReport(report(counter), later(counter)).catch(() => failures++);
+      })();
+      const stepLock = coordination.withRolloutLock(() => new Promise((resolve) => setTimeout(resolve, 300))).catch(() => "failed");
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      await postgres.stop();
+      await postgres.start();
+      await writes;
+      await stepLock;
+      expect(failures).toBeGreaterThan(0);
+      expect(await store.recordReport(report(1000), later(1000))).toBe(true);
+      expect(await store.getDevice("dev-1")).toMatchObject({ lastCounter: 1000 });
+      // The lease's session ended with the server: lost, then taken again (a new epoch: the engine takes over again).
+      await until(() => coordination.isLeader(), "the lease taken again", 30_000);
+      expect(coordination.epoch).toBe(2);
+      expect(await coordination.withRolloutLock(async () => "held")).toBe("held");
+    } finally {
+      await coordination.close();
+      await store.close();
+    }
+  }, 90_000);
 });

@@ -116,13 +116,16 @@ describe("device reports", () => {
     await until(async () => (await server.store.getDevice("dev-b"))!.lastCounter === 3, "report 3 stored");
     expect((await server.store.getDevice("dev-b"))!.booted).toEqual({ commit: "c".repeat(64), version: "2" });
 
+    // An older counter is a replay; the one stored last, again, a duplicate delivery (another instance's copy).
+    await b.publishAsync(deviceTopic(P, "dev-b", "state"), signReport(report("dev-b", 2, { state: "failed" }), keys["dev-b"]!), { qos: 1 });
     await b.publishAsync(deviceTopic(P, "dev-b", "state"), signReport(report("dev-b", 3, { state: "failed" }), keys["dev-b"]!), { qos: 1 });
     await b.publishAsync(deviceTopic(P, "dev-b", "state"), signReport(report("dev-b", 9, { state: "failed" }), generateKeyPair()), { qos: 1 });
     const metrics = await until(async () => {
       const text = await (await fetch(`http://127.0.0.1:${server.httpPort}/metrics`)).text();
       return /outcome="bad-signature"/.test(text) ? text : null;
     }, "both rejections counted");
-    expect(await metrics).toMatch(/aptostree_mqtt_reports_total\{outcome="replay"\} 1/);
+    expect(metrics).toMatch(/aptostree_mqtt_reports_total\{outcome="replay"\} 1/);
+    expect(metrics).toMatch(/aptostree_mqtt_reports_total\{outcome="duplicate"\} 1/);
     expect(await server.store.getDevice("dev-b")).toMatchObject({ lastCounter: 3, state: "healthy" });
   });
 

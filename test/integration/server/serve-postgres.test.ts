@@ -2,7 +2,7 @@
  * `serve --db postgres://...`: the whole update loop with the fleet kept in PostgreSQL (a private
  * server started by the test) instead of SQLite: enrollment, a rollout to the real agent on a
  * throwaway sysroot, the agent's reports; and everything still there after the server restarts,
- * with no second command sent. No SQLite file is written.
+ * with the completed rollout still completed and the agent still healthy. No SQLite file is written.
  */
 import { access } from "node:fs/promises";
 import { join } from "node:path";

@@ -89,6 +89,17 @@ describe("enrollment an attacker cannot win", () => {
   const options = (secret: Uint8Array | null) => ({ store, metrics, autoAcceptSecret: secret, maxPendingDevices: 10, maxDevices: 100 });
   const b64 = (k: typeof key) => Buffer.from(k.publicKey).toString("base64");
 
+  it("refuses a valid proof for an id another key enrolled between the lookup and the insert, and accepts no one", async () => {
+    const attacker = generateKeyPair();
+    await store.enrollPending("raced", b64(attacker), now);
+    // The lookup ran before the attacker's insert landed (another connection, another instance).
+    const racing: SqliteFleetStore = Object.assign(Object.create(store), { getDevice: async () => null });
+    const enroll = createEnrollment({ ...options(SECRET), store: racing });
+    const proof = JSON.parse(Buffer.from(createDeviceToken("raced", key, now, undefined, SECRET).split(".")[0]!, "base64url").toString()).enrollment as string;
+    expect(await enroll({ deviceId: "raced", publicKey: b64(key), proof }, now)).toMatchObject({ ok: false, reason: "key-mismatch" });
+    expect(await store.getDevice("raced")).toMatchObject({ enrollment: "pending", publicKey: b64(attacker) });
+  });
+
   it("accepts a preauthorized id at its first connection with exactly its key, and refuses any other key without storing it", async () => {
     const enroll = createEnrollment(options(null));
     const other = generateKeyPair();
