@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what apt-ostree needs on a Debian 12 machine, as root: Debian's ostree, mmdebstrap,
-# qemu-user-static (arm64 composes), qemu-system-x86/-arm and qemu-img (power-cut overlays) with GRUB, UEFI firmware, gdisk and mtools (disk images and VM boots), Node.js, chromium (the dashboard's browser tests), postgresql (the fleet store's second backend) and the npm
+# qemu-user-static (arm64 composes), qemu-system-x86/-arm and qemu-img (power-cut overlays) with GRUB, UEFI firmware, gdisk and mtools (disk images and VM boots), Node.js, chromium (the dashboard's browser tests), postgresql (the fleet store's second backend), prometheus (its promtool checks /metrics) and the npm
 # packages. Safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,7 +11,7 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 packages=(ostree mmdebstrap qemu-user-static binfmt-support arch-test zstd e2fsprogs util-linux
-  debian-archive-keyring ca-certificates file mosquitto grub-common chromium postgresql
+  debian-archive-keyring ca-certificates file mosquitto grub-common chromium postgresql prometheus
   qemu-system-x86 qemu-utils grub-pc-bin grub2-common gdisk qemu-system-arm qemu-efi-aarch64 dosfstools mtools)
 command -v node >/dev/null || packages+=(nodejs npm)
 missing=()
@@ -29,10 +29,13 @@ fi
 if [ -d /run/systemd/system ] && systemctl is-enabled mosquitto >/dev/null 2>&1; then
   systemctl disable --now mosquitto >/dev/null 2>&1 || true
 fi
-# Likewise PostgreSQL: the tests start private servers (test/helpers/postgres.ts); Debian's cluster is not used.
-if [ -d /run/systemd/system ] && systemctl is-enabled postgresql >/dev/null 2>&1; then
-  systemctl disable --now postgresql >/dev/null 2>&1 || true
-fi
+# Likewise PostgreSQL (the tests start private servers, test/helpers/postgres.ts) and Prometheus
+# (only its promtool is used): Debian's own services are not.
+for service in postgresql prometheus prometheus-node-exporter; do
+  if [ -d /run/systemd/system ] && systemctl is-enabled "$service" >/dev/null 2>&1; then
+    systemctl disable --now "$service" >/dev/null 2>&1 || true
+  fi
+done
 
 node -e 'const [a,b]=process.versions.node.split(".").map(Number); if (a<18 || (a===18 && b<19)) { console.error("error: Node.js >= 18.19 is needed, found " + process.version); process.exit(1) }'
 

@@ -5,6 +5,7 @@ import { createServer as createHttpsServer } from "node:https";
 import { mkdir, readFile, stat, writeFile } from "node:fs/promises";
 import type { AddressInfo } from "node:net";
 import { join } from "node:path";
+import { hostname } from "node:os";
 import { AptOstreeError } from "../shared/errors.ts";
 import type { Logger } from "../shared/log.ts";
 import type { ServeSettings } from "./config/settings.ts";
@@ -75,6 +76,7 @@ export async function startServer(settings: ServeSettings & { tickMilliseconds?:
     throw new ServeError("--mqtt-dynsec drives mosquitto's dynamic-security plugin as apt-ostree:server, the CN of the client certificate the server issues itself: it needs an mqtts:// or wss:// --mqtt-url and a TLS dir holding ca.key (docs/mosquitto/README.md)");
   }
   const metrics = new Metrics();
+  metrics.collectProcessMetrics();
   const retention = { maxEventsPerDevice: settings.limits.historyMaxEventsPerDevice, maxAgeDays: settings.limits.historyMaxAgeDays };
   const backend = settings.db ? await PostgresFleetStore.open(settings.db, { retention }) : new SqliteFleetStore(join(settings.data, "fleet.db"), { retention });
   // On a shared database every instance hears every change (NOTIFY), for the dashboards open on it.
@@ -138,6 +140,8 @@ maxPacketBytes: settings.limits.mqttMaxPacketBytes, ...(externalIdentity ? { tls
     throw error;
   }
   const httpPort = (server.address() as AddressInfo).port;
+  // Which instance answered: several may share a store, and each reports the fleet figures alike.
+  metrics.gauge("aptostree_server_info", "This server instance (host:HTTP port) and its store; always 1")(1, { instance: `${hostname()}:${httpPort}`, store: settings.db ? "postgresql" : "sqlite" });
   log.info({ event: "serve.started", httpPort, mqttPort: broker.port, host: settings.host, repo: settings.repo, data: settings.data, ca: tls?.caFile ?? null }, `serving on ${tls ? "https" : "http"}://${settings.host}:${httpPort}/`);
   return {
     httpPort,

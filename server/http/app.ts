@@ -68,7 +68,7 @@ export function createHttpHandler(options: HttpAppOptions): HttpHandler {
     if (head === "metrics" && rest.length === 0) {
       return only(method, ["GET"], async () => {
         await updateFleetGauges();
-        const text = options.metrics.render();
+        const text = await options.metrics.renderAll();
         res.writeHead(200, { "content-type": "text/plain; version=0.0.4; charset=utf-8", "content-length": Buffer.byteLength(text) });
         res.end(text);
       });
