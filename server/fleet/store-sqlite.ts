@@ -18,15 +18,20 @@ const AGE_PRUNE_BATCH = 10_000;
 export interface SqliteFleetStoreOptions {
   /** How much device history to keep (DEFAULT_RETENTION when omitted). */
   retention?: HistoryRetention;
+  /** Group commit of the storm writes (default true); off: one transaction each (the benchmark's baseline). */
+  groupCommit?: boolean;
 }
 
 export class SqliteFleetStore implements FleetStore {
   private readonly db: Database.Database;
   private readonly retention: HistoryRetention;
   private lastAgePrune = Number.NEGATIVE_INFINITY;
+  private readonly groupCommit: boolean;
+  private readonly queued: Array<{ write: () => unknown; resolve: (value: unknown) => void; reject: (error: unknown) => void }> = [];
 
   constructor(path: string, options: SqliteFleetStoreOptions = {}) {
     this.retention = options.retention ?? DEFAULT_RETENTION;
+    this.groupCommit = options.groupCommit ?? true;
     this.db = new Database(path);
     this.db.pragma("journal_mode = WAL");
     this.db.pragma("synchronous = FULL");
@@ -77,14 +82,16 @@ export class SqliteFleetStore implements FleetStore {
     return (row as { n: number }).n;
   }
 
-  async enrollPending(id: string, publicKey: string, now: Date): Promise<DeviceRecord> {
-    this.db.transaction(() => {
-      const inserted = this.db
-        .prepare("INSERT OR IGNORE INTO devices (id, public_key, enrollment, enrolled_at) VALUES (?, ?, 'pending', ?)")
-        .run(id, publicKey, now.toISOString());
-      if (inserted.changes > 0) this.addEvent(id, now, "enrolled", null);
-    })();
-    return this.readDevice(id)!;
+  enrollPending(id: string, publicKey: string, now: Date): Promise<DeviceRecord> {
+    return this.grouped(() => {
+      this.db.transaction(() => {
+        const inserted = this.db
+          .prepare("INSERT OR IGNORE INTO devices (id, public_key, enrollment, enrolled_at) VALUES (?, ?, 'pending', ?)")
+          .run(id, publicKey, now.toISOString());
+        if (inserted.changes > 0) this.addEvent(id, now, "enrolled", null);
+      })();
+      return this.readDevice(id)!;
+    });
   }
 
   async preauthorizeDevice(id: string, publicKey: string, groups: string[], now: Date): Promise<DeviceRecord> {
@@ -100,13 +107,15 @@ export class SqliteFleetStore implements FleetStore {
     return this.readDevice(id)!;
   }
 
-  async acceptDevice(id: string, now: Date): Promise<DeviceRecord> {
-    this.db.transaction(() => {
-      const updated = this.db.prepare("UPDATE devices SET enrollment = 'accepted' WHERE id = ?").run(id);
-      if (updated.changes === 0) throw new DeviceNotFoundError(id);
-      this.addEvent(id, now, "accepted", null);
-    })();
-    return this.readDevice(id)!;
+  acceptDevice(id: string, now: Date): Promise<DeviceRecord> {
+    return this.grouped(() => {
+      this.db.transaction(() => {
+        const updated = this.db.prepare("UPDATE devices SET enrollment = 'accepted' WHERE id = ?").run(id);
+        if (updated.changes === 0) throw new DeviceNotFoundError(id);
+        this.addEvent(id, now, "accepted", null);
+      })();
+      return this.readDevice(id)!;
+    });
   }
 
   async rejectDevice(id: string, now: Date): Promise<DeviceRecord> {
@@ -174,49 +183,53 @@ export class SqliteFleetStore implements FleetStore {
     return this.readDevice(id)!;
   }
 
-  async recordReport(report: Report, now: Date): Promise<boolean> {
-    return this.db.transaction(() => {
-      const json = (value: unknown) => (value === undefined ? undefined : value === null ? null : JSON.stringify(value));
-      const updated = this.db
-        .prepare(
-          `UPDATE devices SET state = @state, last_counter = @counter, last_seen = @now, online = 1,
-             architecture = COALESCE(@architecture, architecture), agent_version = COALESCE(@agentVersion, agent_version),
-             reported_groups_json = COALESCE(@groups, reported_groups_json),
-             booted_json = COALESCE(@booted, booted_json),
-             staged_json = CASE WHEN @stagedGiven THEN @staged ELSE staged_json END,
-             pending_json = CASE WHEN @pendingGiven THEN @pending ELSE pending_json END,
-             rollback_json = CASE WHEN @rollbackGiven THEN @rollback ELSE rollback_json END
-           WHERE id = @id AND (last_counter IS NULL OR last_counter < @counter)`,
-        )
-        .run({
-          id: report.deviceId,
-          state: report.state,
-          counter: report.counter,
-          now: now.toISOString(),
-          architecture: report.architecture ?? null,
-          agentVersion: report.agentVersion ?? null,
-          groups: json(report.groups) ?? null,
-          booted: json(report.booted) ?? null,
-          stagedGiven: report.staged === undefined ? 0 : 1,
-          staged: json(report.staged) ?? null,
-          pendingGiven: report.pending === undefined ? 0 : 1,
-          pending: json(report.pending) ?? null,
-          rollbackGiven: report.rollback === undefined ? 0 : 1,
-          rollback: json(report.rollback) ?? null,
-        });
-      if (updated.changes === 0) return false;
-      this.addEvent(report.deviceId, now, "report", report);
-      return true;
-    })();
+  recordReport(report: Report, now: Date): Promise<boolean> {
+    return this.grouped(() => {
+      return this.db.transaction(() => {
+        const json = (value: unknown) => (value === undefined ? undefined : value === null ? null : JSON.stringify(value));
+        const updated = this.db
+          .prepare(
+            `UPDATE devices SET state = @state, last_counter = @counter, last_seen = @now, online = 1,
+               architecture = COALESCE(@architecture, architecture), agent_version = COALESCE(@agentVersion, agent_version),
+               reported_groups_json = COALESCE(@groups, reported_groups_json),
+               booted_json = COALESCE(@booted, booted_json),
+               staged_json = CASE WHEN @stagedGiven THEN @staged ELSE staged_json END,
+               pending_json = CASE WHEN @pendingGiven THEN @pending ELSE pending_json END,
+               rollback_json = CASE WHEN @rollbackGiven THEN @rollback ELSE rollback_json END
+             WHERE id = @id AND (last_counter IS NULL OR last_counter < @counter)`,
+          )
+          .run({
+            id: report.deviceId,
+            state: report.state,
+            counter: report.counter,
+            now: now.toISOString(),
+            architecture: report.architecture ?? null,
+            agentVersion: report.agentVersion ?? null,
+            groups: json(report.groups) ?? null,
+            booted: json(report.booted) ?? null,
+            stagedGiven: report.staged === undefined ? 0 : 1,
+            staged: json(report.staged) ?? null,
+            pendingGiven: report.pending === undefined ? 0 : 1,
+            pending: json(report.pending) ?? null,
+            rollbackGiven: report.rollback === undefined ? 0 : 1,
+            rollback: json(report.rollback) ?? null,
+          });
+        if (updated.changes === 0) return false;
+        this.addEvent(report.deviceId, now, "report", report);
+        return true;
+      })();
+    });
   }
 
-  async setOnline(id: string, online: boolean, now: Date): Promise<boolean> {
-    return this.db.transaction(() => {
-      const flag = online ? 1 : 0;
-      const updated = this.db.prepare("UPDATE devices SET online = ?, last_seen = ? WHERE id = ? AND online != ?").run(flag, now.toISOString(), id, flag);
-      if (updated.changes > 0) this.addEvent(id, now, online ? "online" : "offline", null);
-      return updated.changes > 0;
-    })();
+  setOnline(id: string, online: boolean, now: Date): Promise<boolean> {
+    return this.grouped(() => {
+      return this.db.transaction(() => {
+        const flag = online ? 1 : 0;
+        const updated = this.db.prepare("UPDATE devices SET online = ?, last_seen = ? WHERE id = ? AND online != ?").run(flag, now.toISOString(), id, flag);
+        if (updated.changes > 0) this.addEvent(id, now, online ? "online" : "offline", null);
+        return updated.changes > 0;
+      })();
+    });
   }
 
   async deviceEvents(id: string, limit: number): Promise<DeviceEvent[]> {
@@ -302,7 +315,56 @@ export class SqliteFleetStore implements FleetStore {
   }
 
   async close(): Promise<void> {
+    // What is queued is written first.
+    if (this.queued.length > 0) this.commitGroup();
     this.db.close();
+  }
+
+  /**
+   * Group commit: the writes that come in storms (enrollment, online flags, reports) are queued
+   * and written together at the next turn of the event loop, in one durable transaction (one
+   * fsync) instead of one each; each write is a savepoint of its own, so one that throws is
+   * undone alone and only its caller sees the error. A caller's promise resolves once its write
+   * is committed, so what it reads next includes it.
+   */
+  private grouped<T>(write: () => T): Promise<T> {
+    if (!this.groupCommit) {
+      try {
+        return Promise.resolve(this.db.transaction(write)());
+      } catch (error) {
+        return Promise.reject(error);
+      }
+    }
+    return new Promise<T>((resolve, reject) => {
+      this.queued.push({ write, resolve: resolve as (value: unknown) => void, reject });
+      if (this.queued.length === 1) setImmediate(() => this.commitGroup());
+    });
+  }
+
+  private commitGroup(): void {
+    const group = this.queued.splice(0);
+    if (group.length === 0) return;
+    const outcomes: Array<{ ok: true; value: unknown } | { ok: false; error: unknown }> = [];
+    try {
+      this.db.transaction(() => {
+        for (const item of group) {
+          try {
+            outcomes.push({ ok: true, value: this.db.transaction(item.write)() });
+          } catch (error) {
+            outcomes.push({ ok: false, error });
+          }
+        }
+      })();
+    } catch (error) {
+      // The commit itself failed (the disk): nothing of the group was written.
+      for (const item of group) item.reject(error);
+      return;
+    }
+    group.forEach((item, i) => {
+      const outcome = outcomes[i]!;
+      if (outcome.ok) item.resolve(outcome.value);
+      else item.reject(outcome.error);
+    });
   }
 
   /** Appends to a device's history and keeps it within the retention: its newest N events, none older than the age. */

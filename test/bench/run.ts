@@ -5,6 +5,7 @@
  *   fleet  1k and 10k devices on one server, embedded aedes and mosquitto (test/bench/fleet.ts)
  *   agent  update overhead against bare ostree, idle RSS and CPU of the bundle (test/bench/agent.ts)
  *   agent-idle  only the idle RSS and CPU (~2 min)
+ *   store  the fleet store under an enrollment storm: SQLite per-write, SQLite group commit, PostgreSQL (test/bench/store.ts; a minute)
  *   trust  the device's verification chain: a walk of 10 root versions, manifest and commit checks (seconds)
  *   boot   the qemu scenario's boot, rollout and rollback times and bytes per step (test/bench/boot.ts;
  *          ~25 min for amd64, ~1 h with APT_OSTREE_BENCH_ARCH=arm64)
@@ -16,8 +17,9 @@ import { benchImage } from "./image.ts";
 import { benchAgent, benchAgentIdle } from "./agent.ts";
 import { benchBoot } from "./boot.ts";
 import { benchTrustChain } from "./trust.ts";
+import { benchStore } from "./store.ts";
 
-const BENCHES = ["image", "fleet", "agent", "agent-idle", "trust", "boot"] as const;
+const BENCHES = ["image", "fleet", "store", "agent", "agent-idle", "trust", "boot"] as const;
 type Bench = (typeof BENCHES)[number];
 
 const lines: string[] = [];
@@ -56,6 +58,7 @@ async function main(): Promise<void> {
   say();
   if (chosen.includes("image")) await benchImage(say);
   if (chosen.includes("fleet")) await fleet();
+  if (chosen.includes("store")) await benchStore(say, progress);
   if (chosen.includes("agent") || chosen.includes("trust")) await benchTrustChain(say);
   if (chosen.includes("agent")) await benchAgent(say);
   else if (chosen.includes("agent-idle")) await benchAgentIdle(say);

@@ -91,6 +91,16 @@ describe.each(BACKENDS)("the fleet store on $name", (backend) => {
       expect(history[1]!.report!.progress).toEqual({ bytes: 10, total: 100 });
     });
 
+    it("takes a storm of writes at once, each standing alone: one that fails undoes nothing of the others", async () => {
+      // SQLite writes these in one group commit (a savepoint each); PostgreSQL, a transaction each.
+      const ids = Array.from({ length: 200 }, (_, i) => `storm-${i}`);
+      const enrolled = await Promise.allSettled([...ids.map((id) => store.enrollPending(id, `KEY-${id}`, t0)), store.acceptDevice("ghost", t0), ...ids.map((id) => store.setOnline(id, true, later(1)))]);
+      expect(enrolled.filter((r) => r.status === "rejected").map((r) => ((r as PromiseRejectedResult).reason as Error).message)).toEqual(["no device 'ghost'"]);
+      expect(await store.countDevices("pending")).toBe(200);
+      expect((await store.deviceCounts()).online).toBe(200);
+      expect((await store.deviceEvents("storm-7", 10)).map((e) => e.kind)).toEqual(["online", "enrolled"]);
+    });
+
     it("takes a report only over a lower stored counter, and nothing for a device it does not know", async () => {
       await store.enrollPending("dev-1", "KEY", t0);
       expect(await store.recordReport(report(5, { state: "downloading" }), later(1))).toBe(true);

@@ -138,7 +138,8 @@ describe("device reports", () => {
     const fresh = await connect("dev-b");
     await closed;
     old.end(true);
-    expect((await server.store.getDevice("dev-b"))!.online).toBe(true);
+    // The flag is written with the next group commit, a moment after the CONNACK.
+    await until(async () => (await server.store.getDevice("dev-b"))!.online, "dev-b online on its new connection");
     await fresh.publishAsync(deviceTopic(P, "dev-b", "state"), signReport(report("dev-b", 4, { state: "verifying" }), keys["dev-b"]!), { qos: 1 });
     await until(async () => (await server.store.getDevice("dev-b"))!.lastCounter === 4, "the new connection's report stored");
     expect(await server.store.getDevice("dev-b")).toMatchObject({ online: true, state: "verifying" });
