@@ -1,11 +1,12 @@
 /**
  * The PostgreSQL store's schema: each entry upgrades it by one version (table schema_version);
  * never edit one, append. The columns are the SQLite store's (JSON as text, flags as 0/1), so
- * both map rows to records the same way (store-rows.ts).
+ * both map rows to records the same way (store-rows.ts). Text keys are ordered bytewise
+ * (COLLATE "C"), as SQLite orders them, whatever locale the database was created with.
  */
 export const PG_MIGRATIONS = [
   `CREATE TABLE devices (
-     id TEXT PRIMARY KEY,
+     id TEXT COLLATE "C" PRIMARY KEY,
      public_key TEXT NOT NULL,
      enrollment TEXT NOT NULL CHECK (enrollment IN ('pending', 'preauthorized', 'accepted', 'rejected', 'revoked')),
      groups_json TEXT NOT NULL DEFAULT '[]',
@@ -28,15 +29,15 @@ export const PG_MIGRATIONS = [
    CREATE INDEX devices_by_version ON devices(enrollment, ((booted_json::jsonb) ->> 'version'));
    CREATE TABLE device_events (
      id BIGSERIAL PRIMARY KEY,
-     device_id TEXT NOT NULL REFERENCES devices(id),
-     at TEXT NOT NULL,
+     device_id TEXT COLLATE "C" NOT NULL REFERENCES devices(id),
+     at TEXT COLLATE "C" NOT NULL,
      kind TEXT NOT NULL,
      report_json TEXT
    );
    CREATE INDEX device_events_by_device ON device_events(device_id, id);
    CREATE INDEX device_events_by_time ON device_events(at);
    CREATE TABLE rollouts (
-     id TEXT PRIMARY KEY,
+     id TEXT COLLATE "C" PRIMARY KEY,
      ref TEXT NOT NULL,
      channel TEXT NOT NULL,
      version TEXT NOT NULL,
@@ -45,12 +46,12 @@ export const PG_MIGRATIONS = [
      plan_json TEXT NOT NULL,
      progress_json TEXT NOT NULL,
      pause_reason TEXT,
-     created_at TEXT NOT NULL,
+     created_at TEXT COLLATE "C" NOT NULL,
      updated_at TEXT NOT NULL
    );
    CREATE TABLE rollout_devices (
-     rollout_id TEXT NOT NULL REFERENCES rollouts(id),
-     device_id TEXT NOT NULL REFERENCES devices(id),
+     rollout_id TEXT COLLATE "C" NOT NULL REFERENCES rollouts(id),
+     device_id TEXT COLLATE "C" NOT NULL REFERENCES devices(id),
      wave INTEGER NOT NULL,
      status TEXT NOT NULL,
      sent_at TEXT,

@@ -344,8 +344,9 @@ export class PostgresFleetStore implements FleetStore {
     await db.query("DELETE FROM device_events WHERE device_id = $1 AND id <= (SELECT id FROM device_events WHERE device_id = $1 ORDER BY id DESC LIMIT 1 OFFSET $2)", [id, this.retention.maxEventsPerDevice]);
     if (now.getTime() - this.lastAgePrune >= AGE_PRUNE_INTERVAL_MS) {
       this.lastAgePrune = now.getTime();
+      // On a connection of its own, after this write: not inside its transaction, holding its device's row.
       const cutoff = new Date(now.getTime() - this.retention.maxAgeDays * 86_400_000).toISOString();
-      await db.query("DELETE FROM device_events WHERE id IN (SELECT id FROM device_events WHERE at < $1 ORDER BY at LIMIT $2)", [cutoff, AGE_PRUNE_BATCH]);
+      setImmediate(() => void this.pool.query("DELETE FROM device_events WHERE id IN (SELECT id FROM device_events WHERE at < $1 ORDER BY at LIMIT $2)", [cutoff, AGE_PRUNE_BATCH]).catch(() => undefined));
     }
   }
 
