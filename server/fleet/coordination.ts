@@ -75,6 +75,8 @@ export class PostgresCoordination implements RolloutCoordination {
         this.lease = client;
       }
       const { rows } = await this.lease.query<{ taken: boolean }>("SELECT pg_try_advisory_lock($1) AS taken", [LEASE_KEY.toString()]);
+      // Closed while the query ran: close() ended the connection, and the lease with it.
+      if (this.closed) return false;
       if (rows[0]?.taken) {
         this.leading = true;
         this.taken++;

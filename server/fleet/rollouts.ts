@@ -109,7 +109,9 @@ export class RolloutEngine {
     }
     // Under the rollout lock: two instances creating overlapping rollouts at once take turns.
     const rollout = await this.serialised(() => this.insert(input, manifest));
-    await this.tick();
+    // The first wave goes out in the tick asked for here, not before the answer: the API returns
+    // as soon as the rollout is stored, whatever the wave's size (and on any instance).
+    void this.tick();
     return (await store.getRollout(rollout.id))!;
   }
 

@@ -13,6 +13,8 @@ export { DEFAULT_RETENTION, DeviceNotFoundError };
 /** History older than the retention age is removed at most this often, at most this many events at a time. */
 const AGE_PRUNE_INTERVAL_MS = 60_000;
 const AGE_PRUNE_BATCH = 10_000;
+/** Writes in one group commit at most. */
+const GROUP_MAX = 1000;
 
 
 export interface SqliteFleetStoreOptions {
@@ -95,6 +97,7 @@ export class SqliteFleetStore implements FleetStore {
   }
 
   async preauthorizeDevice(id: string, publicKey: string, groups: string[], now: Date): Promise<DeviceRecord> {
+    this.commitQueued();
     this.db.transaction(() => {
       this.db
         .prepare(
@@ -119,6 +122,7 @@ export class SqliteFleetStore implements FleetStore {
   }
 
   async rejectDevice(id: string, now: Date): Promise<DeviceRecord> {
+    this.commitQueued();
     this.db.transaction(() => {
       const updated = this.db.prepare("UPDATE devices SET enrollment = 'rejected', online = 0 WHERE id = ?").run(id);
       if (updated.changes === 0) throw new DeviceNotFoundError(id);
@@ -128,6 +132,7 @@ export class SqliteFleetStore implements FleetStore {
   }
 
   async revokeDevice(id: string, now: Date): Promise<DeviceRecord> {
+    this.commitQueued();
     this.db.transaction(() => {
       const device = this.readDevice(id);
       if (!device) throw new DeviceNotFoundError(id);
@@ -139,6 +144,7 @@ export class SqliteFleetStore implements FleetStore {
   }
 
   async rekeyDevice(id: string, publicKey: string, now: Date): Promise<DeviceRecord> {
+    this.commitQueued();
     this.db.transaction(() => {
       const device = this.readDevice(id);
       if (!device) throw new DeviceNotFoundError(id);
@@ -158,6 +164,7 @@ export class SqliteFleetStore implements FleetStore {
   }
 
   async deleteDevice(id: string): Promise<DeviceRecord> {
+    this.commitQueued();
     const device = this.readDevice(id);
     if (!device) throw new DeviceNotFoundError(id);
     this.db.transaction(() => {
@@ -169,12 +176,14 @@ export class SqliteFleetStore implements FleetStore {
   }
 
   async setDeviceTags(id: string, tags: string[]): Promise<DeviceRecord> {
+    this.commitQueued();
     const updated = this.db.prepare("UPDATE devices SET tags_json = ? WHERE id = ?").run(JSON.stringify(sortedSet(tags)), id);
     if (updated.changes === 0) throw new DeviceNotFoundError(id);
     return this.readDevice(id)!;
   }
 
   async setDeviceGroups(id: string, groups: string[], now: Date): Promise<DeviceRecord> {
+    this.commitQueued();
     this.db.transaction(() => {
       const updated = this.db.prepare("UPDATE devices SET groups_json = ? WHERE id = ?").run(JSON.stringify(sortedSet(groups)), id);
       if (updated.changes === 0) throw new DeviceNotFoundError(id);
@@ -244,6 +253,7 @@ export class SqliteFleetStore implements FleetStore {
   }
 
   async createRollout(rollout: RolloutRecord, members: Array<{ deviceId: string; wave: number }>): Promise<void> {
+    this.commitQueued();
     this.db.transaction(() => {
       this.db
         .prepare(
@@ -269,6 +279,7 @@ export class SqliteFleetStore implements FleetStore {
   }
 
   async updateRollout(id: string, progress: RolloutProgress, pauseReason: string | null, now: Date): Promise<void> {
+    this.commitQueued();
     this.db.prepare("UPDATE rollouts SET progress_json = ?, pause_reason = ?, updated_at = ? WHERE id = ?").run(JSON.stringify(progress), pauseReason, now.toISOString(), id);
   }
 
@@ -301,6 +312,7 @@ export class SqliteFleetStore implements FleetStore {
   }
 
   async setRolloutDeviceStatus(rolloutId: string, deviceId: string, status: RolloutDeviceStatus, detail: string | null, now: Date): Promise<boolean> {
+    this.commitQueued();
     const updated = this.db
       .prepare("UPDATE rollout_devices SET status = ?, detail = ?, updated_at = ? WHERE rollout_id = ? AND device_id = ? AND status NOT IN ('healthy', 'failed', 'rolled-back')")
       .run(status, detail, now.toISOString(), rolloutId, deviceId);
@@ -308,6 +320,7 @@ export class SqliteFleetStore implements FleetStore {
   }
 
   async markRolloutDevicesSent(rolloutId: string, deviceIds: string[], now: Date): Promise<void> {
+    this.commitQueued();
     const mark = this.db.prepare("UPDATE rollout_devices SET status = 'sent', sent_at = ?, updated_at = ? WHERE rollout_id = ? AND device_id = ? AND status = 'pending'");
     this.db.transaction(() => {
       for (const deviceId of deviceIds) mark.run(now.toISOString(), now.toISOString(), rolloutId, deviceId);
@@ -316,7 +329,7 @@ export class SqliteFleetStore implements FleetStore {
 
   async close(): Promise<void> {
     // What is queued is written first.
-    if (this.queued.length > 0) this.commitGroup();
+    this.commitQueued();
     this.db.close();
   }
 
@@ -341,8 +354,19 @@ export class SqliteFleetStore implements FleetStore {
     });
   }
 
+  /**
+   * Writes what is queued now: a write that is not grouped (reject, revoke, rekey, delete, the
+   * rollout steps) must not overtake a grouped one issued before it (a report queued before a
+   * rekey would otherwise land after it, under the new key).
+   */
+  private commitQueued(): void {
+    while (this.queued.length > 0) this.commitGroup();
+  }
+
   private commitGroup(): void {
-    const group = this.queued.splice(0);
+    // At most GROUP_MAX at a time: a storm is several short transactions, not one that holds the loop.
+    const group = this.queued.splice(0, GROUP_MAX);
+    if (this.queued.length > 0) setImmediate(() => this.commitGroup());
     if (group.length === 0) return;
     const outcomes: Array<{ ok: true; value: unknown } | { ok: false; error: unknown }> = [];
     try {
@@ -351,6 +375,9 @@ export class SqliteFleetStore implements FleetStore {
           try {
             outcomes.push({ ok: true, value: this.db.transaction(item.write)() });
           } catch (error) {
+            // SQLite abandoned the whole transaction (disk full, I/O error): the group fails as one,
+            // with the real error, and nothing after it runs outside a transaction.
+            if (!this.db.inTransaction) throw error;
             outcomes.push({ ok: false, error });
           }
         }

@@ -266,6 +266,28 @@ describe.each(BACKENDS)("the fleet store on $name", (backend) => {
       await expect(store.setDeviceGroups("ghost", [], t0)).rejects.toThrow(DeviceNotFoundError);
     });
 
+    it.runIf(backend.name === "SQLite")("keeps the order writes were issued in: a report queued for the group commit lands before a rekey issued after it", async () => {
+      await store.enrollPending("dev-1", "OLD", t0);
+      await store.acceptDevice("dev-1", t0);
+      const queued = store.recordReport(report(500), later(1));
+      await store.rekeyDevice("dev-1", "NEW", later(2));
+      expect(await queued).toBe(true);
+      // The new key's counter starts again: the old key's report did not land after the rekey.
+      expect(await store.getDevice("dev-1")).toMatchObject({ publicKey: "NEW", lastCounter: null, online: false });
+    });
+
+    it.runIf(backend.name === "SQLite")("fails a whole group commit with the disk's own error when the database cannot grow, storing none of it", async () => {
+      await store.enrollPending("before", "KEY", t0);
+      // No page more than it has now: the next writes that need room fail as on a full disk.
+      const db = (store as unknown as { db: Database.Database }).db;
+      db.pragma(`max_page_count = ${db.pragma("page_count", { simple: true }) as number}`);
+      const big = "K".repeat(4000);
+      const results = await Promise.allSettled(Array.from({ length: 50 }, (_, i) => store.enrollPending(`full-${i}`, `${big}${i}`, later(1))));
+      expect(results.every((r) => r.status === "rejected" && /full/i.test(String((r.reason as Error).message)))).toBe(true);
+      db.pragma("max_page_count = 1073741823");
+      expect((await store.listDevices()).map((d) => d.id)).toEqual(["before"]);
+    });
+
     it.runIf(backend.name === "SQLite")("migrates a version-4 store: reported groups move aside, no device is in a group, history and memberships stay", async () => {
       await store.close();
       const path = join(dir, "v4.db");
