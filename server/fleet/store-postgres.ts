@@ -7,11 +7,11 @@
 import pg from "pg";
 import { AptOstreeError } from "../../shared/errors.ts";
 import type { Report } from "../../shared/wire/report.ts";
-import { ENROLLMENT_STATES, type DeviceCounts, type DeviceEvent, type DeviceRecord, type EnrollmentState, type FleetStore, type HistoryRetention, type RevokedKey, type RolloutDeviceRecord, type RolloutRecord } from "./store.ts";
+import { type DeviceCounts, type DeviceEvent, type DeviceRecord, type EnrollmentState, type FleetStore, type HistoryRetention, type RevokedKey, type RolloutDeviceRecord, type RolloutRecord } from "./store.ts";
 import type { RolloutDeviceStatus, RolloutMember, RolloutProgress, RolloutState } from "./waves.ts";
 import { PG_MIGRATIONS } from "./store-postgres-schema.ts";
 import { createPool, withClient } from "./pg-connect.ts";
-import { DEFAULT_RETENTION, DeviceNotFoundError, sortedSet, toRecord, toRollout, toRolloutDevice, type DeviceRow, type RolloutDeviceRow, type RolloutRow } from "./store-rows.ts";
+import { DEFAULT_RETENTION, DeviceNotFoundError, sortedSet, toDeviceCounts, toRecord, toRollout, toRolloutDevice, toStatusCounts, type DeviceRow, type RolloutDeviceRow, type RolloutRow } from "./store-rows.ts";
 
 /** History older than the retention age is removed at most this often, at most this many events at a time. */
 const AGE_PRUNE_INTERVAL_MS = 60_000;
@@ -58,24 +58,13 @@ export class PostgresFleetStore implements FleetStore {
   }
 
   async deviceCounts(): Promise<DeviceCounts> {
-    const byEnrollment = Object.fromEntries(ENROLLMENT_STATES.map((state) => [state, 0])) as Record<EnrollmentState, number>;
-    let devices = 0;
-    let online = 0;
-    const { rows } = await this.pool.query<{ enrollment: EnrollmentState; n: number; online: number }>("SELECT enrollment, COUNT(*) AS n, SUM(online)::bigint AS online FROM devices GROUP BY enrollment");
-    for (const row of rows) {
-      byEnrollment[row.enrollment] = row.n;
-      devices += row.n;
-      online += row.online;
-    }
-    // Keys are data (a version may be called 'constructor'): own properties only.
-    const counted = async (sql: string) => Object.fromEntries((await this.pool.query<{ key: string | null; n: number }>(sql)).rows.map((r) => [r.key ?? "unknown", r.n]));
-    return {
-      devices,
-      online,
-      byEnrollment,
-      byState: await counted("SELECT state AS key, COUNT(*) AS n FROM devices WHERE enrollment = 'accepted' GROUP BY state"),
-      byVersion: await counted("SELECT (booted_json::jsonb) ->> 'version' AS key, COUNT(*) AS n FROM devices WHERE enrollment = 'accepted' GROUP BY 1"),
-    };
+    type KeyCount = { key: string | null; n: number };
+    const [byEnrollment, byState, byVersion] = await Promise.all([
+      this.pool.query<{ enrollment: EnrollmentState; n: number; online: number }>("SELECT enrollment, COUNT(*) AS n, SUM(online)::bigint AS online FROM devices GROUP BY enrollment"),
+      this.pool.query<KeyCount>("SELECT state AS key, COUNT(*) AS n FROM devices WHERE enrollment = 'accepted' GROUP BY state"),
+      this.pool.query<KeyCount>("SELECT (booted_json::jsonb) ->> 'version' AS key, COUNT(*) AS n FROM devices WHERE enrollment = 'accepted' GROUP BY 1"),
+    ]);
+    return toDeviceCounts(byEnrollment.rows, byState.rows, byVersion.rows);
   }
 
   async countDevices(enrollment?: EnrollmentState): Promise<number> {
@@ -269,14 +258,8 @@ export class PostgresFleetStore implements FleetStore {
   }
 
   async rolloutStatusCounts(): Promise<Map<string, Map<RolloutDeviceStatus, number>>> {
-    const counts = new Map<string, Map<RolloutDeviceStatus, number>>();
     const { rows } = await this.pool.query<{ rollout_id: string; status: RolloutDeviceStatus; n: number }>("SELECT rollout_id, status, COUNT(*) AS n FROM rollout_devices GROUP BY rollout_id, status");
-    for (const row of rows) {
-      const statuses = counts.get(row.rollout_id) ?? new Map<RolloutDeviceStatus, number>();
-      statuses.set(row.status, row.n);
-      counts.set(row.rollout_id, statuses);
-    }
-    return counts;
+    return toStatusCounts(rows);
   }
 
   async setRolloutDeviceStatus(rolloutId: string, deviceId: string, status: RolloutDeviceStatus, detail: string | null, now: Date): Promise<boolean> {

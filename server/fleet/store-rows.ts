@@ -1,7 +1,8 @@
 /** Rows as both stores keep them (JSON in text columns, flags as 0/1), and the records made of them. */
 import { AptOstreeError } from "../../shared/errors.ts";
 import { DEFAULT_LIMITS } from "../config/limits.ts";
-import type { DeviceRecord, HistoryRetention, RolloutDeviceRecord, RolloutRecord } from "./store.ts";
+import { ENROLLMENT_STATES, type DeviceCounts, type DeviceRecord, type EnrollmentState, type HistoryRetention, type RolloutDeviceRecord, type RolloutRecord } from "./store.ts";
+import type { RolloutDeviceStatus } from "./waves.ts";
 
 export const DEFAULT_RETENTION: HistoryRetention = { maxEventsPerDevice: DEFAULT_LIMITS.historyMaxEventsPerDevice, maxAgeDays: DEFAULT_LIMITS.historyMaxAgeDays };
 
@@ -99,4 +100,37 @@ export function toRecord(row: DeviceRow): DeviceRecord {
 
 export function sortedSet(values: string[]): string[] {
   return [...new Set(values)].sort();
+}
+
+/** Devices per status, per rollout, from `SELECT rollout_id, status, COUNT(*) AS n ... GROUP BY rollout_id, status`. */
+export function toStatusCounts(rows: Array<{ rollout_id: string; status: RolloutDeviceStatus; n: number }>): Map<string, Map<RolloutDeviceStatus, number>> {
+  const counts = new Map<string, Map<RolloutDeviceStatus, number>>();
+  for (const row of rows) {
+    const statuses = counts.get(row.rollout_id) ?? new Map<RolloutDeviceStatus, number>();
+    statuses.set(row.status, row.n);
+    counts.set(row.rollout_id, statuses);
+  }
+  return counts;
+}
+
+/**
+ * DeviceCounts from the per-enrollment aggregate (`enrollment, COUNT(*) AS n, SUM(online) AS online`)
+ * and the accepted devices' `key, COUNT(*) AS n` by state and by booted version.
+ */
+export function toDeviceCounts(
+  byEnrollmentRows: Array<{ enrollment: EnrollmentState; n: number; online: number }>,
+  byStateRows: Array<{ key: string | null; n: number }>,
+  byVersionRows: Array<{ key: string | null; n: number }>,
+): DeviceCounts {
+  const byEnrollment = Object.fromEntries(ENROLLMENT_STATES.map((state) => [state, 0])) as Record<EnrollmentState, number>;
+  let devices = 0;
+  let online = 0;
+  for (const row of byEnrollmentRows) {
+    byEnrollment[row.enrollment] = row.n;
+    devices += row.n;
+    online += row.online;
+  }
+  // Keys are data (a version may be called 'constructor'): own properties only.
+  const counted = (rows: Array<{ key: string | null; n: number }>) => Object.fromEntries(rows.map((r) => [r.key ?? "unknown", r.n]));
+  return { devices, online, byEnrollment, byState: counted(byStateRows), byVersion: counted(byVersionRows) };
 }

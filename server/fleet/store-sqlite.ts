@@ -2,10 +2,10 @@
 import Database from "better-sqlite3";
 import { AptOstreeError } from "../../shared/errors.ts";
 import type { Report } from "../../shared/wire/report.ts";
-import { ENROLLMENT_STATES, type DeviceCounts, type DeviceEvent, type DeviceRecord, type EnrollmentState, type FleetStore, type HistoryRetention, type RevokedKey, type RolloutDeviceRecord, type RolloutRecord } from "./store.ts";
+import { type DeviceCounts, type DeviceEvent, type DeviceRecord, type EnrollmentState, type FleetStore, type HistoryRetention, type RevokedKey, type RolloutDeviceRecord, type RolloutRecord } from "./store.ts";
 import type { RolloutDeviceStatus, RolloutMember, RolloutProgress, RolloutState } from "./waves.ts";
 import { MIGRATIONS } from "./store-sqlite-schema.ts";
-import { DEFAULT_RETENTION, DeviceNotFoundError, sortedSet, toRecord, toRollout, toRolloutDevice, type DeviceRow, type RolloutDeviceRow, type RolloutRow } from "./store-rows.ts";
+import { DEFAULT_RETENTION, DeviceNotFoundError, sortedSet, toDeviceCounts, toRecord, toRollout, toRolloutDevice, toStatusCounts, type DeviceRow, type RolloutDeviceRow, type RolloutRow } from "./store-rows.ts";
 
 export { DEFAULT_RETENTION, DeviceNotFoundError };
 
@@ -59,24 +59,12 @@ export class SqliteFleetStore implements FleetStore {
   }
 
   async deviceCounts(): Promise<DeviceCounts> {
-    const byEnrollment = Object.fromEntries(ENROLLMENT_STATES.map((state) => [state, 0])) as Record<EnrollmentState, number>;
-    let devices = 0;
-    let online = 0;
-    const rows = this.db.prepare("SELECT enrollment, COUNT(*) AS n, SUM(online) AS online FROM devices GROUP BY enrollment").all() as Array<{ enrollment: EnrollmentState; n: number; online: number }>;
-    for (const row of rows) {
-      byEnrollment[row.enrollment] = row.n;
-      devices += row.n;
-      online += row.online;
-    }
-    // Keys are data (a version may be called 'constructor'): own properties only.
-    const counted = (sql: string) => Object.fromEntries((this.db.prepare(sql).all() as Array<{ key: string | null; n: number }>).map((r) => [r.key ?? "unknown", r.n]));
-    return {
-      devices,
-      online,
-      byEnrollment,
-      byState: counted("SELECT state AS key, COUNT(*) AS n FROM devices WHERE enrollment = 'accepted' GROUP BY state"),
-      byVersion: counted("SELECT json_extract(booted_json, '$.version') AS key, COUNT(*) AS n FROM devices WHERE enrollment = 'accepted' GROUP BY json_extract(booted_json, '$.version')"),
-    };
+    type KeyCount = { key: string | null; n: number };
+    return toDeviceCounts(
+      this.db.prepare("SELECT enrollment, COUNT(*) AS n, SUM(online) AS online FROM devices GROUP BY enrollment").all() as Array<{ enrollment: EnrollmentState; n: number; online: number }>,
+      this.db.prepare("SELECT state AS key, COUNT(*) AS n FROM devices WHERE enrollment = 'accepted' GROUP BY state").all() as KeyCount[],
+      this.db.prepare("SELECT json_extract(booted_json, '$.version') AS key, COUNT(*) AS n FROM devices WHERE enrollment = 'accepted' GROUP BY json_extract(booted_json, '$.version')").all() as KeyCount[],
+    );
   }
 
   async countDevices(enrollment?: EnrollmentState): Promise<number> {
@@ -301,14 +289,7 @@ export class SqliteFleetStore implements FleetStore {
   }
 
   async rolloutStatusCounts(): Promise<Map<string, Map<RolloutDeviceStatus, number>>> {
-    const counts = new Map<string, Map<RolloutDeviceStatus, number>>();
-    const rows = this.db.prepare("SELECT rollout_id, status, COUNT(*) AS n FROM rollout_devices GROUP BY rollout_id, status").all() as Array<{ rollout_id: string; status: RolloutDeviceStatus; n: number }>;
-    for (const row of rows) {
-      const statuses = counts.get(row.rollout_id) ?? new Map<RolloutDeviceStatus, number>();
-      statuses.set(row.status, row.n);
-      counts.set(row.rollout_id, statuses);
-    }
-    return counts;
+    return toStatusCounts(this.db.prepare("SELECT rollout_id, status, COUNT(*) AS n FROM rollout_devices GROUP BY rollout_id, status").all() as Array<{ rollout_id: string; status: RolloutDeviceStatus; n: number }>);
   }
 
   async setRolloutDeviceStatus(rolloutId: string, deviceId: string, status: RolloutDeviceStatus, detail: string | null, now: Date): Promise<boolean> {
