@@ -20,6 +20,7 @@ import { PostgresFleetChanges } from "./fleet/changes-postgres.ts";
 import type { FleetStore } from "./fleet/store.ts";
 import { startBroker, type RunningBroker } from "./mqtt/broker.ts";
 import { connectExternalBroker, redactUrl } from "./mqtt/external.ts";
+import { connectRedisBackbone, redactRedisUrl } from "./mqtt/redis-backbone.ts";
 import { createIngest } from "./mqtt/ingest.ts";
 import type { Report } from "../shared/wire/report.ts";
 import { DEFAULT_TOPIC_PREFIX } from "../shared/wire/topics.ts";
@@ -104,13 +105,14 @@ maxPacketBytes: settings.limits.mqttMaxPacketBytes, ...(externalIdentity ? { tls
         throw error;
       }) : null;
     } else {
-      broker = await startBroker({ port: settings.mqttPort, wsPort: settings.mqttWsPort, host: settings.host, tls, prefix: DEFAULT_TOPIC_PREFIX, store, log, metrics, autoAcceptSecret: enrollmentSecret, limits: settings.limits, ...events });
+      const backbone = settings.brokerRedis ? await connectRedisBackbone(settings.brokerRedis, log) : null;
+      broker = await startBroker({ backbone, port: settings.mqttPort, wsPort: settings.mqttWsPort, host: settings.host, tls, prefix: DEFAULT_TOPIC_PREFIX, store, log, metrics, autoAcceptSecret: enrollmentSecret, limits: settings.limits, ...events });
     }
   } catch (error) {
     externalIdentity?.stop();
     await changes.close();
     await store.close();
-    const where = settings.mqttUrl ? `connect to the broker ${redactUrl(settings.mqttUrl)}` : `start MQTT on ${settings.host}:${settings.mqttPort}`;
+    const where = settings.mqttUrl ? `connect to the broker ${redactUrl(settings.mqttUrl)}` : `start MQTT on ${settings.host}:${settings.mqttPort}${settings.brokerRedis ? ` joined through ${redactRedisUrl(settings.brokerRedis)}` : ""}`;
     throw new ServeError(`cannot ${where}: ${(error as Error).message}`, error);
   }
   // Several instances may share a PostgreSQL store: one holds the rollout lease (fleet/coordination.ts).

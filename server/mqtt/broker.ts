@@ -24,6 +24,7 @@ import { ConnectionLimiter, type Admission } from "./connection-limits.ts";
 import { guardConnection, PacketTooLargeError } from "./frame-guard.ts";
 import type { ServerLimits } from "../config/limits.ts";
 import { acceptTls, handshakeFailureCounter, secureContext, type TlsCredentials } from "../tls/listeners.ts";
+import type { BrokerBackbone } from "./redis-backbone.ts";
 
 export interface BrokerOptions {
   port: number;
@@ -40,6 +41,11 @@ export interface BrokerOptions {
   /** MQTT over TLS on `port` and WSS on `wsPort` with this certificate; null or absent: plain. */
   tls?: TlsCredentials | null;
   now?: () => Date;
+  /**
+   * Joins this broker to the other instances' (Redis): messages cross to devices connected
+   * elsewhere, retained messages and last wills live in Redis. Absent: a broker of its own, in memory.
+   */
+  backbone?: BrokerBackbone | null;
   /** Called after a report is verified and stored. */
   onReport?: (report: Report) => void;
   /** Called when an accepted device comes online (it connected and was not online already). */
@@ -59,6 +65,9 @@ export interface RunningBroker {
 }
 
 type Aedes = ReturnType<typeof aedesModule.createBroker>;
+
+/** The server's own bus topic asking every joined broker to end a device's connection. */
+const DISCONNECT_TOPIC = "$apt-ostree/disconnect";
 
 /** A CONNECT refused, with its CONNACK return code (MQTT 3.1.1 §3.2.2.3: 3 unavailable, 4 bad credentials, 5 not authorized). */
 class ConnectRefused extends Error {
@@ -111,6 +120,12 @@ export async function startBroker(options: BrokerOptions): Promise<RunningBroker
 
   const authenticate = async (client: Client, username: string | undefined, password: Buffer | undefined): Promise<void> => {
     let decision = await authenticateDevice({ clientId: client.id, username, password }, now(), enroll);
+    // A last will is stored at CONNECT and, when the broker holding it dies, published by another
+    // without the ACL's say: only the device's own online flag is taken.
+    const will = (client as Client & { _will?: { topic: string; qos: number } | null })._will;
+    if (decision.ok && will && !(parseTopic(prefix, will.topic)?.kind === "online" && mayPublish(prefix, decision.deviceId, will.topic) && will.qos < 2)) {
+      decision = { ok: false, returnCode: 5, reason: `a last will may only set the device's own online flag, not ${will.topic.slice(0, 256)}` };
+    }
     if (decision.ok && !budget(decision.deviceId, "connect")) decision = { ok: false, returnCode: 3, reason: `device '${decision.deviceId}' connects too often; try again later` };
     if (decision.ok) {
       deviceOf.set(client, decision.deviceId);
@@ -139,7 +154,24 @@ export async function startBroker(options: BrokerOptions): Promise<RunningBroker
     return false;
   };
 
+  const backbone = options.backbone ?? null;
+  // Registered before aedes's own handler: when a device's id connects to another joined broker,
+  // its connection here is closed by aedes and must then say nothing about the device.
+  backbone?.mq.on("$SYS/+/new/clients", (packet, done) => {
+    const clientId = String(packet.payload);
+    if (packet.topic.split("/")[1] !== broker.id && connectionOf.has(clientId)) {
+      ended.add(connectionOf.get(clientId)!);
+      connectionOf.delete(clientId);
+    }
+    done();
+  });
+  backbone?.mq.on(DISCONNECT_TOPIC, (packet, done) => {
+    endConnection(String(packet.payload));
+    done();
+  });
+
   const broker: Aedes = aedesModule.createBroker({
+    ...(backbone ? { mq: backbone.mq, persistence: backbone.persistence, heartbeatInterval: backbone.heartbeatIntervalMs } as object : {}),
     connectTimeout: options.limits.mqttConnectTimeoutSeconds * 1000,
     authenticate(client, username, password, done) {
       authenticate(client, username, password).then(
@@ -198,8 +230,15 @@ export async function startBroker(options: BrokerOptions): Promise<RunningBroker
       return inOrder.run(deviceId, async () => void (await store.setOnline(deviceId, false, now())));
     }
   }));
-  broker.on("publish", guarded("publish", (packet, client) => {
-    const deviceId = client ? deviceOf.get(client) : undefined;
+  const willOfDeadBroker = createWillCheck(options, connectionOf, () => broker, backbone);
+  broker.on("publish", guarded("publish", async (packet, client) => {
+    if (!client) {
+      // The last will of a device whose broker died, published by this one (joined brokers only).
+      const deviceId = await willOfDeadBroker(packet.topic, packet.payload as Buffer);
+      if (deviceId) return ingest(packet.topic, packet.payload as Buffer, deviceId);
+      return;
+    }
+    const deviceId = deviceOf.get(client);
     if (deviceId && connectionOf.get(deviceId) === client) return ingest(packet.topic, packet.payload as Buffer, deviceId);
   }));
   // Malformed packets, a CONNECT that never came, a protocol violation: counted, logged at debug
@@ -267,6 +306,16 @@ export async function startBroker(options: BrokerOptions): Promise<RunningBroker
   const secure = options.tls ? " over TLS" : "";
   log.info({ event: "mqtt.started", port, wsPort, tls: Boolean(options.tls) }, `MQTT${secure} on ${options.host}:${port}${wsPort ? `, WebSocket${secure} on ${wsPort}/mqtt` : ""}`);
 
+  function endConnection(deviceId: string): boolean {
+    const client = connectionOf.get(deviceId);
+    if (!client) return false;
+    connectionOf.delete(deviceId);
+    ended.add(client);
+    client.close();
+    connections(broker.connectedClients);
+    return true;
+  }
+
   return {
     port,
     wsPort,
@@ -275,19 +324,36 @@ export async function startBroker(options: BrokerOptions): Promise<RunningBroker
         broker.publish({ cmd: "publish", topic, payload: Buffer.from(payload), qos: 1, retain, dup: false }, (error) => (error ? reject(error) : resolve())),
       ),
     disconnect: (deviceId) => {
-      const client = connectionOf.get(deviceId);
-      if (!client) return false;
-      connectionOf.delete(deviceId);
-      ended.add(client);
-      client.close();
-      connections(broker.connectedClients);
-      return true;
+      // The device may be connected to another joined broker: each ends it where it is.
+      if (backbone) backbone.mq.emit({ topic: DISCONNECT_TOPIC, payload: Buffer.from(deviceId) });
+      return endConnection(deviceId);
     },
     close: async () => {
       for (const client of webSockets?.clients ?? []) client.terminate();
       webSockets?.close();
       await new Promise<void>((resolve) => (wsServer ? wsServer.close(() => resolve()) : resolve()));
       await new Promise<void>((resolve) => broker.close(() => server.close(() => resolve())));
+      await backbone?.close();
     },
+  };
+}
+
+/**
+ * A joined broker publishes the stored last wills of a broker that stopped beating (aedes), also
+ * for devices that have since connected to a live one: those must stay online. Answers the
+ * device whose will it is when the device has no will stored under any live broker (our agents
+ * always leave one), else null. Wills are refused at CONNECT unless they set the device's own
+ * online flag, so this only ever says "offline".
+ */
+function createWillCheck(options: BrokerOptions, local: Map<string, Client>, broker: () => Aedes, backbone: BrokerBackbone | null) {
+  return async (topic: string, payload: Buffer): Promise<string | null> => {
+    if (!backbone) return null;
+    const parsed = parseTopic(options.prefix, topic);
+    if (parsed?.scope !== "device" || parsed.kind !== "online" || payload.toString() !== "offline") return null;
+    if (local.has(parsed.deviceId)) return null;
+    const live = Object.keys((broker() as unknown as { brokers: Record<string, number> }).brokers).concat(broker().id);
+    if (await backbone.hasWill(live, parsed.deviceId)) return null;
+    options.log.info({ event: "mqtt.will.dead-broker", deviceId: parsed.deviceId }, `${parsed.deviceId} went offline with the broker instance it was connected to`);
+    return parsed.deviceId;
   };
 }

@@ -28,6 +28,8 @@ export interface ServeProcessOptions {
   db?: string;
   /** --mqtt-url: this external broker instead of the embedded one. */
   mqttUrl?: string;
+  /** --broker-redis: the embedded broker joined to other instances' through this Redis. */
+  brokerRedis?: string;
 }
 
 export interface ServeProcess {
@@ -61,6 +63,7 @@ export async function startServeProcess(options: ServeProcessOptions): Promise<S
   if (options.signingKey) args.push("--key", options.signingKey);
   if (options.db) args.push("--db", options.db);
   if (options.mqttUrl) args.push("--mqtt-url", options.mqttUrl);
+  if (options.brokerRedis) args.push("--broker-redis", options.brokerRedis);
   args.push(...(options.tlsDir ? ["--tls-dir", options.tlsDir] : ["--insecure-plain"]));
   const child = spawn(process.execPath, args, { env: { ...process.env, APT_OSTREE_ADMIN_TOKEN: TEST_ADMIN_TOKEN, APT_OSTREE_LOG_LEVEL: "info" }, stdio: ["ignore", "ignore", "pipe"] });
   let stderr = "";

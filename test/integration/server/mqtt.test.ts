@@ -107,6 +107,19 @@ describe("topic ACL", () => {
     await aClosed;
     expect((await server.store.getDevice("dev-b"))!.lastCounter).toBeNull();
   });
+
+  it("refuses a CONNECT whose last will would publish anywhere but the device's own online flag", async () => {
+    const refused = (will: { topic: string; qos: 0 | 1 | 2 }) =>
+      mqtt.connectAsync(`mqtt://127.0.0.1:${server.mqttPort!}`, {
+        clientId: "dev-a", username: "dev-a", password: createDeviceToken("dev-a", keys["dev-a"]!, new Date()), reconnectPeriod: 0, protocolVersion: 4,
+        will: { ...will, payload: Buffer.from("offline"), retain: true },
+      });
+    // Another device's flag, a command topic (published by a surviving broker without the ACL's say), QoS 2.
+    await expect(refused({ topic: deviceTopic(P, "dev-b", "online"), qos: 1 })).rejects.toMatchObject({ code: 5 });
+    await expect(refused({ topic: deviceTopic(P, "dev-a", "cmd"), qos: 1 })).rejects.toMatchObject({ code: 5 });
+    await expect(refused({ topic: deviceTopic(P, "dev-a", "online"), qos: 2 })).rejects.toMatchObject({ code: 5 });
+    expect((await server.store.getDevice("dev-b"))!.online).toBe(true);
+  });
 });
 
 describe("device reports", () => {
