@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what apt-ostree needs on a Debian 12 machine, as root: Debian's ostree, mmdebstrap,
-# qemu-user-static (arm64 composes), qemu-system-x86/-arm and qemu-img (power-cut overlays) with GRUB, UEFI firmware, gdisk and mtools (disk images and VM boots), chromium (the dashboard's browser tests), postgresql (the fleet store's second backend), redis-server (joins several instances' brokers), prometheus (its promtool checks /metrics) and the npm
+# qemu-user-static (arm64 composes), qemu-system-x86/-arm and qemu-img (power-cut overlays) with GRUB, UEFI firmware, gdisk and mtools (disk images and VM boots), chromium (the dashboard's browser tests), postgresql (the fleet store's second backend), redis-server (joins several instances' brokers), nginx (the repo on a static host), prometheus (its promtool checks /metrics) and the npm
 # packages. Node.js 20.19 or newer must be there first: it stops at once, saying so, otherwise.
 # Safe to run again.
 set -euo pipefail
@@ -25,7 +25,7 @@ if ! node -e 'const [a,b]=process.versions.node.split(".").map(Number); process.
 fi
 
 packages=(ostree mmdebstrap qemu-user-static binfmt-support arch-test zstd e2fsprogs util-linux
-  debian-archive-keyring ca-certificates file mosquitto grub-common chromium postgresql redis-server prometheus
+  debian-archive-keyring ca-certificates file mosquitto grub-common chromium postgresql redis-server nginx prometheus
   qemu-system-x86 qemu-utils grub-pc-bin grub2-common gdisk qemu-system-arm qemu-efi-aarch64 dosfstools mtools)
 missing=()
 for package in "${packages[@]}"; do
@@ -44,7 +44,7 @@ if [ -d /run/systemd/system ] && systemctl is-enabled mosquitto >/dev/null 2>&1;
 fi
 # Likewise PostgreSQL (the tests start private servers, test/helpers/postgres.ts) and Prometheus
 # (only its promtool is used): Debian's own services are not.
-for service in postgresql redis-server prometheus prometheus-node-exporter; do
+for service in postgresql redis-server nginx prometheus prometheus-node-exporter; do
   if [ -d /run/systemd/system ] && systemctl is-enabled "$service" >/dev/null 2>&1; then
     systemctl disable --now "$service" >/dev/null 2>&1 || true
   fi

@@ -79,7 +79,7 @@ async function main(): Promise<void> {
   const tls = await initTlsDir(join(demoDir, "server", "tls"), ["localhost", "127.0.0.1", HOST_FROM_GUEST]);
   const ca = await readFile(tls.ca, "utf8");
   const server = await startServer(
-    { repo, data: join(demoDir, "server"), httpPort: HTTP_PORT, mqttPort: MQTT_PORT, mqttWsPort: null, mqttUrl: null, mqttDynsec: false, db: null, brokerRedis: null, host: "127.0.0.1", autoAccept: true, enrollmentSecretFile: join(demoDir, "enrollment-secret"), adminToken: token, signingKey: await commandKeyFile(trust), limits: DEFAULT_LIMITS, tls: { dir: tls.dir, create: false } },
+    { repo, data: join(demoDir, "server"), httpPort: HTTP_PORT, mqttPort: MQTT_PORT, mqttWsPort: null, mqttUrl: null, mqttDynsec: false, db: null, brokerRedis: null, repoUrl: null, host: "127.0.0.1", autoAccept: true, enrollmentSecretFile: join(demoDir, "enrollment-secret"), adminToken: token, signingKey: await commandKeyFile(trust), limits: DEFAULT_LIMITS, tls: { dir: tls.dir, create: false } },
     log,
   );
   const base = `https://127.0.0.1:${server.httpPort}`;

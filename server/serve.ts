@@ -117,7 +117,7 @@ maxPacketBytes: settings.limits.mqttMaxPacketBytes, ...(externalIdentity ? { tls
   }
   // Several instances may share a PostgreSQL store: one holds the rollout lease (fleet/coordination.ts).
   const coordination = settings.db ? new PostgresCoordination(settings.db, log) : SOLE_INSTANCE;
-  engine = new RolloutEngine({ store, repo: settings.repo, key, publish: (topic, payload, retain) => broker.publish(topic, payload, retain), prefix: DEFAULT_TOPIC_PREFIX, log, metrics, coordination });
+  engine = new RolloutEngine({ store, repo: settings.repo, key, publish: (topic, payload, retain) => broker.publish(topic, payload, retain), prefix: DEFAULT_TOPIC_PREFIX, log, metrics, coordination, repoUrl: settings.repoUrl });
   await engine.resume();
   const timer = setInterval(() => void engine!.tick(), settings.tickMilliseconds ?? 1000);
   timer.unref();

@@ -236,7 +236,7 @@ export class Agent {
         await this.rebootNow();
         return;
       case "update":
-        await this.acceptManifest(command.id, command.manifest, command.rollout === undefined ? {} : { rollout: command.rollout }).catch(() => undefined);
+        await this.acceptManifest(command.id, command.manifest, { ...(command.rollout === undefined ? {} : { rollout: command.rollout }), ...(command.repo === undefined ? {} : { repo: command.repo }) }).catch(() => undefined);
         return;
       default:
         return;
@@ -342,7 +342,7 @@ export class Agent {
    * ref), then fed to the machine. A refusal is reported as the command's failed outcome and
    * changes nothing.
    */
-  async acceptManifest(id: string, signedManifest: unknown, options: { ref?: string; manual?: boolean; rollout?: string } = {}): Promise<void> {
+  async acceptManifest(id: string, signedManifest: unknown, options: { ref?: string; manual?: boolean; rollout?: string; repo?: string } = {}): Promise<void> {
     const { settings, trust, log } = this.options;
     const booted = await this.facts.booted();
     try {
@@ -369,6 +369,7 @@ export class Agent {
         from: { commit: booted?.checksum ?? "", version: booted?.version ?? "" },
         manifest: signedManifest,
         ...(options.manual ? { manual: true } : {}),
+        ...(options.repo ? { repo: options.repo } : {}),
       };
       // Overlaps undici's load with persisting and reporting "downloading".
       void loadHttpClient().then(
@@ -606,7 +607,7 @@ export class Agent {
         sysroot: settings.sysroot,
         rootDir: settings.rootDir,
         osname: settings.osname,
-        repoUrl: repoUrl(settings.server),
+        repoUrl: target.repo ?? repoUrl(settings),
         manifest: verified,
         deployments: await this.facts.deployments(),
         imageSigners: this.options.trust.signers("image"),

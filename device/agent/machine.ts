@@ -23,6 +23,8 @@ export interface UpdateTarget {
   from: DeploymentRef;
   /** The signed manifest as received, verified again before it is used. */
   manifest: unknown;
+  /** The repo the (signed) command named, a static host apart from the server; absent: the device's own. */
+  repo?: string;
   /** Asked for on the device (`apt-ostree upgrade`): stays staged until asked to reboot, whatever the strategy. */
   manual?: boolean;
   /** Times this update's staged deployment was lost before a shutdown wrote it (power cuts). */

@@ -8,14 +8,14 @@
 import { errorChain } from "../../shared/errors.ts";
 import type { Logger } from "../../shared/log.ts";
 import type { AgentSettings } from "../config/settings.ts";
-import { fetchChannelManifest } from "../update/channel.ts";
+import { fetchChannelManifest, repoUrl } from "../update/channel.ts";
 import type { Agent } from "./agent.ts";
 import { WithdrawnUpdateError } from "./command-check.ts";
 import { isBusy } from "./machine.ts";
 
 export interface PollerOptions {
   agent: Agent;
-  settings: Pick<AgentSettings, "server" | "channel" | "ref" | "pollSeconds">;
+  settings: Pick<AgentSettings, "server" | "repo" | "channel" | "ref" | "pollSeconds">;
   /** True while the MQTT link is up: then the server's commands drive updates. */
   connected: () => boolean;
   log: Logger;
@@ -34,7 +34,7 @@ export async function pollOnce(options: PollerOptions): Promise<"connected" | "b
   try {
     const booted = await agent.bootedDeployment();
     const ref = booted?.origin || settings.ref;
-    const signed = await fetchChannelManifest(settings.server, settings.channel, ref);
+    const signed = await fetchChannelManifest(repoUrl(settings), settings.channel, ref);
     const commit = (signed as { manifest?: { commit?: unknown } })?.manifest?.commit;
     if (typeof commit !== "string" || commit === booted?.checksum) return "current";
     if (state.name !== "idle" && state.target.commit === commit) return "current";

@@ -19,6 +19,12 @@ export const AgentConfigSchema = z.partial(
   z.strictObject({
     /** The server's HTTP base URL; the repo is at `<server>/repo`. */
     server: z.string().check(z.regex(/^https?:\/\//, "must be an http:// or https:// URL")),
+    /**
+     * The repo's base URL when a static host or CDN serves it apart from the server (`serve
+     * --repo-url`); null: `<server>/repo`. An update command signed with a repo of its own takes
+     * precedence for that update. Over https:// it must chain to `caFile` like the server.
+     */
+    repo: z.nullable(z.string().check(z.regex(/^https?:\/\/\S+$/, "must be an http:// or https:// URL"))),
     /** The MQTT broker: the server's embedded one or an external broker. */
     mqtt: z.string().check(z.regex(/^mqtts?:\/\//, "must be an mqtt:// or mqtts:// URL")),
     /**
@@ -82,6 +88,7 @@ export type AgentSettings = Required<Omit<AgentConfig, "deviceId">> & { deviceId
 
 export const AGENT_DEFAULTS: AgentSettings = {
   server: "https://127.0.0.1:8080",
+  repo: null,
   mqtt: "mqtts://127.0.0.1:1883",
   mqttAuth: "token",
   caFile: "/etc/apt-ostree/ca.pem",

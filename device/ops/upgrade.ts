@@ -11,7 +11,7 @@ import type { Manifest } from "../../shared/wire/manifest.ts";
 import type { Agent } from "../agent/agent.ts";
 import { isBusy, type AgentState } from "../agent/machine.ts";
 import type { AgentSettings } from "../config/settings.ts";
-import { fetchChannelManifest } from "../update/channel.ts";
+import { fetchChannelManifest, repoUrl } from "../update/channel.ts";
 
 export interface UpgradeRequest {
   /** Another ref to follow (rebase); default: the booted deployment's origin, else the configured ref. */
@@ -41,7 +41,7 @@ export async function upgrade(agent: Agent, settings: AgentSettings, trust: Devi
   const booted = await agent.bootedDeployment();
   const ref = request.ref ?? (booted?.origin || settings.ref);
   if (!ref) throw new UpgradeError("E_NO_REF", "no ref to follow: the booted deployment has no origin and 'ref' is not configured");
-  const signed = await fetchChannelManifest(settings.server, settings.channel, ref);
+  const signed = await fetchChannelManifest(repoUrl(settings), settings.channel, ref);
   // A repo that cannot answer for roots leaves the trusted root as it is (the agent logs the same).
   await trust.refresh().catch(() => false);
   const manifest = verifySignedManifest(signed, { signers: trust.signers("release"), now: new Date(), architecture: settings.architecture, ref, acceptedSequence: agent.acceptedSequence(ref) });

@@ -22,7 +22,7 @@ export async function loadDeviceTrust(settings: AgentSettings, log: Logger, now:
     return await RootStore.open({
       shippedRoot: settings.rootFile,
       trustDir: trustDir(settings),
-      fetchRoot: (version) => fetchBounded(`${repoUrl(settings.server)}/roots/${version}.root.json`, "a root version", { maxBytes: ROOT_JSON_LIMITS.maxBytes, timeoutMs: ROOT_FETCH_TIMEOUT_MS }),
+      fetchRoot: (version) => fetchBounded(`${repoUrl(settings)}/roots/${version}.root.json`, "a root version", { maxBytes: ROOT_JSON_LIMITS.maxBytes, timeoutMs: ROOT_FETCH_TIMEOUT_MS }),
       ostreeKeysFile: settings.ostreeKeysFile === "" ? null : settings.ostreeKeysFile,
       now,
       log,

@@ -1,4 +1,4 @@
-/** The channel manifest a ref's channel publishes (`<server>/repo/channels/<channel>/<ref>.json`), fetched with undici. */
+/** The channel manifest a ref's channel publishes (`<repo>/channels/<channel>/<ref>.json`), fetched with undici. */
 import { manifestPath } from "../../shared/wire/manifest.ts";
 import { ChannelFetchError, fetchBounded, type FetchLimits } from "./bounded-fetch.ts";
 
@@ -7,16 +7,17 @@ export type ChannelFetchLimits = FetchLimits;
 
 export const CHANNEL_FETCH_LIMITS: ChannelFetchLimits = { maxBytes: 1024 * 1024, timeoutMs: 30_000 };
 
-export function repoUrl(server: string): string {
-  return `${server.replace(/\/$/, "")}/repo`;
+/** Where the device finds the repo: its configured `repo` (a static host), else `<server>/repo`. */
+export function repoUrl(settings: { server: string; repo: string | null }): string {
+  return settings.repo?.replace(/\/$/, "") ?? `${settings.server.replace(/\/$/, "")}/repo`;
 }
 
 /**
  * The signed manifest as JSON (not yet verified: the caller verifies it against the release
  * keys), bounded in size and time (bounded-fetch.ts).
  */
-export async function fetchChannelManifest(server: string, channel: string, ref: string, limits: Partial<ChannelFetchLimits> = {}): Promise<unknown> {
-  const url = `${repoUrl(server)}/${manifestPath(channel, ref)}`;
+export async function fetchChannelManifest(repo: string, channel: string, ref: string, limits: Partial<ChannelFetchLimits> = {}): Promise<unknown> {
+  const url = `${repo}/${manifestPath(channel, ref)}`;
   const body = await fetchBounded(url, "a channel manifest", { ...CHANNEL_FETCH_LIMITS, ...limits });
   if (body === null) throw new ChannelFetchError("E_CHANNEL_FETCH", `channel ${channel} publishes nothing for ${ref} (${url}: 404)`);
   try {

@@ -16,6 +16,7 @@ export const serveCommand = defineCommand({
     "mqtt-ws-port": { type: "string", valueName: "N|off", description: `MQTT over WebSocket port, path /mqtt (env APT_OSTREE_MQTT_WS_PORT; default ${SERVE_DEFAULTS.mqttWsPort})` },
     "mqtt-url": { type: "string", valueName: "URL", description: "Use this external broker (mqtts://host:port, or mqtt://user:pass@host:port) instead of the embedded one; over mqtts:// the server presents a client certificate from the TLS dir's CA (env APT_OSTREE_MQTT_URL)" },
     db: { type: "string", valueName: "URL", description: "Keep the fleet in this PostgreSQL database (postgres://user:pass@host:5432/db), which several serve instances may share; default SQLite in the data dir (env APT_OSTREE_DB)" },
+    "repo-url": { type: "string", valueName: "URL", description: "Devices fetch the repo from this static host or CDN (the publish output copied there) instead of this server's /repo: update commands name it, signed (env APT_OSTREE_REPO_URL)" },
     "broker-redis": { type: "string", valueName: "URL", description: "Join this instance's embedded broker to the other instances' through Redis (redis://host:6379/0, a database per fleet): a device may connect to any instance; retained commands and last wills live in Redis (env APT_OSTREE_BROKER_REDIS)" },
     "mqtt-dynsec": { type: "boolean", description: "With an mqtts:// --mqtt-url to mosquitto: keep its dynamic-security plugin in step with the fleet, so revoking a device ends its connection at once and groups open their command topics (docs/mosquitto/; env APT_OSTREE_MQTT_DYNSEC=1)" },
     "auto-accept": { type: "boolean", description: "Accept unknown devices at their first connection when they prove the fleet enrollment secret (env APT_OSTREE_AUTO_ACCEPT=1; needs --enrollment-secret-file)" },
@@ -24,7 +25,7 @@ export const serveCommand = defineCommand({
     host: { type: "string", valueName: "ADDR", description: `Address to listen on (env APT_OSTREE_HOST; default ${SERVE_DEFAULTS.host})` },
     "tls-dir": { type: "string", valueName: "DIR", description: "Serve HTTPS, MQTT over TLS and WSS with DIR/server.pem and DIR/server.key ('tls init'; env APT_OSTREE_TLS_DIR; default DATA/tls, made on first start)" },
     "insecure-plain": { type: "boolean", description: "Serve plain HTTP, MQTT and WebSocket instead: tokens cross the network in clear (env APT_OSTREE_INSECURE_PLAIN=1)" },
-    config: { type: "string", valueName: "FILE", description: "YAML/JSON config file: repo, data, db, httpPort, mqttPort, mqttWsPort, mqttUrl, mqttDynsec, brokerRedis, host, autoAccept, enrollmentSecretFile, adminToken, signingKey, tlsDir, insecurePlain, limits (docs/server.md; env APT_OSTREE_SERVER_CONFIG)" },
+    config: { type: "string", valueName: "FILE", description: "YAML/JSON config file: repo, data, db, httpPort, mqttPort, mqttWsPort, mqttUrl, mqttDynsec, brokerRedis, repoUrl, host, autoAccept, enrollmentSecretFile, adminToken, signingKey, tlsDir, insecurePlain, limits (docs/server.md; env APT_OSTREE_SERVER_CONFIG)" },
   },
   notes: [
     "Precedence: flags, then environment, then the config file, then defaults.",
@@ -40,7 +41,7 @@ export const serveCommand = defineCommand({
     const configPath = options.config ?? io.env.APT_OSTREE_SERVER_CONFIG;
     const file: ConfigFile = configPath ? await readConfigFile(resolve(configPath)) : {};
     const settings = resolveServeSettings(
-      { repo: options.repo, data: options.data, httpPort: options["http-port"], mqttPort: options["mqtt-port"], mqttWsPort: options["mqtt-ws-port"], mqttUrl: options["mqtt-url"], mqttDynsec: options["mqtt-dynsec"], db: options.db, brokerRedis: options["broker-redis"], host: options.host, autoAccept: options["auto-accept"], enrollmentSecretFile: options["enrollment-secret-file"], signingKey: options.key, tlsDir: options["tls-dir"], insecurePlain: options["insecure-plain"] },
+      { repo: options.repo, data: options.data, httpPort: options["http-port"], mqttPort: options["mqtt-port"], mqttWsPort: options["mqtt-ws-port"], mqttUrl: options["mqtt-url"], mqttDynsec: options["mqtt-dynsec"], db: options.db, brokerRedis: options["broker-redis"], repoUrl: options["repo-url"], host: options.host, autoAccept: options["auto-accept"], enrollmentSecretFile: options["enrollment-secret-file"], signingKey: options.key, tlsDir: options["tls-dir"], insecurePlain: options["insecure-plain"] },
       io.env,
       file,
     );

@@ -19,6 +19,7 @@ export const ConfigFileSchema = z
     mqttUrl: z.string().regex(/^(mqtts?|wss?|tcp):\/\//, "must be an mqtt://, mqtts://, ws:// or wss:// URL"),
     mqttDynsec: z.boolean(),
     db: z.string().regex(/^postgres(ql)?:\/\//, "must be a postgres:// URL"),
+    repoUrl: z.string().regex(/^https?:\/\/\S+$/, "must be an http:// or https:// URL"),
     brokerRedis: z.string().regex(/^rediss?:\/\//, "must be a redis:// URL"),
     autoAccept: z.boolean(),
     enrollmentSecretFile: z.string().min(1),
@@ -45,6 +46,8 @@ export interface ServeSettings {
   mqttUrl: string | null;
   /** The fleet store: a postgres:// URL several instances share; null: SQLite in the data dir (fleet.db). */
   db: string | null;
+  /** Where devices fetch the repo when a static host or CDN serves it (update commands name it); null: this server's /repo. */
+  repoUrl: string | null;
   /** Join the embedded broker to the other instances' through this Redis (redis://host:port/db); null: a broker of its own. */
   brokerRedis: string | null;
   /** Drive that broker's (mosquitto's) dynamic-security plugin from the store: revocation and groups take effect at once (docs/mosquitto/). */
@@ -74,6 +77,7 @@ export interface ServeFlags {
   mqttDynsec?: boolean;
   db?: string;
   brokerRedis?: string;
+  repoUrl?: string;
   host?: string;
   autoAccept?: boolean;
   enrollmentSecretFile?: string;
@@ -133,6 +137,8 @@ export function resolveServeSettings(flags: ServeFlags, env: NodeJS.ProcessEnv, 
   if (mqttDynsec && mqttUrl === null) throw new ConfigError("--mqtt-dynsec (APT_OSTREE_MQTT_DYNSEC, mqttDynsec) drives an external mosquitto's dynamic-security plugin: it needs --mqtt-url mqtts://BROKER:8883 too");
   const db = flags.db ?? env.APT_OSTREE_DB ?? file.db ?? null;
   if (db !== null && !/^postgres(ql)?:\/\//.test(db)) throw new ConfigError(`--db (APT_OSTREE_DB, db) must be a postgres:// URL, not '${db.slice(0, 40)}'; leave it out for SQLite in the data dir`);
+  const repoUrl = flags.repoUrl ?? env.APT_OSTREE_REPO_URL ?? file.repoUrl ?? null;
+  if (repoUrl !== null && !/^https?:\/\/\S+$/.test(repoUrl)) throw new ConfigError(`--repo-url (APT_OSTREE_REPO_URL, repoUrl) must be an http:// or https:// URL, not '${repoUrl.slice(0, 60)}'`);
   const brokerRedis = flags.brokerRedis ?? env.APT_OSTREE_BROKER_REDIS ?? file.brokerRedis ?? null;
   if (brokerRedis !== null && !/^rediss?:\/\//.test(brokerRedis)) throw new ConfigError(`--broker-redis (APT_OSTREE_BROKER_REDIS, brokerRedis) must be a redis:// URL, not '${brokerRedis.slice(0, 40)}'`);
   if (brokerRedis !== null && mqttUrl !== null) throw new ConfigError("--broker-redis joins the embedded brokers of several instances; with --mqtt-url the external broker already joins them: use one or the other");
@@ -148,6 +154,7 @@ export function resolveServeSettings(flags: ServeFlags, env: NodeJS.ProcessEnv, 
     mqttDynsec,
     db,
     brokerRedis,
+    repoUrl: repoUrl?.replace(/\/$/, "") ?? null,
     autoAccept,
     enrollmentSecretFile,
     host: flags.host ?? env.APT_OSTREE_HOST ?? file.host ?? SERVE_DEFAULTS.host,

@@ -50,6 +50,8 @@ export interface RolloutEngineOptions {
   log: Logger;
   /** Counts ticks (`aptostree_rollout_ticks_total`) and what asked for them. */
   metrics?: Metrics;
+  /** Update commands send devices here for the repo (a static host, `serve --repo-url`); null or absent: each device's own setting. */
+  repoUrl?: string | null;
   /** With other instances on the same store: who ticks, and the lock every step takes (default: this process alone). */
   coordination?: RolloutCoordination;
   now?: () => Date;
@@ -315,7 +317,7 @@ export class RolloutEngine {
     }
     const issued = this.issuedNow();
     for (const device of deviceIds) {
-      const payload = signCommand({ type: "update", id: rollout.id, device, issued, rollout: rollout.id, manifest }, [this.options.key!]);
+      const payload = signCommand({ type: "update", id: rollout.id, device, issued, rollout: rollout.id, ...(this.options.repoUrl ? { repo: this.options.repoUrl } : {}), manifest }, [this.options.key!]);
       await this.options.publish(deviceTopic(this.options.prefix, device, "cmd"), payload, true);
     }
   }

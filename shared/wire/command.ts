@@ -27,7 +27,8 @@ const issued = z.iso.datetime({ offset: true });
 const device = z.string().check(z.regex(NAME_PATTERN));
 
 export const CommandSchema = z.discriminatedUnion("type", [
-  z.strictObject({ type: z.literal("update"), id: commandId, device, issued, rollout: z.optional(z.string()), manifest: SignedManifestSchema }),
+  /** `repo`: where to fetch it, when a static host serves the repo apart from the server (`serve --repo-url`); absent: the device's own setting. */
+  z.strictObject({ type: z.literal("update"), id: commandId, device, issued, rollout: z.optional(z.string()), repo: z.optional(z.string().check(z.maxLength(2048), z.regex(/^https?:\/\/\S+$/))), manifest: SignedManifestSchema }),
   z.strictObject({ type: z.literal("reboot"), id: commandId, device, issued }),
   z.strictObject({ type: z.literal("rollback"), id: commandId, device, issued }),
   /**

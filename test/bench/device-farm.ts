@@ -13,7 +13,12 @@ import { DEFAULT_TOPIC_PREFIX, deviceTopic } from "../../shared/wire/topics.ts";
 
 export interface FarmOptions {
   count: number;
-  port: number;
+  /** The broker's port; several: devices spread over them in turn (instances of one cluster). */
+  port: number | number[];
+  /** The fleet enrollment secret a server with --auto-accept wants proved in the token. */
+  enrollmentSecret?: Uint8Array;
+  /** A device whose connection drops connects to the next port (a load balancer's failover) and subscribes again. */
+  failover?: boolean;
   /** Through an external broker: enroll by hello and publish the online flag ourselves. */
   external: boolean;
   group: string;
@@ -26,18 +31,25 @@ export interface DeviceFarm {
   ids: string[];
   /** hrtime (ns) at which each device got its first command, by id. */
   firstCommandAt: Map<string, bigint>;
+  /** Per device, the id of every command message received (repeats included). */
+  commandIds: Map<string, string[]>;
+  /** Connections made again after a drop (failover). */
+  reconnects(): number;
   close(): Promise<void>;
 }
 
 export async function startFarm(options: FarmOptions, onProgress: (connected: number) => void): Promise<DeviceFarm> {
-  const clients: MqttClient[] = [];
+  const clients = new Map<string, MqttClient>();
   const firstCommandAt = new Map<string, bigint>();
+  const commandIds = new Map<string, string[]>();
+  const ports = Array.isArray(options.port) ? options.port : [options.port];
   const ids = Array.from({ length: options.count }, (_, i) => `${options.idPrefix}-${String(i).padStart(5, "0")}`);
   let next = 0;
-  const connectOne = async (id: string): Promise<void> => {
-    const key = generateKeyPair();
-    const token = createDeviceToken(id, key, new Date());
-    const client = await mqtt.connectAsync(`mqtt://127.0.0.1:${options.port}`, {
+  let closing = false;
+  let reconnects = 0;
+  const connectOne = async (id: string, key: ReturnType<typeof generateKeyPair>, portIndex: number, first: boolean): Promise<void> => {
+    const token = createDeviceToken(id, key, new Date(), undefined, options.enrollmentSecret ?? null);
+    const client = await mqtt.connectAsync(`mqtt://127.0.0.1:${ports[portIndex % ports.length]}`, {
       clientId: id,
       ...(options.external ? {} : { username: id, password: token }),
       reconnectPeriod: 0,
@@ -46,32 +58,48 @@ export async function startFarm(options: FarmOptions, onProgress: (connected: nu
       protocolVersion: 4,
       will: { topic: deviceTopic(DEFAULT_TOPIC_PREFIX, id, "online"), payload: Buffer.from("offline"), qos: 1, retain: options.external },
     });
-    client.on("message", () => {
+    clients.set(id, client);
+    client.on("message", (_topic, payload) => {
       if (!firstCommandAt.has(id)) firstCommandAt.set(id, process.hrtime.bigint());
+      const commandId = /"id":"([^"]+)"/.exec(payload.toString("utf8"))?.[1] ?? "?";
+      commandIds.set(id, [...(commandIds.get(id) ?? []), commandId]);
     });
+    if (options.failover) {
+      client.once("close", () => {
+        if (closing) return;
+        reconnects++;
+        const retry = (attempt: number): void => {
+          setTimeout(() => void connectOne(id, key, portIndex + attempt, false).catch(() => retry(attempt + 1)), 200);
+        };
+        retry(1);
+      });
+    }
     await client.subscribeAsync(deviceTopic(DEFAULT_TOPIC_PREFIX, id, "cmd"), { qos: 1 });
+    if (!first) return;
     if (options.external) {
       await client.publishAsync(deviceTopic(DEFAULT_TOPIC_PREFIX, id, "hello"), token, { qos: 1 });
       await client.publishAsync(deviceTopic(DEFAULT_TOPIC_PREFIX, id, "online"), "online", { qos: 1, retain: true });
     }
     const report = signReport({ deviceId: id, counter: 1, sent: new Date().toISOString(), groups: [options.group], architecture: "amd64", booted: { commit: "0".repeat(64), version: "0" }, state: "idle" }, key);
     await client.publishAsync(deviceTopic(DEFAULT_TOPIC_PREFIX, id, "state"), report, { qos: 1 });
-    clients.push(client);
   };
   const worker = async () => {
     while (next < ids.length) {
-      const id = ids[next++]!;
-      await connectOne(id);
-      if (clients.length % 500 === 0) onProgress(clients.length);
+      const index = next++;
+      await connectOne(ids[index]!, generateKeyPair(), index, true);
+      if (clients.size % 500 === 0) onProgress(clients.size);
     }
   };
   await Promise.all(Array.from({ length: options.concurrency }, worker));
-  onProgress(clients.length);
+  onProgress(clients.size);
   return {
     ids,
     firstCommandAt,
+    commandIds,
+    reconnects: () => reconnects,
     close: async () => {
-      await Promise.all(clients.map((client) => client.endAsync(true)));
+      closing = true;
+      await Promise.all([...clients.values()].map((client) => client.endAsync(true)));
     },
   };
 }

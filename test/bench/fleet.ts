@@ -14,6 +14,7 @@ import { makeTempDir, removeTree } from "../helpers/tmp.ts";
 import { until } from "../helpers/wait.ts";
 import { adminApi } from "../helpers/admin-api.ts";
 import { TEST_ADMIN_TOKEN } from "../helpers/server-settings.ts";
+import { autoAcceptSettings, TEST_ENROLLMENT_SECRET } from "../helpers/enrollment-secret.ts";
 import { startFarm } from "./device-farm.ts";
 import { procUsage } from "./proc-usage.ts";
 import { percentile } from "./stats.ts";
@@ -53,7 +54,8 @@ export async function benchFleet(broker: FleetRun["broker"], devices: number, lo
     await publishSyntheticVersion(repo, REF, dir, key, 1);
     if (broker === "mosquitto") mosquitto = await startMosquitto(dir);
     const [httpPort, mqttPort] = [await freePort(), await freePort()];
-    const args = [SERVER_CLI, "serve", "--data", join(dir, "data"), "--repo", repo, "--http-port", String(httpPort), "--mqtt-port", String(mqttPort), "--mqtt-ws-port", "off", "--insecure-plain", "--auto-accept", "--key", join(dir, "server.secret")];
+    const { enrollmentSecretFile } = await autoAcceptSettings(dir);
+    const args = [SERVER_CLI, "serve", "--data", join(dir, "data"), "--repo", repo, "--http-port", String(httpPort), "--mqtt-port", String(mqttPort), "--mqtt-ws-port", "off", "--insecure-plain", "--auto-accept", "--enrollment-secret-file", enrollmentSecretFile, "--key", join(dir, "server.secret")];
     if (mosquitto) args.push("--mqtt-url", mosquitto.serverUrl);
     server = spawn(process.execPath, args, { env: { ...process.env, APT_OSTREE_ADMIN_TOKEN: TEST_ADMIN_TOKEN, APT_OSTREE_LOG_LEVEL: "warn" }, stdio: ["ignore", "ignore", "inherit"] });
     await until(async () => (await fetch(`http://127.0.0.1:${httpPort}/healthz`)).ok, "the server to start", 60_000);
@@ -62,7 +64,7 @@ export async function benchFleet(broker: FleetRun["broker"], devices: number, lo
     const brokerIdle = mosquitto ? (await procUsage(mosquitto.pid)).rss : 0;
 
     const enrollStarted = process.hrtime.bigint();
-    farm = await startFarm({ count: devices, port: mosquitto?.port ?? mqttPort, external: mosquitto !== null, group: GROUP, concurrency: 64, idPrefix: `b${devices}` }, (n) => log(`  ${n}/${devices} connected`));
+    farm = await startFarm({ count: devices, port: mosquitto?.port ?? mqttPort, enrollmentSecret: TEST_ENROLLMENT_SECRET, external: mosquitto !== null, group: GROUP, concurrency: 64, idPrefix: `b${devices}` }, (n) => log(`  ${n}/${devices} connected`));
     await until(async () => {
       const fleet = await api(httpPort, "fleet");
       return (fleet.byState?.idle ?? 0) >= devices;

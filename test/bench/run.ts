@@ -5,6 +5,7 @@
  *   fleet  1k and 10k devices on one server, embedded aedes and mosquitto (test/bench/fleet.ts)
  *   agent  update overhead against bare ostree, idle RSS and CPU of the bundle (test/bench/agent.ts)
  *   agent-idle  only the idle RSS and CPU (~2 min)
+ *   fleet-cluster  10k devices on one process, on two instances (PostgreSQL, brokers joined by Redis), and with the lease holder killed mid-wave (test/bench/fleet-cluster.ts; APT_OSTREE_BENCH_CLUSTER_DEVICES=10000,20000)
  *   store  the fleet store under an enrollment storm: SQLite per-write, SQLite group commit, PostgreSQL (test/bench/store.ts; a minute)
  *   trust  the device's verification chain: a walk of 10 root versions, manifest and commit checks (seconds)
  *   boot   the qemu scenario's boot, rollout and rollback times and bytes per step (test/bench/boot.ts;
@@ -18,8 +19,9 @@ import { benchAgent, benchAgentIdle } from "./agent.ts";
 import { benchBoot } from "./boot.ts";
 import { benchTrustChain } from "./trust.ts";
 import { benchStore } from "./store.ts";
+import { benchFleetCluster, clusterTable, type ClusterRun, type ClusterSetup } from "./fleet-cluster.ts";
 
-const BENCHES = ["image", "fleet", "store", "agent", "agent-idle", "trust", "boot"] as const;
+const BENCHES = ["image", "fleet", "fleet-cluster", "store", "agent", "agent-idle", "trust", "boot"] as const;
 type Bench = (typeof BENCHES)[number];
 
 const lines: string[] = [];
@@ -46,6 +48,24 @@ async function fleet(): Promise<void> {
   say();
 }
 
+async function fleetCluster(): Promise<void> {
+  const sizes = (process.env.APT_OSTREE_BENCH_CLUSTER_DEVICES ?? "10000").split(",").map(Number);
+  const setups: ClusterSetup[] = ["one process (SQLite, embedded broker)", "2 instances (PostgreSQL, brokers joined by Redis)", "2 instances, leader killed -9 mid-wave"];
+  const runs: ClusterRun[] = [];
+  for (const devices of sizes) {
+    for (const setup of setups) {
+      progress(`fleet-cluster: ${devices} devices, ${setup}`);
+      runs.push(await benchFleetCluster(setup, devices, progress));
+    }
+  }
+  say("### Fleet cluster: one process against two instances on PostgreSQL and Redis");
+  say();
+  say("Servers: `apt-ostree-server serve --auto-accept` processes (two: `--db` on one private PostgreSQL, `--broker-redis` on one private Redis); devices: one process of mqtt.js clients spread over the instances' brokers, each with its own ed25519 identity; everything on the same 2 cores. One rollout, one 100% wave, created on the instance that does not hold the lease; latency from the POST to each device's first command. Memory per device: each server process's resident growth over the devices it holds.");
+  say();
+  for (const line of clusterTable(runs)) say(line);
+  say();
+}
+
 async function main(): Promise<void> {
   const asked = process.argv.slice(2);
   const unknown = asked.filter((name) => !BENCHES.includes(name as Bench));
@@ -58,6 +78,7 @@ async function main(): Promise<void> {
   say();
   if (chosen.includes("image")) await benchImage(say);
   if (chosen.includes("fleet")) await fleet();
+  if (chosen.includes("fleet-cluster")) await fleetCluster();
   if (chosen.includes("store")) await benchStore(say, progress);
   if (chosen.includes("agent") || chosen.includes("trust")) await benchTrustChain(say);
   if (chosen.includes("agent")) await benchAgent(say);

@@ -64,10 +64,13 @@ export class AgentFixture {
 
   /** The fleet store's PostgreSQL URL; null: SQLite in the server's data dir. */
   db: string | null = null;
+  /** `serve --repo-url`: update commands send the device to this static host for the repo. */
+  repoUrl: string | null = null;
 
   /** Publishes versions 1..`publishUpTo`, boots `bootedVersion`; `tls`: the server serves HTTPS and MQTT over TLS with a CA of its own (tls init); `db`: the server keeps the fleet in this PostgreSQL database. */
-  async setUp(name: string, options: { publishUpTo?: number; bootedVersion?: number; tls?: boolean; trust?: boolean; db?: string } = {}): Promise<this> {
+  async setUp(name: string, options: { publishUpTo?: number; bootedVersion?: number; tls?: boolean; trust?: boolean; db?: string; repoUrl?: string } = {}): Promise<this> {
     this.db = options.db ?? null;
+    this.repoUrl = options.repoUrl ?? null;
     this.dir = await makeTempDir(name);
     this.repo = join(this.dir, "repo");
     await initRepo(this.repo, "archive");
@@ -148,7 +151,7 @@ export class AgentFixture {
     const signingKey = this.trustDir ? await commandKeyFile(this.trustDir) : join(this.dir, "server.secret");
     const ports = this.server ? { httpPort: this.server.httpPort, mqttPort: this.server.mqttPort! } : {};
     this.server = await startServer(
-      { ...testServerSettings({ repo: this.repo, data: join(this.dir, "data"), ...(await autoAcceptSettings(this.dir)), signingKey, tls: this.tlsDir ? { dir: this.tlsDir, create: false } : null, db: this.db, ...ports }), tickMilliseconds: 100 },
+      { ...testServerSettings({ repo: this.repo, data: join(this.dir, "data"), ...(await autoAcceptSettings(this.dir)), signingKey, tls: this.tlsDir ? { dir: this.tlsDir, create: false } : null, db: this.db, repoUrl: this.repoUrl, ...ports }), tickMilliseconds: 100 },
       silentLogger(),
     );
   }

@@ -270,7 +270,7 @@ describe("a channel manifest from a hostile server", () => {
 
   it("is fetched when it is a small manifest", async () => {
     mode = "manifest-small";
-    expect(await fetchChannelManifest(base, "stable", REF, limits)).toEqual(SMALL_MANIFEST);
+    expect(await fetchChannelManifest(`${base}/repo`, "stable", REF, limits)).toEqual(SMALL_MANIFEST);
   });
 
   it.each([
@@ -279,7 +279,7 @@ describe("a channel manifest from a hostile server", () => {
   ] as const)("is refused in time when it %s", async (_what, which) => {
     mode = which;
     const started = Date.now();
-    const refused = fetchChannelManifest(base, "stable", REF, limits);
+    const refused = fetchChannelManifest(`${base}/repo`, "stable", REF, limits);
     await expect(refused).rejects.toThrow(ChannelFetchError);
     await expect(refused).rejects.toMatchObject({ code: "E_CHANNEL_TIMEOUT", message: expect.stringContaining("0.8 s") });
     expect(Date.now() - started).toBeLessThan(limits.timeoutMs + 1500);
@@ -291,7 +291,7 @@ describe("a channel manifest from a hostile server", () => {
   ] as const)("is refused when it is 50 MiB, %s", async (_what, which) => {
     mode = which;
     const started = Date.now();
-    const refused = fetchChannelManifest(base, "stable", REF, { timeoutMs: 5000 });
+    const refused = fetchChannelManifest(`${base}/repo`, "stable", REF, { timeoutMs: 5000 });
     await expect(refused).rejects.toThrow(ChannelFetchError);
     await expect(refused).rejects.toMatchObject({ code: "E_CHANNEL_TOO_LARGE", message: expect.stringContaining(`${MiB} bytes`) });
     expect(Date.now() - started).toBeLessThan(5000);
@@ -305,7 +305,7 @@ describe("a channel manifest from a hostile server", () => {
     log.warn = ((fields: unknown) => void warnings.push(fields)) as typeof log.warn;
     // What pollOnce uses of the agent: its state, the booted deployment and taking a manifest.
     const agent = { state: { name: "idle" }, bootedDeployment: async () => null, acceptManifest: async (id: string) => void accepted.push(id) } as unknown as Agent;
-    const result = await pollOnce({ agent, settings: { server: base, channel: "stable", ref: REF, pollSeconds: 3600 }, connected: () => false, log });
+    const result = await pollOnce({ agent, settings: { server: base, repo: null, channel: "stable", ref: REF, pollSeconds: 3600 }, connected: () => false, log });
     expect(result).toBe("failed");
     expect(accepted).toEqual([]);
     expect(warnings).toMatchObject([{ event: "agent.poll.failed", err: { code: "E_CHANNEL_TOO_LARGE" } }]);

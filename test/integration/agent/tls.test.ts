@@ -61,11 +61,11 @@ describe("the agent over TLS", () => {
   }, 120_000);
 
   it("refuses a server whose certificate another CA signed, naming the CA file", async () => {
-    const refused = fetchChannelManifest(fixture.settings.server, "stable", REF);
+    const refused = fetchChannelManifest(`${fixture.settings.server}/repo`, "stable", REF);
     await expect(refused).resolves.toBeTruthy(); // the pinned CA: fine
     useTrustedCa(otherCa);
     try {
-      await expect(fetchChannelManifest(fixture.settings.server, "stable", REF)).rejects.toThrow(
+      await expect(fetchChannelManifest(`${fixture.settings.server}/repo`, "stable", REF)).rejects.toThrow(
         `TLS to ${fixture.settings.server}: the server's certificate is not signed by the CA in ${otherCa} (UNABLE_TO_VERIFY_LEAF_SIGNATURE); the server uses another CA, or this is not the CA it uses`,
       );
     } finally {

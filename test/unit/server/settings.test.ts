@@ -16,7 +16,7 @@ describe("serve settings", () => {
     const file = { repo: "/file/repo", data: "/file/data", httpPort: 1111, host: "::1", adminToken: "file-token-0123456789" };
     const env = { APT_OSTREE_REPO: "/env/repo", APT_OSTREE_HTTP_PORT: "2222", APT_OSTREE_ADMIN_TOKEN: "env-token-0123456789" };
     expect(resolveServeSettings({ repo: "/flag/repo" }, env, file)).toEqual({
-      repo: "/flag/repo", data: "/file/data", httpPort: 2222, mqttPort: 1883, mqttWsPort: 8083, host: "::1", mqttUrl: null, mqttDynsec: false, db: null, brokerRedis: null, autoAccept: false, enrollmentSecretFile: null, adminToken: "env-token-0123456789", signingKey: null, limits: DEFAULT_LIMITS, tls: { dir: "/file/data/tls", create: true },
+      repo: "/flag/repo", data: "/file/data", httpPort: 2222, mqttPort: 1883, mqttWsPort: 8083, host: "::1", mqttUrl: null, mqttDynsec: false, db: null, brokerRedis: null, repoUrl: null, autoAccept: false, enrollmentSecretFile: null, adminToken: "env-token-0123456789", signingKey: null, limits: DEFAULT_LIMITS, tls: { dir: "/file/data/tls", create: true },
     });
     expect(resolveServeSettings({ mqttPort: "1884" }, { APT_OSTREE_AUTO_ACCEPT: "1" }, { mqttPort: 1999 })).toMatchObject({ mqttPort: 1884, autoAccept: true });
     expect(resolveServeSettings({}, {}, { mqttPort: 1999, autoAccept: true })).toMatchObject({ mqttPort: 1999, autoAccept: true });
@@ -25,7 +25,7 @@ describe("serve settings", () => {
     expect(resolveServeSettings({ httpPort: "3333" }, env, file).httpPort).toBe(3333);
     expect(resolveServeSettings({ enrollmentSecretFile: "/flag/secret" }, { APT_OSTREE_ENROLLMENT_SECRET_FILE: "/env/secret" }, {}).enrollmentSecretFile).toBe("/flag/secret");
     expect(resolveServeSettings({}, { APT_OSTREE_ENROLLMENT_SECRET_FILE: "/env/secret" }, { enrollmentSecretFile: "/file/secret" }).enrollmentSecretFile).toBe("/env/secret");
-    expect(resolveServeSettings({}, {}, {})).toEqual({ ...SERVE_DEFAULTS, mqttUrl: null, mqttDynsec: false, db: null, brokerRedis: null, enrollmentSecretFile: null, adminToken: null, signingKey: null, limits: DEFAULT_LIMITS, tls: { dir: `${SERVE_DEFAULTS.data}/tls`, create: true } });
+    expect(resolveServeSettings({}, {}, {})).toEqual({ ...SERVE_DEFAULTS, mqttUrl: null, mqttDynsec: false, db: null, brokerRedis: null, repoUrl: null, enrollmentSecretFile: null, adminToken: null, signingKey: null, limits: DEFAULT_LIMITS, tls: { dir: `${SERVE_DEFAULTS.data}/tls`, create: true } });
   });
 
   it("takes the PostgreSQL URL from --db, APT_OSTREE_DB or the file, and refuses anything else with the reason", () => {
@@ -33,6 +33,13 @@ describe("serve settings", () => {
     expect(resolveServeSettings({}, { APT_OSTREE_DB: "postgresql://b@h/y" }, { db: "postgres://c@h/z" }).db).toBe("postgresql://b@h/y");
     expect(resolveServeSettings({}, {}, { db: "postgres://c@h/z" }).db).toBe("postgres://c@h/z");
     expect(() => resolveServeSettings({ db: "/var/lib/fleet.db" }, {}, {})).toThrow(/--db \(APT_OSTREE_DB, db\) must be a postgres:\/\/ URL/);
+  });
+
+  it("takes the static host devices fetch the repo from (--repo-url, APT_OSTREE_REPO_URL, repoUrl), without a trailing slash; refuses anything but http(s)", () => {
+    expect(resolveServeSettings({ repoUrl: "https://cdn.example/repo/" }, { APT_OSTREE_REPO_URL: "http://b/repo" }, {}).repoUrl).toBe("https://cdn.example/repo");
+    expect(resolveServeSettings({}, { APT_OSTREE_REPO_URL: "http://b/repo" }, { repoUrl: "http://c/repo" }).repoUrl).toBe("http://b/repo");
+    expect(resolveServeSettings({}, {}, { repoUrl: "http://c/repo" }).repoUrl).toBe("http://c/repo");
+    expect(() => resolveServeSettings({ repoUrl: "ftp://c/repo" }, {}, {})).toThrow(/--repo-url \(APT_OSTREE_REPO_URL, repoUrl\) must be an http:\/\/ or https:\/\/ URL/);
   });
 
   it("takes the Redis that joins the brokers from --broker-redis, APT_OSTREE_BROKER_REDIS or the file; refuses another scheme, and an external broker beside it", () => {

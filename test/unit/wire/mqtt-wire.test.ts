@@ -91,12 +91,20 @@ describe("signed commands", () => {
     expect(verifyCommand(signCommand(command, [server]), anyOf([server.publicKey]))).toEqual(command);
   });
 
+  it("accepts an update command that names a static host for the repo (serve --repo-url), under the signature", () => {
+    const elsewhere = { ...command, repo: "https://cdn.example/fleet/repo" };
+    expect(verifyCommand(signCommand(elsewhere, [server]), anyOf([server.publicKey]))).toEqual(elsewhere);
+    expect(() => verifyCommand(signCommand(elsewhere, [server]).replace("cdn.example", "evil.example"), anyOf([server.publicKey]))).toThrow(/signature does not verify/);
+  });
+
   it.each([
     ["an unknown key", () => signCommand(command, [generateKeyPair()]), /signed only by unknown keys/],
     ["a tampered command", () => signCommand(command, [server]).replace('"cmd-1"', '"cmd-2"'), /signature does not verify/],
     ["a malformed command", () => signCommand({ type: "format-disk", id: "x", issued: now.toISOString() } as never, [server]), /malformed command/],
     ["a command that names no device", () => signCommand({ type: "update", id: "cmd-1", issued: now.toISOString(), manifest: command.manifest } as never, [server]), /malformed command: device: /],
     ["non-JSON", () => "{", /not JSON/],
+    ["a repo that is not an http(s) URL", () => signCommand({ ...command, repo: "file:///etc" }, [server]), /malformed command: repo: /],
+    ["a repo URL of 3000 characters", () => signCommand({ ...command, repo: `https://cdn.example/${"a".repeat(3000)}` }, [server]), /malformed command: repo: /],
   ])("rejects %s", (_what, make, message) => {
     expect(() => verifyCommand(make(), anyOf([server.publicKey]))).toThrow(CommandRejectedError);
     expect(() => verifyCommand(make(), anyOf([server.publicKey]))).toThrow(message);
