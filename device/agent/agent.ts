@@ -346,6 +346,8 @@ export class Agent {
     const { settings, trust, log } = this.options;
     const booted = await this.facts.booted();
     try {
+      // Signatures keep the content honest anywhere; a plain-HTTP host would still show an eavesdropper what the device installs.
+      if (options.repo?.startsWith("http://") && settings.server.startsWith("https://")) throw new Error(`the command names a plain http:// repo (${options.repo}) while the server is https://`);
       const bootedSequence = booted ? await this.facts.sequenceOf(booted.checksum) : undefined;
       await this.refreshTrust();
       const ref = options.ref ?? (booted?.origin || settings.ref);

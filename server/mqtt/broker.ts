@@ -68,6 +68,8 @@ type Aedes = ReturnType<typeof aedesModule.createBroker>;
 
 /** The server's own bus topic asking every joined broker to end a device's connection. */
 const DISCONNECT_TOPIC = "$apt-ostree/disconnect";
+/** Well past the Redis round trips of a closing connection's will deletion. */
+const WILL_RESTORE_DELAY_MS = 2000;
 
 /** A CONNECT refused, with its CONNACK return code (MQTT 3.1.1 §3.2.2.3: 3 unavailable, 4 bad credentials, 5 not authorized). */
 class ConnectRefused extends Error {
@@ -87,7 +89,7 @@ export async function startBroker(options: BrokerOptions): Promise<RunningBroker
   // close and last will then say nothing about the device, which is online on the new one.
   const deviceOf = new WeakMap<object, string>();
   const connectionOf = new Map<string, Client>();
-  /** Connections the server ended (a device rejected or deleted): their last will is not published. */
+  /** Connections the server ended (a device rejected or deleted) or a newer one of the device replaced: their last will is not published. */
   const ended = new WeakSet<object>();
   const dropped = options.metrics.counter("aptostree_mqtt_dropped_total", "Connections the broker cut for breaking a limit, by reason");
   const handlerErrors = options.metrics.counter("aptostree_mqtt_handler_errors_total", "Broker events whose handling failed (see the log), by event");
@@ -129,6 +131,9 @@ export async function startBroker(options: BrokerOptions): Promise<RunningBroker
     if (decision.ok && !budget(decision.deviceId, "connect")) decision = { ok: false, returnCode: 3, reason: `device '${decision.deviceId}' connects too often; try again later` };
     if (decision.ok) {
       deviceOf.set(client, decision.deviceId);
+      // A reconnection over a half-open connection: the old one's close must not say "offline".
+      const previous = connectionOf.get(decision.deviceId);
+      if (previous && previous !== client) ended.add(previous);
       return;
     }
     refused(1, { code: String(decision.returnCode) });
@@ -217,6 +222,7 @@ export async function startBroker(options: BrokerOptions): Promise<RunningBroker
     const deviceId = deviceOf.get(client);
     if (deviceId) {
       connectionOf.set(deviceId, client);
+      backbone?.markPresent(deviceId, broker.id);
       return inOrder.run(deviceId, async () => {
         if (await store.setOnline(deviceId, true, now())) options.onOnline?.(deviceId);
       });
@@ -225,7 +231,8 @@ export async function startBroker(options: BrokerOptions): Promise<RunningBroker
   broker.on("clientDisconnect", guarded("clientDisconnect", (client) => {
     const deviceId = deviceOf.get(client);
     connections(broker.connectedClients);
-    if (deviceId && connectionOf.get(deviceId) === client) {
+    if (deviceId && ended.has(client) && backbone) keepWillOfCurrent(deviceId);
+    if (deviceId && connectionOf.get(deviceId) === client && !ended.has(client)) {
       connectionOf.delete(deviceId);
       return inOrder.run(deviceId, async () => void (await store.setOnline(deviceId, false, now())));
     }
@@ -241,6 +248,23 @@ export async function startBroker(options: BrokerOptions): Promise<RunningBroker
     const deviceId = deviceOf.get(client);
     if (deviceId && connectionOf.get(deviceId) === client) return ingest(packet.topic, packet.payload as Buffer, deviceId);
   }));
+  /**
+   * The replaced connection's close deletes the device's stored will after this event, under
+   * the same key as the new connection's (aedes-persistence-redis keys wills by broker and
+   * client id): without it, a broker dying later would leave the device online for ever. The
+   * delete follows a Redis round trip or two: the current connection's will is stored again after.
+   */
+  function keepWillOfCurrent(deviceId: string): void {
+    setTimeout(() => {
+      const current = connectionOf.get(deviceId) as (Client & { will?: unknown }) | undefined;
+      if (current?.will) ((broker as unknown as { persistence: unknown }).persistence as { putWill(client: Client, will: unknown, done: () => void): void }).putWill(current, current.will, () => undefined);
+    }, WILL_RESTORE_DELAY_MS).unref();
+  }
+  // A failure in aedes's own background work (the dead brokers' wills sweep, with Redis away): counted, logged, survived.
+  (broker as unknown as NodeJS.EventEmitter).on("error", (error: Error) => {
+    handlerErrors(1, { event: "broker" });
+    log.warn({ event: "mqtt.broker.error", reason: error.message }, `broker: ${error.message}`);
+  });
   // Malformed packets, a CONNECT that never came, a protocol violation: counted, logged at debug
   // (a stranger can produce any number of them).
   const connectionErrors = options.metrics.counter("aptostree_mqtt_connection_errors_total", "Connections closed for a protocol error or timeout, before or after CONNECT");
@@ -325,7 +349,11 @@ export async function startBroker(options: BrokerOptions): Promise<RunningBroker
       ),
     disconnect: (deviceId) => {
       // The device may be connected to another joined broker: each ends it where it is.
-      if (backbone) backbone.mq.emit({ topic: DISCONNECT_TOPIC, payload: Buffer.from(deviceId) });
+      if (backbone) {
+        backbone.mq.emit({ topic: DISCONNECT_TOPIC, payload: Buffer.from(deviceId) }, (error) => {
+          if (error) log.error({ event: "mqtt.disconnect.broadcast-failed", deviceId, reason: error.message }, `could not ask the other instances to end ${deviceId}'s connection (${error.message}); it ends at its next connection`);
+        });
+      }
       return endConnection(deviceId);
     },
     close: async () => {
@@ -341,8 +369,7 @@ export async function startBroker(options: BrokerOptions): Promise<RunningBroker
 /**
  * A joined broker publishes the stored last wills of a broker that stopped beating (aedes), also
  * for devices that have since connected to a live one: those must stay online. Answers the
- * device whose will it is when the device has no will stored under any live broker (our agents
- * always leave one), else null. Wills are refused at CONNECT unless they set the device's own
+ * device whose will it is when the broker it last connected to is not a live one, else null. Wills are refused at CONNECT unless they set the device's own
  * online flag, so this only ever says "offline".
  */
 function createWillCheck(options: BrokerOptions, local: Map<string, Client>, broker: () => Aedes, backbone: BrokerBackbone | null) {
@@ -352,7 +379,8 @@ function createWillCheck(options: BrokerOptions, local: Map<string, Client>, bro
     if (parsed?.scope !== "device" || parsed.kind !== "online" || payload.toString() !== "offline") return null;
     if (local.has(parsed.deviceId)) return null;
     const live = Object.keys((broker() as unknown as { brokers: Record<string, number> }).brokers).concat(broker().id);
-    if (await backbone.hasWill(live, parsed.deviceId)) return null;
+    const at = await backbone.presentOn(parsed.deviceId);
+    if (at !== null && live.includes(at)) return null;
     options.log.info({ event: "mqtt.will.dead-broker", deviceId: parsed.deviceId }, `${parsed.deviceId} went offline with the broker instance it was connected to`);
     return parsed.deviceId;
   };

@@ -26,8 +26,10 @@ export interface BrokerBackbone {
   persistence: unknown;
   /** How often each broker says it is alive; a broker silent for three of these is dead and its clients' last wills are published. */
   heartbeatIntervalMs: number;
-  /** Whether any of these brokers holds a last will for the client (a connection there, in aedes-persistence-redis's keys). */
-  hasWill(brokerIds: string[], clientId: string): Promise<boolean>;
+  /** Notes that the client connected to this broker (its last connection wins). */
+  markPresent(clientId: string, brokerId: string): void;
+  /** The broker the client last connected to, null when none is known (or Redis is away: throws). */
+  presentOn(clientId: string): Promise<string | null>;
   close(): Promise<void>;
 }
 
@@ -46,46 +48,69 @@ export function redactRedisUrl(url: string): string {
 const HEARTBEAT_MS = 5000;
 
 /**
- * Connects to Redis (`redis://[:password@]host:port[/db]`, one database per fleet: channels and
- * keys are not prefixed). Fails within `timeoutMs` when Redis does not answer. Commands made while
- * Redis is away wait at most a few retries, then fail (the caller retries), so an outage cannot
- * fill the process's memory with a queue.
+ * Connects to Redis (`redis://[:password@]host:port[/db]`). One Redis per fleet: pub/sub
+ * channels ignore the database number, so two fleets on one Redis would hear each other's
+ * broker traffic. Fails within `timeoutMs` when Redis does not answer. Commands made while Redis
+ * is away wait at most a few retries, then fail (aedes and the caller retry or drop), so an outage
+ * cannot fill the process's memory with a queue, nor end it.
  */
 export async function connectRedisBackbone(url: string, log: Logger, timeoutMs = 10_000): Promise<BrokerBackbone> {
   const options = { maxRetriesPerRequest: 3, connectTimeout: timeoutMs, retryStrategy: (attempt: number) => Math.min(attempt * 200, 2000) };
-  const db = new Redis(url, { ...options, lazyConnect: true });
-  let lastError = "";
-  db.on("error", (error: Error) => {
-    if (error.message !== lastError) log.warn({ event: "mqtt.redis.error", reason: error.message }, `Redis: ${error.message}`);
-    lastError = error.message;
-  });
-  db.on("ready", () => {
-    if (lastError) log.info({ event: "mqtt.redis.ready" }, "Redis is back");
-    lastError = "";
-  });
+  const connect = (role: string, extra: object = {}): Redis => {
+    const connection = new Redis(url, { ...options, ...extra, lazyConnect: true });
+    let lastError = "";
+    connection.on("error", (error: Error) => {
+      if (error.message !== lastError) log.warn({ event: "mqtt.redis.error", connection: role, reason: error.message }, `Redis (${role}): ${error.message}`);
+      lastError = error.message;
+    });
+    connection.on("ready", () => {
+      if (lastError) log.info({ event: "mqtt.redis.ready", connection: role }, `Redis (${role}) is back`);
+      lastError = "";
+    });
+    handleEveryReply(connection);
+    return connection;
+  };
+  const db = connect("persistence");
+  const pubConn = connect("publish", { enableAutoPipelining: true });
+  const subConn = connect("subscribe");
   try {
-    await withTimeout(db.connect(), timeoutMs, "no answer");
+    await withTimeout(Promise.all([db.connect(), pubConn.connect(), subConn.connect()]), timeoutMs, "no answer");
     await db.ping();
   } catch (error) {
-    db.disconnect();
+    for (const connection of [db, pubConn, subConn]) connection.disconnect();
     throw new RedisUnreachableError(url, error instanceof Error ? error.message : String(error));
   }
-  const mq = mqemitterRedis({ connectionString: url, ...options });
-  // Its connections' errors (logged above through the persistence's) must not end the process.
+  const mq = mqemitterRedis({ pubConn, subConn });
+  // Its connections' errors are logged above; an 'error' event without a listener would end the process.
   mq.state.on("error", () => undefined);
   guardHashReads(db);
   const persistence = aedesPersistenceRedis({ conn: db });
+  const presenceKey = (clientId: string) => `aptostree:presence:${clientId}`;
   return {
     mq,
     persistence,
     heartbeatIntervalMs: HEARTBEAT_MS,
-    hasWill: async (brokerIds, clientId) => brokerIds.length > 0 && (await db.exists(...brokerIds.map((id) => `will:${id}:${encodeURIComponent(clientId)}`))) > 0,
+    markPresent: (clientId, brokerId) => void db.set(presenceKey(clientId), brokerId).catch(() => undefined),
+    presentOn: async (clientId) => db.get(presenceKey(clientId)),
     close: async () => {
-      // aedes closes the bus when it closes; the persistence's connection is ours.
+      // aedes closes the bus (and its two connections) when it closes; the persistence's connection is ours.
       (persistence as { destroy(cb?: () => void): void }).destroy();
       db.disconnect();
     },
   };
+}
+
+/**
+ * aedes-persistence-redis and mqemitter-redis send some commands without a callback (a will's
+ * list entry, QUIT): with Redis away their promises reject with nobody listening, which ends the
+ * process. Every command's reply is listened to here; callers that wait for it still get it.
+ */
+function handleEveryReply(connection: Redis): void {
+  const send = connection.sendCommand.bind(connection);
+  connection.sendCommand = ((command: { promise: Promise<unknown> }, stream?: unknown) => {
+    command.promise.catch(() => undefined);
+    return send(command as never, stream as never);
+  }) as typeof connection.sendCommand;
 }
 
 /**

@@ -57,7 +57,8 @@ export async function startFarm(options: FarmOptions, onProgress: (connected: nu
       keepalive: 600,
       protocolVersion: 4,
       will: { topic: deviceTopic(DEFAULT_TOPIC_PREFIX, id, "online"), payload: Buffer.from("offline"), qos: 1, retain: options.external },
-    });
+      // A connection the server closes before its CONNACK (a limit) fails at once instead of waiting for ever.
+    }, false);
     clients.set(id, client);
     client.on("message", (_topic, payload) => {
       if (!firstCommandAt.has(id)) firstCommandAt.set(id, process.hrtime.bigint());

@@ -11,7 +11,13 @@
  * until the survivor holds the lease, devices that got a second, different command (must be 0)
  * and identical repeats (the new leader re-publishes what the dead one may have lost).
  */
+import { spawn } from "node:child_process";
 import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import mqtt, { type MqttClient } from "mqtt";
+import { DEFAULT_TOPIC_PREFIX, deviceTopic } from "../../shared/wire/topics.ts";
+import { freePort } from "../helpers/mosquitto.ts";
+import { procUsage } from "./proc-usage.ts";
 import { mkdir } from "node:fs/promises";
 import { generateKeyPair } from "../../shared/sign/ed25519.ts";
 import { TEST_ENROLLMENT_SECRET } from "../helpers/enrollment-secret.ts";
@@ -22,12 +28,13 @@ import { initServerRepo, publishSyntheticVersion } from "../helpers/synthetic-im
 import { makeTempDir, removeTree } from "../helpers/tmp.ts";
 import { until } from "../helpers/wait.ts";
 import { startFarm, type DeviceFarm } from "./device-farm.ts";
+import { assignGroup } from "./assign-group.ts";
 import { percentile } from "./stats.ts";
 
 const REF = "bench/bookworm/bench-machine/bench-image";
 const GROUP = "bench";
 
-export type ClusterSetup = "one process (SQLite, embedded broker)" | "2 instances (PostgreSQL, brokers joined by Redis)" | "2 instances, leader killed -9 mid-wave";
+export type ClusterSetup = "floor: bare aedes, no server" | "one process (SQLite, embedded broker)" | "2 instances (PostgreSQL, brokers joined by Redis)" | "2 instances, leader killed -9 mid-wave";
 
 export interface ClusterRun {
   setup: ClusterSetup;
@@ -56,6 +63,7 @@ const json = async (instance: ServeProcess, path: string, body?: unknown) => {
 };
 
 export async function benchFleetCluster(setup: ClusterSetup, devices: number, log: (line: string) => void): Promise<ClusterRun> {
+  if (setup === "floor: bare aedes, no server") return benchFloor(devices, log);
   const dir = await makeTempDir(`bench-cluster-${devices}`);
   const clustered = setup !== "one process (SQLite, embedded broker)";
   let postgres: RunningPostgres | null = null;
@@ -85,6 +93,7 @@ export async function benchFleetCluster(setup: ClusterSetup, devices: number, lo
     await new Promise((resolve) => setTimeout(resolve, 3000));
     const loaded = await Promise.all(instances.map((instance) => instance.rss()));
 
+    await assignGroup(async (path, body) => ({ status: (await instances[0]!.api(`/api/v1/${path}`, { method: "POST", body: JSON.stringify(body), headers: { "content-type": "application/json" } })).status }), farm.ids, GROUP);
     const leaderIndex = clustered ? (await Promise.all(instances.map((instance) => instance.metric("aptostree_rollout_leader")))).indexOf(1) : 0;
     // Created on the instance that does not hold the lease, when there is one.
     const front = instances[clustered ? 1 - leaderIndex : 0]!;
@@ -126,6 +135,42 @@ export async function benchFleetCluster(setup: ClusterSetup, devices: number, lo
     await redis?.stop();
     await postgres?.remove();
     await removeTree(dir);
+  }
+}
+
+/**
+ * What the farm and the broker cost by themselves on these cores: the same farm against aedes
+ * with no hooks and no store (every device connects, subscribes and publishes its report), then
+ * one MQTT client publishing each device's retained command, timed to each device's receipt.
+ */
+async function benchFloor(devices: number, log: (line: string) => void): Promise<ClusterRun> {
+  const port = await freePort();
+  const broker = spawn(process.execPath, [fileURLToPath(new URL("./bare-aedes.cjs", import.meta.url)), String(port)], { stdio: ["ignore", "pipe", "inherit"] });
+  let farm: DeviceFarm | null = null;
+  let publisher: MqttClient | null = null;
+  try {
+    await new Promise<void>((resolve, reject) => {
+      broker.stdout!.once("data", () => resolve());
+      broker.once("exit", (code) => reject(new Error(`bare aedes exited with ${code}`)));
+    });
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    const idle = (await procUsage(broker.pid!)).rss;
+    const started = process.hrtime.bigint();
+    farm = await startFarm({ count: devices, port, external: false, group: GROUP, concurrency: 64, idPrefix: `f${devices}` }, (n) => log(`  ${n}/${devices} connected`));
+    const enrollSeconds = Number(process.hrtime.bigint() - started) / 1e9;
+    const loaded = (await procUsage(broker.pid!)).rss;
+    publisher = await mqtt.connectAsync(`mqtt://127.0.0.1:${port}`, { clientId: "floor-publisher", reconnectPeriod: 0, protocolVersion: 4 });
+    const payload = JSON.stringify({ command: { id: "floor", padding: "x".repeat(1500) } });
+    const created = process.hrtime.bigint();
+    await Promise.all(farm.ids.map((id) => publisher!.publishAsync(deviceTopic(DEFAULT_TOPIC_PREFIX, id, "cmd"), payload, { qos: 1, retain: true })));
+    const createMs = Number(process.hrtime.bigint() - created) / 1e6;
+    await until(() => farm!.firstCommandAt.size >= devices, "every device's command", 600_000, { intervalMs: 20 });
+    const latencies = [...farm.firstCommandAt.values()].map((at) => Number(at - created) / 1e6).sort((a, b) => a - b);
+    return { setup: "floor: bare aedes, no server", devices, enrollSeconds, bytesPerDevice: [(loaded - idle) / devices], createMs, p50Ms: percentile(latencies, 50), p99Ms: percentile(latencies, 99), maxMs: latencies.at(-1)!, takeoverSeconds: null, secondCommands: 0, repeats: 0, reconnects: 0 };
+  } finally {
+    await publisher?.endAsync(true).catch(() => undefined);
+    await farm?.close().catch(() => undefined);
+    broker.kill("SIGKILL");
   }
 }
 

@@ -16,6 +16,7 @@ import { adminApi } from "../helpers/admin-api.ts";
 import { TEST_ADMIN_TOKEN } from "../helpers/server-settings.ts";
 import { autoAcceptSettings, TEST_ENROLLMENT_SECRET } from "../helpers/enrollment-secret.ts";
 import { startFarm } from "./device-farm.ts";
+import { assignGroup } from "./assign-group.ts";
 import { procUsage } from "./proc-usage.ts";
 import { percentile } from "./stats.ts";
 
@@ -74,6 +75,7 @@ export async function benchFleet(broker: FleetRun["broker"], devices: number, lo
     const serverLoaded = (await procUsage(server.pid!)).rss;
     const brokerLoaded = mosquitto ? (await procUsage(mosquitto.pid)).rss : null;
 
+    await assignGroup(async (path, body) => ({ status: (await adminApi(() => `http://127.0.0.1:${httpPort}`)(path, body)).status }), farm.ids, GROUP);
     const created = process.hrtime.bigint();
     await api(httpPort, "rollouts", { ref: REF, select: { groups: [GROUP] }, waves: "100%", waveDelay: "0s", waveTimeout: "30m" });
     const createSeconds = Number(process.hrtime.bigint() - created) / 1e9;

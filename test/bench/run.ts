@@ -48,14 +48,17 @@ async function fleet(): Promise<void> {
   say();
 }
 
+const ALL_SETUPS: ClusterSetup[] = ["floor: bare aedes, no server", "one process (SQLite, embedded broker)", "2 instances (PostgreSQL, brokers joined by Redis)", "2 instances, leader killed -9 mid-wave"];
+
 async function fleetCluster(): Promise<void> {
   const sizes = (process.env.APT_OSTREE_BENCH_CLUSTER_DEVICES ?? "10000").split(",").map(Number);
-  const setups: ClusterSetup[] = ["one process (SQLite, embedded broker)", "2 instances (PostgreSQL, brokers joined by Redis)", "2 instances, leader killed -9 mid-wave"];
+  const setups: ClusterSetup[] = (process.env.APT_OSTREE_BENCH_CLUSTER_SETUPS?.split(",").map((n) => ALL_SETUPS[Number(n)]!) ?? ALL_SETUPS);
   const runs: ClusterRun[] = [];
   for (const devices of sizes) {
     for (const setup of setups) {
       progress(`fleet-cluster: ${devices} devices, ${setup}`);
       runs.push(await benchFleetCluster(setup, devices, progress));
+      progress(clusterTable(runs).at(-1)!);
     }
   }
   say("### Fleet cluster: one process against two instances on PostgreSQL and Redis");

@@ -12,35 +12,44 @@ export interface RunningRedis {
   port: number;
   /** redis://127.0.0.1:port/0 */
   url: string;
-  stop(): Promise<void>;
+  /** Kills it (its data is in memory only: gone) and, unless `keep`, removes its folder. */
+  stop(options?: { keep?: boolean }): Promise<void>;
+  /** Starts it again on the same port after stop({ keep: true }). */
+  start(): Promise<void>;
 }
 
 export async function startRedis(name: string): Promise<RunningRedis> {
   const dir = await makeTempDir(`redis-${name}`);
   const port = await freePort();
-  const child: ChildProcess = spawn("redis-server", ["--port", String(port), "--bind", "127.0.0.1", "--dir", dir, "--save", "", "--appendonly", "no", "--protected-mode", "yes"], { stdio: ["ignore", "ignore", "pipe"] });
+  let child: ChildProcess;
   let failure = "";
-  child.once("error", (error) => (failure = `${error.message} (run scripts/setup.sh, or apt-get install redis-server)`));
-  child.stderr!.setEncoding("utf8").on("data", (text: string) => (failure += text));
-  const answers = () =>
-    new Promise<boolean>((resolve) => {
-      const socket = createConnection({ port, host: "127.0.0.1" }, () => socket.write("PING\r\n"));
-      socket.once("data", (data) => resolve(data.toString().startsWith("+PONG")));
-      socket.once("error", () => resolve(false));
-      socket.once("data", () => socket.destroy());
-    });
   const running = () => child.exitCode === null && child.signalCode === null;
-  await until(async () => (!running() ? Promise.reject(new Error(`redis-server ended: ${failure}`)) : answers()), "redis-server to answer", 15_000, { detail: () => failure, rethrow: true });
+  const start = async () => {
+    failure = "";
+    child = spawn("redis-server", ["--port", String(port), "--bind", "127.0.0.1", "--dir", dir, "--save", "", "--appendonly", "no", "--protected-mode", "yes"], { stdio: ["ignore", "ignore", "pipe"] });
+    child.once("error", (error) => (failure = `${error.message} (run scripts/setup.sh, or apt-get install redis-server)`));
+    child.stderr!.setEncoding("utf8").on("data", (text: string) => (failure += text));
+    const answers = () =>
+      new Promise<boolean>((resolve) => {
+        const socket = createConnection({ port, host: "127.0.0.1" }, () => socket.write("PING\r\n"));
+        socket.once("data", (data) => resolve(data.toString().startsWith("+PONG")));
+        socket.once("error", () => resolve(false));
+        socket.once("data", () => socket.destroy());
+      });
+    await until(async () => (!running() ? Promise.reject(new Error(`redis-server ended: ${failure}`)) : answers()), "redis-server to answer", 15_000, { detail: () => failure, rethrow: true });
+  };
+  await start();
   return {
     port,
     url: `redis://127.0.0.1:${port}/0`,
-    stop: async () => {
+    start,
+    stop: async (options = {}) => {
       if (running()) {
         const ended = new Promise((resolve) => child.once("exit", resolve));
         child.kill("SIGKILL");
         await ended;
       }
-      await removeTree(dir);
+      if (!options.keep) await removeTree(dir);
     },
   };
 }
