@@ -130,6 +130,10 @@ export async function benchFleetCluster(setup: ClusterSetup, devices: number, lo
       reconnects: farm.reconnects(),
     };
   } finally {
+    for (const [i, instance] of instances.entries()) {
+      const exit = instance.exited();
+      if (exit !== null && exit !== "SIGKILL") log(`  instance ${i} ended (${exit}): ${instance.log().slice(-3000)}`);
+    }
     await farm?.close().catch(() => undefined);
     for (const instance of instances) await instance.stop();
     await redis?.stop();
