@@ -105,6 +105,8 @@ export class SimulatedDevice {
 
   private async report(fields: Partial<Report> & { state: Report["state"] }): Promise<void> {
     const report: Report = { deviceId: this.id, counter: ++this.counter, sent: new Date().toISOString(), groups: this.groups, architecture: "amd64", booted: this.booted, ...fields };
-    await this.client!.publishAsync(deviceTopic(DEFAULT_TOPIC_PREFIX, this.id, "state"), signReport(report, this.key), { qos: 1 });
+    // Between a drop and the next connect the report is lost, as a real device's would be; the retained command, delivered again, gets it sent anew.
+    if (!this.client) throw new Error(`disconnected: report ${report.counter} (${report.state}) lost`);
+    await this.client.publishAsync(deviceTopic(DEFAULT_TOPIC_PREFIX, this.id, "state"), signReport(report, this.key), { qos: 1 });
   }
 }
