@@ -25,6 +25,13 @@ export interface ConsoleResult {
 const MAX_COMMAND_LENGTH = 3500;
 /** Output kept per command: a runaway command must not fill the harness's memory. */
 const MAX_OUTPUT = 4 * 1024 * 1024;
+/**
+ * The begin marker is the line's first command, so it comes back at once from a live shell. When
+ * it does not, the shell that answered the ping has died with the line (the guest's shell sees
+ * end-of-file while the host's connection is still being announced to it, and systemd starts
+ * another): ping again and retype. A retyped line is only ever a line whose first step never ran.
+ */
+const BEGIN_WITHIN_MS = 15_000;
 
 export class TestConsole {
   constructor(private readonly socketPath: string) {}
@@ -49,15 +56,23 @@ export class TestConsole {
       return await new Promise<ConsoleResult>((resolve, reject) => {
         let text = "";
         let typed = false;
+        let lost: NodeJS.Timeout | undefined;
         const finish = (error: Error | null, result?: ConsoleResult) => {
           clearTimeout(deadline);
+          clearTimeout(lost);
           clearInterval(pinging);
           socket.removeAllListeners("data");
           if (error) reject(error);
           else resolve(result!);
         };
         const deadline = setTimeout(() => finish(new TestConsoleError(`no answer from the test console within ${Math.round(timeoutMs / 1000)} s to: ${command.slice(0, 200)}\nlast output:\n${text.slice(-800)}`)), timeoutMs);
-        const pinging = setInterval(() => socket.write(ping), 3000);
+        let pinging = setInterval(() => socket.write(ping), 3000);
+        const retype = () => {
+          typed = false;
+          text = "";
+          socket.write(ping);
+          pinging = setInterval(() => socket.write(ping), 3000);
+        };
         socket.on("data", (chunk: Buffer) => {
           text = (text + chunk.toString("utf8").replace(/\r\n/g, "\n")).slice(-MAX_OUTPUT);
           if (!typed) {
@@ -65,9 +80,11 @@ export class TestConsole {
             typed = true;
             clearInterval(pinging);
             socket.write(line);
+            lost = setTimeout(retype, BEGIN_WITHIN_MS);
           }
           const at = text.indexOf(begin);
           if (at === -1) return;
+          clearTimeout(lost);
           const rest = text.slice(at + begin.length);
           const match = end.exec(rest);
           if (match) finish(null, { exitCode: Number(match[1]), output: rest.slice(0, match.index) });

@@ -29,6 +29,37 @@ async function shellBehindSocket(delayMs = 0): Promise<string> {
   return path;
 }
 
+/**
+ * A guest whose first shell answers the ping and then dies with the rest of its input, as the
+ * guest's shell does when it reads end-of-file before it learns the host has connected; systemd
+ * starts the next one 2 s later.
+ */
+async function dyingShellBehindSocket(): Promise<string> {
+  const path = join(dir, "console.sock");
+  server = createServer((socket: Socket) => {
+    const first = spawn("/bin/sh", ["-c", 'read -r line; eval "$line"; sleep 0.5'], { stdio: ["pipe", "pipe", "inherit"] });
+    first.stdin!.on("error", () => undefined);
+    shells.push(first);
+    socket.pipe(first.stdin!);
+    first.stdout!.pipe(socket, { end: false });
+    first.on("exit", () => {
+      socket.unpipe(first.stdin!);
+      const lost = () => undefined;
+      socket.on("data", lost);
+      setTimeout(() => {
+        socket.off("data", lost);
+        const next = spawn("/bin/sh", [], { stdio: ["pipe", "pipe", "inherit"] });
+        shells.push(next);
+        socket.pipe(next.stdin!);
+        next.stdout!.pipe(socket);
+      }, 2000);
+    });
+    socket.on("close", () => shells.forEach((shell) => shell.kill()));
+  });
+  await new Promise<void>((resolve) => server.listen(path, resolve));
+  return path;
+}
+
 beforeEach(async () => {
   dir = await makeTempDir("test-console");
   shells = [];
@@ -52,6 +83,12 @@ describe("test console", () => {
     const marker = join(dir, "ran");
     expect((await console.run(`echo x >> ${marker}; cat ${marker}`, 30_000)).output).toBe("x\n");
   }, 40_000);
+
+  it("types the command again when the shell that answered the ping died with it, and runs it once", async () => {
+    const console = new TestConsole(await dyingShellBehindSocket());
+    const marker = join(dir, "ran");
+    expect((await console.run(`echo x >> ${marker}; cat ${marker}`, 40_000)).output).toBe("x\n");
+  }, 50_000);
 
   it("does not read the harness's next lines as the command's input", async () => {
     const console = new TestConsole(await shellBehindSocket());
