@@ -2,12 +2,11 @@
 import { readFile } from "node:fs/promises";
 import { UsageError } from "../../shared/errors.ts";
 import { parsePublicKeys } from "../../shared/sign/keys.ts";
-
-const BASE64_PUBLIC_KEY = /^[A-Za-z0-9+/]{43}=$/;
+import { ED25519_PUBLIC_KEY_BASE64 } from "../../shared/wire/base64.ts";
 
 /** The key as base64 (what device tokens carry); a file must hold exactly one key. */
 export async function readDevicePublicKey(value: string): Promise<string> {
-  if (BASE64_PUBLIC_KEY.test(value)) return value;
+  if (ED25519_PUBLIC_KEY_BASE64.test(value)) return value;
   const text = await readFile(value, "utf8").catch((error: NodeJS.ErrnoException) => {
     throw new UsageError(`--key: '${value}' is neither a base64 ed25519 public key (44 characters ending in '=') nor a readable file (${error.code ?? error.message})`);
   });

@@ -2,6 +2,7 @@ import { readdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { AptOstreeError } from "../errors.ts";
 import { publicKeyFromSeed, type Ed25519KeyPair } from "./ed25519.ts";
+import { decodeBase64Strict } from "../wire/base64.ts";
 
 /** A key file that cannot be used, named with the reason. */
 export class KeyFormatError extends AptOstreeError {
@@ -69,8 +70,3 @@ export async function readPinnedKeys(dir: string): Promise<Uint8Array[]> {
   return keys;
 }
 
-function decodeBase64Strict(text: string): Uint8Array | null {
-  if (!/^[A-Za-z0-9+/]+={0,2}$/.test(text)) return null;
-  const bytes = Buffer.from(text, "base64");
-  return bytes.toString("base64") === text ? new Uint8Array(bytes) : null;
-}

@@ -9,6 +9,7 @@ import { verifyCanonical, type SignatureEntry } from "../sign/canonical-signatur
 import { keyId } from "../sign/ed25519.ts";
 import { canonicalJson } from "../wire/canonical-json.ts";
 import { parseBoundedJson, type JsonLimits } from "../wire/bounded-json.ts";
+import { ED25519_PUBLIC_KEY_BASE64 } from "../wire/base64.ts";
 import { SignatureEntrySchema } from "../wire/manifest.ts";
 import { describeIssues } from "../zod.ts";
 import { TrustError } from "./errors.ts";
@@ -22,7 +23,7 @@ export const MAX_REVOKED_KEYS = 256;
 export const MAX_ROOT_SIGNATURES = 16;
 
 const sha256Hex = z.string().check(z.regex(/^[0-9a-f]{64}$/, "must be 64 lowercase hex digits"));
-const publicKeyBase64 = z.string().check(z.regex(/^[A-Za-z0-9+/]{43}=$/, "must be a base64 ed25519 public key"));
+const publicKeyBase64 = z.string().check(z.regex(ED25519_PUBLIC_KEY_BASE64, "must be a base64 ed25519 public key"));
 
 const RoleSchema = z.strictObject({
   keyids: z.array(sha256Hex).check(z.minLength(1, "a role needs a key"), z.maxLength(MAX_ROLE_KEYS, `at most ${MAX_ROLE_KEYS} keys per role`)),

@@ -11,6 +11,7 @@ import { AptOstreeError } from "../errors.ts";
 import { sign, verify, type Ed25519KeyPair } from "../sign/ed25519.ts";
 import { canonicalBytes } from "../sign/canonical-signature.ts";
 import { parseBoundedJson } from "./bounded-json.ts";
+import { decodeBase64UrlStrict, ED25519_PUBLIC_KEY_BASE64, ED25519_SIGNATURE_BASE64URL } from "./base64.ts";
 import { ENROLLMENT_PROOF_PATTERN, enrollmentProof } from "./enrollment-proof.ts";
 import { NAME_PATTERN } from "./topics.ts";
 
@@ -19,7 +20,7 @@ export const MAX_TOKEN_LENGTH = 1024;
 
 export const DeviceTokenSchema = z.strictObject({
   deviceId: z.string().check(z.regex(NAME_PATTERN, "is not a valid device id")),
-  publicKey: z.string().check(z.regex(/^[A-Za-z0-9+/]{43}=$/, "is not a base64 ed25519 public key")),
+  publicKey: z.string().check(z.regex(ED25519_PUBLIC_KEY_BASE64, "is not a base64 ed25519 public key")),
   issued: z.iso.datetime({ offset: true }),
   expires: z.iso.datetime({ offset: true }),
   enrollment: z.optional(z.string().check(z.regex(ENROLLMENT_PROOF_PATTERN, "is not an enrollment proof (base64url HMAC-SHA256)"))),
@@ -57,9 +58,12 @@ export function verifyDeviceToken(text: string, now: Date): { token: DeviceToken
   if (text.length > MAX_TOKEN_LENGTH) throw new DeviceTokenError(`longer than ${MAX_TOKEN_LENGTH} characters`);
   const [body, signature, extra] = text.split(".");
   if (!body || !signature || extra !== undefined) throw new DeviceTokenError("not '<payload>.<signature>'");
+  if (!ED25519_SIGNATURE_BASE64URL.test(signature)) throw new DeviceTokenError("the signature is not 64 bytes in canonical base64url");
+  const payload = decodeBase64UrlStrict(body);
+  if (!payload) throw new DeviceTokenError("the payload is not canonical base64url");
   let parsed: unknown;
   try {
-    parsed = parseBoundedJson(Buffer.from(body, "base64url"), { maxBytes: MAX_TOKEN_LENGTH, maxDepth: 1, maxNodes: 6 });
+    parsed = parseBoundedJson(Buffer.from(payload), { maxBytes: MAX_TOKEN_LENGTH, maxDepth: 1, maxNodes: 6 });
   } catch {
     throw new DeviceTokenError("the payload is not base64url JSON");
   }

@@ -6,8 +6,10 @@
  */
 import { createHmac, timingSafeEqual } from "node:crypto";
 
-/** base64url of 32 bytes. */
-export const ENROLLMENT_PROOF_PATTERN = /^[A-Za-z0-9_-]{43}$/;
+import { SHA256_BASE64URL } from "./base64.ts";
+
+/** base64url of 32 bytes, canonically spelled. */
+export const ENROLLMENT_PROOF_PATTERN = SHA256_BASE64URL;
 
 /** Domain separation: this MAC means "enroll this id with this key" and nothing else. */
 const CONTEXT = "apt-ostree enrollment proof v1";
@@ -19,5 +21,6 @@ export function enrollmentProof(secret: Uint8Array, deviceId: string, publicKey:
 /** Constant-time comparison; false for a missing or malformed proof. */
 export function checkEnrollmentProof(secret: Uint8Array, deviceId: string, publicKey: string, proof: string | undefined): boolean {
   if (proof === undefined || !ENROLLMENT_PROOF_PATTERN.test(proof)) return false;
-  return timingSafeEqual(Buffer.from(enrollmentProof(secret, deviceId, publicKey), "base64url"), Buffer.from(proof, "base64url"));
+  // Both are canonical 43-character spellings: comparing the text compares the bytes.
+  return timingSafeEqual(Buffer.from(enrollmentProof(secret, deviceId, publicKey)), Buffer.from(proof));
 }

@@ -5,6 +5,7 @@
  */
 import * as z from "zod/mini";
 import { canonicalJson } from "./canonical-json.ts";
+import { ED25519_SIGNATURE_BASE64 } from "./base64.ts";
 import type { Ed25519KeyPair } from "../sign/ed25519.ts";
 import { MAX_SIGNATURES, signCanonical, type SignatureEntry } from "../sign/canonical-signature.ts";
 
@@ -50,7 +51,7 @@ export const ManifestSchema = z.strictObject({
 });
 
 /** An ed25519 signature (64 bytes) in padded base64 as Buffer writes it: 88 characters (RFC 4648, 4). */
-const ed25519SignatureBase64 = z.string().check(z.regex(/^[A-Za-z0-9+/]{85}[AQgw]==$/, "must be a 64-byte ed25519 signature in base64 (88 characters)"));
+const ed25519SignatureBase64 = z.string().check(z.regex(ED25519_SIGNATURE_BASE64, "must be a 64-byte ed25519 signature in base64 (88 characters)"));
 
 /** `keyid`: sha256 of the public key in hex (DESIGN.md 3.2); `sig`: the signature of the canonical JSON. */
 export const SignatureEntrySchema = z.strictObject({ keyid: sha256Hex, sig: ed25519SignatureBase64 });

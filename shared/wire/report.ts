@@ -11,6 +11,7 @@ import { anyOf } from "../trust/signers.ts";
 import { keyId, type Ed25519KeyPair } from "../sign/ed25519.ts";
 import { JsonRefusedError, parseBoundedJson, type JsonLimits } from "./bounded-json.ts";
 import { NAME_PATTERN } from "./topics.ts";
+import { ED25519_SIGNATURE_BASE64 } from "./base64.ts";
 
 /**
  * Bounds of a report, so every string the server stores from a device is bounded. The agent
@@ -66,7 +67,7 @@ export const ReportSchema = z.strictObject({
 
 export type Report = z.infer<typeof ReportSchema>;
 
-export const SignedReportSchema = z.strictObject({ report: z.record(z.string(), z.unknown()), sig: z.string().check(z.minLength(1)) });
+export const SignedReportSchema = z.strictObject({ report: z.record(z.string(), z.unknown()), sig: z.string().check(z.regex(ED25519_SIGNATURE_BASE64, "must be a 64-byte ed25519 signature in base64 (88 characters)")) });
 
 export class ReportRejectedError extends AptOstreeError {
   constructor(

@@ -104,6 +104,8 @@ function connectDevice(server: ServeProcess, id: string, key: Ed25519KeyPair, ex
     });
     client.on("error", () => undefined);
     client.once("connect", () => resolve(client));
+    // Without reconnecting, a refused CONNECT (a will the server will not keep) is final.
+    if (extra.reconnectPeriod === 0) client.once("close", () => reject(new Error(`${id} was refused`)));
     setTimeout(() => reject(new Error(`${id} did not connect`)), 10_000).unref();
   });
 }

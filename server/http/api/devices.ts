@@ -1,6 +1,7 @@
 /** /api/v1/devices: the fleet as the store knows it; enrollment (preauthorize, accept, reject, revoke, rekey), groups, tags, deletion. */
 import { z } from "zod";
 import { NAME_PATTERN } from "../../../shared/wire/topics.ts";
+import { ED25519_PUBLIC_KEY_BASE64 } from "../../../shared/wire/base64.ts";
 import { EnrollmentConflictError, type DeviceAdmin } from "../../fleet/device-admin.ts";
 import type { DeviceRecord, FleetStore } from "../../fleet/store.ts";
 import { HttpError } from "../http-error.ts";
@@ -33,7 +34,7 @@ export async function revokeDevice(store: FleetStore, admin: DeviceAdmin, id: st
 }
 
 /** base64 of a raw 32-byte ed25519 public key, as device tokens carry it. */
-const PublicKeySchema = z.string().regex(/^[A-Za-z0-9+/]{43}=$/, "is not a base64 ed25519 public key (44 characters ending in '=')");
+const PublicKeySchema = z.string().regex(ED25519_PUBLIC_KEY_BASE64, "is not a base64 ed25519 public key (44 characters ending in '=')");
 const GroupsSchema = z.array(z.string().regex(NAME_PATTERN, "groups are lowercase letters, digits, '.', '_' or '-'")).max(32);
 
 export const PreauthorizeSchema = z.object({ id: z.string().regex(NAME_PATTERN, "is not a device id (lowercase letters, digits, '.', '_' or '-')"), publicKey: PublicKeySchema, groups: GroupsSchema.default([]) }).strict();

@@ -1,6 +1,6 @@
 /**
  * CI's slice of the server's hostile-input campaign (test/fuzz/server-fuzz.ts): a fixed seed and
- * a few hundred cases against a real `serve` process. `npm run fuzz -- server --minutes N` runs
+ * fifteen hundred cases against a real `serve` process. `npm run fuzz -- server --minutes N` runs
  * the same for longer; a seed that once failed is kept in REGRESSION_SEEDS.
  */
 import { describe, expect, it } from "vitest";
@@ -10,7 +10,7 @@ import { fuzzServer } from "../../fuzz/server-fuzz.ts";
 
 /** Seeds that once found a failure, replayed first. */
 const REGRESSION_SEEDS: number[] = [];
-const CASES = Number(process.env.APT_OSTREE_FUZZ_CASES ?? 300);
+const CASES = Number(process.env.APT_OSTREE_FUZZ_CASES ?? 1500);
 
 describe("the server under hostile input", () => {
   it.each([...REGRESSION_SEEDS.map((seed) => [seed, 100]), [fuzzSeed(18_2026), CASES]])("stays up, bounded and truthful (seed %i, %i cases)", async (seed, cases) => {

@@ -51,11 +51,23 @@ describe("device tokens (the MQTT password)", () => {
       },
       /signature does not verify/,
     ],
+    // Node's decoder skips characters outside the alphabet: the server fuzzer enrolled a stranger
+    // whose token had bytes inserted into its signature.
+    ["a signature with bytes inserted", () => createDeviceToken("dev-1", device, now).replace(/\.(.{10})/, ".$1\u00fe\u001d"), /signature is not 64 bytes in canonical base64url/],
+    ["a signature spelled another way (unused bits set)", () => respellLast(createDeviceToken("dev-1", device, now)), /signature is not 64 bytes in canonical base64url/],
+    ["a payload with bytes inserted", () => createDeviceToken("dev-1", device, now).replace(/^(.{10})/, "$1*"), /payload is not canonical base64url/],
   ])("rejects %s", (_what, make, message) => {
     expect(() => verifyDeviceToken(make(), now)).toThrow(DeviceTokenError);
     expect(() => verifyDeviceToken(make(), now)).toThrow(message);
   });
 });
+
+/** The token with its signature's last character changed in the bits the decoder ignores. */
+function respellLast(token: string): string {
+  const last = token.at(-1)!;
+  const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+  return token.slice(0, -1) + alphabet[alphabet.indexOf(last) ^ 1];
+}
 
 describe("signed device reports", () => {
   const report: Report = { deviceId: "dev-1", counter: 7, sent: now.toISOString(), state: "healthy", booted: { commit: "a".repeat(64), version: "2" } };
@@ -72,6 +84,7 @@ describe("signed device reports", () => {
     ["a tampered report", () => signReport(report, device).replace('"healthy"', '"failed"'), {}, "E_REPORT_SIGNATURE"],
     ["an unsigned report", () => JSON.stringify({ report }), {}, "E_REPORT_MALFORMED"],
     ["a report with an unknown state", () => signReport({ ...report, state: "dancing" as never }, device), {}, "E_REPORT_MALFORMED"],
+    ["a signature with bytes inserted", () => signReport(report, device).replace(/"sig":"(.{10})/, '"sig":"$1\u00fe'), {}, "E_REPORT_MALFORMED"],
   ])("rejects %s", (_what, make, override, code) => {
     const attempt = () => verifyReport(make(), { ...expectDev, ...override });
     expect(attempt).toThrow(ReportRejectedError);
