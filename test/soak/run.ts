@@ -88,9 +88,10 @@ for (let i = 0; i < trials; i++) {
   const result = await runTrial({ fixture, index: i, phase, seed: seed + i, fsck: values.fsck, progress: say });
   results.push(result);
   say(describeTrial(result));
+  // After every trial: a batch stopped part-way keeps the record of the trials it ran.
+  await mkdir(dir, { recursive: true });
+  await writeFile(join(dir, `results-${seed}.json`), `${JSON.stringify(results, null, 2)}\n`);
 }
-await mkdir(dir, { recursive: true });
-await writeFile(join(dir, `results-${seed}.json`), `${JSON.stringify(results, null, 2)}\n`);
 process.stdout.write(`\n${summarize(results)}\n\n`);
 const failed = results.filter((r) => !r.passed);
 say(failed.length === 0 ? `all ${results.length} trial(s) passed` : `${failed.length} of ${results.length} trial(s) failed`);
