@@ -7,6 +7,7 @@ import { readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { execa } from "execa";
 import { AptOstreeError } from "../../shared/errors.ts";
+import { parseMissingPackages, parseSimulatedInstalls, type SimulatedPackage } from "../../shared/apt/simulate.ts";
 import type { AptCachePaths } from "./cache.ts";
 import { RecipeError, type Recipe } from "./recipe.ts";
 import { requestedPackages, sourcesLines } from "./sources.ts";
@@ -17,11 +18,7 @@ export class AptError extends AptOstreeError {
   }
 }
 
-export interface ResolvedPackage {
-  name: string;
-  version: string;
-  architecture: string;
-}
+export type ResolvedPackage = SimulatedPackage;
 
 async function writeAptConfig(recipe: Recipe, cache: AptCachePaths): Promise<string> {
   const etc = join(cache.config, "etc");
@@ -96,22 +93,4 @@ export async function resolvePackages(recipe: Recipe, cache: AptCachePaths): Pro
     throw new AptError(`APT cannot resolve the package set for ${recipe.image} on ${recipe.machine}: ${reason || `exit code ${result.exitCode}`}`);
   }
   return parseSimulatedInstalls(result.stdout);
-}
-
-/** Package names in apt-get's "Unable to locate package" / "has no installation candidate" errors. */
-export function parseMissingPackages(stderr: string): string[] {
-  const names = new Set<string>();
-  for (const match of stderr.matchAll(/^E: (?:Unable to locate package (\S+)|Package '([^']+)' has no installation candidate)/gm)) {
-    names.add((match[1] ?? match[2])!);
-  }
-  return [...names];
-}
-
-/** `Inst name (version suite [arch])` lines of a simulated install. */
-export function parseSimulatedInstalls(stdout: string): ResolvedPackage[] {
-  const packages: ResolvedPackage[] = [];
-  for (const match of stdout.matchAll(/^Inst (\S+) \((\S+) .*\[(\S+)\]\)/gm)) {
-    packages.push({ name: match[1]!, version: match[2]!, architecture: match[3]! });
-  }
-  return packages;
 }

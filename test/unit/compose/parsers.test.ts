@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { parseMissingPackages, parseSimulatedInstalls } from "../../../server/compose/apt.ts";
+import { parseMissingPackages, parseSimulatedInstalls, parseSimulation } from "../../../shared/apt/simulate.ts";
 import { parseDpkgStatus } from "../../../server/compose/dpkg-status.ts";
 import { segmentPattern } from "../../../server/compose/glob.ts";
 import { escapeTmpfilesPath, tmpfilesLine } from "../../../server/compose/tmpfiles.ts";
@@ -17,6 +17,17 @@ describe("apt-get output", () => {
       { name: "libc6", version: "2.36-9+deb12u14", architecture: "amd64" },
       { name: "tzdata", version: "2025b-0+deb12u2", architecture: "all" },
     ]);
+  });
+
+  it("tells an upgrade of an installed package and a removal from a new install", () => {
+    const stdout = "Remv nano [7.2-1]\nRemv oddity\nInst libcurl4 [7.88.1-10+deb12u5] (7.88.1-10+deb12u14 Debian:12.12/stable [amd64]) []\nInst curl (7.88.1-10+deb12u14 Debian:12.12/stable [amd64])\n";
+    expect(parseSimulation(stdout)).toEqual({
+      installs: [
+        { name: "libcurl4", version: "7.88.1-10+deb12u14", architecture: "amd64", replaces: "7.88.1-10+deb12u5" },
+        { name: "curl", version: "7.88.1-10+deb12u14", architecture: "amd64", replaces: null },
+      ],
+      removals: [{ name: "nano", version: "7.2-1" }, { name: "oddity", version: null }],
+    });
   });
 });
 
