@@ -12,7 +12,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { stringify as toYaml } from "yaml";
 import { AGENT_BUNDLE, bundleDevice, CLI_BUNDLE } from "../../device/bundle.ts";
-import { runInChroot } from "./chroot.ts";
+import { runInChroot } from "../../shared/chroot.ts";
 import type { ComposeProgress } from "./progress.ts";
 import type { Recipe } from "./recipe.ts";
 

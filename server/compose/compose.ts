@@ -15,7 +15,7 @@ import type { CommitObject } from "../../shared/ostree/commit-object.ts";
 import { refreshIndices, resolvePackages } from "./apt.ts";
 import { aptCachePaths, createWorkDir } from "./cache.ts";
 import { customizeRootfs } from "./customize.ts";
-import { parseDpkgStatus } from "./dpkg-status.ts";
+import { parseDpkgStatus } from "../../shared/apt/dpkg-status.ts";
 import { installKernel } from "./kernel.ts";
 import { DPKG_DATABASE, convertToOstreeLayout } from "./layout.ts";
 import type { ComposeProgress } from "./progress.ts";

@@ -2,7 +2,7 @@
 import { copyFile, mkdir, rm } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { installAgent } from "./agent.ts";
-import { runInChroot } from "./chroot.ts";
+import { runInChroot } from "../../shared/chroot.ts";
 import { expandPattern } from "./glob.ts";
 import type { ComposeProgress } from "./progress.ts";
 import type { Recipe } from "./recipe.ts";

@@ -6,7 +6,7 @@ import { readdir, rename, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { AptOstreeError } from "../../shared/errors.ts";
 import { removeFile } from "../../shared/fs/remove-file.ts";
-import { runInChroot } from "./chroot.ts";
+import { runInChroot } from "../../shared/chroot.ts";
 import type { ComposeProgress } from "./progress.ts";
 import type { Recipe } from "./recipe.ts";
 

@@ -7,24 +7,10 @@ import { lstat, mkdir, readdir, readlink, rename, rm, stat, symlink, writeFile }
 import { dirname, join, relative } from "node:path";
 import { AptOstreeError } from "../../shared/errors.ts";
 import { removeFile } from "../../shared/fs/remove-file.ts";
-import { renderTmpfiles, type VarEntry } from "./tmpfiles.ts";
+import { renderTmpfiles, type VarEntry } from "../../shared/image/tmpfiles.ts";
+import { DPKG_DATABASE, FACTORY, TMPFILES_CONF, TRANSIENT, VAR_LINKS } from "../../shared/image/ostree-layout.ts";
 
-export const DPKG_DATABASE = "usr/share/dpkg/database";
-export const TMPFILES_CONF = "usr/lib/tmpfiles.d/zz-apt-ostree-autovar.conf";
-const FACTORY = "usr/share/factory";
-
-/** [path in the image, where its content lives under /var]: Fedora CoreOS's choices. */
-export const VAR_LINKS: ReadonlyArray<readonly [string, string]> = [
-  ["home", "var/home"],
-  ["opt", "var/opt"],
-  ["srv", "var/srv"],
-  ["root", "var/roothome"],
-  ["mnt", "var/mnt"],
-  ["usr/local", "var/usrlocal"],
-];
-
-/** Files here are state of the build, not of the image: their directories are kept, their files dropped. */
-const TRANSIENT = ["var/log", "var/cache/apt", "var/lib/apt/lists", "var/tmp", "var/cache/ldconfig"];
+export { DPKG_DATABASE, TMPFILES_CONF, VAR_LINKS };
 
 export class LayoutError extends AptOstreeError {
   constructor(message: string) {

@@ -1,8 +1,8 @@
 import { describe, expect, it } from "vitest";
 import { parseMissingPackages, parseSimulatedInstalls, parseSimulation } from "../../../shared/apt/simulate.ts";
-import { parseDpkgStatus } from "../../../server/compose/dpkg-status.ts";
+import { parseDpkgStatus } from "../../../shared/apt/dpkg-status.ts";
 import { segmentPattern } from "../../../server/compose/glob.ts";
-import { escapeTmpfilesPath, tmpfilesLine } from "../../../server/compose/tmpfiles.ts";
+import { escapeTmpfilesPath, tmpfilesLine } from "../../../shared/image/tmpfiles.ts";
 import { nextVersion } from "../../../server/compose/version.ts";
 
 describe("apt-get output", () => {
@@ -81,5 +81,17 @@ describe("remove-files patterns", () => {
     ["a+b", "a+b", true],
   ])("%s matches %s: %s", (pattern, name, matches) => {
     expect(segmentPattern(pattern).test(name)).toBe(matches);
+  });
+});
+
+describe("tmpfiles round trip", () => {
+  it("reads back the entries renderTmpfiles wrote, odd paths and all", async () => {
+    const { renderTmpfiles, parseTmpfiles } = await import("../../../shared/image/tmpfiles.ts");
+    const entries = [
+      { kind: "dir" as const, path: "/var/lib/my dir\\x", mode: 0o2755, uid: 0, gid: 50 },
+      { kind: "symlink" as const, path: "/var/lib/dpkg", target: "../../usr/share/dpkg/database" },
+      { kind: "file" as const, path: "/var/cache/debconf/config.dat" },
+    ];
+    expect(parseTmpfiles(renderTmpfiles(entries))).toEqual(entries);
   });
 });
