@@ -24,7 +24,7 @@ import { discardDownloads, stageUpdate, StageError } from "../update/stage.ts";
 import { httpClientCodeCache, loadHttpClient } from "../update/load-http-client.ts";
 import { repoUrl } from "../update/channel.ts";
 import type { DeviceIdentity } from "./identity.ts";
-import { bootVerdict, step, type AgentEffect, type AgentEvent, type AgentState, type BootVerdict, type UpdateTarget } from "./machine.ts";
+import { bootVerdict, isBusy, step, type AgentEffect, type AgentEvent, type AgentState, type BootVerdict, type UpdateTarget } from "./machine.ts";
 import { readAgentRecord, withAcceptedSequence, writeAgentRecord, type AgentRecord } from "./state-file.ts";
 import { acceptedAfter, checkFresh, checkTarget, withdrawalCancels, withdrawnAfter, type AcceptedCommand, type WithdrawCommand, type WithdrawnUpdate } from "./command-check.ts";
 import { buildReport, reportBase } from "./report.ts";
@@ -408,6 +408,25 @@ export class Agent {
   async reconcile(): Promise<void> {
     this.facts.forget();
     await this.dispatch({ type: "deployments-changed", deployedCommits: (await this.facts.deployments()).map((d) => d.checksum) });
+  }
+
+  get log(): Logger {
+    return this.options.log;
+  }
+
+  /**
+   * `install --reboot` and the like: reboot into the deployment layering just made, with the boot
+   * counter armed so GRUB falls back to the current one if it cannot boot. Not while an update runs.
+   */
+  async rebootForLayering(): Promise<boolean> {
+    if (isBusy(this.state)) return false;
+    const { settings, log } = this.options;
+    if (settings.bootUnits) await this.untilBootBlessed();
+    await this.options.bootCounter.arm(settings.bootTries);
+    log.warn({ event: "agent.reboot", command: settings.rebootCommand, reason: "layering" }, "rebooting into the layered deployment");
+    const result = await runProgram(settings.rebootCommand[0]!, settings.rebootCommand.slice(1));
+    if (result.exitCode !== 0) throw new AptOstreeError("E_REBOOT", `${settings.rebootCommand.join(" ")} exited ${result.exitCode ?? result.signal}: ${result.stderr}`);
+    return true;
   }
 
   /** The operator's (or the server's) go-ahead for a staged update. */

@@ -13,8 +13,13 @@ import { removeFile } from "../../shared/fs/remove-file.ts";
 import { errorChain } from "../../shared/errors.ts";
 import type { Logger } from "../../shared/log.ts";
 import { upgrade } from "../ops/upgrade.ts";
+import { layer } from "../ops/layer.ts";
+import { MAX_REQUEST_ENTRIES } from "../layering/request.ts";
 import type { AgentSettings } from "../config/settings.ts";
 import type { Agent } from "./agent.ts";
+
+const names = z.array(z.string().check(z.maxLength(200))).check(z.maxLength(MAX_REQUEST_ENTRIES));
+const paths = z.array(z.string().check(z.maxLength(4096))).check(z.maxLength(MAX_REQUEST_ENTRIES));
 
 export const ControlRequestSchema = z.discriminatedUnion("op", [
   z.object({ op: z.literal("state") }),
@@ -25,6 +30,22 @@ export const ControlRequestSchema = z.discriminatedUnion("op", [
   z.object({ op: z.literal("boot-verdict"), timeoutSeconds: z.number().check(z.positive()) }),
   /** The CLI changed the deployments: the agent checks its staged update still exists. */
   z.object({ op: z.literal("deployments-changed") }),
+  /** install, uninstall, override: package layering (device/ops/layer.ts). */
+  z.object({
+    op: z.literal("layer"),
+    install: z.optional(names),
+    installLocal: z.optional(paths),
+    uninstall: z.optional(names),
+    uninstallAll: z.optional(z.boolean()),
+    overrideRemove: z.optional(names),
+    overrideReplace: z.optional(paths),
+    overrideReset: z.optional(z.union([names, z.literal("all")])),
+    dryRun: z.optional(z.boolean()),
+    idempotent: z.optional(z.boolean()),
+    allowInactive: z.optional(z.boolean()),
+    cacheOnly: z.optional(z.boolean()),
+    reboot: z.optional(z.boolean()),
+  }),
 ]);
 export type ControlRequest = z.infer<typeof ControlRequestSchema>;
 export type ControlAnswer = { ok: true; result: unknown } | { ok: false; code: string; error: string };
@@ -44,6 +65,12 @@ export async function handleControl(agent: Agent, settings: AgentSettings, trust
     case "deployments-changed":
       await agent.reconcile();
       return { state: agent.state.name };
+    case "layer": {
+      const { op: _op, reboot, ...layerRequest } = request;
+      const result = await layer({ settings, state: agent.state, log: agent.log, deploymentsChanged: () => agent.reconcile() }, layerRequest);
+      const rebooting = Boolean(reboot && result.deployed) && (await agent.rebootForLayering());
+      return { ...result, rebooting };
+    }
   }
 }
 

@@ -80,6 +80,8 @@ export const AgentConfigSchema = z.partial(
     downloadStallSeconds: positive,
     /** Poll the channel manifest over HTTP this often while MQTT is unreachable. */
     pollSeconds: positive,
+    /** APT configuration package layering resolves with: sources.list, sources.list.d/, trusted.gpg.d/ (docs/layering.md). */
+    layeringAptDir: nonEmpty,
   }),
 );
 
@@ -120,6 +122,7 @@ export const AGENT_DEFAULTS: AgentSettings = {
   bootUnits: false,
   downloadStallSeconds: 60,
   pollSeconds: 3600,
+  layeringAptDir: "/etc/apt",
 };
 
 export const CONFIG_FILES = ["/usr/lib/apt-ostree/agent.yaml", "/etc/apt-ostree/agent.yaml"];

@@ -3,7 +3,8 @@
  * dpkg and apt) made once by mmdebstrap and kept under the cache dir, then per test converted to
  * the OSTree layout compose produces and committed with image metadata into a bare repo.
  */
-import { mkdir, readFile, rm, stat } from "node:fs/promises";
+import { mkdir, readFile, rm, stat, writeFile } from "node:fs/promises";
+import { KERNEL } from "./synthetic-image.ts";
 import { join } from "node:path";
 import { execa } from "execa";
 import { defaultCacheDir } from "../../server/compose/cache.ts";
@@ -32,6 +33,10 @@ export async function commitLayeringBase(repo: string, work: string, branch: str
   await execa("cp", ["-a", root, tree]);
   await rm(join(tree, ".complete"));
   if (extraDebs.length > 0) await execa("dpkg", [`--root=${tree}`, "--install", ...extraDebs]);
+  // A stand-in kernel where ostree looks for one, so the commit deploys.
+  await mkdir(join(tree, "usr/lib/modules", KERNEL), { recursive: true });
+  await writeFile(join(tree, "usr/lib/modules", KERNEL, "vmlinuz"), "not a kernel\n");
+  await writeFile(join(tree, "usr/lib/modules", KERNEL, "initramfs.img"), "not an initramfs\n");
   const packages = parseDpkgStatus(await readFile(join(tree, "var/lib/dpkg/status"), "utf8"));
   await convertToOstreeLayout(tree);
   const metadata = encodeImageCommitMetadata({ version, sequence: Number(version), architecture: "amd64", machine: "test-machine", image: "test-image", recipeDigest: "0".repeat(64), packages, kernelArgs: [], sourceDateEpoch: 1, kernel: null });

@@ -20,7 +20,7 @@ describe("canonical base64", () => {
     }
     const url = randomBytes(64).toString("base64url");
     expect(decodeBase64UrlStrict(`${url}==`)).toBeNull();
-    expect(decodeBase64UrlStrict(url.replace(/-/g, "+"))).toBeNull();
+    expect(decodeBase64UrlStrict(`${url.slice(0, 5)}+${url.slice(6)}`)).toBeNull();
   });
 
   it("its patterns accept exactly the canonical encodings of their sizes (checked against Node's encoder)", () => {
