@@ -24,6 +24,7 @@ import { discardDownloads, stageUpdate, StageError } from "../update/stage.ts";
 import { httpClientCodeCache, loadHttpClient } from "../update/load-http-client.ts";
 import { repoUrl } from "../update/channel.ts";
 import type { DeviceIdentity } from "./identity.ts";
+import { layeringDirs } from "../ops/layer.ts";
 import { bootVerdict, isBusy, step, type AgentEffect, type AgentEvent, type AgentState, type BootVerdict, type UpdateTarget } from "./machine.ts";
 import { readAgentRecord, withAcceptedSequence, writeAgentRecord, type AgentRecord } from "./state-file.ts";
 import { acceptedAfter, checkFresh, checkTarget, withdrawalCancels, withdrawnAfter, type AcceptedCommand, type WithdrawCommand, type WithdrawnUpdate } from "./command-check.ts";
@@ -156,9 +157,9 @@ export class Agent {
     if (!booted) {
       this.options.log.warn({ event: "agent.not-booted", sysroot: this.options.settings.sysroot }, `no booted deployment found (none is ${this.options.settings.rootDir}); updates will deploy from scratch`);
     }
-    const deployedCommits = (await this.facts.deployments()).map((d) => d.checksum);
+    const deployedCommits = (await this.facts.deployments()).map((d) => d.base);
     const abortedCommands = (this.record.withdrawn ?? []).filter((w) => w.reason === "aborted").map((w) => w.id);
-    await this.dispatch({ type: "started", bootedCommit: booted?.checksum ?? "", bootId: await this.facts.bootId(), deployedCommits, abortedCommands });
+    await this.dispatch({ type: "started", bootedCommit: booted?.base ?? "", bootId: await this.facts.bootId(), deployedCommits, abortedCommands });
   }
 
   stop(): void {
@@ -348,7 +349,7 @@ export class Agent {
     try {
       // Signatures keep the content honest anywhere; a plain-HTTP host would still show an eavesdropper what the device installs.
       if (options.repo?.startsWith("http://") && settings.server.startsWith("https://")) throw new Error(`the command names a plain http:// repo (${options.repo}) while the server is https://`);
-      const bootedSequence = booted ? await this.facts.sequenceOf(booted.checksum) : undefined;
+      const bootedSequence = booted ? await this.facts.sequenceOf(booted.base) : undefined;
       await this.refreshTrust();
       const ref = options.ref ?? (booted?.origin || settings.ref);
       const manifest = await this.withFreshTrust(() => verifySignedManifest(signedManifest, {
@@ -368,7 +369,7 @@ export class Agent {
         commit: manifest.commit,
         version: manifest.version,
         sequence: manifest.sequence,
-        from: { commit: booted?.checksum ?? "", version: booted?.version ?? "" },
+        from: { commit: booted?.base ?? "", version: booted?.version ?? "" },
         manifest: signedManifest,
         ...(options.manual ? { manual: true } : {}),
         ...(options.repo ? { repo: options.repo } : {}),
@@ -407,7 +408,7 @@ export class Agent {
   /** After the CLI changed the deployment list: a staged update that is gone no longer is one. */
   async reconcile(): Promise<void> {
     this.facts.forget();
-    await this.dispatch({ type: "deployments-changed", deployedCommits: (await this.facts.deployments()).map((d) => d.checksum) });
+    await this.dispatch({ type: "deployments-changed", deployedCommits: (await this.facts.deployments()).map((d) => d.base) });
   }
 
   get log(): Logger {
@@ -638,6 +639,7 @@ export class Agent {
         onProgress: (bytes, total) => this.onProgress(bytes, total),
         signal: abort.signal,
         log,
+        layering: { aptEtc: settings.layeringAptDir, stateDir: layeringDirs(settings).stateDir },
       });
       this.progress = null;
       this.facts.assume(staged.deployments);
@@ -695,7 +697,7 @@ export class Agent {
 
   private async undeploy(badCommit: string): Promise<void> {
     const deployments = await this.facts.deployments();
-    const index = deployments.findIndex((d) => d.checksum === badCommit && !d.booted);
+    const index = deployments.findIndex((d) => d.base === badCommit && !d.booted);
     if (index < 0) return;
     await runOstree(["admin", "undeploy", `--sysroot=${this.options.settings.sysroot}`, String(index)]);
     this.facts.forget();

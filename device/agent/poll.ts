@@ -36,7 +36,7 @@ export async function pollOnce(options: PollerOptions): Promise<"connected" | "b
     const ref = booted?.origin || settings.ref;
     const signed = await fetchChannelManifest(repoUrl(settings), settings.channel, ref);
     const commit = (signed as { manifest?: { commit?: unknown } })?.manifest?.commit;
-    if (typeof commit !== "string" || commit === booted?.checksum) return "current";
+    if (typeof commit !== "string" || commit === booted?.base) return "current";
     if (state.name !== "idle" && state.target.commit === commit) return "current";
     const withdrawn = agent.withdrawal(commit);
     if (withdrawn) {

@@ -6,7 +6,8 @@ import type { AgentState } from "./machine.ts";
 
 /** What every report says about the device: identity, groups and its deployments. */
 export function reportBase(deployments: Deployment[], settings: Pick<AgentSettings, "architecture" | "groups">, deviceId: string, agentVersion: string, now: Date): Report {
-  const ref = (d: Deployment | undefined) => (d ? { commit: d.checksum, version: d.version ?? "" } : null);
+  // The signed release: a package layer on the device is not a release the server knows.
+  const ref = (d: Deployment | undefined) => (d ? { commit: d.base, version: d.version ?? "" } : null);
   const booted = deployments.find((d) => d.booted);
   return {
     deviceId,

@@ -105,7 +105,7 @@ export async function layer(context: LayerContext, op: LayerOpRequest): Promise<
 
   if (isEmptyLayerRequest(request)) {
     if (op.dryRun) return { changed, base, request, deployed: null, outcome: null, added: [] };
-    await deploy(context, base);
+    await deploy(context, base, current.origin ?? (settings.ref || null));
     return { changed, base, request, deployed: base, outcome: null, added: [] };
   }
   const assembled = await assembleLayer({ repo, base, request, aptEtc: settings.layeringAptDir, stateDir, refresh: !(op.cacheOnly ?? false), log });
@@ -113,7 +113,7 @@ export async function layer(context: LayerContext, op: LayerOpRequest): Promise<
     const added = assembled.packages.filter((p) => basePackages.get(p.name)?.version !== p.version);
     if (op.dryRun) return { changed, base, request, deployed: null, outcome: assembled.outcome, added };
     const commit = await commitLayer({ repo, base, tree: assembled.tree, request, outcome: assembled.outcome, packages: assembled.packages });
-    await deploy(context, commit);
+    await deploy(context, commit, current.origin ?? (settings.ref || null));
     log.info({ event: "layering.deployed", base, commit, layered: assembled.outcome.layeredPackages }, `deployed ${commit.slice(0, 12)}: ${base.slice(0, 12)} + ${assembled.outcome.layeredPackages.join(", ") || "overrides"}`);
     return { changed, base, request, deployed: commit, outcome: assembled.outcome, added };
   } finally {
@@ -121,9 +121,9 @@ export async function layer(context: LayerContext, op: LayerOpRequest): Promise<
   }
 }
 
-async function deploy(context: LayerContext, revision: string): Promise<void> {
+async function deploy(context: LayerContext, revision: string, originRefspec: string | null): Promise<void> {
   const { settings } = context;
-  await deployRetaining({ sysroot: settings.sysroot, rootDir: settings.rootDir, osname: settings.osname, revision, stage: settings.stage });
+  await deployRetaining({ sysroot: settings.sysroot, rootDir: settings.rootDir, osname: settings.osname, revision, stage: settings.stage, ...(originRefspec ? { originRefspec } : {}) });
   await context.deploymentsChanged();
 }
 

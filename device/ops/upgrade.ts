@@ -49,8 +49,8 @@ export async function upgrade(agent: Agent, settings: AgentSettings, trust: Devi
     throw new UpgradeError("E_VERSION_NOT_PUBLISHED", `channel ${settings.channel} publishes ${ref} version ${manifest.version}, not ${request.version}; the server signs manifests only for what a channel publishes`);
   }
   const summary = { ref: manifest.ref, commit: manifest.commit, version: manifest.version, sequence: manifest.sequence };
-  const bootedRef = booted ? { commit: booted.checksum, version: booted.version ?? "" } : null;
-  const available = manifest.commit !== booted?.checksum;
+  const bootedRef = booted ? { commit: booted.base, version: booted.version ?? "" } : null;
+  const available = manifest.commit !== booted?.base;
   if (request.check || !available) return { available, manifest: summary, booted: bootedRef, state: agent.state.name };
   const current = agent.state;
   if (current.name === "staged" && current.target.commit === manifest.commit) {

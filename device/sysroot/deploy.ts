@@ -4,6 +4,9 @@
  * sysroot it did not boot (an image being built, a test) it would drop the deployment we know
  * is running, so we deploy with --retain and prune by our own classification.
  */
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { AptOstreeError } from "../../shared/errors.ts";
 import { runOstree } from "../../shared/ostree/exec.ts";
 import { runProgram } from "../../shared/process/run.ts";
@@ -18,16 +21,32 @@ export interface DeployOptions extends SysrootFacts {
   args?: string[];
   /** The deployments before this one, when the caller has them fresh: pruning then needs no `ostree admin status`. */
   before?: Deployment[];
+  /**
+   * The ref the deployment follows, when `revision` is a commit (a package layer): without it
+   * ostree records the checksum as the origin, and `upgrade` would have no ref to follow.
+   */
+  originRefspec?: string;
 }
 
 export async function deployRetaining(options: DeployOptions): Promise<void> {
   const argv = ["admin", "deploy", `--sysroot=${options.sysroot}`, `--os=${options.osname}`, ...(options.args ?? [])];
-  if (options.stage) {
-    await runOstree([...argv, "--stage", options.revision]);
-    await startFinalizeUnit();
-    return;
+  let originDir: string | null = null;
+  if (options.originRefspec) {
+    if (/[\r\n]/.test(options.originRefspec)) throw new AptOstreeError("E_BAD_REF", "a ref cannot contain a line break");
+    originDir = await mkdtemp(join(tmpdir(), "apt-ostree-origin-"));
+    await writeFile(join(originDir, "origin"), `[origin]\nrefspec=${options.originRefspec}\n`);
+    argv.push(`--origin-file=${join(originDir, "origin")}`);
   }
-  await runOstree([...argv, "--retain", options.revision]);
+  try {
+    if (options.stage) {
+      await runOstree([...argv, "--stage", options.revision]);
+      await startFinalizeUnit();
+      return;
+    }
+    await runOstree([...argv, "--retain", options.revision]);
+  } finally {
+    if (originDir) await rm(originDir, { recursive: true, force: true });
+  }
   // The new deployment is index 0; the others move down by one.
   await pruneDeployments(options, options.before ? [{ booted: false }, ...options.before] : undefined);
 }

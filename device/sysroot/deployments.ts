@@ -5,15 +5,18 @@
 import { stat } from "node:fs/promises";
 import { join } from "node:path";
 import { runOstree } from "../../shared/ostree/exec.ts";
-import { parseCommitObject } from "../../shared/ostree/commit-object.ts";
+import { parseCommitObject, type CommitObject } from "../../shared/ostree/commit-object.ts";
 import { readCommitObject } from "../../shared/ostree/repo.ts";
 import { parseAdminStatus, type AdminStatusEntry } from "./admin-status.ts";
+import { baseOf } from "../../shared/image/layer-metadata.ts";
 
 export interface Deployment {
   /** `osname-checksum.serial`, like rpm-ostree's `id`. */
   id: string;
   osname: string;
   checksum: string;
+  /** The signed release under it: its parent for a package layer (docs/layering.md), else the checksum itself. */
+  base: string;
   serial: number;
   version: string | null;
   /** The origin refspec, e.g. `debian/bookworm/qemu-amd64/appliance-minimal`. */
@@ -55,13 +58,14 @@ export async function bootedFromRoot(facts: SysrootFacts, entries: AdminStatusEn
 }
 
 /** Pure: rpm-ostree's flags from ostree's boot-ordered list and the booted deployment. */
-export function classifyDeployments(entries: AdminStatusEntry[], bootedName: string | null, timestamps: Map<string, number | null>): Deployment[] {
+export function classifyDeployments(entries: AdminStatusEntry[], bootedName: string | null, timestamps: Map<string, number | null>, bases: ReadonlyMap<string, string> = new Map()): Deployment[] {
   const bootedIndex = entries.findIndex((e) => e.booted || `${e.checksum}.${e.serial}` === bootedName);
   const rollbackIndex = bootedIndex >= 0 ? entries.findIndex((e, i) => i > bootedIndex && e.marker !== "staged") : entries.length > 1 ? 1 : -1;
   return entries.map((entry, index) => ({
     id: `${entry.osname}-${entry.checksum}.${entry.serial}`,
     osname: entry.osname,
     checksum: entry.checksum,
+    base: bases.get(entry.checksum) ?? entry.checksum,
     serial: entry.serial,
     version: entry.version,
     origin: entry.refspec,
@@ -89,6 +93,8 @@ export interface AddedDeployment {
   origin: string | null;
   timestamp: number | null;
   staged: boolean;
+  /** The signed release under a package layer; default: the checksum. */
+  base?: string;
 }
 
 /**
@@ -112,15 +118,28 @@ export function deploymentsAfterDeploy(before: Deployment[], added: AddedDeploym
   }
   const timestamps = new Map<string, number | null>([...before.map((d) => [d.checksum, d.timestamp] as const), [added.checksum, added.timestamp]]);
   const booted = before.find((d) => d.booted);
-  return classifyDeployments(entries, booted ? `${booted.checksum}.${booted.serial}` : null, timestamps);
+  const bases = new Map<string, string>([...before.map((d) => [d.checksum, d.base] as const), [added.checksum, added.base ?? added.checksum]]);
+  return classifyDeployments(entries, booted ? `${booted.checksum}.${booted.serial}` : null, timestamps, bases);
+}
+
+/** A layer this agent cannot read (a newer agent's) still stands on its parent. */
+function baseOrParent(checksum: string, commit: CommitObject): string {
+  try {
+    return baseOf(checksum, commit);
+  } catch {
+    return commit.parent ?? checksum;
+  }
 }
 
 export async function readDeployments(facts: SysrootFacts): Promise<Deployment[]> {
   const entries = parseAdminStatus(await runOstree(["admin", "status", `--sysroot=${facts.sysroot}`]));
   const timestamps = new Map<string, number | null>();
+  const bases = new Map<string, string>();
   for (const entry of entries) {
     const bytes = await readCommitObject(sysrootRepo(facts.sysroot), entry.checksum).catch(() => null);
-    timestamps.set(entry.checksum, bytes ? parseCommitObject(bytes).timestamp : null);
+    const commit = bytes ? parseCommitObject(bytes) : null;
+    timestamps.set(entry.checksum, commit?.timestamp ?? null);
+    if (commit) bases.set(entry.checksum, baseOrParent(entry.checksum, commit));
   }
-  return classifyDeployments(entries, await bootedFromRoot(facts, entries), timestamps);
+  return classifyDeployments(entries, await bootedFromRoot(facts, entries), timestamps, bases);
 }

@@ -19,6 +19,7 @@ import { readCommitObject, readDetachedMetadata, setRef } from "../../shared/ost
 import { verifyCommit } from "../../shared/verify/commit.ts";
 import type { Delta, Manifest } from "../../shared/wire/manifest.ts";
 import { deploymentsAfterDeploy, sysrootRepo, type Deployment } from "../sysroot/deployments.ts";
+import { carryLayer, requestToCarry } from "../layering/carry.ts";
 import { deployRetaining } from "../sysroot/deploy.ts";
 import { DownloadError, downloadVerified } from "./download.ts";
 import { trustedCaFile } from "./load-http-client.ts";
@@ -71,6 +72,8 @@ export interface StageRequest {
   /** Cancels the download (the operator's `apt-ostree cancel`). */
   signal?: AbortSignal;
   log: Logger;
+  /** Package layering's APT configuration and state: the default deployment's layer is carried onto the new base (docs/layering.md). */
+  layering?: { aptEtc: string; stateDir: string };
 }
 
 export const REMOTE_NAME = "apt-ostree";
@@ -110,7 +113,7 @@ export interface StageResult {
 export async function stageUpdate(request: StageRequest): Promise<StageResult> {
   const { manifest, log } = request;
   const repo = sysrootRepo(request.sysroot);
-  const delta = deltaFor(manifest, request.deployments.find((d) => d.booted)?.checksum ?? null);
+  const delta = deltaFor(manifest, request.deployments.find((d) => d.booted)?.base ?? null);
   let bytes = 0;
   try {
     // Already whole in the repo (an earlier attempt got as far as the deploy): nothing to fetch.
@@ -139,17 +142,28 @@ export async function stageUpdate(request: StageRequest): Promise<StageResult> {
     await runOstree(["prune", `--repo=${repo}`, "--refs-only"]).catch((pruneError: Error) => log.warn({ event: "stage.prune.failed", err: pruneError }, "could not prune the refused commit"));
     throw new StageError(`refusing ${manifest.version} (${manifest.commit.slice(0, 12)}): ${errorChain(error)}`, false, error);
   }
+  let deployed = manifest.commit;
   try {
     await setRef(repo, manifest.ref, manifest.commit);
-    await deployRetaining({ sysroot: request.sysroot, rootDir: request.rootDir, osname: request.osname, revision: manifest.ref, stage: request.stage, before: request.deployments });
+    const layer = request.layering ? await requestToCarry(repo, request.deployments) : null;
+    if (layer && request.layering) {
+      deployed = await carryLayer({ repo, base: manifest.commit, request: layer, ...request.layering, log, ...(request.signal ? { signal: request.signal } : {}) }).catch((error: unknown) => {
+        // The reason (a package gone from the sources, a conflict with the new base) is the update's failure.
+        throw new StageError(`cannot carry the layered packages onto ${manifest.version}: ${errorChain(error)}`, isOutOfSpace(error), error);
+      });
+      log.info({ event: "stage.layer.carried", base: manifest.commit, commit: deployed }, `carried the layered packages onto ${manifest.version}`);
+    }
+    await deployRetaining({ sysroot: request.sysroot, rootDir: request.rootDir, osname: request.osname, revision: layer ? deployed : manifest.ref, ...(layer ? { originRefspec: manifest.ref } : {}), stage: request.stage, before: request.deployments });
   } catch (error) {
+    if (error instanceof StageError) throw error;
     // Out of space: another attempt, which finds the commit in the repo and only deploys.
     throw new StageError(`cannot deploy ${manifest.version}: ${errorChain(error)}`, isOutOfSpace(error), error);
   }
-  log.info({ event: "stage.deployed", commit: manifest.commit, version: manifest.version, via: delta ? "delta" : "pull", bytes }, `${request.stage ? "staged" : "deployed"} ${manifest.version}`);
+  log.info({ event: "stage.deployed", commit: manifest.commit, deployed, version: manifest.version, via: delta ? "delta" : "pull", bytes }, `${request.stage ? "staged" : "deployed"} ${manifest.version}`);
   const deployments = deploymentsAfterDeploy(request.deployments, {
     osname: request.osname,
-    checksum: manifest.commit,
+    checksum: deployed,
+    base: manifest.commit,
     version: manifest.version,
     origin: manifest.ref,
     timestamp: parseCommitObject(commitObject).timestamp,

@@ -11,6 +11,8 @@ import { execa } from "execa";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { assembleLayer, LAYERED_SYSUSERS_CONF, LAYERED_TMPFILES_CONF, LayeringError } from "../../../device/layering/assemble.ts";
 import { commitLayer, LAYERED_REF } from "../../../device/layering/commit.ts";
+import { carryLayer, requestToCarry } from "../../../device/layering/carry.ts";
+import type { Deployment } from "../../../device/sysroot/deployments.ts";
 import { readImageCommitInfo } from "../../../shared/image/commit-metadata.ts";
 import { emptyLayerRequest, readLayerInfo, type LayerRequest, type LocalPackage } from "../../../shared/image/layer-metadata.ts";
 import { silentLogger } from "../../../shared/log.ts";
@@ -38,6 +40,7 @@ const PACKAGES: FakeDeb[] = [
   { name: "linux-image-fz", version: "1.0", files: { "/usr/share/doc/linux-image-fz/x": "x\n" } },
   { name: "fz-extra", version: "2.0", files: { "/usr/share/fz-extra/v": "2\n" } },
   { name: "fz-wants-new-extra", version: "1.0", depends: "fz-extra (>= 2.0)" },
+  { name: "fz-wants-old-extra", version: "1.0", depends: "fz-extra (<< 2.0)" },
 ];
 
 let dir: string;
@@ -166,4 +169,41 @@ describe("assembling a layered tree", () => {
     expect(await resolveRef(repo, LAYERED_REF)).toBe(before);
     expect((await readdir(join(repo, "tmp"))).filter((n) => n.startsWith("apt-ostree-layer-"))).toEqual([]);
   }, 120_000);
+});
+
+describe("carrying the layering onto a new base", () => {
+  let base2: string;
+  beforeAll(async () => {
+    // The next release: fz-extra went to 3.0 in the base.
+    const extraV3 = await buildDeb(join(dir, "base2-debs"), { name: "fz-extra", version: "3.0", files: { "/usr/share/fz-extra/v": "3\n" } });
+    base2 = await commitLayeringBase(repo, dir, "test/base", "2", [extraV3]);
+  }, 300_000);
+
+  const deployed = (checksum: string, baseChecksum: string): Deployment[] => [
+    { id: `debian-${checksum}.0`, osname: "debian", checksum, base: baseChecksum, serial: 0, version: "1", origin: "test/base", timestamp: 1, booted: true, staged: false, pending: false, rollback: false, pinned: false },
+  ];
+
+  it("builds the default deployment's request again on the new base", async () => {
+    const layer = request({ packages: ["fz-tool"] });
+    const { commit } = await build(layer);
+    const carried = await requestToCarry(repo, deployed(commit, base));
+    expect(carried).toEqual(layer);
+    const next = await carryLayer({ repo, base: base2, request: carried!, aptEtc, stateDir, log: silentLogger() });
+    const object = parseCommitObject(await readCommitObject(repo, next));
+    expect(object.parent).toBe(base2);
+    expect(readLayerInfo(object)).toMatchObject({ base: base2, request: layer, outcome: { layeredPackages: ["fz-tool"] } });
+    expect(readImageCommitInfo(object, "carried").version).toBe("2");
+    expect(await fileIn(next, "/usr/bin/fz-tool")).toContain("echo fz-tool");
+    expect(await fileIn(next, "/usr/share/fz-extra/v")).toBe("3");
+    // A plain deployment has nothing to carry.
+    expect(await requestToCarry(repo, deployed(base, base))).toBeNull();
+  }, 180_000);
+
+  it("fails with the reason when the request no longer fits the new base", async () => {
+    const layer = request({ packages: ["fz-wants-old-extra"] });
+    const { commit } = await build(layer);
+    const carried = await requestToCarry(repo, deployed(commit, base));
+    await expect(carryLayer({ repo, base: base2, request: carried!, aptEtc, stateDir, log: silentLogger() })).rejects.toThrow(/fz-wants-old-extra/);
+    expect((await readdir(join(repo, "tmp"))).filter((n) => n.startsWith("apt-ostree-layer-"))).toEqual([]);
+  }, 180_000);
 });

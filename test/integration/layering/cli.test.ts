@@ -90,7 +90,7 @@ describe("apt-ostree install, uninstall and override", () => {
     expect(result.exitCode, result.all).toBe(0);
     expect(result.stdout).toMatch(/^Installing 2 package\(s\):\n  fz-lib-1\.0\.all\n  fz-tool-1\.0\.all\nDeployed [0-9a-f]{12} \(base [0-9a-f]{12}\)\.\nRun "systemctl reboot" to start a reboot$/);
     const [pending, booted] = await status();
-    expect(pending).toMatchObject({ "base-checksum": base, "requested-packages": ["fz-tool"], packages: ["fz-tool"], "requested-local-packages": [], "base-removals": [] });
+    expect(pending).toMatchObject({ "base-checksum": base, base, origin: "test/base", "requested-packages": ["fz-tool"], packages: ["fz-tool"], "requested-local-packages": [], "base-removals": [] });
     expect(booted).toMatchObject({ checksum: base, booted: true, "requested-packages": [], packages: [] });
     expect(booted["base-checksum"]).toBeUndefined();
     const text = (await cli(["status"])).stdout;

@@ -7,7 +7,7 @@ const B = "b".repeat(64);
 const C = "c".repeat(64);
 
 function deployment(checksum: string, flags: Partial<Deployment>): Deployment {
-  return { id: `debian-${checksum}.0`, osname: "debian", checksum, serial: 0, version: checksum[0]!, origin: "debian/ref", timestamp: 1, booted: false, staged: false, pending: false, rollback: false, pinned: false, ...flags };
+  return { id: `debian-${checksum}.0`, osname: "debian", checksum, base: checksum, serial: 0, version: checksum[0]!, origin: "debian/ref", timestamp: 1, booted: false, staged: false, pending: false, rollback: false, pinned: false, ...flags };
 }
 
 describe("deploymentsAfterDeploy, staged", () => {
