@@ -7,6 +7,9 @@ import type { UpgradeResult } from "../ops/upgrade.ts";
 import { sysrootRepo } from "../sysroot/deployments.ts";
 import { deployRetaining } from "../sysroot/deploy.ts";
 import { verifyCommitInRepo } from "../update/stage.ts";
+import { readLayerInfo } from "../../shared/image/layer-metadata.ts";
+import { parseCommitObject } from "../../shared/ostree/commit-object.ts";
+import { readCommitObject } from "../../shared/ostree/repo.ts";
 import { COMMON_OPTIONS, cliSettings, deploymentsOf, viaAgent, type CommonOptions } from "./context.ts";
 
 /** rpm-ostree's exit status for `upgrade --check` when there is nothing new. */
@@ -69,7 +72,9 @@ export const deployCommand = defineCommand({
     // A local commit: its OSTree signatures must verify against the image keys before it is deployed.
     const settings = await cliSettings(options);
     const trust = await loadDeviceTrust(settings, silentLogger());
-    await verifyCommitInRepo(sysrootRepo(settings.sysroot), wanted, trust.signers("image")).catch((error: AptOstreeError) => {
+    // A package layer (docs/layering.md) is the device's own commit: its signed base must verify.
+    const layerBase = await readCommitObject(sysrootRepo(settings.sysroot), wanted).then((bytes) => readLayerInfo(parseCommitObject(bytes))?.base ?? null, () => null);
+    await verifyCommitInRepo(sysrootRepo(settings.sysroot), layerBase ?? wanted, trust.signers("image")).catch((error: AptOstreeError) => {
       throw error.code === "E_UNKNOWN_COMMIT" ? new AptOstreeError(error.code, `${error.message}; deploy a version the channel publishes instead`) : error;
     });
     if ((await deploymentsOf(settings)).find((d) => d.booted)?.checksum === wanted) throw new UsageError(`${wanted.slice(0, 12)} is already booted`);
