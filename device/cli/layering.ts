@@ -2,7 +2,9 @@
 import { resolve } from "node:path";
 import { defineCommand, printResult, type CommandIO } from "../../shared/cli/command.ts";
 import { UsageError } from "../../shared/errors.ts";
-import type { LayerOpRequest, LayerOpResult } from "../ops/layer.ts";
+import { layeringDirs, type LayerOpRequest, type LayerOpResult } from "../ops/layer.ts";
+import { refreshIndices } from "../layering/refresh.ts";
+import { runOstree } from "../../shared/ostree/exec.ts";
 import { COMMON_OPTIONS, cliSettings, viaAgent, type CommonOptions } from "./context.ts";
 
 const LAYER_OPTIONS = {
@@ -108,4 +110,26 @@ export const overrideCommand = defineCommand({
   name: "override",
   description: "Remove or replace packages of the base, or reset those overrides.",
   subcommands: [overrideRemove, overrideReplace, overrideReset],
+});
+
+export const refreshMdCommand = defineCommand({
+  name: "refresh-md",
+  description: "Fetch the package indices that install resolves with (apt-get update with the layering sources).",
+  options: { ...COMMON_OPTIONS, json: { type: "boolean", description: "Print {fetched} as JSON" } },
+  async run({ options, io }) {
+    const settings = await cliSettings(options);
+    const result = await refreshIndices({ rootDir: settings.rootDir, aptEtc: settings.layeringAptDir, stateDir: layeringDirs(settings).stateDir });
+    printResult(io, options.json, result, result.fetched > 0 ? `Fetched ${result.fetched} index file(s).` : "Package indices are up to date.");
+  },
+});
+
+export const usroverlayCommand = defineCommand({
+  name: "usroverlay",
+  description: "Make /usr writable until the next reboot with a transient overlay (ostree admin unlock): changes there are lost at reboot.",
+  options: { ...COMMON_OPTIONS, hotfix: { type: "boolean", description: "Keep the changes across reboots, in a clone of the deployment (ostree admin unlock --hotfix)" } },
+  async run({ options, io }) {
+    const settings = await cliSettings(options);
+    await runOstree(["admin", "unlock", `--sysroot=${settings.sysroot}`, ...(options.hotfix ? ["--hotfix"] : [])]);
+    io.stdout.write(options.hotfix ? "Development mode enabled with --hotfix: changes to /usr persist across reboots.\n" : "Development mode enabled. A writable overlayfs is now mounted on /usr.\nAll changes there will be discarded on reboot.\n");
+  },
 });

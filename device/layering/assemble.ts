@@ -129,7 +129,7 @@ async function mountCopyup(tree: string, view: string): Promise<() => Promise<vo
   };
 }
 
-function aptBinds(options: AssembleOptions): ChrootBind[] {
+export function aptBinds(options: Pick<AssembleOptions, "aptEtc" | "stateDir">): ChrootBind[] {
   return [
     { from: options.aptEtc, to: `${IN_ROOT}/etc`, readOnly: true },
     { from: join(options.stateDir, "lists"), to: `${IN_ROOT}/lists` },
@@ -138,7 +138,7 @@ function aptBinds(options: AssembleOptions): ChrootBind[] {
   ];
 }
 
-const APT_OPTIONS = [
+export const APT_OPTIONS = [
   `Dir::Etc::SourceList=${IN_ROOT}/etc/sources.list`,
   `Dir::Etc::SourceParts=${IN_ROOT}/etc/sources.list.d/`,
   `Dir::Etc::Trusted=${IN_ROOT}/etc/trusted.gpg`,

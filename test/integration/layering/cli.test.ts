@@ -138,6 +138,21 @@ describe("apt-ostree install, uninstall and override", () => {
     expect(pending["base-checksum"]).toBeUndefined();
   }, 180_000);
 
+  it("fetches the indices with refresh-md, which install --cache-only then uses", async () => {
+    const refreshed = await cli(["refresh-md", "--json"]);
+    expect(refreshed.exitCode, refreshed.all).toBe(0);
+    expect(JSON.parse(refreshed.stdout).fetched).toBeGreaterThan(0);
+    const dry = await cli(["install", "--cache-only", "--dry-run", "fz-tool"]);
+    expect(dry.exitCode, dry.all).toBe(0);
+    expect(dry.stdout).toMatch(/Would install 2 package\(s\)/);
+  }, 60_000);
+
+  it("says why usroverlay cannot work on a sysroot that is not booted", async () => {
+    const result = await cli(["usroverlay"]);
+    expect(result.exitCode).toBe(1);
+    expect(result.stderr).toMatch(/ostree admin unlock failed.*[Nn]ot currently booted/s);
+  });
+
   it("answers --help and usage errors", async () => {
     expect((await cli(["install", "--help"])).stdout).toMatch(/--allow-inactive/);
     expect((await cli(["uninstall"])).exitCode).toBe(2);

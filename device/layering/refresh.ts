@@ -1,0 +1,26 @@
+/**
+ * `apt-ostree refresh-md`: fetch the package indices layering resolves with, as rpm-ostree's
+ * refresh-md fetches repo metadata. apt-get runs chrooted into the booted deployment with the
+ * layering configuration bound in, so the indices land where `install --cache-only` reads them
+ * and nothing of the running system is written (no package caches: they would go to its /var).
+ */
+import { mkdir } from "node:fs/promises";
+import { join } from "node:path";
+import { ChrootCommandError, runInChroot } from "../../shared/chroot.ts";
+import { APT_OPTIONS, aptBinds, LayeringError } from "./assemble.ts";
+
+export async function refreshIndices(options: { rootDir: string; aptEtc: string; stateDir: string; signal?: AbortSignal }): Promise<{ fetched: number }> {
+  for (const dir of ["lists/partial", "archives/partial", "local"]) await mkdir(join(options.stateDir, dir), { recursive: true });
+  try {
+    const output = await runInChroot(options.rootDir, ["apt-get", ...APT_OPTIONS, "-o", "Dir::Cache::pkgcache=", "-o", "Dir::Cache::srcpkgcache=", "update"], {
+      what: "fetching package indices (apt-get update)",
+      binds: aptBinds(options),
+      env: { DEBIAN_FRONTEND: "noninteractive" },
+      ...(options.signal ? { signal: options.signal } : {}),
+    });
+    return { fetched: output.split("\n").filter((line) => line.startsWith("Get:")).length };
+  } catch (error) {
+    if (error instanceof ChrootCommandError) throw new LayeringError(`${error.what} failed (exit code ${error.exitCode ?? "?"}):\n${error.output.trim().split("\n").filter((l) => /^(E|W|Err):/.test(l)).slice(-10).join("\n")}`, { cause: error });
+    throw error;
+  }
+}
