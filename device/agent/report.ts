@@ -1,5 +1,5 @@
 /** Pure: the report a state says (DESIGN.md 3.1), on top of the device's deployment facts. */
-import type { Report } from "../../shared/wire/report.ts";
+import { REPORT_LIMITS, type Report } from "../../shared/wire/report.ts";
 import type { AgentSettings } from "../config/settings.ts";
 import type { Deployment } from "../sysroot/deployments.ts";
 import type { AgentState } from "./machine.ts";
@@ -17,11 +17,18 @@ export function reportBase(deployments: Deployment[], settings: Pick<AgentSettin
     agentVersion,
     architecture: settings.architecture,
     groups: settings.groups,
-    ...(booted ? { booted: ref(booted)! } : {}),
+    ...(booted ? { booted: { ...ref(booted)!, ...(booted.layered ? { layered: reportedLayer(booted.layered) } : {}) } } : {}),
     staged: ref(deployments.find((d) => d.staged)),
     pending: ref(deployments.find((d) => d.pending)),
     rollback: ref(deployments.find((d) => d.rollback)),
   };
+}
+
+/** The layering's names, each list cut to what a report carries. */
+function reportedLayer(layered: NonNullable<Deployment["layered"]>): NonNullable<NonNullable<Report["booted"]>["layered"]> {
+  const cap = REPORT_LIMITS.layeredNames;
+  const truncated = [layered.packages, layered.removed, layered.replaced].some((list) => list.length > cap);
+  return { packages: layered.packages.slice(0, cap), removed: layered.removed.slice(0, cap), replaced: layered.replaced.slice(0, cap), ...(truncated ? { truncated } : {}) };
 }
 
 export interface ReportExtras {

@@ -8,7 +8,7 @@ import { runOstree } from "../../shared/ostree/exec.ts";
 import { parseCommitObject, type CommitObject } from "../../shared/ostree/commit-object.ts";
 import { readCommitObject } from "../../shared/ostree/repo.ts";
 import { parseAdminStatus, type AdminStatusEntry } from "./admin-status.ts";
-import { baseOf } from "../../shared/image/layer-metadata.ts";
+import { baseOf, readLayerInfo } from "../../shared/image/layer-metadata.ts";
 
 export interface Deployment {
   /** `osname-checksum.serial`, like rpm-ostree's `id`. */
@@ -17,6 +17,8 @@ export interface Deployment {
   checksum: string;
   /** The signed release under it: its parent for a package layer (docs/layering.md), else the checksum itself. */
   base: string;
+  /** A package layer's outcome by name: layered, removed from and replaced in the base. */
+  layered?: { packages: string[]; removed: string[]; replaced: string[] };
   serial: number;
   version: string | null;
   /** The origin refspec, e.g. `debian/bookworm/qemu-amd64/appliance-minimal`. */
@@ -58,7 +60,7 @@ export async function bootedFromRoot(facts: SysrootFacts, entries: AdminStatusEn
 }
 
 /** Pure: rpm-ostree's flags from ostree's boot-ordered list and the booted deployment. */
-export function classifyDeployments(entries: AdminStatusEntry[], bootedName: string | null, timestamps: Map<string, number | null>, bases: ReadonlyMap<string, string> = new Map()): Deployment[] {
+export function classifyDeployments(entries: AdminStatusEntry[], bootedName: string | null, timestamps: Map<string, number | null>, bases: ReadonlyMap<string, string> = new Map(), layers: ReadonlyMap<string, Deployment["layered"]> = new Map()): Deployment[] {
   const bootedIndex = entries.findIndex((e) => e.booted || `${e.checksum}.${e.serial}` === bootedName);
   const rollbackIndex = bootedIndex >= 0 ? entries.findIndex((e, i) => i > bootedIndex && e.marker !== "staged") : entries.length > 1 ? 1 : -1;
   return entries.map((entry, index) => ({
@@ -66,6 +68,7 @@ export function classifyDeployments(entries: AdminStatusEntry[], bootedName: str
     osname: entry.osname,
     checksum: entry.checksum,
     base: bases.get(entry.checksum) ?? entry.checksum,
+    ...(layers.get(entry.checksum) ? { layered: layers.get(entry.checksum)! } : {}),
     serial: entry.serial,
     version: entry.version,
     origin: entry.refspec,
@@ -122,6 +125,15 @@ export function deploymentsAfterDeploy(before: Deployment[], added: AddedDeploym
   return classifyDeployments(entries, booted ? `${booted.checksum}.${booted.serial}` : null, timestamps, bases);
 }
 
+function layerOutcome(commit: CommitObject): Deployment["layered"] | null {
+  try {
+    const outcome = readLayerInfo(commit)?.outcome;
+    return outcome ? { packages: outcome.layeredPackages, removed: outcome.removedBasePackages.map((p) => p.name), replaced: outcome.replacedBasePackages.map((r) => r.from.name) } : null;
+  } catch {
+    return null;
+  }
+}
+
 /** A layer this agent cannot read (a newer agent's) still stands on its parent. */
 function baseOrParent(checksum: string, commit: CommitObject): string {
   try {
@@ -135,11 +147,15 @@ export async function readDeployments(facts: SysrootFacts): Promise<Deployment[]
   const entries = parseAdminStatus(await runOstree(["admin", "status", `--sysroot=${facts.sysroot}`]));
   const timestamps = new Map<string, number | null>();
   const bases = new Map<string, string>();
+  const layers = new Map<string, Deployment["layered"]>();
   for (const entry of entries) {
     const bytes = await readCommitObject(sysrootRepo(facts.sysroot), entry.checksum).catch(() => null);
     const commit = bytes ? parseCommitObject(bytes) : null;
     timestamps.set(entry.checksum, commit?.timestamp ?? null);
-    if (commit) bases.set(entry.checksum, baseOrParent(entry.checksum, commit));
+    if (!commit) continue;
+    bases.set(entry.checksum, baseOrParent(entry.checksum, commit));
+    const layer = layerOutcome(commit);
+    if (layer) layers.set(entry.checksum, layer);
   }
-  return classifyDeployments(entries, await bootedFromRoot(facts, entries), timestamps, bases);
+  return classifyDeployments(entries, await bootedFromRoot(facts, entries), timestamps, bases, layers);
 }

@@ -28,6 +28,12 @@ const when = (iso) => (iso ? `<time datetime="${esc(iso)}">${esc(new Date(iso).t
 const badge = (text, kind = text) => `<span class="badge s-${esc(kind ?? "unknown")}">${esc(text ?? "unknown")}</span>`;
 const short = (commit) => (commit ? `<code title="${esc(commit)}">${esc(commit.slice(0, 12))}</code>` : "");
 const deployment = (d) => (d ? `${esc(d.version)} ${short(d.commit)}` : "—");
+/** What the device layered on its release with apt-ostree install/override (docs/layering.md). */
+const layering = (l) => {
+  if (!l) return "—";
+  const parts = [l.packages.length ? `added ${l.packages.join(", ")}` : "", l.removed.length ? `removed ${l.removed.join(", ")}` : "", l.replaced.length ? `replaced ${l.replaced.join(", ")}` : ""].filter(Boolean);
+  return esc(`${parts.join("; ") || "—"}${l.truncated ? " (and more)" : ""}`);
+};
 const bytes = (n) => (n >= 2 ** 20 ? `${(n / 2 ** 20).toFixed(1)} MiB` : `${(n / 1024).toFixed(1)} KiB`);
 
 // ---------------------------------------------------------------- fleet
@@ -149,6 +155,7 @@ async function devicePage(id) {
     <dt>Last seen</dt><dd>${when(device.lastSeen)}</dd>
     <dt>Booted</dt><dd>${deployment(device.booted)}</dd><dt>Staged</dt><dd>${deployment(device.staged)}</dd>
     <dt>Pending</dt><dd>${deployment(device.pending)}</dd><dt>Rollback</dt><dd>${deployment(device.rollback)}</dd>
+    <dt>Layered packages</dt><dd>${layering(device.booted?.layered)}</dd>
     <dt>Boot counter</dt><dd>${latest?.bootCounter ?? "—"}</dd>
   </dl>
   <h2>Rollbacks</h2>

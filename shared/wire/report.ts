@@ -24,6 +24,8 @@ export const REPORT_LIMITS = {
   longText: 2048,
   healthChecks: 16,
   groups: 32,
+  /** Names per list of the booted deployment's package layering (the device cuts a longer list and says so). */
+  layeredNames: 64,
 } as const;
 
 /** A signed report's JSON: 16 checks of 2 KiB each and the rest fit with room to spare. */
@@ -38,6 +40,18 @@ export const DEVICE_STATES = ["idle", "downloading", "staged", "rebooting", "ver
 
 const Deployment = z.strictObject({ commit: sha256Hex, version: shortText });
 
+const packageNames = z.array(z.string().check(z.regex(/^[a-z0-9][a-z0-9+.-]{0,99}$/))).check(z.maxLength(REPORT_LIMITS.layeredNames));
+/**
+ * The booted deployment, and on a device with package layering (docs/layering.md) what was layered
+ * on its signed release (`commit` is that release): only sent when there is some, so servers
+ * older than the field still take the reports of devices that layer nothing.
+ */
+const BootedDeployment = z.strictObject({
+  commit: sha256Hex,
+  version: shortText,
+  layered: z.optional(z.strictObject({ packages: packageNames, removed: packageNames, replaced: packageNames, truncated: z.optional(z.boolean()) })),
+});
+
 export const ReportSchema = z.strictObject({
   deviceId: z.string().check(z.regex(NAME_PATTERN)),
   /** Strictly increasing per device, persisted by the agent. */
@@ -47,7 +61,7 @@ export const ReportSchema = z.strictObject({
   agentVersion: z.optional(shortText),
   architecture: z.optional(shortText),
   groups: z.optional(z.array(z.string().check(z.regex(NAME_PATTERN))).check(z.maxLength(REPORT_LIMITS.groups))),
-  booted: z.optional(Deployment),
+  booted: z.optional(BootedDeployment),
   /** Finalized at the next shutdown (`ostree admin deploy --stage`). */
   staged: z.optional(z.nullable(Deployment)),
   /** What the next boot starts when it is not the booted one (rpm-ostree's "pending"): the staged or new default deployment. */

@@ -77,6 +77,15 @@ describe("signed device reports", () => {
     expect(verifyReport(signReport(report, device), expectDev)).toEqual(report);
   });
 
+  it("carries the booted release's package layering, bounded", () => {
+    const layered = { ...report, booted: { ...report.booted!, layered: { packages: ["htop", "libstdc++6"], removed: ["nano"], replaced: [] } } };
+    expect(verifyReport(signReport(layered, device), expectDev)).toEqual(layered);
+    const many = { ...report, booted: { ...report.booted!, layered: { packages: Array.from({ length: 65 }, (_, i) => `p${i}`), removed: [], replaced: [] } } };
+    expect(() => verifyReport(signReport(many, device), expectDev)).toThrow(/layered/);
+    const odd = { ...report, booted: { ...report.booted!, layered: { packages: ["Not A Name"], removed: [], replaced: [] } } };
+    expect(() => verifyReport(signReport(odd, device), expectDev)).toThrow(ReportRejectedError);
+  });
+
   it.each([
     ["a replayed counter", () => signReport(report, device), { lastCounter: 7 }, "E_REPORT_REPLAY"],
     ["another device's signature", () => signReport(report, generateKeyPair()), {}, "E_REPORT_SIGNATURE"],
