@@ -29,7 +29,8 @@ const MAX_OUTPUT = 4 * 1024 * 1024;
  * The begin marker is the line's first command, so it comes back at once from a live shell. When
  * it does not, the shell that answered the ping has died with the line (the guest's shell sees
  * end-of-file while the host's connection is still being announced to it, and systemd starts
- * another): ping again and retype. A retyped line is only ever a line whose first step never ran.
+ * another): ping again and retype. A guest too slow to print the marker in time may then get the
+ * line twice; the line runs its command only once (a marker directory), and the first answer counts.
  */
 const BEGIN_WITHIN_MS = 15_000;
 
@@ -47,7 +48,9 @@ export class TestConsole {
     if (command.includes("\n")) throw new TestConsoleError("a console command is one line: join the steps with ';' or '&&'");
     const nonce = randomBytes(8).toString("hex");
     const ping = `printf '@@rdy%s\\n' ${nonce}\n`;
-    const line = `printf '@@beg%s\\n' ${nonce}; { ${command}\n} </dev/null 2>&1; printf '@@end%s:%d\\n' ${nonce} $?\n`;
+    // Once only, even typed twice (see BEGIN_WITHIN_MS): the first run makes the marker directory.
+    const once = `"\${TMPDIR:-/tmp}/.apt-ostree-console-${nonce}"`;
+    const line = `printf '@@beg%s\\n' ${nonce}; if mkdir ${once} 2>/dev/null; then { ${command}\n} </dev/null 2>&1; else echo 'already run'; false; fi; printf '@@end%s:%d\\n' ${nonce} $?\n`;
     const ready = `@@rdy${nonce}\n`;
     const begin = `@@beg${nonce}\n`;
     const end = new RegExp(`@@end${nonce}:(\\d+)\\n`);

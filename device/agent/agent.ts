@@ -19,7 +19,8 @@ import type { AgentSettings } from "../config/settings.ts";
 import type { BootCounter } from "../health/boot-counter.ts";
 import { runHealthChecks, systemdUnitsCheck, type BuiltinCheck } from "../health/checks.ts";
 import type { RebootStrategy } from "../strategy/index.ts";
-import type { Deployment } from "../sysroot/deployments.ts";
+import { sysrootRepo, type Deployment } from "../sysroot/deployments.ts";
+import { removeStaleLayerWork } from "../layering/assemble.ts";
 import { discardDownloads, stageUpdate, StageError } from "../update/stage.ts";
 import { httpClientCodeCache, loadHttpClient } from "../update/load-http-client.ts";
 import { repoUrl } from "../update/channel.ts";
@@ -148,6 +149,17 @@ export class Agent {
   /** Reads the persisted state only (the CLI working without a running agent). */
   async load(): Promise<void> {
     this.record = await readAgentRecord(this.options.settings.stateDir);
+    // Whoever loads the state holds its lock: no layering of another process can be running.
+    await removeStaleLayerWork(sysrootRepo(this.options.settings.sysroot), this.options.log);
+  }
+
+  /** The package layering in progress (device/ops/layer.ts): staging an update waits for it. */
+  private layeringRun: Promise<unknown> = Promise.resolve();
+
+  runLayering<T>(task: () => Promise<T>): Promise<T> {
+    const run = task();
+    this.layeringRun = run.catch(() => undefined);
+    return run;
   }
 
   /** Reads the persisted state and tells the machine where this boot landed. */
@@ -625,6 +637,8 @@ export class Agent {
       // Verified again: the kept copy comes from the state file on disk.
       const verified = verifySignedManifest(target.manifest, { signers: this.options.trust.signers("release"), now: this.now(), architecture: settings.architecture, ref: target.ref });
       if (verified.commit !== target.commit) throw new StageError("the kept manifest names another commit than the update", false);
+      // A package layering still building finishes first; it then sees the update and deploys nothing.
+      await this.layeringRun;
       const staged = await stageUpdate({
         sysroot: settings.sysroot,
         rootDir: settings.rootDir,

@@ -67,7 +67,7 @@ export async function handleControl(agent: Agent, settings: AgentSettings, trust
       return { state: agent.state.name };
     case "layer": {
       const { op: _op, reboot, ...layerRequest } = request;
-      const result = await layer({ settings, state: agent.state, log: agent.log, deploymentsChanged: () => agent.reconcile() }, layerRequest);
+      const result = await agent.runLayering(() => layer({ settings, state: () => agent.state, log: agent.log, deploymentsChanged: () => agent.reconcile() }, layerRequest));
       const rebooting = Boolean(reboot && result.deployed) && (await agent.rebootForLayering());
       return { ...result, rebooting };
     }

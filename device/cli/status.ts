@@ -76,7 +76,14 @@ export const statusCommand = defineCommand({
     const layers = new Map<string, LayerInfo | null>();
     for (const d of deployments) {
       const bytes = await readCommitObject(sysrootRepo(settings.sysroot), d.checksum).catch(() => null);
-      layers.set(d.checksum, bytes ? readLayerInfo(parseCommitObject(bytes)) : null);
+      // A layer made by a newer agent (after a rollback to this one) is shown without its details.
+      let layer: LayerInfo | null = null;
+      try {
+        layer = bytes ? readLayerInfo(parseCommitObject(bytes)) : null;
+      } catch {
+        layer = null;
+      }
+      layers.set(d.checksum, layer);
     }
     const withLayers = deployments.map((d) => ({ ...d, ...layerKeys(layers.get(d.checksum) ?? null) }));
     printResult(io, options.json, { state: record.state.name, update, deployments: withLayers }, renderStatus(deployments, record.state, options.verbose ?? false, layers));

@@ -79,6 +79,12 @@ export async function assembleLayer(options: AssembleOptions): Promise<Assembled
     const baseVar = parseTmpfiles(await readFile(join(tree, TMPFILES_CONF), "utf8").catch(() => ""));
     const basePasswd = await readAccounts(tree);
     await prepareTree(tree, baseVar);
+    // For the run only: no service may start (Debian's invoke-rc.d convention), and names resolve
+    // as on this device, not as on the machine that composed the image.
+    const restore = [
+      await swapIn(workDir, tree, "usr/sbin/policy-rc.d", "#!/bin/sh\nexit 101\n", 0o755),
+      await swapIn(workDir, tree, "etc/resolv.conf", await readFile("/etc/resolv.conf", "utf8").catch(() => null), 0o644),
+    ];
     await mkdir(view);
     const unmount = await mountCopyup(tree, view);
     try {
@@ -86,6 +92,7 @@ export async function assembleLayer(options: AssembleOptions): Promise<Assembled
     } finally {
       await unmount();
     }
+    for (const undo of restore.reverse()) await undo();
     const packages = await readPackages(tree);
     const outcome = describeOutcome(request, baseByName, packages);
     await checkPlacement(tree, packages, baseByName);
@@ -95,6 +102,21 @@ export async function assembleLayer(options: AssembleOptions): Promise<Assembled
   } catch (error) {
     await rm(workDir, { recursive: true, force: true });
     throw error;
+  }
+}
+
+/**
+ * Work a killed agent left in the repo's tmp/: a checkout, maybe with its rofiles-fuse view still
+ * mounted (its daemon died with the agent's process group, or not). Only for the one holding the
+ * agent's state lock, so no layering of another process is running.
+ */
+export async function removeStaleLayerWork(repo: string, log: Logger): Promise<void> {
+  const tmp = join(repo, "tmp");
+  const names = await readdir(tmp).catch(() => [] as string[]);
+  for (const name of names.filter((n) => n.startsWith("apt-ostree-layer-"))) {
+    await execa("umount", ["--lazy", join(tmp, name, "view")], { reject: false });
+    await rm(join(tmp, name), { recursive: true, force: true }).catch((error: unknown) => log.warn({ event: "layering.stale.remove-failed", err: error }, `cannot remove ${name} from ${tmp}`));
+    log.warn({ event: "layering.stale.removed", dir: name }, `removed the work of an interrupted package layering (${name})`);
   }
 }
 
@@ -109,18 +131,43 @@ async function prepareTree(tree: string, baseVar: VarEntry[]): Promise<void> {
       await chown(path, entry.uid, entry.gid);
       await chmod(path, entry.mode & 0o7777);
     } else if (entry.kind === "symlink") await symlink(entry.target, path);
-    // A copy, never a link: the factory file is a repo object.
-    else await copyFile(join(tree, FACTORY, entry.path), path);
+    else {
+      // A copy, never a link (the factory file is a repo object), with its owner and mode.
+      const source = join(tree, FACTORY, entry.path);
+      const info = await lstat(source);
+      await copyFile(source, path);
+      await chown(path, info.uid, info.gid);
+      await chmod(path, info.mode & 0o7777);
+    }
   }
   for (const [, varPath] of VAR_LINKS) await mkdir(join(tree, varPath), { recursive: true });
   await mkdir(join(tree, "var/tmp"), { recursive: true, mode: 0o1777 });
-  // No service starts while packages are configured (Debian's invoke-rc.d convention).
-  await writeFile(join(tree, "usr/sbin/policy-rc.d"), "#!/bin/sh\nexit 101\n", { mode: 0o755 });
+}
+
+/**
+ * Puts a new file at `path` for the run, the base's entry (if any) moved aside and back after.
+ * Only directory entries change: a file of the checkout is a link to a repo object, and writing
+ * into it would change the object the booted system shares. `content` null: nothing to swap.
+ */
+async function swapIn(workDir: string, tree: string, path: string, content: string | null, mode: number): Promise<() => Promise<void>> {
+  if (content === null) return async () => undefined;
+  const target = join(tree, path);
+  const aside = join(workDir, "aside", path.replace(/\//g, "%"));
+  await mkdir(dirname(aside), { recursive: true });
+  const had = (await lstat(target).catch(() => null)) !== null;
+  if (had) await rename(target, aside);
+  await mkdir(dirname(target), { recursive: true });
+  await writeFile(target, content, { mode });
+  return async () => {
+    await rm(target, { force: true });
+    if (had) await rename(aside, target);
+  };
 }
 
 /** `rofiles-fuse --copyup`: returns the unmount. */
 async function mountCopyup(tree: string, view: string): Promise<() => Promise<void>> {
-  const result = await execa("rofiles-fuse", ["--copyup", tree, view], { reject: false });
+  // allow_other: maintainer scripts run steps as other users (runuser, setpriv); the kernel checks modes.
+  const result = await execa("rofiles-fuse", ["--copyup", "-o", "allow_other,default_permissions", tree, view], { reject: false });
   if (result.exitCode !== 0) throw new LayeringError(`cannot mount the layering tree with rofiles-fuse (is FUSE available? /dev/fuse and the fuse module): ${result.stderr.trim() || result.shortMessage}`);
   return async () => {
     // As root, umount takes a FUSE mount down (the image has no fusermount).
@@ -175,6 +222,7 @@ async function runApt(view: string, options: AssembleOptions, log: Logger): Prom
     const removing = parseSimulation(await aptGet(["--simulate", "purge", ...request.baseRemovals], "resolving the base removals"));
     const beyond = removing.removals.filter((r) => !request.baseRemovals.includes(r.name));
     if (beyond.length > 0) throw new LayeringError(`removing ${request.baseRemovals.join(", ")} would also remove base packages ${beyond.map((r) => r.name).join(", ")}: remove those too, or keep it`);
+    if (removing.installs.length > 0) throw new LayeringError(`removing ${request.baseRemovals.join(", ")} would install or change ${removing.installs.map((p) => p.name).join(", ")}: an override removes, it does not replace`);
     checkPolicy(removing, "remove");
     await aptGet(["--yes", "purge", ...request.baseRemovals], "removing base packages");
   }
@@ -241,7 +289,6 @@ async function checkPlacement(tree: string, after: PackageEntry[], base: Readonl
 
 /** Back to the OSTree layout: what the commit may hold. */
 async function restoreLayout(tree: string, baseVar: VarEntry[], basePasswd: Accounts): Promise<void> {
-  await rm(join(tree, "usr/sbin/policy-rc.d"), { force: true });
   for (const name of ["status-old", "available-old", "diversions-old", "statoverride-old", "lock", "lock-frontend"]) {
     await rm(join(tree, DPKG_DATABASE, name), { force: true });
   }
@@ -249,7 +296,11 @@ async function restoreLayout(tree: string, baseVar: VarEntry[], basePasswd: Acco
   const entries: VarEntry[] = [];
   for await (const item of walk(tree, "var")) {
     const absolute = `/${item.path}`;
-    if (absolute === "/var/lib/dpkg" || TRANSIENT.some((prefix) => item.path === prefix || item.path.startsWith(`${prefix}/`))) continue;
+    if (absolute === "/var/lib/dpkg") continue;
+    // Like compose: under /var/log, the apt caches and /var/tmp the directories stay (a daemon's log
+    // directory), the files are the build's.
+    const transient = TRANSIENT.some((prefix) => item.path.startsWith(`${prefix}/`));
+    if (transient && !item.isDir) continue;
     if (item.isDir) {
       if (!known.has(absolute)) entries.push({ kind: "dir", path: absolute, mode: item.mode, uid: item.uid, gid: item.gid });
     } else if (item.isSymlink) {

@@ -8,8 +8,12 @@ import { AptOstreeError } from "../../shared/errors.ts";
 import type { PackageEntry } from "../../shared/image/commit-metadata.ts";
 import type { LayerRequest, LocalPackage } from "../../shared/image/layer-metadata.ts";
 
-/** Debian Policy 5.6.1: lower case letters, digits, '+', '-' and '.', at least two, starting alphanumeric. */
-export const PACKAGE_NAME = /^[a-z0-9][a-z0-9+.-]{1,99}$/;
+/**
+ * Debian Policy 5.6.1: lower case letters, digits, '+', '-' and '.', at least two, starting
+ * alphanumeric; and ending alphanumeric here, so apt-get never reads a trailing '-' or '+' as
+ * "remove" or "install" (no Debian package name ends so).
+ */
+export const PACKAGE_NAME = /^[a-z0-9][a-z0-9+.-]{0,98}[a-z0-9]$/;
 /** One request line holds at most this many names: a longer list is a mistake or an attack. */
 export const MAX_REQUEST_ENTRIES = 256;
 

@@ -5,7 +5,8 @@
  * request is built onto the same signed base and deployed. An empty request deploys the base.
  */
 import { createHash } from "node:crypto";
-import { copyFile, mkdir, readFile, rm, stat } from "node:fs/promises";
+import { createReadStream } from "node:fs";
+import { copyFile, mkdir, rename, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { execa } from "execa";
 import { AptOstreeError } from "../../shared/errors.ts";
@@ -59,7 +60,8 @@ export class LayerOpError extends AptOstreeError {
 /** What the agent gives the operation: its state (to refuse while an update runs) and where to put things. */
 export interface LayerContext {
   settings: AgentSettings;
-  state: AgentState;
+  /** The agent's state now: read at the start and again right before deploying. */
+  state: () => AgentState;
   log: Logger;
   /** Tell the agent the deployment list changed (it reconciles its own state). */
   deploymentsChanged: () => Promise<void>;
@@ -74,10 +76,8 @@ export function layeringDirs(settings: AgentSettings): { stateDir: string; local
 }
 
 export async function layer(context: LayerContext, op: LayerOpRequest): Promise<LayerOpResult> {
-  const { settings, state, log } = context;
-  if (isBusy(state)) {
-    throw new LayerOpError("E_BUSY", `an update to ${state.target.version} is ${state.name}: layering waits until it is done (or cancelled), so the two never race`);
-  }
+  const { settings, log } = context;
+  refuseWhileUpdating(context.state());
   const repo = sysrootRepo(settings.sysroot);
   const deployments = await readDeployments({ sysroot: settings.sysroot, rootDir: settings.rootDir });
   const current = deployments[0];
@@ -121,8 +121,17 @@ export async function layer(context: LayerContext, op: LayerOpRequest): Promise<
   }
 }
 
+function refuseWhileUpdating(state: AgentState): void {
+  if (isBusy(state)) {
+    throw new LayerOpError("E_BUSY", `an update to ${state.target.version} is ${state.name}: layering waits until it is done (or cancelled), so the two never race; run it again then`);
+  }
+}
+
 async function deploy(context: LayerContext, revision: string, originRefspec: string | null): Promise<void> {
   const { settings } = context;
+  // An update the server sent while the layer was built waits for this run (Agent.runLayering):
+  // it goes first, and this layering is not deployed over it.
+  refuseWhileUpdating(context.state());
   await deployRetaining({ sysroot: settings.sysroot, rootDir: settings.rootDir, osname: settings.osname, revision, stage: settings.stage, ...(originRefspec ? { originRefspec } : {}) });
   await context.deploymentsChanged();
 }
@@ -140,12 +149,22 @@ async function importDebs(paths: string[], localDir: string): Promise<LocalPacka
     const info = await stat(path).catch(() => null);
     if (!info?.isFile()) throw new LayerOpError("E_LAYER_REQUEST", `${path}: not a readable .deb file`);
     if (info.size > MAX_DEB_BYTES) throw new LayerOpError("E_LAYER_REQUEST", `${path}: ${info.size} bytes is more than a layered package may have (${MAX_DEB_BYTES})`);
-    const fields = await execa("dpkg-deb", ["--field", path, "Package", "Version", "Architecture"], { reject: false });
-    const values = new Map([...fields.stdout.matchAll(/^(Package|Version|Architecture): (\S+)$/gm)].map((m) => [m[1]!, m[2]!]));
-    if (fields.exitCode !== 0 || values.size !== 3) throw new LayerOpError("E_LAYER_REQUEST", `${path}: not a Debian package (${fields.stderr.trim().split("\n")[0] || "no Package, Version and Architecture"})`);
-    const sha256 = createHash("sha256").update(await readFile(path)).digest("hex");
-    await copyFile(path, join(localDir, `${sha256}.deb`));
-    debs.push({ name: values.get("Package")!, version: values.get("Version")!, architecture: values.get("Architecture")!, sha256 });
+    // Copied first; then read and hashed (as a stream: a big package never sits in the agent's
+    // memory) from the copy, so what is kept is what was checked.
+    const copy = join(localDir, `.import-${process.pid}-${debs.length}.deb`);
+    try {
+      await copyFile(path, copy);
+      const fields = await execa("dpkg-deb", ["--field", copy, "Package", "Version", "Architecture"], { reject: false });
+      const values = new Map([...fields.stdout.matchAll(/^(Package|Version|Architecture): (\S+)$/gm)].map((m) => [m[1]!, m[2]!]));
+      if (fields.exitCode !== 0 || values.size !== 3) throw new LayerOpError("E_LAYER_REQUEST", `${path}: not a Debian package (${fields.stderr.trim().split("\n")[0] || "no Package, Version and Architecture"})`);
+      const hash = createHash("sha256");
+      for await (const chunk of createReadStream(copy)) hash.update(chunk as Buffer);
+      const sha256 = hash.digest("hex");
+      await rename(copy, join(localDir, `${sha256}.deb`));
+      debs.push({ name: values.get("Package")!, version: values.get("Version")!, architecture: values.get("Architecture")!, sha256 });
+    } finally {
+      await rm(copy, { force: true });
+    }
   }
   return debs;
 }

@@ -24,14 +24,15 @@ export interface Simulation {
   removals: SimulatedRemoval[];
 }
 
-/** `Inst name [old] (version suite [arch])` and `Remv name [version]` lines of a simulated run. */
+/** `Inst name [old] (version suite [arch])` and `Remv|Purg name [version]` lines of a simulated run. */
 export function parseSimulation(stdout: string): Simulation {
   const installs: SimulatedInstall[] = [];
   for (const match of stdout.matchAll(/^Inst (\S+) (?:\[(\S+)\] )?\((\S+) .*\[(\S+)\]\)/gm)) {
     installs.push({ name: match[1]!, replaces: match[2] ?? null, version: match[3]!, architecture: match[4]! });
   }
   const removals: SimulatedRemoval[] = [];
-  for (const match of stdout.matchAll(/^Remv (\S+)(?: \[(\S+)\])?/gm)) removals.push({ name: match[1]!, version: match[2] ?? null });
+  // `purge` prints Purg where `remove` prints Remv.
+  for (const match of stdout.matchAll(/^(?:Remv|Purg) (\S+)(?: \[(\S+)\])?/gm)) removals.push({ name: match[1]!, version: match[2] ?? null });
   return { installs, removals };
 }
 

@@ -70,6 +70,8 @@ export function verifyDeviceToken(text: string, now: Date): { token: DeviceToken
   const result = DeviceTokenSchema.safeParse(parsed);
   if (!result.success) throw new DeviceTokenError(describeIssues(result.error.issues));
   const token = result.data;
+  // One spelling only: the signature covers the canonical JSON, so any other JSON of the same token is refused.
+  if (!Buffer.from(payload).equals(Buffer.from(canonicalBytes(token)))) throw new DeviceTokenError("the payload is not the token's canonical JSON");
   const publicKey = new Uint8Array(Buffer.from(token.publicKey, "base64"));
   if (!verify(new Uint8Array(Buffer.from(signature, "base64url")), canonicalBytes(token), publicKey)) {
     throw new DeviceTokenError("the signature does not verify with the token's key");

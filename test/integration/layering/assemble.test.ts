@@ -56,7 +56,10 @@ beforeAll(async () => {
   await initRepo(repo, "bare");
   // The base carries fz-extra 1.0, a package nothing depends on: something to remove and replace.
   const extraV1 = await buildDeb(join(dir, "base-debs"), { name: "fz-extra", version: "1.0", files: { "/usr/share/fz-extra/v": "1\n" } });
-  base = await commitLayeringBase(repo, dir, "test/base", "1", [extraV1]);
+  // And a pair where one needs the other: removing the needed one would take both.
+  const needed = await buildDeb(join(dir, "base-debs"), { name: "fz-needed", version: "1.0" });
+  const needing = await buildDeb(join(dir, "base-debs"), { name: "fz-needing", version: "1.0", depends: "fz-needed" });
+  base = await commitLayeringBase(repo, dir, "test/base", "1", [extraV1, needed, needing]);
   await buildFlatRepo(join(dir, "apt-repo"), PACKAGES);
   http = await serveDirectory(join(dir, "apt-repo"));
   aptEtc = join(dir, "apt-etc");
@@ -109,6 +112,8 @@ describe("assembling a layered tree", () => {
     expect(info.packages.filter((p) => p.name.startsWith("fz-"))).toEqual([
       { name: "fz-extra", version: "1.0", architecture: "all" },
       { name: "fz-lib", version: "1.0", architecture: "all" },
+      { name: "fz-needed", version: "1.0", architecture: "all" },
+      { name: "fz-needing", version: "1.0", architecture: "all" },
       { name: "fz-tool", version: "1.0", architecture: "all" },
     ]);
     expect(await resolveRef(repo, LAYERED_REF)).toBe(commit);
@@ -127,6 +132,9 @@ describe("assembling a layered tree", () => {
     expect(tmpfiles).toMatch(/^C \/var\/lib\/fz-tool\/state - - - -$/m);
     expect(await fileIn(commit, `/${LAYERED_SYSUSERS_CONF}`)).toMatch(/^u fztool \d+:\d+ - \/var\/lib\/fz-tool \/usr\/sbin\/nologin$/m);
 
+    // resolv.conf was the device's for the run, and is the base's again in the commit.
+    const resolv = async (rev: string) => (await execa("ostree", ["ls", "-C", `--repo=${repo}`, rev, "/usr/etc/resolv.conf"], { reject: false })).stdout.split(/\s+/).slice(-2).join(" ");
+    expect(await resolv(commit)).toBe(await resolv(base));
     // The append went to a copy: the layered tree has it, the base and the repo's objects do not.
     expect(await fileIn(commit, "/usr/share/base-files/motd")).toContain("appended by fz-tool");
     expect(await fileIn(base, "/usr/share/base-files/motd")).not.toContain("appended by fz-tool");
@@ -159,7 +167,8 @@ describe("assembling a layered tree", () => {
     ["a package whose script fails, with its output", request({ packages: ["fz-fail"] }), /fz-fail: cannot configure without a running daemon/],
     ["a kernel", request({ packages: ["linux-image-fz"] }), /cannot install 'linux-image-fz' by layering: the kernel comes with the base image/],
     ["a package that would upgrade a base package", request({ packages: ["fz-wants-new-extra"] }), /would change base packages \(fz-extra 1\.0 -> 2\.0\)/],
-    ["a removal that takes other base packages with it", request({ baseRemovals: ["debian-archive-keyring"] }), /debian-archive-keyring/],
+    ["a removal that takes other base packages with it", request({ baseRemovals: ["fz-needed"] }), /removing fz-needed would also remove base packages fz-needing/],
+    ["a removal of a core package", request({ baseRemovals: ["debian-archive-keyring"] }), /debian-archive-keyring/],
     ["a package no source has", request({ packages: ["fz-nowhere"] }), /Unable to locate package fz-nowhere/],
   ])("refuses %s with the reason, and commits nothing", async (_what, layer, reason) => {
     const before = await resolveRef(repo, LAYERED_REF);

@@ -18,7 +18,7 @@ async function shellBehindSocket(delayMs = 0): Promise<string> {
   const path = join(dir, "console.sock");
   server = createServer((socket: Socket) => {
     setTimeout(() => {
-      const shell = spawn("/bin/sh", [], { stdio: ["pipe", "pipe", "inherit"] });
+      const shell = spawn("/bin/sh", [], { stdio: ["pipe", "pipe", "inherit"], env: { ...process.env, TMPDIR: dir } });
       shells.push(shell);
       socket.pipe(shell.stdin!);
       shell.stdout!.pipe(socket);
@@ -37,7 +37,7 @@ async function shellBehindSocket(delayMs = 0): Promise<string> {
 async function dyingShellBehindSocket(): Promise<string> {
   const path = join(dir, "console.sock");
   server = createServer((socket: Socket) => {
-    const first = spawn("/bin/sh", ["-c", 'read -r line; eval "$line"; sleep 0.5'], { stdio: ["pipe", "pipe", "inherit"] });
+    const first = spawn("/bin/sh", ["-c", 'read -r line; eval "$line"; sleep 0.5'], { stdio: ["pipe", "pipe", "inherit"], env: { ...process.env, TMPDIR: dir } });
     first.stdin!.on("error", () => undefined);
     shells.push(first);
     socket.pipe(first.stdin!);
@@ -48,7 +48,7 @@ async function dyingShellBehindSocket(): Promise<string> {
       socket.on("data", lost);
       setTimeout(() => {
         socket.off("data", lost);
-        const next = spawn("/bin/sh", [], { stdio: ["pipe", "pipe", "inherit"] });
+        const next = spawn("/bin/sh", [], { stdio: ["pipe", "pipe", "inherit"], env: { ...process.env, TMPDIR: dir } });
         shells.push(next);
         socket.pipe(next.stdin!);
         next.stdout!.pipe(socket);

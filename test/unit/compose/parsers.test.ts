@@ -20,7 +20,7 @@ describe("apt-get output", () => {
   });
 
   it("tells an upgrade of an installed package and a removal from a new install", () => {
-    const stdout = "Remv nano [7.2-1]\nRemv oddity\nInst libcurl4 [7.88.1-10+deb12u5] (7.88.1-10+deb12u14 Debian:12.12/stable [amd64]) []\nInst curl (7.88.1-10+deb12u14 Debian:12.12/stable [amd64])\n";
+    const stdout = "Remv nano [7.2-1]\nPurg oddity\nInst libcurl4 [7.88.1-10+deb12u5] (7.88.1-10+deb12u14 Debian:12.12/stable [amd64]) []\nInst curl (7.88.1-10+deb12u14 Debian:12.12/stable [amd64])\n";
     expect(parseSimulation(stdout)).toEqual({
       installs: [
         { name: "libcurl4", version: "7.88.1-10+deb12u14", architecture: "amd64", replaces: "7.88.1-10+deb12u5" },

@@ -33,7 +33,7 @@ describe("install and uninstall", () => {
     expect(inactiveRequests({ ...inactive, baseRemovals: ["nano"] }, base)).toEqual([]);
   });
 
-  it.each([["Curl"], ["-x"], ["a"], ["curl;rm"], ["x".repeat(101)], ["../etc"], [""]])("refuses %j as a package name", (name) => {
+  it.each([["Curl"], ["-x"], ["a"], ["curl;rm"], ["x".repeat(101)], ["../etc"], [""], ["nano-"], ["nano+"]])("refuses %j as a package name", (name) => {
     expect(() => installPackages(request(), [name], base, plain)).toThrow(LayerRequestError);
     expect(() => installPackages(request(), [name], base, plain)).toThrow(/is not a Debian package name/);
   });

@@ -56,6 +56,16 @@ describe("device tokens (the MQTT password)", () => {
     ["a signature with bytes inserted", () => createDeviceToken("dev-1", device, now).replace(/\.(.{10})/, ".$1\u00fe\u001d"), /signature is not 64 bytes in canonical base64url/],
     ["a signature spelled another way (unused bits set)", () => respellLast(createDeviceToken("dev-1", device, now)), /signature is not 64 bytes in canonical base64url/],
     ["a payload with bytes inserted", () => createDeviceToken("dev-1", device, now).replace(/^(.{10})/, "$1*"), /payload is not canonical base64url/],
+    [
+      "the same token in other JSON (keys reordered)",
+      () => {
+        const [body, sig] = createDeviceToken("dev-1", device, now).split(".");
+        const fields = JSON.parse(Buffer.from(body!, "base64url").toString()) as Record<string, string>;
+        const reordered = Object.fromEntries(Object.entries(fields).reverse());
+        return `${Buffer.from(JSON.stringify(reordered, null, 1)).toString("base64url")}.${sig}`;
+      },
+      /payload is not the token's canonical JSON/,
+    ],
   ])("rejects %s", (_what, make, message) => {
     expect(() => verifyDeviceToken(make(), now)).toThrow(DeviceTokenError);
     expect(() => verifyDeviceToken(make(), now)).toThrow(message);
