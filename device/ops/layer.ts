@@ -19,6 +19,7 @@ import type { AgentState } from "../agent/machine.ts";
 import { isBusy } from "../agent/machine.ts";
 import type { AgentSettings } from "../config/settings.ts";
 import { assembleLayer } from "../layering/assemble.ts";
+import { syncBaseRefs } from "../layering/base-refs.ts";
 import { commitLayer } from "../layering/commit.ts";
 import * as edits from "../layering/request.ts";
 import { deployRetaining } from "../sysroot/deploy.ts";
@@ -132,7 +133,10 @@ async function deploy(context: LayerContext, revision: string, originRefspec: st
   // An update the server sent while the layer was built waits for this run (Agent.runLayering):
   // it goes first, and this layering is not deployed over it.
   refuseWhileUpdating(context.state());
+  // The base first: the deploy's prune must not take the base of the deployment it replaces.
+  await syncBaseRefs(sysrootRepo(settings.sysroot), await readDeployments({ sysroot: settings.sysroot, rootDir: settings.rootDir }));
   await deployRetaining({ sysroot: settings.sysroot, rootDir: settings.rootDir, osname: settings.osname, revision, stage: settings.stage, ...(originRefspec ? { originRefspec } : {}) });
+  await syncBaseRefs(sysrootRepo(settings.sysroot), await readDeployments({ sysroot: settings.sysroot, rootDir: settings.rootDir }));
   await context.deploymentsChanged();
 }
 

@@ -20,6 +20,7 @@ import { verifyCommit } from "../../shared/verify/commit.ts";
 import type { Delta, Manifest } from "../../shared/wire/manifest.ts";
 import { deploymentsAfterDeploy, sysrootRepo, type Deployment } from "../sysroot/deployments.ts";
 import { carryLayer, requestToCarry } from "../layering/carry.ts";
+import { syncBaseRefs } from "../layering/base-refs.ts";
 import { deployRetaining } from "../sysroot/deploy.ts";
 import { DownloadError, downloadVerified } from "./download.ts";
 import { trustedCaFile } from "./load-http-client.ts";
@@ -153,6 +154,7 @@ export async function stageUpdate(request: StageRequest): Promise<StageResult> {
       });
       log.info({ event: "stage.layer.carried", base: manifest.commit, commit: deployed }, `carried the layered packages onto ${manifest.version}`);
     }
+    if (layer) await syncBaseRefs(repo, request.deployments);
     await deployRetaining({ sysroot: request.sysroot, rootDir: request.rootDir, osname: request.osname, revision: layer ? deployed : manifest.ref, ...(layer ? { originRefspec: manifest.ref } : {}), stage: request.stage, before: request.deployments });
   } catch (error) {
     if (error instanceof StageError) throw error;

@@ -9,7 +9,8 @@ import { join } from "node:path";
 import { execa } from "execa";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { AGENT_DEFAULTS, type AgentSettings } from "../../../device/config/settings.ts";
-import { initRepo } from "../../../shared/ostree/repo.ts";
+import { initRepo, resolveRef } from "../../../shared/ostree/repo.ts";
+import { sysrootRepo } from "../../../device/sysroot/deployments.ts";
 import { generateKeyPair } from "../../../shared/sign/ed25519.ts";
 import { formatPublicKey } from "../../../shared/sign/keys.ts";
 import { DEVICE_CLI } from "../../helpers/cli.ts";
@@ -23,6 +24,7 @@ let base: string;
 let config: string;
 let localDeb: string;
 let http: { url: string; server: Server };
+let sysroot: string;
 
 beforeAll(async () => {
   dir = await makeTempDir("layering-cli");
@@ -42,6 +44,7 @@ beforeAll(async () => {
 
   const device = join(dir, "device");
   const disk = await createDeviceDisk(device, repo, "test/base", base);
+  sysroot = disk.sysroot;
   await mkdir(join(device, "keys.d"), { recursive: true });
   await writeFile(join(device, "keys.d", "server.pub"), formatPublicKey(generateKeyPair().publicKey));
   const settings: AgentSettings = {
@@ -95,6 +98,8 @@ describe("apt-ostree install, uninstall and override", () => {
     expect(booted["base-checksum"]).toBeUndefined();
     const text = (await cli(["status"])).stdout;
     expect(text).toMatch(/BaseCommit: [0-9a-f]{64}\n\s+Commit: [0-9a-f]{64}\n\s+LayeredPackages: fz-tool\n/);
+    // The base is kept by a ref of its own, whatever happens to the followed ref.
+    expect(await resolveRef(sysrootRepo(sysroot), "apt-ostree/base/0")).toBe(base);
   }, 120_000);
 
   it("refuses a package already requested or in the base, unless told otherwise", async () => {
