@@ -70,7 +70,7 @@ function manifest(): Manifest {
   };
 }
 
-const booted = { checksum: FROM, booted: true } as Deployment;
+const booted = { checksum: FROM, base: FROM, booted: true } as Deployment;
 
 async function partSizes(dir: string): Promise<Record<string, number>> {
   const sizes: Record<string, number> = {};
