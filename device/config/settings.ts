@@ -82,6 +82,8 @@ export const AgentConfigSchema = z.partial(
     pollSeconds: positive,
     /** APT configuration package layering resolves with: sources.list, sources.list.d/, trusted.gpg.d/ (docs/layering.md). */
     layeringAptDir: nonEmpty,
+    /** false: install, uninstall and override refuse (a fleet whose images must stay as built). */
+    allowLayering: z.boolean(),
   }),
 );
 
@@ -123,6 +125,7 @@ export const AGENT_DEFAULTS: AgentSettings = {
   downloadStallSeconds: 60,
   pollSeconds: 3600,
   layeringAptDir: "/etc/apt",
+  allowLayering: true,
 };
 
 export const CONFIG_FILES = ["/usr/lib/apt-ostree/agent.yaml", "/etc/apt-ostree/agent.yaml"];

@@ -78,6 +78,9 @@ export function layeringDirs(settings: AgentSettings): { stateDir: string; local
 
 export async function layer(context: LayerContext, op: LayerOpRequest): Promise<LayerOpResult> {
   const { settings, log } = context;
+  if (!settings.allowLayering) {
+    throw new LayerOpError("E_LAYERING_FORBIDDEN", "package layering is forbidden on this device (allowLayering: false in its agent.yaml): its image stays as built; ask for the package in the image's recipe");
+  }
   refuseWhileUpdating(context.state());
   const repo = sysrootRepo(settings.sysroot);
   const deployments = await readDeployments({ sysroot: settings.sysroot, rootDir: settings.rootDir });

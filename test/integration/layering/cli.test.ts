@@ -3,7 +3,7 @@
  * into a real bookworm base, with packages served over HTTP: requests accumulate in the pending
  * deployment, `status` shows them in rpm-ostree's keys, refusals exit 1 with the reason.
  */
-import { mkdir, writeFile } from "node:fs/promises";
+import { mkdir, readFile, writeFile } from "node:fs/promises";
 import type { Server } from "node:http";
 import { join } from "node:path";
 import { execa } from "execa";
@@ -156,6 +156,15 @@ describe("apt-ostree install, uninstall and override", () => {
     const result = await cli(["usroverlay"]);
     expect(result.exitCode).toBe(1);
     expect(result.stderr).toMatch(/ostree admin unlock failed.*[Nn]ot currently booted/s);
+  });
+
+  it("refuses when the device's configuration forbids layering", async () => {
+    const settings = JSON.parse(await readFile(config, "utf8"));
+    const forbidding = join(dir, "forbidding.yaml");
+    await writeFile(forbidding, JSON.stringify({ ...settings, allowLayering: false }));
+    const result = await execa(process.execPath, [DEVICE_CLI, "install", "fz-tool", "--idempotent", "--config", forbidding], { reject: false });
+    expect(result.exitCode).toBe(1);
+    expect(result.stderr).toMatch(/package layering is forbidden on this device \(allowLayering: false/);
   });
 
   it("answers --help and usage errors", async () => {
