@@ -435,6 +435,8 @@ export class Agent {
     if (isBusy(this.state)) return false;
     const { settings, log } = this.options;
     if (settings.bootUnits) await this.untilBootBlessed();
+    // An update the server sent meanwhile goes on; the layered deployment boots with it later.
+    if (isBusy(this.state)) return false;
     await this.options.bootCounter.arm(settings.bootTries);
     log.warn({ event: "agent.reboot", command: settings.rebootCommand, reason: "layering" }, "rebooting into the layered deployment");
     const result = await runProgram(settings.rebootCommand[0]!, settings.rebootCommand.slice(1));
@@ -639,6 +641,7 @@ export class Agent {
       if (verified.commit !== target.commit) throw new StageError("the kept manifest names another commit than the update", false);
       // A package layering still building finishes first; it then sees the update and deploys nothing.
       await this.layeringRun;
+      if (abort.signal.aborted || !this.stillTaking(target, ["downloading"])) return;
       const staged = await stageUpdate({
         sysroot: settings.sysroot,
         rootDir: settings.rootDir,

@@ -39,7 +39,7 @@ export const rollbackCommand = defineCommand({
       // ostree 2022.7 has no set-default: deploy the rollback's commit again (its kernel arguments kept);
       // the old copy then falls out as the second rollback.
       const kargs = userKargs((await bootEntryOptions(settings.sysroot))[deployments.indexOf(rollback)] ?? "");
-      await deployRetaining({ sysroot: settings.sysroot, rootDir: settings.rootDir, osname: rollback.osname, revision: rollback.checksum, args: ["--karg-none", ...kargs.map((k) => `--karg-append=${k}`)] });
+      await deployRetaining({ sysroot: settings.sysroot, rootDir: settings.rootDir, osname: rollback.osname, revision: rollback.checksum, ...(rollback.origin ? { originRefspec: rollback.origin } : {}), args: ["--karg-none", ...kargs.map((k) => `--karg-append=${k}`)] });
     }
     await viaAgent(settings, { op: "deployments-changed" });
     const now = await deploymentsOf(settings);
@@ -77,7 +77,7 @@ export const kargsCommand = defineCommand({
       printResult(io, options.json, { kargs: current }, current.join(" "));
       return;
     }
-    await deployRetaining({ sysroot: settings.sysroot, rootDir: settings.rootDir, osname: target.osname, revision: target.checksum, args: ["--karg-none", ...next.map((k) => `--karg-append=${k}`)] });
+    await deployRetaining({ sysroot: settings.sysroot, rootDir: settings.rootDir, osname: target.osname, revision: target.checksum, ...(target.origin ? { originRefspec: target.origin } : {}), args: ["--karg-none", ...next.map((k) => `--karg-append=${k}`)] });
     printResult(io, options.json, { kargs: next }, `Kernel arguments updated; they take effect on the next boot:\n${next.join(" ")}`);
   },
 });

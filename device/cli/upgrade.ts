@@ -78,7 +78,9 @@ export const deployCommand = defineCommand({
       throw error.code === "E_UNKNOWN_COMMIT" ? new AptOstreeError(error.code, `${error.message}; deploy a version the channel publishes instead`) : error;
     });
     if ((await deploymentsOf(settings)).find((d) => d.booted)?.checksum === wanted) throw new UsageError(`${wanted.slice(0, 12)} is already booted`);
-    await deployRetaining({ sysroot: settings.sysroot, rootDir: settings.rootDir, osname: settings.osname, revision: wanted, stage: settings.stage });
+    // Deployed by checksum: the deployment keeps following the booted one's ref.
+    const origin = (await deploymentsOf(settings)).find((d) => d.booted)?.origin ?? (settings.ref || null);
+    await deployRetaining({ sysroot: settings.sysroot, rootDir: settings.rootDir, osname: settings.osname, revision: wanted, stage: settings.stage, ...(origin && !/^[0-9a-f]{64}$/.test(origin) ? { originRefspec: origin } : {}) });
     printResult(io, options.json, { deployed: wanted }, `Deployed ${wanted.slice(0, 12)}; it boots next.`);
   },
 });

@@ -6,14 +6,17 @@
  */
 import { rm } from "node:fs/promises";
 import { join } from "node:path";
-import { listRefs, setRef } from "../../shared/ostree/repo.ts";
+import { listRefs, readCommitObject, setRef } from "../../shared/ostree/repo.ts";
 import type { Deployment } from "../sysroot/deployments.ts";
 
 export const BASE_REF_PREFIX = "apt-ostree/base/";
 
 /** After a deploy: one ref per base under a layered deployment, none for bases no longer used. */
 export async function syncBaseRefs(repo: string, deployments: Deployment[]): Promise<string[]> {
-  const bases = [...new Set(deployments.filter((d) => d.base !== d.checksum).map((d) => d.base))];
+  const layeredOn = [...new Set(deployments.filter((d) => d.base !== d.checksum).map((d) => d.base))];
+  // A base already gone cannot be kept (and a ref to a missing commit would break every prune).
+  const bases: string[] = [];
+  for (const base of layeredOn) if (await readCommitObject(repo, base).then(() => true, () => false)) bases.push(base);
   for (const [index, base] of bases.entries()) await setRef(repo, `${BASE_REF_PREFIX}${index}`, base);
   for (const ref of await listRefs(repo)) {
     if (ref.startsWith(BASE_REF_PREFIX) && Number(ref.slice(BASE_REF_PREFIX.length)) >= bases.length) await rm(join(repo, "refs", "heads", ref), { force: true });

@@ -29,11 +29,13 @@ export interface CarryOptions {
   signal?: AbortSignal;
 }
 
-/** Builds and commits the request on the new base; returns the layered commit to deploy. */
-export async function carryLayer(options: CarryOptions): Promise<string> {
+/** Builds and commits the request on the new base; returns the layered commit to deploy and what it layered. */
+export async function carryLayer(options: CarryOptions): Promise<{ commit: string; layered: NonNullable<Deployment["layered"]> }> {
   const assembled = await assembleLayer({ ...options, refresh: true });
   try {
-    return await commitLayer({ repo: options.repo, base: options.base, tree: assembled.tree, request: options.request, outcome: assembled.outcome, packages: assembled.packages, ...(options.signal ? { signal: options.signal } : {}) });
+    const commit = await commitLayer({ repo: options.repo, base: options.base, tree: assembled.tree, request: options.request, outcome: assembled.outcome, packages: assembled.packages, ...(options.signal ? { signal: options.signal } : {}) });
+    const { outcome } = assembled;
+    return { commit, layered: { packages: outcome.layeredPackages, removed: outcome.removedBasePackages.map((p) => p.name), replaced: outcome.replacedBasePackages.map((r) => r.from.name) } };
   } finally {
     await rm(assembled.workDir, { recursive: true, force: true });
   }

@@ -10,10 +10,10 @@ import type { LayerRequest, LocalPackage } from "../../shared/image/layer-metada
 
 /**
  * Debian Policy 5.6.1: lower case letters, digits, '+', '-' and '.', at least two, starting
- * alphanumeric; and ending alphanumeric here, so apt-get never reads a trailing '-' or '+' as
- * "remove" or "install" (no Debian package name ends so).
+ * alphanumeric; not ending in '-' or '.' here, so apt-get never reads a trailing '-' as "remove"
+ * (a trailing '+' is a real name's, g++, which apt looks up before reading it as "install").
  */
-export const PACKAGE_NAME = /^[a-z0-9][a-z0-9+.-]{0,98}[a-z0-9]$/;
+export const PACKAGE_NAME = /^[a-z0-9][a-z0-9+.-]{0,98}[a-z0-9+]$/;
 /** One request line holds at most this many names: a longer list is a mistake or an attack. */
 export const MAX_REQUEST_ENTRIES = 256;
 

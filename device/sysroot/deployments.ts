@@ -98,6 +98,7 @@ export interface AddedDeployment {
   staged: boolean;
   /** The signed release under a package layer; default: the checksum. */
   base?: string;
+  layered?: Deployment["layered"];
 }
 
 /**
@@ -122,7 +123,8 @@ export function deploymentsAfterDeploy(before: Deployment[], added: AddedDeploym
   const timestamps = new Map<string, number | null>([...before.map((d) => [d.checksum, d.timestamp] as const), [added.checksum, added.timestamp]]);
   const booted = before.find((d) => d.booted);
   const bases = new Map<string, string>([...before.map((d) => [d.checksum, d.base] as const), [added.checksum, added.base ?? added.checksum]]);
-  return classifyDeployments(entries, booted ? `${booted.checksum}.${booted.serial}` : null, timestamps, bases);
+  const layers = new Map<string, Deployment["layered"]>([...before.filter((d) => d.layered).map((d) => [d.checksum, d.layered] as const), ...(added.layered ? [[added.checksum, added.layered] as const] : [])]);
+  return classifyDeployments(entries, booted ? `${booted.checksum}.${booted.serial}` : null, timestamps, bases, layers);
 }
 
 function layerOutcome(commit: CommitObject): Deployment["layered"] | null {

@@ -144,17 +144,22 @@ export async function stageUpdate(request: StageRequest): Promise<StageResult> {
     throw new StageError(`refusing ${manifest.version} (${manifest.commit.slice(0, 12)}): ${errorChain(error)}`, false, error);
   }
   let deployed = manifest.commit;
+  let carried: LayerOutcomeNames | null = null;
   try {
+    // Before the followed ref moves on: it may be all that held the base of a layered deployment.
+    await syncBaseRefs(repo, request.deployments);
     await setRef(repo, manifest.ref, manifest.commit);
     const layer = request.layering ? await requestToCarry(repo, request.deployments) : null;
     if (layer && request.layering) {
-      deployed = await carryLayer({ repo, base: manifest.commit, request: layer, ...request.layering, log, ...(request.signal ? { signal: request.signal } : {}) }).catch((error: unknown) => {
-        // The reason (a package gone from the sources, a conflict with the new base) is the update's failure.
-        throw new StageError(`cannot carry the layered packages onto ${manifest.version}: ${errorChain(error)}`, isOutOfSpace(error), error);
+      const result = await carryLayer({ repo, base: manifest.commit, request: layer, ...request.layering, log, ...(request.signal ? { signal: request.signal } : {}) }).catch((error: unknown) => {
+        // The reason (a package gone from the sources, a conflict with the new base) is the update's
+        // failure; a mirror that could not be reached is worth another try.
+        throw new StageError(`cannot carry the layered packages onto ${manifest.version}: ${errorChain(error)}`, isOutOfSpace(error) || unreachableSources(error), error);
       });
+      deployed = result.commit;
+      carried = result.layered;
       log.info({ event: "stage.layer.carried", base: manifest.commit, commit: deployed }, `carried the layered packages onto ${manifest.version}`);
     }
-    if (layer) await syncBaseRefs(repo, request.deployments);
     await deployRetaining({ sysroot: request.sysroot, rootDir: request.rootDir, osname: request.osname, revision: layer ? deployed : manifest.ref, ...(layer ? { originRefspec: manifest.ref } : {}), stage: request.stage, before: request.deployments });
   } catch (error) {
     if (error instanceof StageError) throw error;
@@ -166,12 +171,22 @@ export async function stageUpdate(request: StageRequest): Promise<StageResult> {
     osname: request.osname,
     checksum: deployed,
     base: manifest.commit,
+    ...(carried ? { layered: carried } : {}),
     version: manifest.version,
     origin: manifest.ref,
     timestamp: parseCommitObject(commitObject).timestamp,
     staged: request.stage,
   });
+  // The new base held by a ref of its own too, and the bases of deployments the deploy dropped let go.
+  if (carried) await syncBaseRefs(repo, deployments).catch((error: unknown) => log.warn({ event: "stage.base-refs.failed", err: error }, `cannot update the base refs: ${errorChain(error)}`));
   return { via: delta ? "delta" : "pull", bytes, deployments };
+}
+
+type LayerOutcomeNames = NonNullable<Deployment["layered"]>;
+
+/** apt could not reach a source (DNS, connection, a mirror's error): the network's fault, not the request's. */
+function unreachableSources(error: unknown): boolean {
+  return /Failed to fetch|Temporary failure resolving|Could not connect|Could not resolve|Connection failed|Unable to connect/.test(errorChain(error));
 }
 
 /** The commit object is in the repo and no pull or apply of it was left half-way (ostree's commitpartial marker). */

@@ -197,7 +197,8 @@ describe("carrying the layering onto a new base", () => {
     const { commit } = await build(layer);
     const carried = await requestToCarry(repo, deployed(commit, base));
     expect(carried).toEqual(layer);
-    const next = await carryLayer({ repo, base: base2, request: carried!, aptEtc, stateDir, log: silentLogger() });
+    const { commit: next, layered } = await carryLayer({ repo, base: base2, request: carried!, aptEtc, stateDir, log: silentLogger() });
+    expect(layered).toEqual({ packages: ["fz-tool"], removed: [], replaced: [] });
     const object = parseCommitObject(await readCommitObject(repo, next));
     expect(object.parent).toBe(base2);
     expect(readLayerInfo(object)).toMatchObject({ base: base2, request: layer, outcome: { layeredPackages: ["fz-tool"] } });

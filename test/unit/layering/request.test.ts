@@ -33,9 +33,13 @@ describe("install and uninstall", () => {
     expect(inactiveRequests({ ...inactive, baseRemovals: ["nano"] }, base)).toEqual([]);
   });
 
-  it.each([["Curl"], ["-x"], ["a"], ["curl;rm"], ["x".repeat(101)], ["../etc"], [""], ["nano-"], ["nano+"]])("refuses %j as a package name", (name) => {
+  it.each([["Curl"], ["-x"], ["a"], ["curl;rm"], ["x".repeat(101)], ["../etc"], [""], ["nano-"], ["nano."]])("refuses %j as a package name", (name) => {
     expect(() => installPackages(request(), [name], base, plain)).toThrow(LayerRequestError);
     expect(() => installPackages(request(), [name], base, plain)).toThrow(/is not a Debian package name/);
+  });
+
+  it("takes names with '+' and '.', g++ and libstdc++6 among them", () => {
+    expect(installPackages(request(), ["g++", "libstdc++6", "python3.11"], base, plain).request.packages).toEqual(["g++", "libstdc++6", "python3.11"]);
   });
 
   it("bounds how many names one request takes", () => {
