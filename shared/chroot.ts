@@ -4,8 +4,8 @@
  * (maintainer scripts, the initramfs) and by the device's package layering.
  * Foreign architectures run through qemu-user-static's binfmt handlers.
  */
-import { execa } from "execa";
 import { AptOstreeError } from "./errors.ts";
+import { runProgram } from "./process/run.ts";
 
 export class ChrootCommandError extends AptOstreeError {
   constructor(
@@ -55,15 +55,14 @@ export interface ChrootRunOptions {
 }
 
 export async function runInChroot(root: string, argv: string[], options: ChrootRunOptions): Promise<string> {
-  const result = await execa("unshare", ["--mount", "--propagation", "private", "sh", "-c", MOUNT_AND_CHROOT, "sh", root, ...argv], {
+  // node:child_process rather than execa: the device agent runs this too (package layering) and stays lean.
+  const result = await runProgram("unshare", ["--mount", "--propagation", "private", "sh", "-c", MOUNT_AND_CHROOT, "sh", root, ...argv], {
     input: options.input ?? "",
     env: { PATH: "/usr/sbin:/usr/bin:/sbin:/bin", LC_ALL: "C.UTF-8", ...options.env, BINDS: bindLines(options.binds ?? []) },
-    extendEnv: false,
-    all: true,
-    reject: false,
-    ...(options.signal ? { cancelSignal: options.signal } : {}),
+    cleanEnv: true,
+    ...(options.signal ? { signal: options.signal } : {}),
   });
-  if (result.exitCode !== 0) throw new ChrootCommandError(options.what, result.exitCode, result.all ?? "");
+  if (result.exitCode !== 0) throw new ChrootCommandError(options.what, result.exitCode ?? undefined, result.all);
   return result.stdout;
 }
 

@@ -14,7 +14,6 @@
  */
 import { copyFile, lstat, mkdir, mkdtemp, readdir, readFile, readlink, rename, rm, symlink, writeFile, chown, chmod } from "node:fs/promises";
 import { dirname, join } from "node:path";
-import { execa } from "execa";
 import type { Logger } from "pino";
 import { parseDpkgStatus } from "../../shared/apt/dpkg-status.ts";
 import { parseSimulation, type Simulation } from "../../shared/apt/simulate.ts";
@@ -25,6 +24,7 @@ import type { LayerOutcome, LayerRequest } from "../../shared/image/layer-metada
 import { DPKG_DATABASE, FACTORY, TMPFILES_CONF, TRANSIENT, VAR_LINKS } from "../../shared/image/ostree-layout.ts";
 import { parseTmpfiles, renderTmpfiles, type VarEntry } from "../../shared/image/tmpfiles.ts";
 import { runOstree } from "../../shared/ostree/exec.ts";
+import { runProgram } from "../../shared/process/run.ts";
 import { refusedPackage } from "./policy.ts";
 import { inactiveRequests } from "./request.ts";
 import { sysusersForNewAccounts } from "./sysusers.ts";
@@ -114,7 +114,7 @@ export async function removeStaleLayerWork(repo: string, log: Logger): Promise<v
   const tmp = join(repo, "tmp");
   const names = await readdir(tmp).catch(() => [] as string[]);
   for (const name of names.filter((n) => n.startsWith("apt-ostree-layer-"))) {
-    await execa("umount", ["--lazy", join(tmp, name, "view")], { reject: false });
+    await runProgram("umount", ["--lazy", join(tmp, name, "view")]).catch(() => null);
     await rm(join(tmp, name), { recursive: true, force: true }).catch((error: unknown) => log.warn({ event: "layering.stale.remove-failed", err: error }, `cannot remove ${name} from ${tmp}`));
     log.warn({ event: "layering.stale.removed", dir: name }, `removed the work of an interrupted package layering (${name})`);
   }
@@ -167,12 +167,12 @@ async function swapIn(workDir: string, tree: string, path: string, content: stri
 /** `rofiles-fuse --copyup`: returns the unmount. */
 async function mountCopyup(tree: string, view: string): Promise<() => Promise<void>> {
   // allow_other: maintainer scripts run steps as other users (runuser, setpriv); the kernel checks modes.
-  const result = await execa("rofiles-fuse", ["--copyup", "-o", "allow_other,default_permissions", tree, view], { reject: false });
-  if (result.exitCode !== 0) throw new LayeringError(`cannot mount the layering tree with rofiles-fuse (is FUSE available? /dev/fuse and the fuse module): ${result.stderr.trim() || result.shortMessage}`);
+  const result = await runProgram("rofiles-fuse", ["--copyup", "-o", "allow_other,default_permissions", tree, view]).catch((error: Error) => ({ exitCode: null, stderr: error.message }));
+  if (result.exitCode !== 0) throw new LayeringError(`cannot mount the layering tree with rofiles-fuse (is FUSE available? /dev/fuse and the fuse module): ${result.stderr.trim() || `exit ${result.exitCode}`}`);
   return async () => {
     // As root, umount takes a FUSE mount down (the image has no fusermount).
-    const unmounted = await execa("umount", [view], { reject: false });
-    if (unmounted.exitCode !== 0) await execa("umount", ["--lazy", view], { reject: false });
+    const unmounted = await runProgram("umount", [view]).catch(() => null);
+    if (unmounted?.exitCode !== 0) await runProgram("umount", ["--lazy", view]).catch(() => null);
   };
 }
 

@@ -8,8 +8,8 @@ import { createHash } from "node:crypto";
 import { createReadStream } from "node:fs";
 import { copyFile, mkdir, rename, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
-import { execa } from "execa";
 import { AptOstreeError } from "../../shared/errors.ts";
+import { runProgram } from "../../shared/process/run.ts";
 import { readImageCommitInfo, type PackageEntry } from "../../shared/image/commit-metadata.ts";
 import { emptyLayerRequest, isEmptyLayerRequest, readLayerInfo, type LayerOutcome, type LayerRequest, type LocalPackage } from "../../shared/image/layer-metadata.ts";
 import type { Logger } from "../../shared/log.ts";
@@ -161,7 +161,7 @@ async function importDebs(paths: string[], localDir: string): Promise<LocalPacka
     const copy = join(localDir, `.import-${process.pid}-${debs.length}.deb`);
     try {
       await copyFile(path, copy);
-      const fields = await execa("dpkg-deb", ["--field", copy, "Package", "Version", "Architecture"], { reject: false });
+      const fields = await runProgram("dpkg-deb", ["--field", copy, "Package", "Version", "Architecture"]);
       const values = new Map([...fields.stdout.matchAll(/^(Package|Version|Architecture): (\S+)$/gm)].map((m) => [m[1]!, m[2]!]));
       if (fields.exitCode !== 0 || values.size !== 3) throw new LayerOpError("E_LAYER_REQUEST", `${path}: not a Debian package (${fields.stderr.trim().split("\n")[0] || "no Package, Version and Architecture"})`);
       const hash = createHash("sha256");

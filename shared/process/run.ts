@@ -12,6 +12,10 @@ export interface RunOptions {
   signal?: AbortSignal;
   /** "inherit" passes the terminal through (an editor, a reboot); output is then not collected. */
   stdio?: "pipe" | "inherit";
+  /** Text written to the program's stdin (closed after it); without it stdin is /dev/null. */
+  input?: string;
+  /** `env` is the whole environment, not additions to this process's. */
+  cleanEnv?: boolean;
 }
 
 export interface RunResult {
@@ -27,7 +31,14 @@ export interface RunResult {
 /** Resolves with how the program ended; rejects only when it cannot start (ENOENT, EACCES). */
 export function runProgram(file: string, args: string[], options: RunOptions = {}): Promise<RunResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(file, args, { env: options.env ? { ...process.env, ...options.env } : process.env, stdio: options.stdio === "inherit" ? "inherit" : ["ignore", "pipe", "pipe"], signal: options.signal });
+    const env = options.cleanEnv ? (options.env ?? {}) : options.env ? { ...process.env, ...options.env } : process.env;
+    const stdin = options.input === undefined ? "ignore" : "pipe";
+    const child = spawn(file, args, { env, stdio: options.stdio === "inherit" ? "inherit" : [stdin, "pipe", "pipe"], signal: options.signal });
+    if (options.input !== undefined && child.stdin) {
+      // A program that exits without reading all of it closes the pipe: not an error of ours.
+      child.stdin.on("error", () => undefined);
+      child.stdin.end(options.input);
+    }
     const out: Buffer[] = [];
     const err: Buffer[] = [];
     const all: Buffer[] = [];
