@@ -1,4 +1,5 @@
-import { open, readFile } from "node:fs/promises";
+import { randomBytes } from "node:crypto";
+import { link, readFile, writeFile } from "node:fs/promises";
 import { AptOstreeError } from "../errors.ts";
 import { isOwnerAlive, readBootId } from "../process-alive.ts";
 import { removeFile } from "./remove-file.ts";
@@ -31,18 +32,49 @@ function parseOwner(text: string): { pid: number; bootId: string | null } {
  */
 export async function acquirePidLock(path: string, what: string, options: PidLockOptions = {}): Promise<() => Promise<void>> {
   const bootId = await readBootId(options.bootIdFile);
-  for (let attempt = 0; attempt < 2; attempt++) {
-    try {
-      const handle = await open(path, "wx", 0o644);
-      await handle.writeFile(`${process.pid} ${bootId}\n`);
-      await handle.close();
-      return () => removeFile(path);
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw error;
-      const owner = parseOwner(await readFile(path, "utf8").catch(() => ""));
-      if (isOwnerAlive(owner, bootId)) throw new LockHeldError(path, owner.pid, what);
-      await removeFile(path);
+  // Written whole under a name of our own, then linked into place: a contender never reads a lock
+  // that exists but is still empty (and takes it for a dead owner's).
+  const mine = `${path}.${process.pid}.${randomBytes(4).toString("hex")}`;
+  await writeFile(mine, `${process.pid} ${bootId}\n`, { mode: 0o644 });
+  try {
+    for (let attempt = 0; attempt < 100; attempt++) {
+      try {
+        await link(mine, path);
+        return () => removeFile(path);
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw error;
+      }
+      const text = await readFile(path, "utf8").catch(() => "");
+      const owner = parseOwner(text);
+      if (text !== "" && isOwnerAlive(owner, bootId)) throw new LockHeldError(path, owner.pid, what);
+      if (!(await breakStaleLock(path, text, mine, bootId))) await new Promise((resolve) => setTimeout(resolve, 5 + Math.random() * 20));
     }
+  } finally {
+    await removeFile(mine);
   }
   throw new AptOstreeError("E_LOCKED", `cannot take the lock ${path}`);
+}
+
+/**
+ * Removes a dead owner's lock, once: only the contender that holds `<lock>.break` may, and only
+ * if the lock still says what was judged dead. Without that, two contenders that both saw the
+ * dead lock could each remove it, the second removing the first's fresh one, and both would hold it.
+ */
+async function breakStaleLock(path: string, dead: string, mine: string, bootId: string): Promise<boolean> {
+  const breaker = `${path}.break`;
+  try {
+    await link(mine, breaker);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw error;
+    // A breaker that died while breaking (a moment's window) must not block everyone for ever.
+    const text = await readFile(breaker, "utf8").catch(() => "");
+    if (text !== "" && !isOwnerAlive(parseOwner(text), bootId) && (await readFile(breaker, "utf8").catch(() => "")) === text) await removeFile(breaker);
+    return false;
+  }
+  try {
+    if ((await readFile(path, "utf8").catch(() => null)) === dead) await removeFile(path);
+    return true;
+  } finally {
+    await removeFile(breaker);
+  }
 }

@@ -1,4 +1,4 @@
-import { readFile, writeFile } from "node:fs/promises";
+import { readdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { acquirePidLock, LockHeldError } from "../../../shared/fs/pid-lock.ts";
@@ -36,6 +36,18 @@ describe("acquirePidLock", () => {
     // Written before boot ids were recorded: the pid alone decides.
     await writeFile(lock, `${process.pid}\n`);
     await expect(acquirePidLock(lock, "apt-ostreed", { bootIdFile })).rejects.toBeInstanceOf(LockHeldError);
+  });
+
+  it("lets exactly one of many contenders take a lock at once, never leaving a half-written one to be taken for dead", async () => {
+    // In one process every contender has the same pid: the holder is alive to all the others.
+    await writeFile(lock, `${DEAD_PID} ${THIS_BOOT}\n`);
+    const results = await Promise.allSettled(Array.from({ length: 20 }, () => acquirePidLock(lock, "a test", { bootIdFile })));
+    const taken = results.filter((r) => r.status === "fulfilled");
+    expect(taken).toHaveLength(1);
+    for (const refused of results.filter((r) => r.status === "rejected")) expect((refused as PromiseRejectedResult).reason).toBeInstanceOf(LockHeldError);
+    expect(await readFile(lock, "utf8")).toBe(`${process.pid} ${THIS_BOOT}\n`);
+    await (taken[0] as PromiseFulfilledResult<() => Promise<void>>).value();
+    expect((await readdir(dir)).filter((n) => n.startsWith("lock"))).toEqual([]);
   });
 
   it("takes over a lock whose process is gone", async () => {
