@@ -8,6 +8,7 @@
  *   fleet-cluster  10k devices on one process, on two instances (PostgreSQL, brokers joined by Redis), and with the lease holder killed mid-wave (test/bench/fleet-cluster.ts; APT_OSTREE_BENCH_CLUSTER_DEVICES=10000,20000)
  *   store  the fleet store under an enrollment storm: SQLite per-write, SQLite group commit, PostgreSQL (test/bench/store.ts; a minute)
  *   trust  the device's verification chain: a walk of 10 root versions, manifest and commit checks (seconds)
+ *   layering  apt-ostree install against apt-get install into a plain chroot, and a layer re-applied onto a new base (test/bench/layering.ts; a few minutes, Debian's mirror)
  *   boot   the qemu scenario's boot, rollout and rollback times and bytes per step (test/bench/boot.ts;
  *          ~25 min for amd64, ~1 h with APT_OSTREE_BENCH_ARCH=arm64)
  */
@@ -20,8 +21,9 @@ import { benchBoot } from "./boot.ts";
 import { benchTrustChain } from "./trust.ts";
 import { benchStore } from "./store.ts";
 import { benchFleetCluster, clusterTable, type ClusterRun, type ClusterSetup } from "./fleet-cluster.ts";
+import { benchLayering } from "./layering.ts";
 
-const BENCHES = ["image", "fleet", "fleet-cluster", "store", "agent", "agent-idle", "trust", "boot"] as const;
+const BENCHES = ["image", "fleet", "fleet-cluster", "store", "agent", "agent-idle", "trust", "layering", "boot"] as const;
 type Bench = (typeof BENCHES)[number];
 
 const lines: string[] = [];
@@ -86,6 +88,7 @@ async function main(): Promise<void> {
   if (chosen.includes("agent") || chosen.includes("trust")) await benchTrustChain(say);
   if (chosen.includes("agent")) await benchAgent(say);
   else if (chosen.includes("agent-idle")) await benchAgentIdle(say);
+  if (chosen.includes("layering")) await benchLayering(say, progress);
   if (chosen.includes("boot")) await benchBoot(say);
   await mkdir(new URL("../artifacts/", import.meta.url), { recursive: true });
   await writeFile(new URL("../artifacts/bench.md", import.meta.url), `${lines.join("\n")}\n`);
