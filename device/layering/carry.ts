@@ -5,7 +5,7 @@
  */
 import { rm } from "node:fs/promises";
 import type { Logger } from "pino";
-import { isEmptyLayerRequest, readLayerInfo, type LayerRequest } from "../../shared/image/layer-metadata.ts";
+import { isEmptyLayerRequest, layeredNames, readLayerInfo, type LayerRequest } from "../../shared/image/layer-metadata.ts";
 import { parseCommitObject } from "../../shared/ostree/commit-object.ts";
 import { readCommitObject } from "../../shared/ostree/repo.ts";
 import type { Deployment } from "../sysroot/deployments.ts";
@@ -34,8 +34,7 @@ export async function carryLayer(options: CarryOptions): Promise<{ commit: strin
   const assembled = await assembleLayer({ ...options, refresh: true });
   try {
     const commit = await commitLayer({ repo: options.repo, base: options.base, tree: assembled.tree, request: options.request, outcome: assembled.outcome, packages: assembled.packages, ...(options.signal ? { signal: options.signal } : {}) });
-    const { outcome } = assembled;
-    return { commit, layered: { packages: outcome.layeredPackages, removed: outcome.removedBasePackages.map((p) => p.name), replaced: outcome.replacedBasePackages.map((r) => r.from.name) } };
+    return { commit, layered: layeredNames(assembled.outcome) };
   } finally {
     await rm(assembled.workDir, { recursive: true, force: true });
   }

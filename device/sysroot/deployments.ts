@@ -8,7 +8,7 @@ import { runOstree } from "../../shared/ostree/exec.ts";
 import { parseCommitObject, type CommitObject } from "../../shared/ostree/commit-object.ts";
 import { readCommitObject } from "../../shared/ostree/repo.ts";
 import { parseAdminStatus, type AdminStatusEntry } from "./admin-status.ts";
-import { baseOf, readLayerInfo } from "../../shared/image/layer-metadata.ts";
+import { baseOf, layeredNames, readLayerInfo } from "../../shared/image/layer-metadata.ts";
 
 export interface Deployment {
   /** `osname-checksum.serial`, like rpm-ostree's `id`. */
@@ -130,7 +130,7 @@ export function deploymentsAfterDeploy(before: Deployment[], added: AddedDeploym
 function layerOutcome(commit: CommitObject): Deployment["layered"] | null {
   try {
     const outcome = readLayerInfo(commit)?.outcome;
-    return outcome ? { packages: outcome.layeredPackages, removed: outcome.removedBasePackages.map((p) => p.name), replaced: outcome.replacedBasePackages.map((r) => r.from.name) } : null;
+    return outcome ? layeredNames(outcome) : null;
   } catch {
     return null;
   }

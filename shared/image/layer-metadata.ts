@@ -110,6 +110,11 @@ export function readLayerInfo(commit: CommitObject): LayerInfo | null {
   };
 }
 
+/** A layer's outcome by package name: what the device reports and status lists. */
+export function layeredNames(outcome: LayerOutcome): { packages: string[]; removed: string[]; replaced: string[] } {
+  return { packages: outcome.layeredPackages, removed: outcome.removedBasePackages.map((p) => p.name), replaced: outcome.replacedBasePackages.map((r) => r.from.name) };
+}
+
 /** The signed commit a deployment's commit stands on: its parent for a client layer, itself otherwise. */
 export function baseOf(checksum: string, commit: CommitObject): string {
   return readLayerInfo(commit)?.base ?? checksum;
