@@ -27,7 +27,7 @@ fi
 packages=(ostree mmdebstrap qemu-user-static binfmt-support arch-test zstd e2fsprogs util-linux
   debian-archive-keyring ca-certificates file mosquitto grub-common chromium postgresql redis-server nginx prometheus
   qemu-system-x86 qemu-utils grub-pc-bin grub2-common gdisk qemu-system-arm qemu-efi-aarch64 dosfstools mtools
-  dpkg-dev fuse3)
+  dpkg-dev fuse3 apt-utils gnupg)
 missing=()
 for package in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "ok installed" || missing+=("$package")

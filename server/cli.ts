@@ -1,5 +1,6 @@
 import { defineCommand } from "../shared/cli/command.ts";
 import { runProcess } from "../shared/cli/main.ts";
+import { aptRepoCommand } from "./cli/apt-repo.ts";
 import { composeCommand } from "./cli/compose.ts";
 import { dbCommand } from "./cli/db.ts";
 import { imageCommand } from "./cli/image.ts";
@@ -13,7 +14,7 @@ import { tlsCommand } from "./cli/tls.ts";
 export const serverCommand = defineCommand({
   name: "apt-ostree-server",
   description: "Compose, sign, publish and serve OSTree OS images for Debian appliances.",
-  subcommands: [composeCommand, publishCommand, serveCommand, rolloutCommand, deviceCommand, keysCommand, tlsCommand, dbCommand, imageCommand],
+  subcommands: [composeCommand, publishCommand, aptRepoCommand, serveCommand, rolloutCommand, deviceCommand, keysCommand, tlsCommand, dbCommand, imageCommand],
 });
 
 await runProcess(serverCommand);

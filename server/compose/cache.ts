@@ -16,8 +16,19 @@ export interface AptCachePaths {
   config: string;
 }
 
+export interface AptCacheKey {
+  distro: string;
+  suite: string;
+  architecture: string;
+}
+
+/** Where compose keeps the .debs of one distro, suite and architecture (apt-repo reads them). */
+export function aptCacheArchives(cacheDir: string, key: AptCacheKey): string {
+  return join(cacheDir, "apt", `${key.distro}-${key.suite}-${key.architecture}`, "archives");
+}
+
 /** One APT cache per distro, suite and architecture. */
-export async function aptCachePaths(cacheDir: string, key: { distro: string; suite: string; architecture: string }): Promise<AptCachePaths> {
+export async function aptCachePaths(cacheDir: string, key: AptCacheKey): Promise<AptCachePaths> {
   const base = join(cacheDir, "apt", `${key.distro}-${key.suite}-${key.architecture}`);
   const paths = { archives: join(base, "archives"), lists: join(base, "lists"), config: join(base, "config") };
   for (const dir of [join(paths.archives, "partial"), join(paths.lists, "partial"), join(paths.config, "etc", "sources.list.d"), join(paths.config, "etc", "preferences.d"), join(paths.config, "etc", "apt.conf.d"), join(paths.config, "etc", "trusted.gpg.d")]) {

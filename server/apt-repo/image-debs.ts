@@ -1,0 +1,65 @@
+/**
+ * The .debs an image was composed from: the package list of each commit on a ref (its
+ * `apt-ostree.packages` metadata) looked up by exact name, version and architecture in the
+ * compose cache, where mmdebstrap downloaded them. Devices layer against the base they run, so
+ * the last few versions of the ref are included, not only its head.
+ */
+import { stat } from "node:fs/promises";
+import { join } from "node:path";
+import type { PackageEntry } from "../../shared/image/commit-metadata.ts";
+import { resolveRef } from "../../shared/ostree/repo.ts";
+import { commitHistory } from "../publish/history.ts";
+import { aptCacheArchives } from "../compose/cache.ts";
+import { AptRepoError, checkDebFields, checkSuiteName, type DebFile } from "./build.ts";
+
+export interface ImageDebs {
+  ref: string;
+  distro: string;
+  suite: string;
+  /** Debian architecture of the image (its `all` packages go into this architecture's index). */
+  architecture: string;
+  versions: string[];
+  debs: DebFile[];
+  /** Packages of the image the cache no longer has (cleaned, or composed on another host). */
+  missing: PackageEntry[];
+}
+
+/** `<distro>/<suite>/...`: the default ref template's first two parts, unless given. */
+export function distroAndSuite(ref: string, given: { distro?: string | undefined; suite?: string | undefined }): { distro: string; suite: string } {
+  const [distro, suite] = ref.split("/");
+  const result = { distro: given.distro ?? distro ?? "", suite: given.suite ?? suite ?? "" };
+  if (!result.distro || !result.suite) throw new AptRepoError(`cannot tell the distro and suite of ref '${ref}' (not <distro>/<suite>/...): pass --distro and --suite`);
+  checkSuiteName(result.suite);
+  checkSuiteName(result.distro);
+  return result;
+}
+
+/** apt's name for a downloaded package (an epoch's ':' is escaped). */
+export function archiveFileName(entry: PackageEntry): string {
+  return `${entry.name}_${entry.version.replace(/:/g, "%3a")}_${entry.architecture}.deb`;
+}
+
+export async function imageDebs(options: { repo: string; ref: string; cacheDir: string; history: number; distro?: string; suite?: string }): Promise<ImageDebs> {
+  const head = await resolveRef(options.repo, options.ref);
+  if (head === null) throw new AptRepoError(`ref '${options.ref}' does not exist in ${options.repo}`);
+  const entries = await commitHistory(options.repo, head, options.history - 1);
+  const architecture = entries[0]!.info.architecture;
+  const { distro, suite } = distroAndSuite(options.ref, options);
+  const archives = aptCacheArchives(options.cacheDir, { distro, suite, architecture });
+  if (!(await stat(archives).catch(() => null))?.isDirectory()) {
+    throw new AptRepoError(`the compose cache has no packages for ${distro} ${suite} ${architecture} (${archives}): apt-repo publishes the .debs compose downloaded there; compose the image on this host first, or pass --cache`);
+  }
+  const seen = new Map<string, DebFile>();
+  const missing = new Map<string, PackageEntry>();
+  for (const entry of entries) {
+    for (const pkg of entry.info.packages) {
+      const file = archiveFileName(pkg);
+      if (seen.has(file) || missing.has(file)) continue;
+      checkDebFields(pkg, `${options.ref} version ${entry.info.version}`);
+      const path = join(archives, file);
+      if ((await stat(path).catch(() => null))?.isFile()) seen.set(file, { path, ...pkg });
+      else missing.set(file, pkg);
+    }
+  }
+  return { ref: options.ref, distro, suite, architecture, versions: entries.map((e) => e.info.version), debs: [...seen.values()], missing: [...missing.values()] };
+}
