@@ -25,7 +25,7 @@ import { discardDownloads, stageUpdate, StageError } from "../update/stage.ts";
 import { httpClientCodeCache, loadHttpClient } from "../update/load-http-client.ts";
 import { repoUrl } from "../update/channel.ts";
 import type { DeviceIdentity } from "./identity.ts";
-import { layeringDirs } from "../ops/layer.ts";
+import { layeringDirs, layeringServerSource } from "../ops/layer.ts";
 import { bootVerdict, isBusy, step, type AgentEffect, type AgentEvent, type AgentState, type BootVerdict, type UpdateTarget } from "./machine.ts";
 import { readAgentRecord, withAcceptedSequence, writeAgentRecord, type AgentRecord } from "./state-file.ts";
 import { acceptedAfter, checkFresh, checkTarget, withdrawalCancels, withdrawnAfter, type AcceptedCommand, type WithdrawCommand, type WithdrawnUpdate } from "./command-check.ts";
@@ -656,7 +656,7 @@ export class Agent {
         onProgress: (bytes, total) => this.onProgress(bytes, total),
         signal: abort.signal,
         log,
-        layering: { aptEtc: settings.layeringAptDir, stateDir: layeringDirs(settings).stateDir },
+        layering: { aptEtc: settings.layeringAptDir, stateDir: layeringDirs(settings).stateDir, serverSource: layeringServerSource(settings, target.repo ?? repoUrl(settings)) },
       });
       this.progress = null;
       this.facts.assume(staged.deployments);

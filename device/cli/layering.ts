@@ -2,7 +2,7 @@
 import { resolve } from "node:path";
 import { defineCommand, printResult, type CommandIO } from "../../shared/cli/command.ts";
 import { UsageError } from "../../shared/errors.ts";
-import { layeringDirs, type LayerOpRequest, type LayerOpResult } from "../ops/layer.ts";
+import { layeringDirs, layeringServerSource, type LayerOpRequest, type LayerOpResult } from "../ops/layer.ts";
 import { refreshIndices } from "../layering/refresh.ts";
 import { runOstree } from "../../shared/ostree/exec.ts";
 import { COMMON_OPTIONS, cliSettings, viaAgent, type CommonOptions } from "./context.ts";
@@ -118,7 +118,7 @@ export const refreshMdCommand = defineCommand({
   options: { ...COMMON_OPTIONS, json: { type: "boolean", description: "Print {fetched} as JSON" } },
   async run({ options, io }) {
     const settings = await cliSettings(options);
-    const result = await refreshIndices({ rootDir: settings.rootDir, aptEtc: settings.layeringAptDir, stateDir: layeringDirs(settings).stateDir });
+    const result = await refreshIndices({ rootDir: settings.rootDir, aptEtc: settings.layeringAptDir, serverSource: layeringServerSource(settings), stateDir: layeringDirs(settings).stateDir });
     printResult(io, options.json, result, result.fetched > 0 ? `Fetched ${result.fetched} index file(s).` : "Package indices are up to date.");
   },
 });

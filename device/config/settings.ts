@@ -82,6 +82,12 @@ export const AgentConfigSchema = z.partial(
     pollSeconds: positive,
     /** APT configuration package layering resolves with: sources.list, sources.list.d/, trusted.gpg.d/ (docs/layering.md). */
     layeringAptDir: nonEmpty,
+    /**
+     * The suite of the server's APT repository (`<repo>/apt`, apt-ostree-server apt-repo) that
+     * layering adds to its sources; compose sets it with --apt-keyring, which puts the
+     * repository's key in the image. null: layer from layeringAptDir's sources alone.
+     */
+    layeringSuite: z.nullable(z.string().check(z.regex(/^[a-z0-9][a-z0-9._-]{0,63}$/, "must be a Debian suite name"))),
     /** false: install, uninstall and override refuse (a fleet whose images must stay as built). */
     allowLayering: z.boolean(),
   }),
@@ -125,6 +131,7 @@ export const AGENT_DEFAULTS: AgentSettings = {
   downloadStallSeconds: 60,
   pollSeconds: 3600,
   layeringAptDir: "/etc/apt",
+  layeringSuite: null,
   allowLayering: true,
 };
 

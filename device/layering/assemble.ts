@@ -17,6 +17,7 @@ import { dirname, join } from "node:path";
 import type { Logger } from "pino";
 import { parseDpkgStatus } from "../../shared/apt/dpkg-status.ts";
 import { parseSimulation, type Simulation } from "../../shared/apt/simulate.ts";
+import { prepareAptEtc, type ServerAptSource } from "./apt-sources.ts";
 import { ChrootCommandError, runInChroot, type ChrootBind } from "../../shared/chroot.ts";
 import { AptOstreeError } from "../../shared/errors.ts";
 import type { PackageEntry } from "../../shared/image/commit-metadata.ts";
@@ -49,7 +50,9 @@ export interface AssembleOptions {
   request: LayerRequest;
   /** APT configuration for layering, bound read-only: sources.list, sources.list.d/, trusted.gpg.d/ (the device's /etc/apt by default). */
   aptEtc: string;
-  /** Persistent state: lists/ (indices), archives/ (downloaded .debs), local/<sha256>.deb (local packages). */
+  /** The server's APT repository, added to the sources when the base trusts it (apt-sources.ts). */
+  serverSource?: ServerAptSource | null;
+  /** Persistent state: lists/ (indices), archives/ (downloaded .debs), local/<sha256>.deb (local packages), etc/ (the run's APT configuration). */
   stateDir: string;
   /** `apt-get update` first; false for --cache-only. */
   refresh: boolean;
@@ -204,7 +207,8 @@ export const APT_OPTIONS = [
 async function runApt(view: string, options: AssembleOptions, log: Logger): Promise<void> {
   const { request } = options;
   for (const dir of ["lists/partial", "archives/partial", "local"]) await mkdir(join(options.stateDir, dir), { recursive: true });
-  const binds = aptBinds(options);
+  const aptEtc = await prepareAptEtc({ aptEtc: options.aptEtc, stateDir: options.stateDir, serverSource: options.serverSource ?? null, chrootRoot: view });
+  const binds = aptBinds({ aptEtc, stateDir: options.stateDir });
   const env = { DEBIAN_FRONTEND: "noninteractive", DEBCONF_NONINTERACTIVE_SEEN: "true" };
   const aptGet = async (args: string[], what: string) => {
     log.debug({ event: "layering.apt", args }, what);

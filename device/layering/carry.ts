@@ -9,6 +9,7 @@ import { isEmptyLayerRequest, layeredNames, readLayerInfo, type LayerRequest } f
 import { parseCommitObject } from "../../shared/ostree/commit-object.ts";
 import { readCommitObject } from "../../shared/ostree/repo.ts";
 import type { Deployment } from "../sysroot/deployments.ts";
+import type { ServerAptSource } from "./apt-sources.ts";
 import { assembleLayer } from "./assemble.ts";
 import { commitLayer } from "./commit.ts";
 
@@ -24,6 +25,7 @@ export interface CarryOptions {
   base: string;
   request: LayerRequest;
   aptEtc: string;
+  serverSource?: ServerAptSource | null;
   stateDir: string;
   log: Logger;
   signal?: AbortSignal;

@@ -7,14 +7,16 @@
 import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
 import { ChrootCommandError, runInChroot } from "../../shared/chroot.ts";
+import { prepareAptEtc, type ServerAptSource } from "./apt-sources.ts";
 import { APT_OPTIONS, aptBinds, LayeringError } from "./assemble.ts";
 
-export async function refreshIndices(options: { rootDir: string; aptEtc: string; stateDir: string; signal?: AbortSignal }): Promise<{ fetched: number }> {
+export async function refreshIndices(options: { rootDir: string; aptEtc: string; stateDir: string; serverSource?: ServerAptSource | null; signal?: AbortSignal }): Promise<{ fetched: number }> {
   for (const dir of ["lists/partial", "archives/partial", "local"]) await mkdir(join(options.stateDir, dir), { recursive: true });
+  const aptEtc = await prepareAptEtc({ aptEtc: options.aptEtc, stateDir: options.stateDir, serverSource: options.serverSource ?? null, chrootRoot: options.rootDir });
   try {
     const output = await runInChroot(options.rootDir, ["apt-get", ...APT_OPTIONS, "-o", "Dir::Cache::pkgcache=", "-o", "Dir::Cache::srcpkgcache=", "update"], {
       what: "fetching package indices (apt-get update)",
-      binds: aptBinds(options),
+      binds: aptBinds({ aptEtc, stateDir: options.stateDir }),
       env: { DEBIAN_FRONTEND: "noninteractive" },
       ...(options.signal ? { signal: options.signal } : {}),
     });

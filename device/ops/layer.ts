@@ -18,7 +18,9 @@ import { readCommitObject } from "../../shared/ostree/repo.ts";
 import type { AgentState } from "../agent/machine.ts";
 import { isBusy } from "../agent/machine.ts";
 import type { AgentSettings } from "../config/settings.ts";
+import type { ServerAptSource } from "../layering/apt-sources.ts";
 import { assembleLayer } from "../layering/assemble.ts";
+import { repoUrl } from "../update/channel.ts";
 import { syncBaseRefs } from "../layering/base-refs.ts";
 import { commitLayer } from "../layering/commit.ts";
 import * as edits from "../layering/request.ts";
@@ -76,6 +78,11 @@ export function layeringDirs(settings: AgentSettings): { stateDir: string; local
   return { stateDir, localDir: join(stateDir, "local") };
 }
 
+/** The server's APT repository for layering: `<repo>/apt`, on the suite the image was composed from (null: the image does not trust one). */
+export function layeringServerSource(settings: AgentSettings, repo = repoUrl(settings)): ServerAptSource | null {
+  return settings.layeringSuite === null ? null : { url: `${repo.replace(/\/$/, "")}/apt`, suite: settings.layeringSuite };
+}
+
 export async function layer(context: LayerContext, op: LayerOpRequest): Promise<LayerOpResult> {
   const { settings, log } = context;
   if (!settings.allowLayering) {
@@ -112,7 +119,7 @@ export async function layer(context: LayerContext, op: LayerOpRequest): Promise<
     await deploy(context, base, current.origin ?? (settings.ref || null));
     return { changed, base, request, deployed: base, outcome: null, added: [] };
   }
-  const assembled = await assembleLayer({ repo, base, request, aptEtc: settings.layeringAptDir, stateDir, refresh: !(op.cacheOnly ?? false), log });
+  const assembled = await assembleLayer({ repo, base, request, aptEtc: settings.layeringAptDir, serverSource: layeringServerSource(settings), stateDir, refresh: !(op.cacheOnly ?? false), log });
   try {
     const added = assembled.packages.filter((p) => basePackages.get(p.name)?.version !== p.version);
     if (op.dryRun) return { changed, base, request, deployed: null, outcome: assembled.outcome, added };

@@ -20,6 +20,7 @@ import { verifyCommit } from "../../shared/verify/commit.ts";
 import type { Delta, Manifest } from "../../shared/wire/manifest.ts";
 import { deploymentsAfterDeploy, sysrootRepo, type Deployment } from "../sysroot/deployments.ts";
 import { carryLayer, requestToCarry } from "../layering/carry.ts";
+import type { ServerAptSource } from "../layering/apt-sources.ts";
 import { syncBaseRefs } from "../layering/base-refs.ts";
 import { deployRetaining } from "../sysroot/deploy.ts";
 import { DownloadError, downloadVerified } from "./download.ts";
@@ -74,7 +75,7 @@ export interface StageRequest {
   signal?: AbortSignal;
   log: Logger;
   /** Package layering's APT configuration and state: the default deployment's layer is carried onto the new base (docs/layering.md). */
-  layering?: { aptEtc: string; stateDir: string };
+  layering?: { aptEtc: string; stateDir: string; serverSource: ServerAptSource | null };
 }
 
 export const REMOTE_NAME = "apt-ostree";

@@ -25,6 +25,7 @@ export const composeCommand = defineCommand({
     force: { type: "boolean", description: "Commit even when the tree equals the previous commit's" },
     "keep-work": { type: "boolean", description: "Keep the composed rootfs under the cache for inspection" },
     "trust-root": { type: "string", valueName: "FILE", description: "Root of trust the image's agent starts from (TRUST/root.json from 'keys init-root'); shipped in /usr/lib/apt-ostree/root.json" },
+    "apt-keyring": { type: "string", valueName: "FILE", description: "The server's APT repository key (apt-repo's KEYDIR/archive-keyring.gpg): the image trusts <repo URL>/apt and its agent layers packages from it" },
     json: { type: "boolean", description: 'Print {"ref","commit","version",...} as the last line of stdout' },
   },
   notes: ["Needs root (mmdebstrap --mode=root, chroot, mounts in a private namespace)."],
@@ -47,6 +48,7 @@ export const composeCommand = defineCommand({
       force: options.force,
       keepWorkDir: options["keep-work"],
       trustRoot: options["trust-root"] ? resolve(options["trust-root"]) : undefined,
+      aptKeyring: options["apt-keyring"] ? resolve(options["apt-keyring"]) : undefined,
       log,
       progress: createComposeProgress(log, io.stderr as NodeJS.WriteStream),
     });

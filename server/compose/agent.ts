@@ -8,7 +8,8 @@
  * the recipe must list.
  */
 import { chmod, copyFile, cp, mkdir, readdir, readFile, symlink, writeFile } from "node:fs/promises";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
+import { ARCHIVE_KEYRING_IN_IMAGE } from "../../shared/image/archive-keyring.ts";
 import { fileURLToPath } from "node:url";
 import { stringify as toYaml } from "yaml";
 import { AGENT_BUNDLE, bundleDevice, CLI_BUNDLE } from "../../device/bundle.ts";
@@ -19,7 +20,22 @@ import type { Recipe } from "./recipe.ts";
 const UNITS_DIR = fileURLToPath(new URL("../../device/units/", import.meta.url));
 const BOOT_HELPERS_DIR = fileURLToPath(new URL("../../device/boot/", import.meta.url));
 
-export async function installAgent(root: string, recipe: Recipe, bundleDir: string, progress: ComposeProgress, trustRoot: string | null): Promise<void> {
+/** The APT repository key where layering's source names it (Signed-By), read-only in /usr like Debian's keyrings. */
+export async function installArchiveKeyring(root: string, keyring: Uint8Array): Promise<void> {
+  const target = join(root, ARCHIVE_KEYRING_IN_IMAGE);
+  await mkdir(dirname(target), { recursive: true });
+  await writeFile(target, keyring, { mode: 0o644 });
+}
+
+export interface AgentTrust {
+  /** root.json text: the first root of the chain (docs/trust.md). */
+  trustRoot: string | null;
+  /** The server's APT repository keyring (apt-repo): layering adds `<repo>/apt` on the recipe's suite. */
+  aptKeyring: Uint8Array | null;
+}
+
+export async function installAgent(root: string, recipe: Recipe, bundleDir: string, progress: ComposeProgress, trust: AgentTrust): Promise<void> {
+  const { trustRoot, aptKeyring } = trust;
   progress.phase("agent", "bundling apt-ostreed and apt-ostree for the image");
   await bundleDevice(bundleDir);
   const lib = join(root, "usr/lib/apt-ostree");
@@ -30,8 +46,9 @@ export async function installAgent(root: string, recipe: Recipe, bundleDir: stri
   await symlink(`../lib/apt-ostree/${CLI_BUNDLE}`, join(root, "usr/bin/apt-ostree"));
   await writeFile(
     join(lib, "agent.yaml"),
-    `# The image's agent defaults; /etc/apt-ostree/agent.yaml overrides them key by key.\n# The boot units bless the boot and reboot after a failed check; the agent gives the verdict.\n${toYaml({ ref: recipe.ref, architecture: recipe.architecture, bootUnits: true })}`,
+    `# The image's agent defaults; /etc/apt-ostree/agent.yaml overrides them key by key.\n# The boot units bless the boot and reboot after a failed check; the agent gives the verdict.\n${toYaml({ ref: recipe.ref, architecture: recipe.architecture, bootUnits: true, ...(aptKeyring ? { layeringSuite: recipe.suite } : {}) })}`,
   );
+  if (aptKeyring) await installArchiveKeyring(root, aptKeyring);
   // Read-only in /usr: the first root of the chain; newer ones go to /var/lib/apt-ostree/trust.
   if (trustRoot !== null) await writeFile(join(lib, "root.json"), trustRoot, { mode: 0o644 });
   const units = (await readdir(UNITS_DIR)).filter((name) => /\.(service|target|timer)$/.test(name));

@@ -2,6 +2,7 @@
  * `apt-ostree-server compose`: recipe -> resolved packages -> mmdebstrap rootfs -> image
  * customisation -> kernel and initramfs -> OSTree layout -> commit with metadata.
  */
+import { readArchiveKeyring } from "../apt-repo/archive-key.ts";
 import { mkdir, readFile, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { AptOstreeError } from "../../shared/errors.ts";
@@ -42,6 +43,8 @@ export interface ComposeOptions {
   keepWorkDir?: boolean;
   /** A root.json the image ships in /usr/lib/apt-ostree/ (docs/trust.md); verified before anything is built. */
   trustRoot?: string;
+  /** The server's APT repository key (apt-repo's archive-keyring.gpg), for package layering. */
+  aptKeyring?: string;
   log: Logger;
   progress: ComposeProgress;
   signal?: AbortSignal;
@@ -83,6 +86,8 @@ export async function compose(options: ComposeOptions): Promise<ComposeResult> {
   progress.phase("recipe", `${options.image} for ${options.machine}`);
   const recipe = await loadRecipe(options.recipesDir, options.image, options.machine);
   const trustRoot = options.trustRoot === undefined ? null : await readTrustRoot(options.trustRoot, recipe.agent);
+  if (options.aptKeyring !== undefined && !recipe.agent) throw new ComposeError(`--apt-keyring: the recipe installs no agent (apt-ostree-agent: true) to layer packages with ${options.aptKeyring}`);
+  const aptKeyring = options.aptKeyring === undefined ? null : await readArchiveKeyring(options.aptKeyring);
   const cache = await aptCachePaths(options.cacheDir, recipe);
 
   progress.phase("apt", "refreshing package indices");
@@ -100,7 +105,7 @@ export async function compose(options: ComposeOptions): Promise<ComposeResult> {
     const root = join(work, "rootfs");
     await mkdir(root);
     const packagesFetched = await buildRootfs({ recipe, cache, target: root, expectedPackages: resolved.length, progress, signal: options.signal });
-    await customizeRootfs(root, recipe, progress, work, trustRoot);
+    await customizeRootfs(root, recipe, progress, work, { trustRoot, aptKeyring });
     const kernel = await installKernel(root, recipe, progress);
     const installed = parseDpkgStatus(await readFile(join(root, "var/lib/dpkg/status"), "utf8"));
     progress.phase("layout", "converting to the OSTree layout");

@@ -1,15 +1,15 @@
 /** The image's own changes on top of the packages, in rpm-ostree's order: add-files, units, default target, postprocess, remove-files. */
 import { copyFile, mkdir, rm } from "node:fs/promises";
 import { dirname, join } from "node:path";
-import { installAgent } from "./agent.ts";
+import { installAgent, type AgentTrust } from "./agent.ts";
 import { runInChroot } from "../../shared/chroot.ts";
 import { expandPattern } from "./glob.ts";
 import type { ComposeProgress } from "./progress.ts";
 import type { Recipe } from "./recipe.ts";
 
-/** `trustRoot`: the root of trust (root.json text) the image's agent starts from (docs/trust.md). */
-export async function customizeRootfs(root: string, recipe: Recipe, progress: ComposeProgress, work: string, trustRoot: string | null = null): Promise<void> {
-  if (recipe.agent) await installAgent(root, recipe, join(work, "agent-bundle"), progress, trustRoot);
+/** `trust`: what the image's agent trusts, its root (docs/trust.md) and its server's APT repository key (docs/layering.md). */
+export async function customizeRootfs(root: string, recipe: Recipe, progress: ComposeProgress, work: string, trust: AgentTrust = { trustRoot: null, aptKeyring: null }): Promise<void> {
+  if (recipe.agent) await installAgent(root, recipe, join(work, "agent-bundle"), progress, trust);
   progress.phase("customize", `${recipe.addFiles.length} files, ${recipe.units.length} units, ${recipe.postprocess.length} scripts`);
   for (const [source, destination] of recipe.addFiles) {
     const target = join(root, destination);

@@ -15,7 +15,7 @@ export interface FakeDeb {
   architecture?: string;
   depends?: string;
   /** Path inside the package -> content. */
-  files?: Record<string, string>;
+  files?: Record<string, string | Uint8Array>;
   postinst?: string;
 }
 
