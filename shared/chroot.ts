@@ -52,6 +52,8 @@ export interface ChrootRunOptions {
   what: string;
   binds?: ChrootBind[];
   signal?: AbortSignal;
+  /** What to return: stdout (default), or stdout and stderr interleaved (apt's warnings go to stderr). */
+  output?: "stdout" | "all";
 }
 
 export async function runInChroot(root: string, argv: string[], options: ChrootRunOptions): Promise<string> {
@@ -63,7 +65,7 @@ export async function runInChroot(root: string, argv: string[], options: ChrootR
     ...(options.signal ? { signal: options.signal } : {}),
   });
   if (result.exitCode !== 0) throw new ChrootCommandError(options.what, result.exitCode ?? undefined, result.all);
-  return result.stdout;
+  return options.output === "all" ? result.all : result.stdout;
 }
 
 function bindLines(binds: ChrootBind[]): string {

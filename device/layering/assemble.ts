@@ -179,6 +179,8 @@ async function mountCopyup(tree: string, view: string): Promise<() => Promise<vo
   };
 }
 
+export const APT_ETC_IN_ROOT = `${IN_ROOT}/etc`;
+
 export function aptBinds(options: Pick<AssembleOptions, "aptEtc" | "stateDir">): ChrootBind[] {
   return [
     { from: options.aptEtc, to: `${IN_ROOT}/etc`, readOnly: true },
@@ -207,19 +209,24 @@ export const APT_OPTIONS = [
 async function runApt(view: string, options: AssembleOptions, log: Logger): Promise<void> {
   const { request } = options;
   for (const dir of ["lists/partial", "archives/partial", "local"]) await mkdir(join(options.stateDir, dir), { recursive: true });
-  const aptEtc = await prepareAptEtc({ aptEtc: options.aptEtc, stateDir: options.stateDir, serverSource: options.serverSource ?? null, chrootRoot: view });
-  const binds = aptBinds({ aptEtc, stateDir: options.stateDir });
+  const aptEtc = await prepareAptEtc({ aptEtc: options.aptEtc, stateDir: options.stateDir, serverSource: options.serverSource ?? null, chrootRoot: view, etcInRoot: APT_ETC_IN_ROOT });
+  const binds = aptBinds({ aptEtc: aptEtc.dir, stateDir: options.stateDir });
   const env = { DEBIAN_FRONTEND: "noninteractive", DEBCONF_NONINTERACTIVE_SEEN: "true" };
-  const aptGet = async (args: string[], what: string) => {
+  const aptGet = async (args: string[], what: string, output: "stdout" | "all" = "stdout") => {
     log.debug({ event: "layering.apt", args }, what);
     try {
-      return await runInChroot(view, ["apt-get", ...APT_OPTIONS, ...args], { what, binds, env, ...(options.signal ? { signal: options.signal } : {}) });
+      return await runInChroot(view, ["apt-get", ...APT_OPTIONS, ...aptEtc.aptOptions, ...args], { what, binds, env, output, ...(options.signal ? { signal: options.signal } : {}) });
     } catch (error) {
       if (error instanceof ChrootCommandError) throw new LayeringError(`${what} failed (exit code ${error.exitCode ?? "?"}):\n${aptReason(error.output)}`, { cause: error });
       throw error;
     }
   };
-  if (options.refresh) await aptGet(["update"], "fetching package indices (apt-get update)");
+  if (options.refresh) {
+    const failures = indexFetchFailures(await aptGet(["update"], "fetching package indices (apt-get update)", "all"));
+    // apt-get update exits 0 when a source failed (it keeps old indices): resolving against them
+    // would hide the reason (an untrusted certificate, a bad signature) behind "no such package".
+    if (failures.length > 0) throw new LayeringError(`fetching package indices (apt-get update) failed:\n${failures.join("\n")}`);
+  }
   const base = new Map((await readPackages(view)).map((p) => [p.name, p]));
 
   if (request.baseRemovals.length > 0) {
@@ -249,6 +256,11 @@ async function runApt(view: string, options: AssembleOptions, log: Logger): Prom
 
 /** APT's and dpkg's progress lines say nothing about a failure: the reason is in what is left (a script's own words, E: lines). */
 const PROGRESS = /^(Reading |Building |Selecting |Preparing |Unpacking |Setting up |Processing |\(Reading database|Get:|Hit:|Ign:|Fetched |Need to get |After this |The following |Debconf|debconf: |  \S)/;
+
+/** The lines of apt-get update's output that say a source could not be fetched or verified. */
+export function indexFetchFailures(output: string): string[] {
+  return output.split("\n").filter((line) => /^(W: (Failed to fetch|GPG error|The repository .* is not signed)|E: )/.test(line) && !/^W: Some index files failed/.test(line));
+}
 
 function aptReason(output: string): string {
   return output.split("\n").filter((line) => line.trim() && !PROGRESS.test(line)).slice(-15).join("\n");

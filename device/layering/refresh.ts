@@ -8,18 +8,21 @@ import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
 import { ChrootCommandError, runInChroot } from "../../shared/chroot.ts";
 import { prepareAptEtc, type ServerAptSource } from "./apt-sources.ts";
-import { APT_OPTIONS, aptBinds, LayeringError } from "./assemble.ts";
+import { APT_ETC_IN_ROOT, APT_OPTIONS, indexFetchFailures, aptBinds, LayeringError } from "./assemble.ts";
 
 export async function refreshIndices(options: { rootDir: string; aptEtc: string; stateDir: string; serverSource?: ServerAptSource | null; signal?: AbortSignal }): Promise<{ fetched: number }> {
   for (const dir of ["lists/partial", "archives/partial", "local"]) await mkdir(join(options.stateDir, dir), { recursive: true });
-  const aptEtc = await prepareAptEtc({ aptEtc: options.aptEtc, stateDir: options.stateDir, serverSource: options.serverSource ?? null, chrootRoot: options.rootDir });
+  const aptEtc = await prepareAptEtc({ aptEtc: options.aptEtc, stateDir: options.stateDir, serverSource: options.serverSource ?? null, chrootRoot: options.rootDir, etcInRoot: APT_ETC_IN_ROOT });
   try {
-    const output = await runInChroot(options.rootDir, ["apt-get", ...APT_OPTIONS, "-o", "Dir::Cache::pkgcache=", "-o", "Dir::Cache::srcpkgcache=", "update"], {
+    const output = await runInChroot(options.rootDir, ["apt-get", ...APT_OPTIONS, ...aptEtc.aptOptions, "-o", "Dir::Cache::pkgcache=", "-o", "Dir::Cache::srcpkgcache=", "update"], {
       what: "fetching package indices (apt-get update)",
-      binds: aptBinds({ aptEtc, stateDir: options.stateDir }),
+      binds: aptBinds({ aptEtc: aptEtc.dir, stateDir: options.stateDir }),
       env: { DEBIAN_FRONTEND: "noninteractive" },
+      output: "all",
       ...(options.signal ? { signal: options.signal } : {}),
     });
+    const failures = indexFetchFailures(output);
+    if (failures.length > 0) throw new LayeringError(`fetching package indices (apt-get update) failed:\n${failures.join("\n")}`);
     return { fetched: output.split("\n").filter((line) => line.startsWith("Get:")).length };
   } catch (error) {
     if (error instanceof ChrootCommandError) throw new LayeringError(`${error.what} failed (exit code ${error.exitCode ?? "?"}):\n${error.output.trim().split("\n").filter((l) => /^(E|W|Err):/.test(l)).slice(-10).join("\n")}`, { cause: error });

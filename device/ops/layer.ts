@@ -80,7 +80,7 @@ export function layeringDirs(settings: AgentSettings): { stateDir: string; local
 
 /** The server's APT repository for layering: `<repo>/apt`, on the suite the image was composed from (null: the image does not trust one). */
 export function layeringServerSource(settings: AgentSettings, repo = repoUrl(settings)): ServerAptSource | null {
-  return settings.layeringSuite === null ? null : { url: `${repo.replace(/\/$/, "")}/apt`, suite: settings.layeringSuite };
+  return settings.layeringSuite === null ? null : { url: `${repo.replace(/\/$/, "")}/apt`, suite: settings.layeringSuite, caFile: settings.caFile };
 }
 
 export async function layer(context: LayerContext, op: LayerOpRequest): Promise<LayerOpResult> {

@@ -20,11 +20,20 @@ import type { Recipe } from "./recipe.ts";
 const UNITS_DIR = fileURLToPath(new URL("../../device/units/", import.meta.url));
 const BOOT_HELPERS_DIR = fileURLToPath(new URL("../../device/boot/", import.meta.url));
 
+/**
+ * Where an image that trusts its server's APT repository keeps the other sources layering uses:
+ * none unless the recipe adds some (add-files into its sources.list.d/), so a device layers from
+ * its server alone and needs no Debian mirror. A device's /etc/apt-ostree/agent.yaml may point
+ * layeringAptDir elsewhere (/etc/apt: the device's own sources).
+ */
+export const LAYERING_APT_DIR = "usr/lib/apt-ostree/layering-apt";
+
 /** The APT repository key where layering's source names it (Signed-By), read-only in /usr like Debian's keyrings. */
 export async function installArchiveKeyring(root: string, keyring: Uint8Array): Promise<void> {
   const target = join(root, ARCHIVE_KEYRING_IN_IMAGE);
   await mkdir(dirname(target), { recursive: true });
   await writeFile(target, keyring, { mode: 0o644 });
+  for (const dir of ["sources.list.d", "trusted.gpg.d"]) await mkdir(join(root, LAYERING_APT_DIR, dir), { recursive: true });
 }
 
 export interface AgentTrust {
@@ -46,7 +55,7 @@ export async function installAgent(root: string, recipe: Recipe, bundleDir: stri
   await symlink(`../lib/apt-ostree/${CLI_BUNDLE}`, join(root, "usr/bin/apt-ostree"));
   await writeFile(
     join(lib, "agent.yaml"),
-    `# The image's agent defaults; /etc/apt-ostree/agent.yaml overrides them key by key.\n# The boot units bless the boot and reboot after a failed check; the agent gives the verdict.\n${toYaml({ ref: recipe.ref, architecture: recipe.architecture, bootUnits: true, ...(aptKeyring ? { layeringSuite: recipe.suite } : {}) })}`,
+    `# The image's agent defaults; /etc/apt-ostree/agent.yaml overrides them key by key.\n# The boot units bless the boot and reboot after a failed check; the agent gives the verdict.\n${toYaml({ ref: recipe.ref, architecture: recipe.architecture, bootUnits: true, ...(aptKeyring ? { layeringSuite: recipe.suite, layeringAptDir: `/${LAYERING_APT_DIR}` } : {}) })}`,
   );
   if (aptKeyring) await installArchiveKeyring(root, aptKeyring);
   // Read-only in /usr: the first root of the chain; newer ones go to /var/lib/apt-ostree/trust.

@@ -5,7 +5,8 @@
 import { createHash } from "node:crypto";
 import { createReadStream } from "node:fs";
 import { chmod, mkdir, readFile, stat, writeFile } from "node:fs/promises";
-import { createServer, type Server } from "node:http";
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import { createServer as createHttpsServer } from "node:https";
 import { dirname, join, normalize } from "node:path";
 import { execa } from "execa";
 
@@ -50,10 +51,10 @@ export async function buildFlatRepo(dir: string, debs: FakeDeb[]): Promise<void>
   await writeFile(join(dir, "Release"), release);
 }
 
-/** Serves `dir` over HTTP on a private loopback port. */
-export async function serveDirectory(dir: string): Promise<{ url: string; server: Server; requests: string[] }> {
+/** Serves `dir` over HTTP (or HTTPS with `tls`) on a private loopback port. */
+export async function serveDirectory(dir: string, tls?: { cert: string; key: string }): Promise<{ url: string; server: Server; requests: string[] }> {
   const requests: string[] = [];
-  const server = createServer(async (req, res) => {
+  const handler = async (req: IncomingMessage, res: ServerResponse) => {
     const path = normalize(decodeURIComponent(new URL(req.url ?? "/", "http://x").pathname));
     requests.push(path);
     const file = join(dir, path);
@@ -65,8 +66,9 @@ export async function serveDirectory(dir: string): Promise<{ url: string; server
     res.writeHead(200, { "content-length": info.size });
     if (req.method === "HEAD") res.end();
     else createReadStream(file).pipe(res);
-  });
+  };
+  const server: Server = tls ? createHttpsServer(tls, (req, res) => void handler(req, res)) : createServer((req, res) => void handler(req, res));
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
   const address = server.address() as { port: number };
-  return { url: `http://127.0.0.1:${address.port}/`, server, requests };
+  return { url: `${tls ? "https" : "http"}://127.0.0.1:${address.port}/`, server, requests };
 }
