@@ -18,7 +18,7 @@ const positive = z.number().check(z.positive());
 export const AgentConfigSchema = z.partial(
   z.strictObject({
     /** The server's HTTP base URL; the repo is at `<server>/repo`. */
-    server: z.string().check(z.regex(/^https?:\/\//, "must be an http:// or https:// URL")),
+    server: z.string().check(z.regex(/^https?:\/\/\S+$/, "must be an http:// or https:// URL")),
     /**
      * The repo's base URL when a static host or CDN serves it apart from the server (`serve
      * --repo-url`); null: `<server>/repo`. An update command signed with a repo of its own takes

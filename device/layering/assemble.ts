@@ -17,9 +17,9 @@ import { dirname, join } from "node:path";
 import type { Logger } from "pino";
 import { parseDpkgStatus } from "../../shared/apt/dpkg-status.ts";
 import { parseSimulation, type Simulation } from "../../shared/apt/simulate.ts";
-import { prepareAptEtc, type ServerAptSource } from "./apt-sources.ts";
+import { prepareAptEtc, type PreparedAptEtc, type ServerAptSource } from "./apt-sources.ts";
+import { LayeringError } from "./errors.ts";
 import { ChrootCommandError, runInChroot, type ChrootBind } from "../../shared/chroot.ts";
-import { AptOstreeError } from "../../shared/errors.ts";
 import type { PackageEntry } from "../../shared/image/commit-metadata.ts";
 import type { LayerOutcome, LayerRequest } from "../../shared/image/layer-metadata.ts";
 import { DPKG_DATABASE, FACTORY, TMPFILES_CONF, TRANSIENT, VAR_LINKS } from "../../shared/image/ostree-layout.ts";
@@ -36,11 +36,7 @@ export const LAYERED_SYSUSERS_CONF = "usr/lib/sysusers.d/apt-ostree-layered.conf
 /** Where apt sees the device's layering state inside the chroot. */
 const IN_ROOT = "/run/apt-ostree";
 
-export class LayeringError extends AptOstreeError {
-  constructor(message: string, options?: { cause?: unknown }) {
-    super("E_LAYERING", message, options);
-  }
-}
+export { LayeringError };
 
 export interface AssembleOptions {
   /** The sysroot's repo (bare): the checkout goes in its tmp/. */
@@ -207,9 +203,19 @@ export const APT_OPTIONS = [
 ].flatMap((option) => ["-o", option]);
 
 async function runApt(view: string, options: AssembleOptions, log: Logger): Promise<void> {
+  const aptEtc = await prepareAptEtc({ aptEtc: options.aptEtc, stateDir: options.stateDir, serverSource: options.serverSource ?? null, chrootRoot: view, etcInRoot: APT_ETC_IN_ROOT });
+  if (aptEtc.skipped.length > 0) log.warn({ event: "layering.apt.skipped", files: aptEtc.skipped }, `left out of ${options.aptEtc}: ${aptEtc.skipped.join(", ")} (not a regular sources or key file of at most 1 MiB)`);
+  if (aptEtc.serverSource === "no-keyring") log.warn({ event: "layering.apt.no-keyring" }, "the server's APT repository is not offered: the base has no /usr/share/keyrings/apt-ostree-archive.gpg to verify it");
+  try {
+    await runAptWith(view, options, aptEtc, log);
+  } finally {
+    await aptEtc.remove();
+  }
+}
+
+async function runAptWith(view: string, options: AssembleOptions, aptEtc: PreparedAptEtc, log: Logger): Promise<void> {
   const { request } = options;
   for (const dir of ["lists/partial", "archives/partial", "local"]) await mkdir(join(options.stateDir, dir), { recursive: true });
-  const aptEtc = await prepareAptEtc({ aptEtc: options.aptEtc, stateDir: options.stateDir, serverSource: options.serverSource ?? null, chrootRoot: view, etcInRoot: APT_ETC_IN_ROOT });
   const binds = aptBinds({ aptEtc: aptEtc.dir, stateDir: options.stateDir });
   const env = { DEBIAN_FRONTEND: "noninteractive", DEBCONF_NONINTERACTIVE_SEEN: "true" };
   const aptGet = async (args: string[], what: string, output: "stdout" | "all" = "stdout") => {

@@ -187,7 +187,9 @@ type LayerOutcomeNames = NonNullable<Deployment["layered"]>;
 
 /** apt could not reach a source (DNS, connection, a mirror's error): the network's fault, not the request's. */
 function unreachableSources(error: unknown): boolean {
-  return /Failed to fetch|Temporary failure resolving|Could not connect|Could not resolve|Connection failed|Unable to connect/.test(errorChain(error));
+  // A source whose indices could not be fetched or verified (the server's APT repository not yet
+  // published, a mirror mid-sync) may be right on the next attempt.
+  return /Failed to fetch|Temporary failure resolving|Could not connect|Could not resolve|Connection failed|Unable to connect|fetching package indices \(apt-get update\) failed/.test(errorChain(error));
 }
 
 /** The commit object is in the repo and no pull or apply of it was left half-way (ostree's commitpartial marker). */

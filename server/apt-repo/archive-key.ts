@@ -5,11 +5,13 @@
  * compose puts in the image (`--apt-keyring`): devices trust the repository because their image
  * does, as Debian's images trust debian-archive-keyring.
  */
-import { chmod, mkdir, readFile, rm, stat } from "node:fs/promises";
+import { chmod, mkdir, mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { execa } from "execa";
 import { AptOstreeError } from "../../shared/errors.ts";
 import { writeFileAtomic } from "../../shared/fs/atomic-write.ts";
+import { acquirePidLock } from "../../shared/fs/pid-lock.ts";
 
 export class ArchiveKeyError extends AptOstreeError {
   constructor(message: string, cause?: unknown) {
@@ -47,8 +49,9 @@ export async function stopAgent(home: string): Promise<void> {
   await execa("gpgconf", ["--homedir", home, "--kill", "gpg-agent"], { reject: false });
 }
 
+/** The fingerprint of the home's secret key, null when it has none; a gpg that fails is an error, never "no key". */
 async function secretFingerprint(home: string): Promise<string | null> {
-  const listing = await gpg(home, ["--with-colons", "--list-secret-keys"]).catch(() => "");
+  const listing = await gpg(home, ["--with-colons", "--list-secret-keys"]);
   const lines = listing.split("\n");
   const sec = lines.findIndex((line) => line.startsWith("sec:"));
   if (sec < 0) return null;
@@ -57,30 +60,44 @@ async function secretFingerprint(home: string): Promise<string | null> {
 }
 
 /**
- * The archive key in `dir`, made on first use (ed25519, no expiry, no passphrase: the directory's
- * mode protects it, like the fleet's other secret keys). The public keyring is rewritten each time,
- * so it always matches the secret key that signs.
+ * The archive key in `dir`, made on first use (ed25519, no expiry, no passphrase: the GnuPG
+ * home's mode protects it, like the fleet's other secret keys) under `dir/.lock`, so two first
+ * runs make one key. `onCreated` hears of a new key: every image must then be composed again
+ * with its keyring. The public keyring is rewritten when it differs, so it always matches the
+ * key that signs.
  */
-export async function ensureArchiveKey(dir: string): Promise<ArchiveKey> {
+export async function ensureArchiveKey(dir: string, onCreated: (fingerprint: string) => void = () => {}): Promise<ArchiveKey> {
   const home = join(dir, "gnupg");
-  await mkdir(home, { recursive: true, mode: 0o700 });
-  await chmod(dir, 0o700);
-  await chmod(home, 0o700);
-  let fingerprint = await secretFingerprint(home);
-  if (fingerprint === null) {
-    await gpg(home, ["--quick-generate-key", USER_ID, "ed25519", "sign", "never"]);
-    fingerprint = await secretFingerprint(home);
-    if (fingerprint === null) throw new ArchiveKeyError(`gpg made no key in ${home}`);
+  await mkdir(dir, { recursive: true, mode: 0o700 });
+  const release = await acquirePidLock(join(dir, ".lock"), "another apt-repo");
+  try {
+    await mkdir(home, { recursive: true, mode: 0o700 });
+    await chmod(home, 0o700);
+    let fingerprint = await secretFingerprint(home);
+    if (fingerprint === null) {
+      await gpg(home, ["--quick-generate-key", USER_ID, "ed25519", "sign", "never"]);
+      fingerprint = await secretFingerprint(home);
+      if (fingerprint === null) throw new ArchiveKeyError(`gpg made no key in ${home}`);
+      onCreated(fingerprint);
+    }
+    const exported = await execa("gpg", ["--homedir", home, "--batch", "--export", fingerprint], { encoding: "buffer", stripFinalNewline: false, reject: false });
+    if (exported.exitCode !== 0 || exported.stdout.length === 0) throw new ArchiveKeyError(`cannot export the archive key ${fingerprint} from ${home}`);
+    const keyring = join(dir, ARCHIVE_KEYRING);
+    const current = await readFile(keyring).catch(() => null);
+    if (!current?.equals(exported.stdout)) await writeFileAtomic(keyring, exported.stdout, 0o644);
+    return { home, fingerprint, keyring };
+  } catch (error) {
+    await stopAgent(home);
+    throw error;
+  } finally {
+    await release();
   }
-  const exported = await execa("gpg", ["--homedir", home, "--batch", "--export", fingerprint], { encoding: "buffer", reject: false });
-  if (exported.exitCode !== 0 || exported.stdout.length === 0) throw new ArchiveKeyError(`cannot export the archive key ${fingerprint} from ${home}`);
-  const keyring = join(dir, ARCHIVE_KEYRING);
-  const current = await readFile(keyring).catch(() => null);
-  if (!current?.equals(exported.stdout)) await writeFileAtomic(keyring, exported.stdout, 0o644);
-  return { home, fingerprint, keyring };
 }
 
-/** Reads a keyring file an operator names (compose --apt-keyring): a binary OpenPGP keyring of reasonable size. */
+/**
+ * Reads a keyring file an operator names (compose --apt-keyring): public keys only, as gpg reads
+ * it. A secret key exported by mistake would ship the repository's signing key in every image.
+ */
 export async function readArchiveKeyring(file: string): Promise<Buffer> {
   const info = await stat(file).catch((error: NodeJS.ErrnoException) => {
     throw new ArchiveKeyError(`cannot read the APT keyring ${file}: ${error.code ?? error.message}`);
@@ -89,14 +106,40 @@ export async function readArchiveKeyring(file: string): Promise<Buffer> {
   const bytes = await readFile(file);
   // An OpenPGP packet: the tag byte has its top bit set; an armored file starts with '-'.
   if ((bytes[0]! & 0x80) === 0) throw new ArchiveKeyError(`${file}: not a binary OpenPGP keyring (APT's Signed-By wants ${ARCHIVE_KEYRING} as apt-repo writes it, not armored text)`);
+  const home = await mkdtemp(join(tmpdir(), "apt-ostree-keyring-"));
+  try {
+    const shown = await gpg(home, ["--with-colons", "--show-keys", file]);
+    const kinds = new Set(shown.split("\n").map((line) => line.split(":")[0]));
+    if (kinds.has("sec") || kinds.has("ssb")) throw new ArchiveKeyError(`${file} holds a secret key: give the public keyring (apt-repo's KEYDIR/${ARCHIVE_KEYRING}), never the signing key`);
+    if (!kinds.has("pub")) throw new ArchiveKeyError(`${file} holds no public key`);
+  } finally {
+    await stopAgent(home);
+    await rm(home, { recursive: true, force: true });
+  }
   return bytes;
 }
 
-/** Signs `release` (the Release file's bytes): InRelease (clearsigned) and Release.gpg (detached, armored). */
+/**
+ * Signs `release` (the Release file's bytes): InRelease (clearsigned) and Release.gpg (detached,
+ * armored), each checked with gpgv against the exported keyring before it is returned: a
+ * repository the devices' keyring cannot verify is never published.
+ */
 export async function signRelease(key: ArchiveKey, release: string): Promise<{ inRelease: string; detached: string }> {
-  const inRelease = await gpg(key.home, ["--local-user", key.fingerprint, "--digest-algo", "SHA512", "--clearsign"], release);
-  const detached = await gpg(key.home, ["--local-user", key.fingerprint, "--digest-algo", "SHA512", "--armor", "--detach-sign"], release);
-  return { inRelease: `${inRelease}\n`, detached: `${detached}\n` };
+  const inRelease = `${await gpg(key.home, ["--local-user", key.fingerprint, "--digest-algo", "SHA512", "--clearsign"], release)}\n`;
+  const detached = `${await gpg(key.home, ["--local-user", key.fingerprint, "--digest-algo", "SHA512", "--armor", "--detach-sign"], release)}\n`;
+  const work = await mkdtemp(join(tmpdir(), "apt-ostree-release-"));
+  try {
+    await writeFile(join(work, "InRelease"), inRelease);
+    await writeFile(join(work, "Release"), release);
+    await writeFile(join(work, "Release.gpg"), detached);
+    for (const args of [["InRelease"], ["Release.gpg", "Release"]]) {
+      const checked = await execa("gpgv", ["--keyring", key.keyring, ...args.map((name) => join(work, name))], { reject: false, env: { LC_ALL: "C.UTF-8" }, timeout: 60_000 });
+      if (checked.exitCode !== 0) throw new ArchiveKeyError(`the signature on ${args[0]} does not verify with ${key.keyring} (key ${key.fingerprint}): ${checked.stderr.trim().split("\n").slice(-2).join("; ")}`);
+    }
+  } finally {
+    await rm(work, { recursive: true, force: true });
+  }
+  return { inRelease, detached };
 }
 
 /** Removes a key directory (tests). */

@@ -15,13 +15,14 @@
  */
 import { createHash } from "node:crypto";
 import { createReadStream } from "node:fs";
-import { copyFile, link, mkdir, open, readdir, readFile, rename, rm, stat } from "node:fs/promises";
+import { constants } from "node:fs";
+import { chmod, copyFile, mkdir, open, readdir, readFile, rename, rm, stat } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import { promisify } from "node:util";
 import { gzip } from "node:zlib";
 import { execa } from "execa";
 import { AptOstreeError } from "../../shared/errors.ts";
-import { writeFileAtomic } from "../../shared/fs/atomic-write.ts";
+import { removeAtomicWriteLeftovers, writeFileAtomic } from "../../shared/fs/atomic-write.ts";
 import { acquirePidLock } from "../../shared/fs/pid-lock.ts";
 import type { Logger } from "../../shared/log.ts";
 import { signRelease, type ArchiveKey } from "./archive-key.ts";
@@ -79,6 +80,10 @@ export function checkDebFields(fields: Omit<DebFile, "path">, what: string): voi
   if (!ARCHITECTURE.test(fields.architecture)) throw new AptRepoError(`${what}: architecture '${fields.architecture}' is not a Debian architecture`);
 }
 
+export function checkArchitecture(architecture: string, what: string): void {
+  if (!ARCHITECTURE.test(architecture)) throw new AptRepoError(`${what}: '${architecture}' is not a Debian architecture`);
+}
+
 export function checkSuiteName(suite: string): void {
   if (!SUITE.test(suite)) throw new AptRepoError(`suite '${suite}' must be lowercase letters, digits, '.', '_' or '-'`);
 }
@@ -129,8 +134,12 @@ async function addToPool(dir: string, suite: string, deb: DebFile): Promise<bool
   }
   await mkdir(dirname(target), { recursive: true });
   const temporary = join(dirname(target), `.${basename(target)}.tmp-${process.pid}`);
-  // A hardlink when the source shares the file system (the compose cache), else a copy.
-  await link(deb.path, temporary).catch(() => copyFile(deb.path, temporary));
+  // A copy, never a hardlink: a later rebuild of the source in place would change the published
+  // package under its signed index. The copy is checked against the digest compared above.
+  await rm(temporary, { force: true });
+  await copyFile(deb.path, temporary, constants.COPYFILE_EXCL);
+  await chmod(temporary, 0o644);
+  if ((await sha256File(temporary)) !== digest) throw new AptRepoError(`${deb.path} changed while it was being published; run again`);
   await fsyncPath(temporary);
   await rename(temporary, target);
   await fsyncPath(dirname(target));
@@ -168,11 +177,15 @@ async function buildSuite(options: BuildAptRepoOptions, content: SuiteContent): 
   let added = 0;
   for (const deb of content.debs) if (await addToPool(dir, content.suite, deb)) added += 1;
   const suiteDir = join(dir, "dists", content.suite);
+  // A run for one architecture keeps the suite's others: their indices are made again too.
+  const published = await readFile(join(suiteDir, "Release"), "utf8").then((text) => /^Architectures: (.*)$/m.exec(text)?.[1]?.split(" ").filter(Boolean) ?? [], () => []);
+  const architectures = [...new Set([...published, ...content.architectures])].sort();
+  for (const arch of architectures) checkArchitecture(arch, `suite ${content.suite}`);
   const staging = join(dir, "dists", `.staging-${content.suite}-${process.pid}`);
   await rm(staging, { recursive: true, force: true });
   let packages = 0;
   const indices: Array<{ arch: string; plain: Buffer; gz: Buffer }> = [];
-  for (const arch of content.architectures) {
+  for (const arch of architectures) {
     const text = await ftparchive(dir, ["--arch", arch, "packages", join("pool", content.suite)]);
     const plain = Buffer.from(text.length > 0 ? `${text}\n` : "");
     packages += (text.match(/^Package: /gm) ?? []).length;
@@ -187,7 +200,7 @@ async function buildSuite(options: BuildAptRepoOptions, content: SuiteContent): 
   // the staging directory holds only the new indices. SHA256 only, as Debian's archive: APT
   // fetches by-hash with the strongest digest the Release names, and by-hash/ has SHA256 alone.
   const release = await ftparchive(dir, [
-    ...["Origin=apt-ostree", "Label=apt-ostree", `Suite=${content.suite}`, `Codename=${content.suite}`, "Components=main", `Architectures=${content.architectures.join(" ")}`, "Acquire-By-Hash=yes", "Description=Packages for apt-ostree package layering", "MD5=false", "SHA1=false", "SHA512=false"].flatMap((field) => ["-o", `APT::FTPArchive::Release::${field}`]),
+    ...["Origin=apt-ostree", "Label=apt-ostree", `Suite=${content.suite}`, `Codename=${content.suite}`, "Components=main", `Architectures=${architectures.join(" ")}`, "Acquire-By-Hash=yes", "Description=Packages for apt-ostree package layering", "MD5=false", "SHA1=false", "SHA512=false"].flatMap((field) => ["-o", `APT::FTPArchive::Release::${field}`]),
     "release",
     staging,
   ]);
@@ -204,7 +217,7 @@ async function buildSuite(options: BuildAptRepoOptions, content: SuiteContent): 
   await writeFileAtomic(join(suiteDir, "InRelease"), signed.inRelease);
   await rm(staging, { recursive: true, force: true });
   log.info({ event: "apt-repo.suite", suite: content.suite, packages, added }, `apt repository suite ${content.suite}: ${packages} package(s), ${added} added`);
-  return { suite: content.suite, architectures: content.architectures, packages, added, inRelease: join(suiteDir, "InRelease") };
+  return { suite: content.suite, architectures, packages, added, inRelease: join(suiteDir, "InRelease") };
 }
 
 /** Builds under `<dir>/.lock`, after removing what a run killed part-way left (it was never named by an InRelease). */
@@ -216,12 +229,20 @@ export async function buildAptRepo(options: BuildAptRepoOptions): Promise<SuiteR
       if (name.startsWith(".staging-")) await rm(join(options.dir, "dists", name), { recursive: true, force: true });
     }
     await removePoolLeftovers(join(options.dir, "pool"));
+    await removeIndexLeftovers(join(options.dir, "dists"));
     const results: SuiteResult[] = [];
     for (const suite of options.suites) results.push(await buildSuite(options, suite));
     return results;
   } finally {
     await release();
   }
+}
+
+/** writeFileAtomic's temporaries a killed run left among the indices. */
+async function removeIndexLeftovers(dir: string): Promise<void> {
+  const entries = await readdir(dir, { withFileTypes: true }).catch(() => []);
+  if (entries.some((entry) => entry.isFile())) await removeAtomicWriteLeftovers(dir);
+  for (const entry of entries) if (entry.isDirectory() && !entry.name.startsWith(".")) await removeIndexLeftovers(join(dir, entry.name));
 }
 
 async function removePoolLeftovers(dir: string): Promise<void> {

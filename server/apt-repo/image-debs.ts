@@ -10,7 +10,9 @@ import type { PackageEntry } from "../../shared/image/commit-metadata.ts";
 import { resolveRef } from "../../shared/ostree/repo.ts";
 import { commitHistory } from "../publish/history.ts";
 import { aptCacheArchives } from "../compose/cache.ts";
-import { AptRepoError, checkDebFields, checkSuiteName, type DebFile } from "./build.ts";
+import { parse as parseYaml } from "yaml";
+import { runOstree } from "../../shared/ostree/exec.ts";
+import { AptRepoError, checkArchitecture, checkDebFields, checkSuiteName, type DebFile } from "./build.ts";
 
 export interface ImageDebs {
   ref: string;
@@ -24,11 +26,24 @@ export interface ImageDebs {
   missing: PackageEntry[];
 }
 
-/** `<distro>/<suite>/...`: the default ref template's first two parts, unless given. */
-export function distroAndSuite(ref: string, given: { distro?: string | undefined; suite?: string | undefined }): { distro: string; suite: string } {
-  const [distro, suite] = ref.split("/");
-  const result = { distro: given.distro ?? distro ?? "", suite: given.suite ?? suite ?? "" };
-  if (!result.distro || !result.suite) throw new AptRepoError(`cannot tell the distro and suite of ref '${ref}' (not <distro>/<suite>/...): pass --distro and --suite`);
+/**
+ * The suite devices of the image ask for: the `layeringSuite` compose wrote into the image's
+ * agent.yaml (--apt-keyring), else the default ref template's second part. `given` (--suite)
+ * wins; the distro (the compose cache's name) is the ref's first part unless given.
+ */
+export async function distroAndSuite(repo: string, commit: string, ref: string, given: { distro?: string | undefined; suite?: string | undefined }): Promise<{ distro: string; suite: string; fromImage: boolean }> {
+  const [distro, refSuite] = ref.split("/");
+  const agentYaml = await runOstree(["cat", `--repo=${repo}`, commit, "/usr/lib/apt-ostree/agent.yaml"]).catch(() => "");
+  const imageSuite = (() => {
+    try {
+      const value = (parseYaml(agentYaml) as { layeringSuite?: unknown } | null)?.layeringSuite;
+      return typeof value === "string" ? value : undefined;
+    } catch {
+      return undefined;
+    }
+  })();
+  const result = { distro: given.distro ?? distro ?? "", suite: given.suite ?? imageSuite ?? refSuite ?? "", fromImage: given.suite === undefined && imageSuite !== undefined };
+  if (!result.distro || !result.suite) throw new AptRepoError(`cannot tell the distro and suite of ref '${ref}' (not <distro>/<suite>/..., and its image has no layeringSuite): pass --distro and --suite`);
   checkSuiteName(result.suite);
   checkSuiteName(result.distro);
   return result;
@@ -44,10 +59,11 @@ export async function imageDebs(options: { repo: string; ref: string; cacheDir: 
   if (head === null) throw new AptRepoError(`ref '${options.ref}' does not exist in ${options.repo}`);
   const entries = await commitHistory(options.repo, head, options.history - 1);
   const architecture = entries[0]!.info.architecture;
-  const { distro, suite } = distroAndSuite(options.ref, options);
+  checkArchitecture(architecture, `${options.ref}'s architecture`);
+  const { distro, suite } = await distroAndSuite(options.repo, head, options.ref, options);
   const archives = aptCacheArchives(options.cacheDir, { distro, suite, architecture });
   if (!(await stat(archives).catch(() => null))?.isDirectory()) {
-    throw new AptRepoError(`the compose cache has no packages for ${distro} ${suite} ${architecture} (${archives}): apt-repo publishes the .debs compose downloaded there; compose the image on this host first, or pass --cache`);
+    throw new AptRepoError(`the compose cache has no packages for ${distro} ${suite} ${architecture} (${archives}): apt-repo publishes the .debs compose downloaded there; compose the image on this host first, or pass --cache (or --distro and --suite when the ref is not <distro>/<suite>/...)`);
   }
   const seen = new Map<string, DebFile>();
   const missing = new Map<string, PackageEntry>();

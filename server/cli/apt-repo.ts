@@ -3,7 +3,7 @@ import { defineCommand, printResult } from "../../shared/cli/command.ts";
 import { UsageError } from "../../shared/errors.ts";
 import { createLogger } from "../../shared/log.ts";
 import { ensureArchiveKey, stopAgent } from "../apt-repo/archive-key.ts";
-import { AptRepoError, buildAptRepo, checkSuiteName, publishKeyring, readDebFields, type DebFile, type SuiteContent } from "../apt-repo/build.ts";
+import { AptRepoError, buildAptRepo, checkArchitecture, checkSuiteName, publishKeyring, readDebFields, type DebFile, type SuiteContent } from "../apt-repo/build.ts";
 import { archiveFileName, imageDebs, type ImageDebs } from "../apt-repo/image-debs.ts";
 import { defaultCacheDir } from "../compose/cache.ts";
 import { defaultRepo } from "./defaults.ts";
@@ -63,6 +63,7 @@ export const aptRepoCommand = defineCommand({
       if (!content.architectures.includes(image.architecture)) content.architectures.push(image.architecture);
       content.debs.push(...image.debs);
     }
+    for (const arch of options.architecture ?? []) checkArchitecture(arch, "--architecture");
     if (refs.length === 0) for (const arch of options.architecture ?? []) if (!suiteFor(options.suite!).architectures.includes(arch)) suiteFor(options.suite!).architectures.push(arch);
     for (const content of suites.values()) {
       for (const deb of extraDebs) {
@@ -73,7 +74,9 @@ export const aptRepoCommand = defineCommand({
       }
     }
     const keyDir = resolve(options["key-dir"] ?? defaultAptKeyDir(io.env));
-    const key = await ensureArchiveKey(keyDir);
+    const key = await ensureArchiveKey(keyDir, (fingerprint) => {
+      log.warn({ event: "apt-repo.key.created", fingerprint, keyDir }, `made a new archive signing key ${fingerprint} in ${keyDir}: compose images with --apt-keyring ${join(keyDir, "archive-keyring.gpg")} so devices trust it`);
+    });
     const dir = join(repo, "apt");
     try {
       const results = await buildAptRepo({ dir, suites: [...suites.values()], key, log });

@@ -35,7 +35,7 @@ async function aptClient(name: string, keyring: string) {
   await writeFile(join(root, "etc/sources.list"), `deb [signed-by=${keyring}] ${http.url}apt bookworm main\n`);
   const conf = [`Dir::Etc "${root}/etc/";`, `Dir::State "${root}/state/";`, `Dir::State::status "${root}/status";`, `Dir::Cache "${root}/cache/";`, 'APT::Architecture "amd64";', 'Acquire::Languages "none";', 'APT::Sandbox::User "root";'].join("\n");
   await writeFile(join(root, "apt.conf"), `${conf}\n`);
-  return (args: string[]) => execa("apt-get", args, { env: { APT_CONFIG: join(root, "apt.conf"), LC_ALL: "C.UTF-8" }, reject: false });
+  return (args: string[]) => execa("apt-get", args, { cwd: root, env: { APT_CONFIG: join(root, "apt.conf"), LC_ALL: "C.UTF-8" }, reject: false });
 }
 
 beforeAll(async () => {
@@ -62,7 +62,7 @@ beforeAll(async () => {
 afterAll(async () => {
   http?.server.close();
   await removeArchiveKey(keyDir).catch(() => {});
-  await removeTree(work);
+  if (!process.env.KEEP) await removeTree(work);
 });
 
 describe("apt-ostree-server apt-repo", () => {
@@ -89,8 +89,10 @@ describe("apt-ostree-server apt-repo", () => {
     expect(simulate.exitCode, simulate.stderr).toBe(0);
     expect(simulate.stdout).toMatch(/^Inst libtest-base \(1:2\.0-1 apt-ostree:bookworm \[amd64\]\)/m);
     expect(simulate.stdout).toMatch(/^Inst extra-tool \(0\.1 /m);
-    const download = await apt(["download", "test-tool"]);
+    const download = await apt(["download", "libtest-base"]);
     expect(download.exitCode, download.stderr).toBe(0);
+    // The epoch's ':' is escaped in the downloaded file's name, as in the pool.
+    expect(await readdir(join(work, "client-good"))).toContain("libtest-base_1%3a2.0-1_amd64.deb");
   });
 
   it("is refused by apt with another key, and when an index is tampered with", async () => {
