@@ -44,7 +44,7 @@ export interface AssembleOptions {
   /** The signed commit to build on. */
   base: string;
   request: LayerRequest;
-  /** APT configuration for layering, bound read-only: sources.list, sources.list.d/, trusted.gpg.d/ (the device's /etc/apt by default). */
+  /** The device's APT configuration for layering (sources.list, sources.list.d/, trusted.gpg.d/), copied for each run: apt-sources.ts. */
   aptEtc: string;
   /** The server's APT repository, added to the sources when the base trusts it (apt-sources.ts). */
   serverSource?: ServerAptSource | null;
