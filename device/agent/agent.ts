@@ -64,6 +64,8 @@ export interface AgentOptions {
   serverReached: () => Promise<boolean>;
   log: Logger;
   now?: () => Date;
+  /** How long a state write that failed (a full disk) waits before it is tried again (default STATE_WRITE_RETRY_MS). */
+  stateWriteRetryMs?: number;
 }
 
 export class Agent {
@@ -286,7 +288,7 @@ export class Agent {
           continue;
         }
         if (tries === 1 || tries % 10 === 0) {
-          this.options.log.error({ event: "agent.state.write-failed", err: error, what, tries }, `cannot write the state file for ${what} (${errorChain(error)}); waiting, trying again every ${STATE_WRITE_RETRY_MS / 1000} s`);
+          this.options.log.error({ event: "agent.state.write-failed", err: error, what, tries }, `cannot write the state file for ${what} (${errorChain(error)}); waiting, trying again every ${this.stateWriteRetryMs / 1000} s`);
         }
         await new Promise<void>((resolve) => {
           const wake = () => {
@@ -294,7 +296,7 @@ export class Agent {
             this.waitingWrites.delete(wake);
             resolve();
           };
-          const timer = setTimeout(wake, STATE_WRITE_RETRY_MS);
+          const timer = setTimeout(wake, this.stateWriteRetryMs);
           this.waitingWrites.add(wake);
         });
         if (this.stopped) throw new AptOstreeError("E_AGENT_STOPPED", `the agent stopped while the state file for ${what} waited to be written`, { cause: error });
@@ -421,6 +423,10 @@ export class Agent {
   async reconcile(): Promise<void> {
     this.facts.forget();
     await this.dispatch({ type: "deployments-changed", deployedCommits: (await this.facts.deployments()).map((d) => d.base) });
+  }
+
+  private get stateWriteRetryMs(): number {
+    return this.options.stateWriteRetryMs ?? STATE_WRITE_RETRY_MS;
   }
 
   get log(): Logger {

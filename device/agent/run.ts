@@ -5,7 +5,7 @@ import type { Logger } from "../../shared/log.ts";
 import type { AgentSettings } from "../config/settings.ts";
 import { grubenvBootCounter } from "../health/boot-counter.ts";
 import { rebootStrategy } from "../strategy/index.ts";
-import { Agent } from "./agent.ts";
+import { Agent, type AgentOptions } from "./agent.ts";
 import { loadIdentity } from "./identity.ts";
 import { loadEnrollmentSecret } from "./enrollment-secret.ts";
 import { connectMqtt, type MqttLink } from "./mqtt-link.ts";
@@ -27,7 +27,7 @@ export interface RunningAgent {
   stop(): Promise<void>;
 }
 
-export async function runAgent(settings: AgentSettings, log: Logger): Promise<RunningAgent> {
+export async function runAgent(settings: AgentSettings, log: Logger, tuning: Pick<AgentOptions, "stateWriteRetryMs"> = {}): Promise<RunningAgent> {
   await mkdir(settings.stateDir, { recursive: true, mode: 0o700 });
   const releaseLock = await takeStateLock(settings, 60_000);
   // Holding the lock, nothing else writes here: what a kill -9 left between write and rename goes.
@@ -50,6 +50,7 @@ export async function runAgent(settings: AgentSettings, log: Logger): Promise<Ru
     },
     serverReached: () => link?.waitConnected(settings.serverReachTimeoutSeconds * 1000) ?? Promise.resolve(false),
     log,
+    ...tuning,
   });
   link = connectMqtt({
     settings,

@@ -161,11 +161,14 @@ export class AgentFixture {
     await this.startServer();
   }
 
+  /** How long a failed state write waits before its next try (the agent's 30 s unless set). */
+  stateWriteRetryMs: number | undefined = undefined;
+
   /** Starts the agent; with `keepLogs`, what it logs from then on (debug and up) goes to `logs`, cleared at each start. */
   async startAgent(): Promise<RunningAgent> {
     this.logs.length = 0;
     const log = this.keepLogs ? pino({ level: "debug" }, { write: (line: string) => void this.logs.push(JSON.parse(line)) }) : silentLogger();
-    this.agent = await runAgent(this.settings, log);
+    this.agent = await runAgent(this.settings, log, this.stateWriteRetryMs === undefined ? {} : { stateWriteRetryMs: this.stateWriteRetryMs });
     return this.agent;
   }
 
