@@ -43,6 +43,11 @@ export interface VmOptions {
    * guest had not written yet, as a power cut does).
    */
   diskCache?: "unsafe" | "none";
+  /**
+   * Log every write and flush the guest sends to this file (qemu's blklogwrites, dm-log-writes
+   * format; qemu/write-log.ts replays it): a raw disk only. The file should start empty.
+   */
+  writeLog?: string;
   /** A Unix socket for the guest's test console port (qemu/test-console.ts), for disks built with --test-console. */
   testConsoleSocket?: string;
   /** A Unix socket for QMP, qemu's machine protocol (`setLink`). */
@@ -60,6 +65,15 @@ export class VmError extends AptOstreeError {
   }
 }
 
+function driveSpec(options: VmOptions): string {
+  const cache = options.diskCache ?? "unsafe";
+  if (options.writeLog === undefined) return `file=${options.disk},format=${options.diskFormat ?? "raw"},if=virtio,cache=${cache}`;
+  if ((options.diskFormat ?? "raw") !== "raw") throw new VmError("a write log needs a raw disk");
+  // The super block is left alone (the replay reads entries up to the first empty one): its
+  // periodic updates would add flushes the guest never asked for.
+  return `if=virtio,cache=${cache},driver=blklogwrites,file.driver=file,file.filename=${options.disk},log.driver=file,log.filename=${options.writeLog},log-super-update-interval=1000000000000`;
+}
+
 export function qemuArgs(options: VmOptions): string[] {
   const accel = options.accel ?? "tcg";
   const machine = MACHINES[options.arch ?? "amd64"];
@@ -68,7 +82,7 @@ export function qemuArgs(options: VmOptions): string[] {
     "-nodefaults", "-no-user-config", "-display", "none",
     ...machine.machine, ...machine.firmware, "-accel", accel === "kvm" ? "kvm" : "tcg,thread=multi", "-cpu", accel === "kvm" ? "host" : machine.tcgCpu,
     "-smp", String(options.cpus ?? 2), "-m", String(options.memoryMiB ?? 1536),
-    "-drive", `file=${options.disk},format=${options.diskFormat ?? "raw"},if=virtio,cache=${options.diskCache ?? "unsafe"}`,
+    "-drive", driveSpec(options),
     "-netdev", `user,id=${NETDEV_ID}`, "-device", `virtio-net-pci,netdev=${NETDEV_ID}`,
     ...(options.qmpSocket ? ["-qmp", `unix:${options.qmpSocket},server=on,wait=off`] : []),
     ...(options.rtcBase ? ["-rtc", `base=${options.rtcBase.toISOString().slice(0, 19)}`] : []),

@@ -9,6 +9,7 @@ import { join } from "node:path";
 import { execa } from "execa";
 import { TestConsole } from "../../qemu/test-console.ts";
 import { Vm, accelFromEnv, type VmOptions } from "../../qemu/vm.ts";
+import { replayDurableWrites, type ReplayStats } from "../../qemu/write-log.ts";
 import { serveRelease, type PowerCutFixture, type Release } from "./power-cut/fixture.ts";
 import { SoakServer } from "./power-cut/server.ts";
 import { ThrottleProxy } from "./throttle-proxy.ts";
@@ -16,6 +17,12 @@ import { freePort } from "../helpers/mosquitto.ts";
 
 export interface RigOptions {
   vm?: Partial<VmOptions>;
+  /**
+   * A disk with a volatile write cache: until the first power cut the VM runs on a raw copy of
+   * the enrolled disk with every write and flush logged, and the cut keeps only what the guest's
+   * flushes covered (qemu/write-log.ts). Otherwise a qcow2 overlay opened cache=none.
+   */
+  strict?: boolean;
   /** Serve HTTP to the device through a proxy at this rate per connection (the server moves to another port). */
   throttleBytesPerSecond?: number;
 }
@@ -31,6 +38,8 @@ export interface DeviceView {
 export class SoakRig {
   private powerOns = 0;
   vm: Vm | null = null;
+  /** Strict mode: the first cut's replay, once it happened. */
+  replay: ReplayStats | null = null;
 
   private constructor(
     readonly fixture: PowerCutFixture,
@@ -40,6 +49,7 @@ export class SoakRig {
     private readonly vmOptions: Partial<VmOptions>,
     /** The proxy between the device and the server's HTTP, when throttled. */
     readonly proxy: ThrottleProxy | null,
+    readonly strict: boolean,
   ) {}
 
   /** Sets up `dir` (emptied first) for a run that rolls out `release`. */
@@ -47,7 +57,12 @@ export class SoakRig {
     await rm(dir, { recursive: true, force: true });
     await mkdir(dir, { recursive: true });
     await cp(fixture.baseData, join(dir, "data"), { recursive: true });
-    await execa("qemu-img", ["create", "-q", "-f", "qcow2", "-b", fixture.baseDisk, "-F", "raw", join(dir, "disk.qcow2")]);
+    if (options.strict) {
+      await execa("cp", ["--sparse=always", fixture.baseDisk, join(dir, "live.raw")]);
+      await execa("truncate", ["-s", "64G", join(dir, "writes.log")]);
+    } else {
+      await execa("qemu-img", ["create", "-q", "-f", "qcow2", "-b", fixture.baseDisk, "-F", "raw", join(dir, "disk.qcow2")]);
+    }
     await serveRelease(fixture, release);
     // The disk names the fixture's port: a throttled run puts the proxy there and the server behind it.
     const httpPort = options.throttleBytesPerSecond ? await freePort() : fixture.httpPort;
@@ -55,7 +70,7 @@ export class SoakRig {
     const proxy = options.throttleBytesPerSecond
       ? await ThrottleProxy.start({ listenPort: fixture.httpPort, targetPort: httpPort, bytesPerSecond: options.throttleBytesPerSecond })
       : null;
-    return new SoakRig(fixture, dir, server, httpPort, options.vm ?? {}, proxy);
+    return new SoakRig(fixture, dir, server, httpPort, options.vm ?? {}, proxy, options.strict ?? false);
   }
 
   private static serverOptions(fixture: PowerCutFixture, dir: string, httpPort: number) {
@@ -78,14 +93,34 @@ export class SoakRig {
   /** Starts the VM (a cold boot), its serial log in serial-N.log for the Nth power-on. */
   async powerOn(): Promise<Vm> {
     this.powerOns++;
+    const disk: Partial<VmOptions> = !this.strict
+      ? { disk: join(this.dir, "disk.qcow2"), diskFormat: "qcow2" }
+      : this.replay === null
+        ? { disk: join(this.dir, "live.raw"), diskFormat: "raw", writeLog: join(this.dir, "writes.log") }
+        : { disk: join(this.dir, "disk.raw"), diskFormat: "raw" };
     const vm = new Vm({
-      disk: join(this.dir, "disk.qcow2"), diskFormat: "qcow2", diskCache: "none", arch: this.fixture.arch,
+      disk: "", ...disk, diskCache: "none", arch: this.fixture.arch,
       serialLog: join(this.dir, `serial-${this.powerOns}.log`), accel: accelFromEnv(), testConsoleSocket: this.consoleSocket, qmpSocket: join(this.dir, "qmp.sock"),
       ...this.vmOptions,
     });
     await vm.start();
     this.vm = vm;
     return vm;
+  }
+
+  /**
+   * Cuts the power (SIGKILL of qemu). Strict, at the first cut: the disk the VM powers on with
+   * next is the enrolled disk plus only the writes its flushes covered.
+   */
+  async cutPower(): Promise<ReplayStats | null> {
+    await this.vm?.powerCut();
+    if (!this.strict || this.replay !== null) return null;
+    const disk = join(this.dir, "disk.raw");
+    await execa("cp", ["--sparse=always", this.fixture.baseDisk, disk]);
+    this.replay = await replayDurableWrites(join(this.dir, "writes.log"), disk);
+    await rm(join(this.dir, "live.raw"), { force: true });
+    await rm(join(this.dir, "writes.log"), { force: true });
+    return this.replay;
   }
 
   /** The server's record of the device and its events, newest first. */

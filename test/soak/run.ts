@@ -1,6 +1,6 @@
 /**
  * `npm run soak -- power-cut [--trials N] [--arch amd64|arm64] [--seed S] [--phase P[,P...]]
- * [--fsck] [--reuse-fixture]`: the power-cut campaign of issue 20 in real VMs. Trials cycle through
+ * [--fsck] [--strict] [--reuse-fixture]`: the power-cut campaign of issue 20 in real VMs. Trials cycle through
  * the chosen phases; trial i uses seed S+i, so a failing trial replays with `--seed` and `--phase`.
  * Prints a line per trial and a table per phase, writes the results as JSON beside the fixture,
  * and exits 1 if any trial failed (its serial logs, disk and server log are kept).
@@ -32,6 +32,8 @@ Options:
   --seed S          first trial's seed (default: from the clock); trial i uses S+i
   --phase P[,P]     phases to cut in (default all): ${PHASE_NAMES.join(", ")}
   --fsck            also run ostree fsck inside the VM after each trial (minutes each under TCG)
+  --strict          a disk with a volatile write cache: the cut also loses every write after the
+                    guest's last flush (qemu's blklogwrites log, replayed up to that flush)
   --reuse-fixture   reuse the composed releases and enrolled disk of the last run, if any
   -h, --help        this text
 
@@ -48,6 +50,7 @@ const { values, positionals } = parseArgs({
     phase: { type: "string" },
     scenario: { type: "string" },
     fsck: { type: "boolean", default: false },
+    strict: { type: "boolean", default: false },
     "reuse-fixture": { type: "boolean", default: false },
     help: { type: "boolean", short: "h" },
   },
@@ -85,12 +88,12 @@ say(`${trials} trial(s), seed ${seed}, phases ${chosen.join(", ")}`);
 const results: TrialResult[] = [];
 for (let i = 0; i < trials; i++) {
   const phase = byName.get(chosen[i % chosen.length]!)!;
-  const result = await runTrial({ fixture, index: i, phase, seed: seed + i, fsck: values.fsck, progress: say });
+  const result = await runTrial({ fixture, index: i, phase, seed: seed + i, fsck: values.fsck, strict: values.strict, progress: say });
   results.push(result);
   say(describeTrial(result));
   // After every trial: a batch stopped part-way keeps the record of the trials it ran.
   await mkdir(dir, { recursive: true });
-  await writeFile(join(dir, `results-${seed}.json`), `${JSON.stringify(results, null, 2)}\n`);
+  await writeFile(join(dir, `results-${seed}${values.strict ? "-strict" : ""}.json`), `${JSON.stringify(results, null, 2)}\n`);
 }
 process.stdout.write(`\n${summarize(results)}\n\n`);
 const failed = results.filter((r) => !r.passed);

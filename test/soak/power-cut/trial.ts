@@ -12,6 +12,7 @@ import { until } from "../../helpers/wait.ts";
 import { KERNEL, checkInside, checkStory, count, settle, sleep, type SettledOutcome } from "../checks.ts";
 import { SoakRig } from "../rig.ts";
 import type { PowerCutFixture } from "./fixture.ts";
+import type { ReplayStats } from "../../../qemu/write-log.ts";
 import type { Outcome, Phase, PhaseName } from "./phases.ts";
 
 export interface TrialResult {
@@ -32,6 +33,8 @@ export interface TrialResult {
   failures: string[];
   /** Where the trial's serial logs and disk were kept (failed trials), or null. */
   artifacts: string | null;
+  /** Strict mode: the writes the cut dropped (those no flush covered). */
+  replay?: ReplayStats;
 }
 
 export interface TrialOptions {
@@ -43,6 +46,8 @@ export interface TrialOptions {
   maxBoots?: number;
   /** Run `ostree fsck` inside the VM after the outcome (minutes under TCG). */
   fsck?: boolean;
+  /** The disk loses what the guest wrote after its last flush (a volatile write cache): SoakRig's strict mode. */
+  strict?: boolean;
   progress?: (line: string) => void;
 }
 
@@ -56,7 +61,7 @@ export async function runTrial(options: TrialOptions): Promise<TrialResult> {
   const { v1 } = fixture.releases;
   const dir = join(fixture.dir, "trials", `${String(index).padStart(3, "0")}-${phase.name}`);
   const result: TrialResult = { index, phase: phase.name, seed: options.seed, delayMs, cutAfter: "", reportedAfterCut: [], outcome: "stuck", passed: false, bootsAfterCut: 0, recoverySeconds: 0, failures: [], artifacts: null };
-  const rig = await SoakRig.open(fixture, dir, release);
+  const rig = await SoakRig.open(fixture, dir, release, { strict: options.strict ?? false });
   try {
     let vm = await rig.powerOn();
     await vm.waitForSerial(/Boot healthy: no update on trial/, 10 * 60_000 * slow);
@@ -79,9 +84,10 @@ export async function runTrial(options: TrialOptions): Promise<TrialResult> {
       const fault = await rig.console().run(phase.fault, 10 * 60_000 * slow);
       if (fault.exitCode !== 0) throw new Error(`the fault '${phase.fault}' failed in the VM: ${fault.output.slice(-300)}`);
     }
-    await vm.powerCut();
+    const replay = await rig.cutPower();
+    if (replay) result.replay = replay;
     result.cutAfter = reports((await rig.device()).events)[0]?.state ?? "(none)";
-    say(`trial ${index}: power cut after '${result.cutAfter}'`);
+    say(`trial ${index}: power cut after '${result.cutAfter}'${replay ? ` (strict: ${replay.dropped} of ${replay.writes} writes, ${Math.round(replay.droppedBytes / 1024)} KiB, after the last of ${replay.flushes} flushes dropped)` : ""}`);
 
     const back = Date.now();
     vm = await rig.powerOn();
@@ -106,5 +112,5 @@ export async function runTrial(options: TrialOptions): Promise<TrialResult> {
 
 /** The summary line of a trial, for logs. */
 export function describeTrial(result: TrialResult): string {
-  return `${result.passed ? "PASS" : "FAIL"} #${result.index} ${result.phase} seed=${result.seed} cut ${result.delayMs} ms after marker (last report '${result.cutAfter}', then ${result.reportedAfterCut.join(" > ") || "none"}): ${result.outcome}, ${result.bootsAfterCut} boot(s), ${result.recoverySeconds} s${result.failures.length ? `\n    ${result.failures.join("\n    ")}` : ""}${result.artifacts ? `\n    kept: ${result.artifacts}` : ""}`;
+  return `${result.passed ? "PASS" : "FAIL"} #${result.index} ${result.phase} seed=${result.seed} cut ${result.delayMs} ms after marker (last report '${result.cutAfter}', then ${result.reportedAfterCut.join(" > ") || "none"}): ${result.outcome}, ${result.bootsAfterCut} boot(s), ${result.recoverySeconds} s${result.replay ? `, strict: ${result.replay.dropped} write(s) dropped` : ""}${result.failures.length ? `\n    ${result.failures.join("\n    ")}` : ""}${result.artifacts ? `\n    kept: ${result.artifacts}` : ""}`;
 }
