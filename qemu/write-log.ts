@@ -51,10 +51,20 @@ export interface ReplayStats {
 export async function readWriteLog(log: FileHandle): Promise<WriteLogEntry[]> {
   const header = Buffer.alloc(32);
   await log.read(header, 0, 32, 0);
+  // qemu writes the super at the first flush entry: a log cut before it has entries of 512-byte sectors, none covered.
+  if (header.every((byte) => byte === 0)) return readEntries(log, 512);
   if (header.readBigUInt64LE(0) !== WRITE_LOG_MAGIC) throw new WriteLogError("not a dm-log-writes log (bad magic)");
   if (header.readBigUInt64LE(8) !== 1n) throw new WriteLogError(`unknown dm-log-writes version ${header.readBigUInt64LE(8)}`);
   const sectorSize = header.readUInt32LE(24);
   if (sectorSize < 512 || sectorSize > 65536 || (sectorSize & (sectorSize - 1)) !== 0) throw new WriteLogError(`bad log sector size ${sectorSize}`);
+  return readEntries(log, sectorSize);
+}
+
+/** Every flag qemu's and Linux's writers set: anything else is a misparse, not a log. */
+const KNOWN_FLAGS = 0x1fn;
+
+async function readEntries(log: FileHandle, sectorSize: number): Promise<WriteLogEntry[]> {
+  const header = Buffer.alloc(32);
   const { size } = await log.stat();
   const entries: WriteLogEntry[] = [];
   let at = sectorSize;
@@ -65,6 +75,7 @@ export async function readWriteLog(log: FileHandle): Promise<WriteLogEntry[]> {
     const sectors = header.readBigUInt64LE(8);
     const flags = header.readBigUInt64LE(16);
     if (sector === 0n && sectors === 0n && flags === 0n) break;
+    if ((flags & ~KNOWN_FLAGS) !== 0n) throw new WriteLogError(`entry ${entries.length} at ${at} has unknown flags ${flags}: not a write log, or a misparse`);
     const length = Number(sectors) * sectorSize;
     if (!Number.isSafeInteger(length) || at + sectorSize + length > size) throw new WriteLogError(`entry ${entries.length} at ${at} runs past the log's end`);
     entries.push({ offset: Number(sector) * sectorSize, length: (flags & LOG_DISCARD) !== 0n ? 0 : length, flags, dataAt: at + sectorSize });
@@ -75,14 +86,20 @@ export async function readWriteLog(log: FileHandle): Promise<WriteLogEntry[]> {
 
 /**
  * Applies to `target` (the disk as it was when the log started) the writes a disk with a volatile
- * cache must have kept. In log order, a later durable write overwrites an earlier one; writes the
- * disk could have lost are left out entirely (the strictest loss the cache allows).
+ * cache must have kept. In log order, a later durable write overwrites an earlier one; the writes
+ * after the last flush are all left out. (A real cache may also keep some of them, in any order:
+ * a seeded subset is a later refinement.)
  */
 export async function replayDurableWrites(logFile: string, targetFile: string): Promise<ReplayStats> {
   const log = await open(logFile, "r");
-  const target = await open(targetFile, "r+");
+  let target: FileHandle | null = null;
   try {
+    target = await open(targetFile, "r+");
+    const { size: targetSize } = await target.stat();
     const entries = await readWriteLog(log);
+    for (const entry of entries) {
+      if (entry.offset + entry.length > targetSize) throw new WriteLogError(`a write at ${entry.offset} (${entry.length} bytes) runs past the disk's ${targetSize} bytes: a misparse`);
+    }
     let lastFlush = -1;
     entries.forEach((entry, index) => {
       if ((entry.flags & LOG_FLUSH) !== 0n) lastFlush = index;
@@ -100,11 +117,13 @@ export async function replayDurableWrites(logFile: string, targetFile: string): 
         stats.droppedBytes += entry.length;
       }
     }
+    // Writes and not one flush: the VM's cache mode swallowed the flushes (cache=unsafe), and the replay would drop everything.
+    if (stats.writes > 0 && stats.flushes === 0 && entries.length > 100) throw new WriteLogError(`${stats.writes} writes and no flush in the log: was the disk opened cache=unsafe? (flushes never reach blklogwrites then)`);
     await target.sync();
     return stats;
   } finally {
     await log.close();
-    await target.close();
+    await target?.close();
   }
 }
 

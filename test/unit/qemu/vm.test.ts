@@ -24,8 +24,9 @@ describe("qemu command line", () => {
 
   it("logs the guest's writes and flushes through blklogwrites when asked, on a raw disk only", () => {
     const args = qemuArgs({ disk: "/d.raw", serialLog: "/s.log", diskCache: "none", writeLog: "/w.log" });
-    expect(option(args, "-drive")).toBe("if=virtio,cache=none,driver=blklogwrites,file.driver=file,file.filename=/d.raw,log.driver=file,log.filename=/w.log,log-super-update-interval=1000000000000");
-    expect(() => qemuArgs({ disk: "/d.qcow2", diskFormat: "qcow2", serialLog: "/s.log", writeLog: "/w.log" })).toThrow(/raw disk/);
+    expect(option(args, "-drive")).toBe("if=virtio,cache=none,driver=blklogwrites,file.driver=file,file.filename=/d.raw,file.cache.no-flush=on,log.driver=file,log.filename=/w.log,log.cache.no-flush=on,log-super-update-interval=1000000000000");
+    expect(() => qemuArgs({ disk: "/d.qcow2", diskFormat: "qcow2", serialLog: "/s.log", diskCache: "none", writeLog: "/w.log" })).toThrow(/raw disk/);
+    expect(() => qemuArgs({ disk: "/d.raw", serialLog: "/s.log", writeLog: "/w.log" })).toThrow(/diskCache 'none'/);
   });
 
   it("adds a QMP socket and a guest clock start only when asked", () => {
