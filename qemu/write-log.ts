@@ -137,3 +137,41 @@ async function copyRange(from: FileHandle, fromAt: number, to: FileHandle, toAt:
     done += size;
   }
 }
+
+/**
+ * Follows a log qemu is writing, entry by entry from where it last stopped: whether its newest
+ * entry is a write no flush covers yet, the moment a volatile cache has something to lose.
+ */
+export class WriteLogTail {
+  private at = -1;
+  private sectorSize = 512;
+  private last: bigint | null = null;
+
+  constructor(private readonly file: string) {}
+
+  /** Reads what was appended since the last call; true when the newest entry is an unflushed write. */
+  async unflushedWriteLast(): Promise<boolean> {
+    const log = await open(this.file, "r");
+    try {
+      const header = Buffer.alloc(32);
+      if (this.at < 0) {
+        await log.read(header, 0, 32, 0);
+        if (header.readBigUInt64LE(0) === WRITE_LOG_MAGIC) this.sectorSize = header.readUInt32LE(24);
+        this.at = this.sectorSize;
+      }
+      const { size } = await log.stat();
+      while (this.at + 32 <= size) {
+        const { bytesRead } = await log.read(header, 0, 32, this.at);
+        if (bytesRead < 32) break;
+        const sectors = header.readBigUInt64LE(8);
+        const flags = header.readBigUInt64LE(16);
+        if (header.readBigUInt64LE(0) === 0n && sectors === 0n && flags === 0n) break;
+        this.last = flags;
+        this.at += this.sectorSize * (1 + ((flags & LOG_DISCARD) !== 0n ? 0 : Number(sectors)));
+      }
+      return this.last !== null && (this.last & (LOG_FLUSH | LOG_DISCARD | LOG_MARK)) === 0n;
+    } finally {
+      await log.close();
+    }
+  }
+}

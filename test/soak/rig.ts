@@ -9,7 +9,7 @@ import { join } from "node:path";
 import { execa } from "execa";
 import { TestConsole } from "../../qemu/test-console.ts";
 import { Vm, accelFromEnv, type VmOptions } from "../../qemu/vm.ts";
-import { replayDurableWrites, type ReplayStats } from "../../qemu/write-log.ts";
+import { replayDurableWrites, WriteLogTail, type ReplayStats } from "../../qemu/write-log.ts";
 import { serveRelease, type PowerCutFixture, type Release } from "./power-cut/fixture.ts";
 import { SoakServer } from "./power-cut/server.ts";
 import { ThrottleProxy } from "./throttle-proxy.ts";
@@ -106,6 +106,22 @@ export class SoakRig {
     await vm.start();
     this.vm = vm;
     return vm;
+  }
+
+  /**
+   * Strict, before the first cut: waits (at most `maxMs`) until the guest's newest write is one no
+   * flush covers yet, so the cut has something to lose; false when none came in time. The guest
+   * writes in bursts that end with a flush, so a cut timed by the clock alone almost never does.
+   */
+  async awaitUnflushedWrite(maxMs: number): Promise<boolean> {
+    if (!this.strict || this.replay !== null) return false;
+    const tail = new WriteLogTail(join(this.dir, "writes.log"));
+    const deadline = Date.now() + maxMs;
+    while (Date.now() < deadline) {
+      if (await tail.unflushedWriteLast()) return true;
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    return false;
   }
 
   /**

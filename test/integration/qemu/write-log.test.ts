@@ -7,7 +7,7 @@ import { copyFile, open, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { execa } from "execa";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { replayDurableWrites, WriteLogError } from "../../../qemu/write-log.ts";
+import { replayDurableWrites, WriteLogError, WriteLogTail } from "../../../qemu/write-log.ts";
 import { makeTempDir, removeTree } from "../../helpers/tmp.ts";
 
 let dir: string;
@@ -94,6 +94,16 @@ describe("replayDurableWrites", () => {
     const stats = await replayDurableWrites(log, before);
     expect(stats).toMatchObject({ writes: 2, applied: 0, dropped: 2, flushes: 0 });
     expect(await byteAt(before, 0)).toBe(0);
+  });
+
+  it("tells from the log's tail whether the newest write is one no flush covers yet", async () => {
+    const open = await logged("tail-open", ["write -P 0x01 0 4096", "flush", "write -P 0x02 4096 4096"]);
+    expect(await new WriteLogTail(open.log).unflushedWriteLast()).toBe(true);
+    const closed = await logged("tail-closed", ["write -P 0x01 0 4096", "flush"]);
+    const tail = new WriteLogTail(closed.log);
+    expect(await tail.unflushedWriteLast()).toBe(false);
+    // Read again from where it stopped: nothing new, same answer.
+    expect(await tail.unflushedWriteLast()).toBe(false);
   });
 
   it("refuses a file that is not a write log", async () => {

@@ -84,6 +84,8 @@ export async function runTrial(options: TrialOptions): Promise<TrialResult> {
       const fault = await rig.console().run(phase.fault, 10 * 60_000 * slow);
       if (fault.exitCode !== 0) throw new Error(`the fault '${phase.fault}' failed in the VM: ${fault.output.slice(-300)}`);
     }
+    // Strict: at the next moment the disk's cache holds writes no flush covered (within 20 s).
+    if (options.strict) await rig.awaitUnflushedWrite(20_000 * slow);
     const replay = await rig.cutPower();
     if (replay) result.replay = replay;
     result.cutAfter = reports((await rig.device()).events)[0]?.state ?? "(none)";
