@@ -10,6 +10,7 @@ import { randomBytes } from "node:crypto";
 import { copyFile, mkdir, readdir, rm, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { ARCHIVE_KEYRING_IN_IMAGE } from "../../shared/image/archive-keyring.ts";
+import { isProcessAlive } from "../../shared/process-alive.ts";
 import { LayeringError } from "./errors.ts";
 
 export interface ServerAptSource {
@@ -116,17 +117,8 @@ export async function prepareAptEtc(options: { aptEtc: string; stateDir: string;
 async function removeDeadRuns(stateDir: string): Promise<void> {
   for (const name of await readdir(stateDir).catch(() => [] as string[])) {
     const match = /^etc\.(\d+)\.[0-9a-f]{8}$/.exec(name);
-    if (match && !processExists(Number(match[1]))) await rm(join(stateDir, name), { recursive: true, force: true });
+    if (match && !isProcessAlive(Number(match[1]))) await rm(join(stateDir, name), { recursive: true, force: true });
   }
   // The single directory of earlier versions.
   await rm(join(stateDir, "etc"), { recursive: true, force: true });
-}
-
-function processExists(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === "EPERM";
-  }
 }
